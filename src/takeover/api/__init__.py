@@ -1,0 +1,33 @@
+"""FastAPI application: create_app(services, controllers) builds it; nothing global."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+
+from takeover.api.errors import install_error_handlers
+from takeover.api.routes import failovers, instances, nodes, system
+from takeover.control.loop import ControlLoop
+from takeover.control.services import Services
+
+
+def create_app(
+    services: Services,
+    controllers: ControlLoop | None = None,
+    *,
+    max_body_bytes: int = 1_048_576,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    app = FastAPI(title="takeover", version="0.1.0", lifespan=lifespan, max_body_size=max_body_bytes)
+    app.state.services = services
+    app.state.controllers = controllers
+    install_error_handlers(app)
+    for module in (nodes, instances, failovers):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(system.router)
+    return app
+
+
+__all__ = ["AsyncIterator", "create_app"]

@@ -1,0 +1,55 @@
+"""Typed dependencies: the services, the caller, and role checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from takeover.control.loop import ControlLoop
+from takeover.control.services import Services
+from takeover.domain.errors import Forbidden
+from takeover.domain.models import Principal, Role
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_controllers(request: Request) -> ControlLoop | None:
+    loop: ControlLoop | None = request.app.state.controllers
+    return loop
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ControllersDep = Annotated[ControlLoop | None, Depends(get_controllers)]
+
+
+def get_principal(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    return services.authenticate(credentials.credentials if credentials else None)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_admin(who: PrincipalDep) -> Principal:
+    if who.role is not Role.ADMIN:
+        raise Forbidden("admin token required")
+    return who
+
+
+def require_person(who: PrincipalDep) -> Principal:
+    """Admins and users; node tokens may only heartbeat."""
+    if who.role is Role.NODE:
+        raise Forbidden("node tokens may only send heartbeats")
+    return who
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+PersonDep = Annotated[Principal, Depends(require_person)]

@@ -1,0 +1,42 @@
+"""Instances: placed on the best node at creation; owners see only their own."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+
+from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut
+from takeover.control.services import InstanceDraft
+
+router = APIRouter(prefix="/instances", tags=["instances"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep) -> InstanceOut:
+    draft = InstanceDraft(
+        body.name, body.spec.to_spec(), body.preferred_region, body.failover_enabled, body.failover_strategy
+    )
+    return InstanceOut.of(services.create_instance(who, draft))
+
+
+@router.get("")
+def list_instances(services: ServicesDep, who: PersonDep) -> list[InstanceOut]:
+    return [InstanceOut.of(i) for i in services.list_instances(who)]
+
+
+@router.get("/{instance_id}")
+def get_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> InstanceOut:
+    return InstanceOut.of(services.get_instance(who, instance_id))
+
+
+@router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> Response:
+    services.delete_instance(who, instance_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{instance_id}/assign")
+def assign_instance(instance_id: UUID, body: AssignIn, services: ServicesDep, _: AdminDep) -> InstanceOut:
+    return InstanceOut.of(services.assign_instance(instance_id, body.node_id))

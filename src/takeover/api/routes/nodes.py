@@ -1,0 +1,115 @@
+"""Nodes: registry, heartbeats (desired state in the reply), placement, offline check."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+
+from takeover.api.deps import AdminDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
+from takeover.api.schemas import (
+    CheckOfflineOut,
+    DesiredInstance,
+    FailoverOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    NodeCreate,
+    NodeCreated,
+    NodeOut,
+    NodePatch,
+    SelectIn,
+    SpecOut,
+)
+from takeover.control.services import NodeDraft
+from takeover.domain.errors import Conflict, NoCapacity
+from takeover.domain.heartbeat import Heartbeat, InstanceReport
+from takeover.domain.models import NodeStatus
+from takeover.domain.placement import Ineligible
+
+router = APIRouter(prefix="/nodes", tags=["nodes"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeCreated:
+    draft = NodeDraft(
+        body.name, body.region, str(body.base_url), body.max_instances, body.priority, body.labels
+    )
+    node, token = services.register_node(draft)
+    return NodeCreated(**NodeOut.of(node).model_dump(), api_token=token)
+
+
+@router.get("")
+def list_nodes(
+    services: ServicesDep, who: PersonDep, status: NodeStatus | None = None, region: str | None = None
+) -> list[NodeOut]:
+    return [NodeOut.of(n) for n in services.list_nodes(who, status, region)]
+
+
+@router.post("/select")
+def select_node(body: SelectIn, services: ServicesDep, _: PersonDep) -> NodeOut:
+    choice = services.select_node(body.region, frozenset(body.exclude))
+    if isinstance(choice, Ineligible):
+        raise NoCapacity(choice.reason)
+    return NodeOut.of(choice)
+
+
+@router.post("/check-offline")
+def check_offline(controllers: ControllersDep, _: AdminDep) -> CheckOfflineOut:
+    if controllers is None:
+        raise Conflict("controllers are disabled on this replica (ENABLE_CRON=false); ask another one")
+    outcome = controllers.run_cycle()
+    if not outcome.leader:
+        leader = controllers.leadership.current_leader()
+        raise Conflict(
+            f"replica {leader.holder if leader else '?'} holds the leader lease and runs this check"
+        )
+    monitor = outcome.monitor
+    if monitor is None:
+        raise Conflict(outcome.error or "the check did not run")
+    return CheckOfflineOut(
+        offline_nodes=monitor.offline_nodes,
+        failovers=[FailoverOut.of(f) for f in monitor.failovers],
+        paused_regions=monitor.paused_regions,
+        resumed_regions=monitor.resumed_regions,
+        rate_limited=monitor.rate_limited,
+    )
+
+
+@router.get("/{node_id}")
+def get_node(node_id: UUID, services: ServicesDep, who: PrincipalDep) -> NodeOut:
+    return NodeOut.of(services.get_node(who, node_id))
+
+
+@router.patch("/{node_id}")
+def update_node(node_id: UUID, body: NodePatch, services: ServicesDep, _: AdminDep) -> NodeOut:
+    return NodeOut.of(services.update_node(node_id, body.model_dump(exclude_unset=True)))
+
+
+@router.delete("/{node_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
+    services.delete_node(node_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{node_id}/heartbeat")
+async def heartbeat(
+    node_id: UUID, body: HeartbeatIn, services: ServicesDep, who: PrincipalDep
+) -> HeartbeatOut:
+    reports = tuple(InstanceReport(r.id, r.epoch, r.state) for r in body.instances)
+    result = await services.heartbeat(
+        who, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
+    )
+    return HeartbeatOut(
+        node_id=node_id,
+        health_score=result.node.health_score,
+        status=result.node.status,
+        desired=[
+            DesiredInstance(
+                id=i.id,
+                name=i.name,
+                epoch=i.epoch,
+                spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
+            )
+            for i in result.desired
+        ],
+    )

@@ -1,0 +1,73 @@
+"""Health, metrics, tokens, the mass-failure brake and the event log."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from takeover.api.deps import AdminDep, ServicesDep
+from takeover.api.schemas import Region, TokenCreate, TokenCreated, TokenOut
+from takeover.domain.models import Role
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def healthz(services: ServicesDep, response: Response) -> dict[str, str]:
+    if not services.store.reachable():
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"status": "store unreachable"}
+    return {"status": "ok"}
+
+
+@router.get("/metrics")
+def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/api/v1/tokens", status_code=status.HTTP_201_CREATED)
+def create_token(body: TokenCreate, services: ServicesDep, _: AdminDep) -> TokenCreated:
+    record, raw = services.create_token(Role(body.role), body.subject)
+    return TokenCreated(
+        id=record.id,
+        role=record.role,
+        subject=record.subject,
+        created_at=record.created_at,
+        revoked_at=None,
+        token=raw,
+    )
+
+
+@router.get("/api/v1/tokens")
+def list_tokens(services: ServicesDep, _: AdminDep) -> list[TokenOut]:
+    return [
+        TokenOut(id=t.id, role=t.role, subject=t.subject, created_at=t.created_at, revoked_at=t.revoked_at)
+        for t in services.store.tokens.find()
+    ]
+
+
+@router.delete("/api/v1/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(token_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
+    services.store.tokens.revoke(token_id, services.clock.now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api/v1/regions/paused")
+def paused_regions(services: ServicesDep, _: AdminDep) -> list[dict[str, Any]]:
+    return services.store.pool.paused()
+
+
+@router.post("/api/v1/regions/{region}/resume", status_code=status.HTTP_204_NO_CONTENT)
+def resume_region(region: Region, services: ServicesDep, _: AdminDep) -> Response:
+    services.resume_region(region)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api/v1/events")
+def events(
+    services: ServicesDep, _: AdminDep, limit: int = Query(100, ge=1, le=1000), kind: str | None = None
+) -> list[dict[str, Any]]:
+    return services.store.pool.events(limit, kind)

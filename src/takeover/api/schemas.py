@@ -1,0 +1,213 @@
+"""Request and response bodies. Requests forbid unknown fields, so a typo is a 422 naming it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+LabelValue = str | int | float | bool
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeCreate(Request):
+    name: Name
+    region: Region
+    base_url: HttpUrl
+    max_instances: int = Field(50, ge=1, le=100_000)
+    priority: int = Field(0, ge=-1000, le=1000)
+    labels: dict[Annotated[str, Field(max_length=100)], LabelValue] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
+class NodePatch(Request):
+    status: Literal[NodeStatus.ONLINE, NodeStatus.DRAINING, NodeStatus.MAINTENANCE] | None = None
+    priority: int | None = Field(None, ge=-1000, le=1000)
+    max_instances: int | None = Field(None, ge=1, le=100_000)
+    labels: dict[Annotated[str, Field(max_length=100)], LabelValue] | None = Field(None, max_length=100)
+
+
+class NodeOut(BaseModel):
+    id: UUID
+    name: str
+    region: str
+    base_url: str
+    status: NodeStatus
+    health_score: float
+    max_instances: int
+    current_instances: int
+    cpu_load: float
+    memory_load: float
+    avg_latency_ms: float
+    priority: int
+    labels: dict[str, Any]
+    last_heartbeat_at: datetime | None
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, node: Node) -> NodeOut:
+        return cls.model_validate({f: getattr(node, f) for f in cls.model_fields})
+
+
+class NodeCreated(NodeOut):
+    api_token: str = Field(description="shown this once; only its hash is stored")
+
+
+class InstanceReportIn(Request):
+    id: UUID
+    epoch: int = Field(ge=0)
+    state: Literal[InstanceState.STARTING, InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED]
+
+
+class HeartbeatIn(Request):
+    cpu_load: float = Field(ge=0, le=1, allow_inf_nan=False)
+    memory_load: float = Field(ge=0, le=1, allow_inf_nan=False)
+    avg_latency_ms: float = Field(0.0, ge=0, le=600_000, allow_inf_nan=False)
+    instances: list[InstanceReportIn] = Field(default_factory=list, max_length=10_000)
+
+
+class SpecIn(Request):
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=256)
+    env: dict[
+        Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+        Annotated[str, Field(max_length=32_768)],
+    ] = Field(default_factory=dict, max_length=256)
+    workspace: Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = None
+
+    def to_spec(self) -> InstanceSpec:
+        return InstanceSpec(tuple(self.command), dict(self.env), self.workspace)
+
+
+class SpecOut(BaseModel):
+    command: list[str]
+    env: dict[str, str]
+    workspace: str | None
+
+
+class DesiredInstance(BaseModel):
+    id: UUID
+    name: str
+    epoch: int
+    spec: SpecOut
+
+
+class HeartbeatOut(BaseModel):
+    node_id: UUID
+    health_score: float
+    status: NodeStatus
+    desired: list[DesiredInstance]
+
+
+class SelectIn(Request):
+    region: Region | None = None
+    exclude: list[UUID] = Field(default_factory=list, max_length=10_000)
+
+
+class InstanceCreate(Request):
+    name: Name
+    spec: SpecIn
+    preferred_region: Region | None = None
+    failover_enabled: bool = True
+    failover_strategy: Annotated[str, Field(max_length=50)] | None = None
+
+
+class AssignIn(Request):
+    node_id: UUID
+
+
+class InstanceOut(BaseModel):
+    id: UUID
+    owner: str
+    name: str
+    spec: SpecOut
+    node_id: UUID | None
+    epoch: int
+    state: InstanceState
+    preferred_region: str | None
+    failover_enabled: bool
+    failover_strategy: str | None
+    last_failover_at: datetime | None
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, instance: Instance) -> InstanceOut:
+        data = {f: getattr(instance, f) for f in cls.model_fields if f != "spec"}
+        spec = instance.spec
+        return cls.model_validate(
+            {**data, "spec": {"command": list(spec.command), "env": spec.env, "workspace": spec.workspace}}
+        )
+
+
+class FailoverCreate(Request):
+    instance_id: UUID
+    reason: FailoverReason = FailoverReason.MANUAL
+    target_node_id: UUID | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _not_node_failure(cls, reason: FailoverReason) -> FailoverReason:
+        if reason is FailoverReason.NODE_FAILURE:
+            raise ValueError("node_failure is declared by the node monitor, not requested")
+        return reason
+
+
+class FailoverFinish(Request):
+    success: bool
+    error: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class FailoverOut(BaseModel):
+    id: UUID
+    instance_id: UUID
+    source_node_id: UUID | None
+    target_node_id: UUID | None
+    requested_target_id: UUID | None
+    reason: FailoverReason
+    status: FailoverStatus
+    backup_id: str | None
+    error: str | None
+    attempts: int
+    tried_node_ids: list[UUID]
+    timings: dict[str, float]
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, failover: Failover) -> FailoverOut:
+        return cls.model_validate({f: getattr(failover, f) for f in cls.model_fields})
+
+
+class CheckOfflineOut(BaseModel):
+    offline_nodes: list[str]
+    failovers: list[FailoverOut]
+    paused_regions: dict[str, str]
+    resumed_regions: list[str]
+    rate_limited: int
+
+
+class TokenCreate(Request):
+    role: Literal["admin", "user"]
+    subject: Name
+
+
+class TokenOut(BaseModel):
+    id: UUID
+    role: str
+    subject: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown this once; only its hash is stored")

@@ -1,0 +1,1 @@
+"""The only layer that drives I/O from domain decisions: services, monitor, executor, loop."""

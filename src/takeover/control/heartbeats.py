@@ -1,0 +1,71 @@
+"""Group commit for heartbeats: concurrent heartbeats share one transaction.
+
+While one batch commits, the next one gathers; each caller is answered once the batch that
+holds its heartbeat has committed, so an acknowledged heartbeat is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from takeover.domain.errors import NotFound
+from takeover.domain.heartbeat import Heartbeat
+from takeover.ports import Clock
+from takeover.store import HeartbeatResult
+
+Apply = Callable[[Sequence[Heartbeat], datetime], list[HeartbeatResult | NotFound]]
+
+
+class HeartbeatBatcher:
+    def __init__(
+        self,
+        apply: Apply,
+        clock: Clock,
+        max_batch: int,
+        on_batch: Callable[[list[HeartbeatResult | NotFound]], None] = lambda results: None,
+    ) -> None:
+        self._apply = apply
+        self._clock = clock
+        self._max_batch = max_batch
+        self._on_batch = on_batch
+        self._pending: list[tuple[Heartbeat, asyncio.Future[HeartbeatResult | NotFound]]] = []
+        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, heartbeat: Heartbeat) -> HeartbeatResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[HeartbeatResult | NotFound] = loop.create_future()
+        self._pending.append((heartbeat, future))
+        if not self._draining:
+            self._draining = True
+            self._drainer = loop.create_task(self._drain())
+        result = await future
+        if isinstance(result, NotFound):
+            raise result
+        return result
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._commit(batch)
+        finally:
+            self._draining = False
+
+    async def _commit(
+        self, batch: list[tuple[Heartbeat, asyncio.Future[HeartbeatResult | NotFound]]]
+    ) -> None:
+        try:
+            results = await asyncio.to_thread(self._apply, [hb for hb, _ in batch], self._clock.now())
+        except Exception as error:  # every waiter gets the same error; none is left hanging
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self._on_batch(results)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

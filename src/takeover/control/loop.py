@@ -1,0 +1,92 @@
+"""The controller loop: cadence, wake-up on new work, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from takeover.control.executor import FailoverExecutor
+from takeover.control.leadership import Leadership
+from takeover.control.monitor import MonitorOutcome, NodeMonitor
+from takeover.domain.errors import FencedOut, StoreUnavailable
+from takeover.metrics import Metrics
+from takeover.ports import Clock
+
+log = structlog.get_logger("takeover.loop")
+
+
+@dataclass
+class CycleOutcome:
+    leader: bool
+    epoch: int | None = None
+    monitor: MonitorOutcome | None = None
+    steps: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        leadership: Leadership,
+        monitor: NodeMonitor,
+        executor: FailoverExecutor,
+        clock: Clock,
+        interval: float,
+        metrics: Metrics,
+    ) -> None:
+        self.leadership = leadership
+        self._monitor = monitor
+        self._executor = executor
+        self._clock = clock
+        self._interval = interval
+        self._metrics = metrics
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run_cycle(self) -> CycleOutcome:
+        started = time.perf_counter()
+        try:
+            return self._cycle()
+        finally:
+            self._metrics.cycle_seconds.observe(time.perf_counter() - started)
+
+    def _cycle(self) -> CycleOutcome:
+        token = self.leadership.ensure(self._clock.now())
+        self._metrics.leader.set(1 if token else 0)
+        if token is None:
+            return CycleOutcome(leader=False)
+        outcome = CycleOutcome(leader=True, epoch=token.epoch)
+        try:
+            outcome.monitor = self._monitor.run_cycle(self._clock.now(), token)
+            outcome.steps = self._executor.run_cycle(self._clock.now(), token)
+        except FencedOut as error:
+            self.leadership.token = None
+            outcome.error = str(error)
+            log.warning("fenced out; standing down", error=str(error))
+        except StoreUnavailable as error:
+            outcome.error = str(error)
+            log.warning("store unavailable during cycle", error=str(error))
+        return outcome
+
+    def wake(self) -> None:
+        """Run the next cycle now (thread-safe); used when new work was recorded."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while not stop.is_set():
+            self._wake.clear()  # before the cycle: a wake-up during it means run again
+            try:
+                await asyncio.to_thread(self.run_cycle)
+            except Exception:  # a bug in one cycle must not kill the controllers
+                log.exception("controller cycle crashed")
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+        await asyncio.to_thread(self.leadership.release)

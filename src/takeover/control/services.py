@@ -1,0 +1,224 @@
+"""Use cases behind the API and CLI: who may do what, ids, tokens and the clock.
+
+Routers translate HTTP to these calls; these calls never speak HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from takeover.control.heartbeats import HeartbeatBatcher
+from takeover.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.heartbeat import Heartbeat
+from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus, Principal, Role
+from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.metrics import Metrics
+from takeover.ports import Clock
+from takeover.store import HeartbeatResult, Store, TokenRecord
+
+
+def hash_token(raw: str) -> str:
+    """Tokens are 256 random bits, so a plain SHA-256 is enough (no password stretching)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "tko_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDraft:
+    name: str
+    region: str
+    base_url: str
+    max_instances: int
+    priority: int = 0
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDraft:
+    name: str
+    spec: InstanceSpec
+    preferred_region: str | None = None
+    failover_enabled: bool = True
+    failover_strategy: str | None = None
+
+
+class Services:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        heartbeat_batch: int = 1000,
+        degraded_streak: int = 0,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self._degraded_streak = degraded_streak
+        self.wake = wake
+        self.batcher = HeartbeatBatcher(
+            store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
+        )
+
+    # tokens -------------------------------------------------------------------------------
+    def authenticate(self, raw: str | None) -> Principal:
+        if not raw:
+            raise Unauthenticated("missing bearer token")
+        principal = self.store.tokens.principal(hash_token(raw))
+        if principal is None:
+            raise Unauthenticated("unknown or revoked token")
+        return principal
+
+    def create_token(self, role: Role, subject: str) -> tuple[TokenRecord, str]:
+        if role is Role.NODE:
+            raise Conflict("node tokens come with POST /nodes (one per node)", field="role")
+        raw = new_token()
+        return self.store.tokens.add(uuid4(), hash_token(raw), role, subject, self.clock.now()), raw
+
+    def ensure_admin_token(self, raw: str) -> None:
+        """Install TAKEOVER_ADMIN_TOKEN once; an existing identical token is left alone."""
+        if self.store.tokens.principal(hash_token(raw)) is None:
+            self.store.tokens.add(uuid4(), hash_token(raw), Role.ADMIN, "admin", self.clock.now())
+
+    # nodes --------------------------------------------------------------------------------
+    def register_node(self, draft: NodeDraft) -> tuple[Node, str]:
+        now = self.clock.now()
+        node = Node(
+            id=uuid4(),
+            name=draft.name,
+            region=draft.region,
+            base_url=draft.base_url,
+            max_instances=draft.max_instances,
+            current_instances=0,
+            status=NodeStatus.ONLINE,
+            health_score=0.0,
+            priority=draft.priority,
+            labels=draft.labels,
+            created_at=now,
+        )
+        raw = new_token()
+        return self.store.nodes.add(node, uuid4(), hash_token(raw)), raw
+
+    def list_nodes(self, who: Principal, status: NodeStatus | None, region: str | None) -> list[Node]:
+        if not who.is_admin:
+            if status not in (None, NodeStatus.ONLINE):
+                return []
+            status = NodeStatus.ONLINE
+        return self.store.nodes.find(status, region)
+
+    def get_node(self, who: Principal, node_id: UUID) -> Node:
+        node = self.store.nodes.get(node_id)
+        own = who.role is Role.NODE and who.subject == str(node_id)
+        if not (who.is_admin or own or node.status is NodeStatus.ONLINE):
+            raise NotFound(f"node {node_id} not found")
+        return node
+
+    def update_node(self, node_id: UUID, changes: dict[str, Any]) -> Node:
+        if changes.get("status") is NodeStatus.OFFLINE:
+            raise Conflict("offline is decided by the monitor, not set by hand", field="status")
+        node = self.store.nodes.update(node_id, changes, self.clock.now())
+        if node.status in (NodeStatus.DRAINING, NodeStatus.MAINTENANCE):
+            self.wake()
+        return node
+
+    def delete_node(self, node_id: UUID) -> None:
+        self.store.nodes.delete(node_id, self.clock.now())
+
+    def select_node(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
+        return self.store.nodes.select(PlacementRequest(region, exclude, self._degraded_streak))
+
+    async def heartbeat(self, who: Principal, heartbeat: Heartbeat) -> HeartbeatResult:
+        if who.role is not Role.NODE or who.subject != str(heartbeat.node_id):
+            raise Forbidden("only the node's own token may send its heartbeats")
+        return await self.batcher.submit(heartbeat)
+
+    def _after_batch(self, results: list[HeartbeatResult | NotFound]) -> None:
+        self.metrics.heartbeats.inc(len(results))
+        self.metrics.heartbeat_batch.observe(len(results))
+        if any(isinstance(r, HeartbeatResult) and r.state_changes for r in results):
+            self.wake()  # a target may have reported a failed-over instance running
+
+    # instances ----------------------------------------------------------------------------
+    def create_instance(self, who: Principal, draft: InstanceDraft) -> Instance:
+        instance = Instance(
+            id=uuid4(),
+            owner=who.subject,
+            name=draft.name,
+            spec=draft.spec,
+            node_id=None,
+            epoch=0,
+            state=InstanceState.ASSIGNED,
+            preferred_region=draft.preferred_region,
+            failover_enabled=draft.failover_enabled,
+            failover_strategy=draft.failover_strategy,
+            created_at=self.clock.now(),
+        )
+        return self.store.instances.create(instance, self.clock.now())
+
+    def list_instances(self, who: Principal) -> list[Instance]:
+        return self.store.instances.find(owner=_scope(who))
+
+    def get_instance(self, who: Principal, instance_id: UUID) -> Instance:
+        return self.store.instances.get(instance_id, _scope(who))
+
+    def delete_instance(self, who: Principal, instance_id: UUID) -> None:
+        self.store.instances.delete(instance_id, _scope(who), self.clock.now())
+
+    def assign_instance(self, instance_id: UUID, node_id: UUID) -> Instance:
+        return self.store.instances.assign(instance_id, node_id, self.clock.now())
+
+    # failovers ----------------------------------------------------------------------------
+    def start_failover(
+        self, who: Principal, instance_id: UUID, reason: FailoverReason, target_node_id: UUID | None
+    ) -> Failover:
+        """Record the intent; the leader's executor does the work (woken up now)."""
+        if not who.is_admin and target_node_id is not None:
+            raise Forbidden("only an admin may choose the target node")
+        failover = self.store.failovers.open(
+            instance_id, reason, self.clock.now(), owner=_scope(who), requested_target_id=target_node_id
+        )
+        self.metrics.failovers_opened.labels(reason.value).inc()
+        self.wake()
+        return failover
+
+    def list_failovers(
+        self, who: Principal, instance_id: UUID | None, status: FailoverStatus | None
+    ) -> list[Failover]:
+        return self.store.failovers.find(instance_id, status, owner=_scope(who))
+
+    def get_failover(self, who: Principal, failover_id: UUID) -> Failover:
+        return self.store.failovers.get(failover_id, _scope(who))
+
+    def finish_failover(self, failover_id: UUID, success: bool, error: str | None) -> Failover:
+        failover = self.store.failovers.finish(failover_id, success, error, self.clock.now())
+        self.metrics.failovers_finished.labels(failover.status.value).inc()
+        return failover
+
+    # regions and events -------------------------------------------------------------------
+    def resume_region(self, region: str) -> None:
+        self.store.pool.resume([region], self.clock.now(), None, "an admin released the brake")
+        self.metrics.region_paused.labels(region).set(0)
+        self.wake()
+
+    def pool_counts(self) -> dict[str, dict[str, int]]:
+        return self.store.pool.counts()
+
+
+def _scope(who: Principal) -> str | None:
+    """Owner filter: admins see everything, users their own (others' ids are NotFound)."""
+    if who.is_admin:
+        return None
+    if who.role is Role.USER:
+        return who.subject
+    raise Forbidden("node tokens may only send heartbeats")

@@ -1,0 +1,60 @@
+"""The project's exception tree; the API maps each branch to one HTTP status.
+
+TakeoverError
+├── InvalidInput          400  a value is wrong in a way a schema cannot say
+├── Unauthenticated       401  no token, or an unknown / revoked one
+├── Forbidden             403  the token's role may not do this
+├── NotFound              404  unknown id, or one the caller may not see
+├── Conflict              409  the request fights the current state
+│   └── InvalidTransition      a failover step the state machine refuses
+├── NoCapacity            503  no node can take the instance (carries the reasons)
+├── StoreUnavailable      503  the store could not be reached; outcome unknown
+└── FencedOut                  a controller's lease was superseded: it must stop acting
+"""
+
+from __future__ import annotations
+
+
+class TakeoverError(Exception):
+    """Base of every error takeover raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(TakeoverError):
+    pass
+
+
+class Unauthenticated(TakeoverError):
+    pass
+
+
+class Forbidden(TakeoverError):
+    pass
+
+
+class NotFound(TakeoverError):
+    pass
+
+
+class Conflict(TakeoverError):
+    pass
+
+
+class InvalidTransition(Conflict):
+    pass
+
+
+class NoCapacity(TakeoverError):
+    pass
+
+
+class StoreUnavailable(TakeoverError):
+    pass
+
+
+class FencedOut(TakeoverError):
+    pass

@@ -1,0 +1,196 @@
+"""The failover state machine: allowed transitions and the decision for the next step.
+
+    pending ──> backing_up ──> migrating ──> restoring ──> completed
+       │             │             │ ^           │
+       │             │             │ └───────────┤ (target failed or timed out: next node)
+       └─────────────┴─────────────┴─────────────┴──> failed
+
+``decide`` is pure: the executor reads one view of the world, asks what to do, does it and
+persists the new status in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from takeover.domain.errors import InvalidTransition
+from takeover.domain.models import Instance, InstanceState, NodeStatus
+
+
+class FailoverStatus(StrEnum):
+    PENDING = "pending"  # recorded; no executor has acted yet
+    BACKING_UP = "backing_up"  # instance leaves the source; wait until it no longer runs there
+    MIGRATING = "migrating"  # choose a target and place the instance there with a new epoch
+    RESTORING = "restoring"  # wait for the target to report the new epoch running
+    COMPLETED = "completed"  # the target runs the instance
+    FAILED = "failed"  # gave up; ``error`` says why
+
+
+class FailoverReason(StrEnum):
+    NODE_FAILURE = "node_failure"
+    LOAD_BALANCE = "load_balance"
+    MANUAL = "manual"
+    MAINTENANCE = "maintenance"
+    HEALTH_DEGRADED = "health_degraded"
+
+
+OPEN_STATUSES = frozenset(
+    {
+        FailoverStatus.PENDING,
+        FailoverStatus.BACKING_UP,
+        FailoverStatus.MIGRATING,
+        FailoverStatus.RESTORING,
+    }
+)
+
+TRANSITIONS: dict[FailoverStatus, frozenset[FailoverStatus]] = {
+    FailoverStatus.PENDING: frozenset({FailoverStatus.BACKING_UP, FailoverStatus.FAILED}),
+    FailoverStatus.BACKING_UP: frozenset({FailoverStatus.MIGRATING, FailoverStatus.FAILED}),
+    FailoverStatus.MIGRATING: frozenset({FailoverStatus.RESTORING, FailoverStatus.FAILED}),
+    FailoverStatus.RESTORING: frozenset(
+        {FailoverStatus.COMPLETED, FailoverStatus.MIGRATING, FailoverStatus.FAILED}
+    ),
+    FailoverStatus.COMPLETED: frozenset(),
+    FailoverStatus.FAILED: frozenset(),
+}
+
+
+def check_transition(current: FailoverStatus, target: FailoverStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a failover cannot go from {current} to {target}")
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    id: UUID
+    instance_id: UUID
+    source_node_id: UUID | None
+    target_node_id: UUID | None
+    reason: FailoverReason
+    status: FailoverStatus
+    created_at: datetime
+    step_started_at: datetime
+    requested_target_id: UUID | None = None
+    backup_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    tried_node_ids: tuple[UUID, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    completed_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverPolicy:
+    stop_timeout: timedelta  # how long a live source may take to stop the instance
+    restore_timeout: timedelta  # how long a target may take to report it running
+    max_attempts: int = 3  # targets tried before giving up
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverView:
+    """What the executor read for one failover, in one snapshot."""
+
+    instance: Instance | None
+    source_status: NodeStatus | None  # None: the source node no longer exists
+    target_status: NodeStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Move to ``status`` with no other effect (the effect is the status itself)."""
+
+    status: FailoverStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Choose a target outside ``exclude``, bump the epoch, put it in the target's desired state."""
+
+    exclude: frozenset[UUID]
+    requested_target_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    error: str
+
+
+Decision = Wait | Advance | Place | Complete | Fail
+
+_RUNNING_STATES = frozenset({InstanceState.RUNNING, InstanceState.STARTING})
+
+
+def decide(failover: Failover, view: FailoverView, now: datetime, policy: FailoverPolicy) -> Decision:
+    if not failover.is_open:
+        return Wait(f"failover is {failover.status}")
+    if view.instance is None:
+        return Fail("the instance was deleted")
+    if failover.status is FailoverStatus.PENDING:
+        return Advance(FailoverStatus.BACKING_UP)
+    if failover.status is FailoverStatus.BACKING_UP:
+        return _decide_backing_up(failover, view, view.instance, now, policy)
+    if failover.status is FailoverStatus.MIGRATING:
+        return _decide_migrating(failover)
+    return _decide_restoring(failover, view, view.instance, now, policy)
+
+
+def _decide_backing_up(
+    failover: Failover, view: FailoverView, instance: Instance, now: datetime, policy: FailoverPolicy
+) -> Decision:
+    # A silent source has fenced itself (offline_after > fence_after + margin), so it is safe to
+    # move on; a live one must first report that the instance stopped.
+    source_silent = view.source_status in (None, NodeStatus.OFFLINE)
+    if source_silent or instance.node_id != failover.source_node_id:
+        return Advance(FailoverStatus.MIGRATING)
+    if instance.state not in _RUNNING_STATES:
+        return Advance(FailoverStatus.MIGRATING)
+    if now - failover.step_started_at > policy.stop_timeout:
+        return Fail(f"the source node did not stop the instance within {policy.stop_timeout}")
+    return Wait("waiting for the source node to stop the instance")
+
+
+def _decide_migrating(failover: Failover) -> Decision:
+    exclude = set(failover.tried_node_ids)
+    if failover.source_node_id is not None:
+        exclude.add(failover.source_node_id)
+    return Place(frozenset(exclude), failover.requested_target_id)
+
+
+def _decide_restoring(
+    failover: Failover, view: FailoverView, instance: Instance, now: datetime, policy: FailoverPolicy
+) -> Decision:
+    on_target = instance.node_id == failover.target_node_id
+    if on_target and instance.state is InstanceState.RUNNING:
+        return Complete()
+    if not on_target:
+        return Fail("the instance was moved off the target by someone else")
+    problem: str | None = None
+    if instance.state is InstanceState.FAILED:
+        problem = "the target node reported the instance failed"
+    elif view.target_status is not NodeStatus.ONLINE:
+        problem = f"the target node is {view.target_status or 'gone'}"
+    elif now - failover.step_started_at > policy.restore_timeout:
+        problem = f"the target node did not report it running within {policy.restore_timeout}"
+    if problem is None:
+        return Wait("waiting for the target node to report the instance running")
+    limit = 1 if failover.requested_target_id is not None else policy.max_attempts
+    if failover.attempts >= limit:
+        return Fail(f"{problem}; gave up after {failover.attempts} target node(s)")
+    return Advance(FailoverStatus.MIGRATING)

@@ -1,0 +1,91 @@
+"""Records the rules work on. Frozen: a change is a new value, written by the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class NodeStatus(StrEnum):
+    ONLINE = "online"  # heartbeating; takes new instances
+    OFFLINE = "offline"  # silent for longer than offline_after; its instances fail over
+    DRAINING = "draining"  # admin: move instances off, take no new ones
+    MAINTENANCE = "maintenance"  # admin: same as draining, for planned work
+
+
+class InstanceState(StrEnum):
+    ASSIGNED = "assigned"  # in a node's desired state, not yet reported running
+    STARTING = "starting"  # the agent reported it is starting at the current epoch
+    RUNNING = "running"  # the agent reported it running at the current epoch
+    FAILED = "failed"  # the agent gave up on it (crash loop, bad spec)
+    STOPPED = "stopped"  # the agent reported it stopped
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # everything
+    USER = "user"  # own instances and their failovers; sees online nodes
+    NODE = "node"  # heartbeats and desired state of its own node only
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: UUID
+    name: str
+    region: str
+    base_url: str
+    max_instances: int
+    current_instances: int
+    status: NodeStatus
+    health_score: float
+    priority: int = 0
+    cpu_load: float = 0.0
+    memory_load: float = 0.0
+    avg_latency_ms: float = 0.0
+    labels: dict[str, Any] = field(default_factory=dict)
+    low_score_streak: int = 0
+    last_heartbeat_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def free_capacity(self) -> int:
+        return self.max_instances - self.current_instances
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """What an agent needs to run an instance: argv, environment, workspace directory name."""
+
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    workspace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: UUID
+    owner: str
+    name: str
+    spec: InstanceSpec
+    node_id: UUID | None
+    epoch: int
+    state: InstanceState
+    preferred_region: str | None = None
+    failover_enabled: bool = True
+    failover_strategy: str | None = None
+    last_failover_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's role and subject (a user name or a node id)."""
+
+    role: Role
+    subject: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN

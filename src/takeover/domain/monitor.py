@@ -1,0 +1,142 @@
+"""What the node monitor decides each cycle, given one snapshot of the pool.
+
+* A node whose last heartbeat is older than ``offline_after`` goes offline.
+* Mass-failure brake: when more than ``brake_fraction`` of a region's reachable nodes go silent
+  in one cycle (and the region has at least ``brake_min_nodes``), the control plane suspects
+  its own network: ``node_failure`` failovers for that region pause until most of those nodes
+  heartbeat again or an admin releases the brake.
+* Instances of offline nodes fail over (``node_failure``, when failover is enabled), instances
+  of draining / maintenance nodes always move (``maintenance``), instances of nodes whose score
+  stayed low for ``degraded_streak`` heartbeats move (``health_degraded``).
+* Automatic failovers are rate-limited by a token bucket, as Kubernetes limits evictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from takeover.domain.failover import FailoverReason
+from takeover.domain.models import Instance, Node, NodeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorPolicy:
+    offline_after: timedelta
+    brake_fraction: float = 0.5
+    brake_min_nodes: int = 3
+    degraded_streak: int = 5  # 0 disables health_degraded failovers
+    retry_after: timedelta = timedelta(seconds=30)  # after a failed failover of an instance
+
+
+def is_stale(node: Node, now: datetime, offline_after: timedelta) -> bool:
+    if node.status is NodeStatus.OFFLINE:
+        return False
+    seen = node.last_heartbeat_at or node.created_at
+    return seen is not None and now - seen > offline_after
+
+
+def stale_nodes(nodes: Iterable[Node], now: datetime, offline_after: timedelta) -> list[Node]:
+    return [node for node in nodes if is_stale(node, now, offline_after)]
+
+
+def regions_to_pause(
+    nodes: Sequence[Node], newly_stale: Sequence[Node], policy: MonitorPolicy
+) -> dict[str, str]:
+    """Regions where too many nodes went silent at once, each with the reason."""
+    reachable = Counter(n.region for n in nodes if n.status is not NodeStatus.OFFLINE)
+    silent = Counter(n.region for n in newly_stale)
+    paused: dict[str, str] = {}
+    for region, count in silent.items():
+        total = reachable[region]
+        if total >= policy.brake_min_nodes and count > policy.brake_fraction * total:
+            paused[region] = (
+                f"{count} of {total} nodes went silent in one monitor cycle; "
+                "suspecting the control plane's own network"
+            )
+    return paused
+
+
+def regions_to_resume(nodes: Sequence[Node], paused: Iterable[str], policy: MonitorPolicy) -> list[str]:
+    """Paused regions where most nodes heartbeat again."""
+    resumed = []
+    for region in paused:
+        members = [n for n in nodes if n.region == region]
+        offline = sum(1 for n in members if n.status is NodeStatus.OFFLINE)
+        if offline <= policy.brake_fraction * len(members):
+            resumed.append(region)
+    return resumed
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverIntent:
+    instance_id: UUID
+    source_node_id: UUID
+    reason: FailoverReason
+
+
+def failovers_to_open(
+    nodes: Iterable[Node],
+    instances: Iterable[Instance],
+    *,
+    busy_instance_ids: frozenset[UUID],
+    paused_regions: frozenset[str],
+    policy: MonitorPolicy,
+) -> list[FailoverIntent]:
+    """Level-triggered: every instance on a node that should lose it, not yet being moved.
+
+    ``busy_instance_ids`` holds instances with an open failover or one that failed less than
+    ``retry_after`` ago.
+    """
+    reason_by_node: dict[UUID, FailoverReason] = {}
+    for node in nodes:
+        reason = _node_failover_reason(node, paused_regions, policy)
+        if reason is not None:
+            reason_by_node[node.id] = reason
+    intents = []
+    for instance in instances:
+        if instance.node_id is None or instance.id in busy_instance_ids:
+            continue
+        reason = reason_by_node.get(instance.node_id)
+        if reason is None:
+            continue
+        if reason is not FailoverReason.MAINTENANCE and not instance.failover_enabled:
+            continue
+        intents.append(FailoverIntent(instance.id, instance.node_id, reason))
+    return intents
+
+
+def _node_failover_reason(
+    node: Node, paused_regions: frozenset[str], policy: MonitorPolicy
+) -> FailoverReason | None:
+    if node.status is NodeStatus.OFFLINE:
+        return None if node.region in paused_regions else FailoverReason.NODE_FAILURE
+    if node.status in (NodeStatus.DRAINING, NodeStatus.MAINTENANCE):
+        return FailoverReason.MAINTENANCE
+    if policy.degraded_streak and node.low_score_streak >= policy.degraded_streak:
+        return FailoverReason.HEALTH_DEGRADED
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; one token per automatic failover."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated_at: datetime
+
+    @classmethod
+    def full(cls, rate: float, burst: float, now: datetime) -> TokenBucket:
+        return cls(rate, burst, burst, now)
+
+    def take(self, now: datetime) -> tuple[TokenBucket, bool]:
+        elapsed = max(0.0, (now - self.updated_at).total_seconds())
+        tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        if tokens >= 1.0:
+            return replace(self, tokens=tokens - 1.0, updated_at=now), True
+        return replace(self, tokens=tokens, updated_at=now), False

@@ -1,0 +1,72 @@
+"""Where an instance goes: the one placement rule of document 000, with reasons.
+
+A node is eligible when it is online, has a free slot, is not excluded and is not degraded.
+Among eligible nodes the preferred region wins; inside it (or, when it has none, across the
+pool) the order is ``health_score DESC, free capacity DESC, priority DESC, name ASC``; the
+name makes the order total so that every store picks the same node.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from takeover.domain.models import Node, NodeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    preferred_region: str | None = None
+    exclude: frozenset[UUID] = field(default_factory=frozenset)
+    degraded_streak: int = 0  # nodes this many low-score heartbeats in a row are skipped; 0: off
+
+
+@dataclass(frozen=True, slots=True)
+class Ineligible:
+    """No node fits; ``reason`` says why, counted per cause, for the log and the API."""
+
+    reason: str
+
+
+def ineligibility(node: Node, request: PlacementRequest) -> str | None:
+    """Why ``node`` cannot take an instance, or None when it can."""
+    if node.id in request.exclude:
+        return "excluded"
+    if node.status is not NodeStatus.ONLINE:
+        return str(node.status)
+    if node.free_capacity <= 0:
+        return "full"
+    if request.degraded_streak and node.low_score_streak >= request.degraded_streak:
+        return "degraded"
+    return None
+
+
+def rank_key(node: Node) -> tuple[float, int, int, str]:
+    """Sort key: the smallest key is the best node."""
+    return (-node.health_score, -node.free_capacity, -node.priority, node.name)
+
+
+def select_best_node(nodes: Iterable[Node], request: PlacementRequest) -> Node | Ineligible:
+    best: Node | None = None
+    best_local: Node | None = None
+    reasons: Counter[str] = Counter()
+    for node in nodes:
+        reason = ineligibility(node, request)
+        if reason is not None:
+            reasons[reason] += 1
+            continue
+        if best is None or rank_key(node) < rank_key(best):
+            best = node
+        if node.region == request.preferred_region and (
+            best_local is None or rank_key(node) < rank_key(best_local)
+        ):
+            best_local = node
+    chosen = best_local or best
+    if chosen is not None:
+        return chosen
+    if not reasons:
+        return Ineligible("no nodes registered")
+    detail = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    return Ineligible(f"no eligible node ({detail})")

@@ -1,0 +1,117 @@
+"""Composition root: settings -> adapters -> services -> API and controller loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from fastapi import FastAPI
+
+from takeover.api import create_app
+from takeover.control.executor import FailoverExecutor
+from takeover.control.leadership import Leadership
+from takeover.control.loop import ControlLoop
+from takeover.control.monitor import NodeMonitor
+from takeover.control.services import Services
+from takeover.domain.failover import FailoverPolicy
+from takeover.domain.monitor import MonitorPolicy, TokenBucket
+from takeover.metrics import Metrics
+from takeover.ports import Clock
+from takeover.settings import Settings
+from takeover.store import Store, make_engine, migrate
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    services: Services
+    controllers: ControlLoop | None
+    app: FastAPI
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.store_url)
+    migrate(engine)
+    streak = settings.degraded_heartbeats
+    return Store(engine, low_score_threshold=settings.low_score_threshold, degraded_streak=streak)
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    store = open_store(settings)
+    metrics = Metrics()
+    controllers = _controllers(settings, store, clock, metrics) if settings.controllers else None
+    services = Services(
+        store,
+        clock,
+        metrics,
+        heartbeat_batch=settings.heartbeat_batch,
+        degraded_streak=settings.degraded_heartbeats,
+        wake=controllers.wake if controllers else lambda: None,
+    )
+    metrics.watch_pool(services.pool_counts)
+    if settings.admin_token is not None:
+        services.ensure_admin_token(settings.admin_token.get_secret_value())
+    app = create_app(
+        services, controllers, max_body_bytes=settings.max_body_bytes, lifespan=_lifespan(controllers)
+    )
+    return Runtime(settings, store, services, controllers, app)
+
+
+def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> ControlLoop:
+    holder = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
+    lease_ttl = settings.seconds("lease_ttl")
+    monitor_policy = MonitorPolicy(
+        offline_after=settings.seconds("offline_after"),
+        brake_fraction=settings.brake_fraction,
+        brake_min_nodes=settings.brake_min_nodes,
+        degraded_streak=settings.degraded_heartbeats,
+        retry_after=settings.seconds("failover_retry_after"),
+    )
+    bucket = TokenBucket.full(settings.failover_rate, settings.failover_burst, clock.now())
+    failover_policy = FailoverPolicy(
+        stop_timeout=settings.seconds("stop_timeout"),
+        restore_timeout=settings.seconds("restore_timeout"),
+        max_attempts=settings.max_attempts,
+    )
+    return ControlLoop(
+        Leadership(store.coordinator, holder, lease_ttl),
+        NodeMonitor(store, monitor_policy, bucket, metrics),
+        FailoverExecutor(
+            store, failover_policy, holder, timedelta(seconds=lease_ttl.total_seconds()), metrics
+        ),
+        clock,
+        settings.monitor_interval,
+        metrics,
+    )
+
+
+def _lifespan(controllers: ControlLoop | None):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if controllers is None:
+            yield
+            return
+        stop = asyncio.Event()
+        task = asyncio.create_task(controllers.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task  # hands the lease over on the way out
+
+    return lifespan

@@ -1,0 +1,67 @@
+"""Interfaces between the rules and the world, each with its contract.
+
+Every adapter (the SQL store on SQLite and PostgreSQL, the in-memory coordinator of
+``takeover.testing``) passes the shared suite in tests/contracts. Conventions for all ports:
+a lost race returns ``False`` / ``None``; a refused request raises a branch of
+``takeover.domain.errors``; an unknown outcome (backend unreachable) raises
+``StoreUnavailable``. Every method that changes state is atomic: all of it or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseToken:
+    """Proof of leadership: ``epoch`` grows by one each time the lease changes holder."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class Coordinator(Protocol):
+    """A named leader lease with a fencing epoch.
+
+    ``acquire`` takes the lease when it is free or expired (epoch + 1) or renews it when
+    ``holder`` already holds it (same epoch); it returns None when someone else holds an
+    unexpired lease. It completes in one round trip to the backend.
+    """
+
+    def acquire(self, name: str, holder: str, ttl: timedelta, now: datetime) -> LeaseToken | None: ...
+
+    def release(self, token: LeaseToken) -> bool:
+        """Give the lease up early so a successor need not wait for it to expire.
+
+        False when ``token`` no longer holds it.
+        """
+        ...
+
+    def current(self, name: str) -> LeaseToken | None: ...
+
+
+class Fence(Protocol):
+    """Controllers' writes pass their lease; the store refuses them once it is superseded."""
+
+    def holds(self, token: LeaseToken, now: datetime) -> bool: ...
+
+
+class EventLog(Protocol):
+    def record(self, kind: str, subject: str, message: str, now: datetime, **data: object) -> None: ...
+
+    def recent(self, limit: int, kind: str | None = None) -> Sequence[dict[str, object]]: ...
+
+
+__all__ = ["UUID", "Clock", "Coordinator", "EventLog", "Fence", "LeaseToken"]

@@ -1,0 +1,75 @@
+"""Settings, typed and validated once in the composition root; every error reported together."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAKEOVER_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Path("takeover-data")
+    database_url: str | None = Field(None, description="default: SQLite file in data_dir")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    admin_token: SecretStr | None = None
+    controllers: bool = Field(
+        True, validation_alias=AliasChoices("TAKEOVER_CONTROLLERS", "ENABLE_CRON", "controllers")
+    )
+    replica_id: str | None = None
+
+    heartbeat_interval: float = Field(30.0, gt=0)
+    offline_after: float = Field(120.0, gt=0)
+    fence_after: float = Field(75.0, gt=0)
+    fence_margin: float = Field(10.0, ge=0)
+    monitor_interval: float = Field(5.0, gt=0)
+    lease_ttl: float = Field(15.0, gt=0)
+    stop_timeout: float = Field(60.0, gt=0)
+    restore_timeout: float = Field(120.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+
+    low_score_threshold: float = Field(30.0, ge=0, le=100)
+    degraded_heartbeats: int = Field(5, ge=0)
+    brake_fraction: float = Field(0.5, gt=0, le=1)
+    brake_min_nodes: int = Field(3, ge=1)
+    failover_rate: float = Field(1.0, gt=0, description="automatic failovers per second")
+    failover_burst: int = Field(20, ge=1)
+    failover_retry_after: float = Field(30.0, ge=0)
+
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    heartbeat_batch: int = Field(1000, ge=1)
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _check_timings(self) -> Settings:
+        errors = []
+        if self.offline_after <= self.fence_after + self.fence_margin:
+            errors.append(
+                f"offline_after ({self.offline_after}s) must exceed fence_after ({self.fence_after}s) "
+                f"+ fence_margin ({self.fence_margin}s): a node must fence itself before its "
+                "instances are started elsewhere"
+            )
+        if self.fence_after <= self.heartbeat_interval:
+            errors.append(
+                f"fence_after ({self.fence_after}s) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval}s), or healthy nodes fence themselves"
+            )
+        if self.lease_ttl <= self.monitor_interval:
+            errors.append(
+                f"lease_ttl ({self.lease_ttl}s) must exceed monitor_interval ({self.monitor_interval}s), "
+                "or the leader loses its lease between cycles"
+            )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'takeover.db').resolve()}"
+
+    def seconds(self, name: str) -> timedelta:
+        return timedelta(seconds=float(getattr(self, name)))

@@ -1,0 +1,43 @@
+"""The SQL store: one engine, a repository per aggregate. SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from takeover.store.engine import make_engine, migrate, migrations_current
+from takeover.store.failovers import FailoverRepository
+from takeover.store.instances import InstanceRepository
+from takeover.store.leases import StoreCoordinator
+from takeover.store.nodes import HeartbeatResult, NodeRepository
+from takeover.store.pool import PoolRepository, PoolSnapshot
+from takeover.store.tokens import TokenRecord, TokenRepository
+
+
+class Store:
+    def __init__(self, engine: sa.Engine, *, low_score_threshold: float, degraded_streak: int) -> None:
+        self.engine = engine
+        self.nodes = NodeRepository(engine, low_score_threshold)
+        self.instances = InstanceRepository(engine, degraded_streak)
+        self.failovers = FailoverRepository(engine, degraded_streak)
+        self.tokens = TokenRepository(engine)
+        self.pool = PoolRepository(engine)
+        self.coordinator = StoreCoordinator(engine)
+
+    def reachable(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
+
+__all__ = [
+    "HeartbeatResult",
+    "PoolSnapshot",
+    "Store",
+    "TokenRecord",
+    "make_engine",
+    "migrate",
+    "migrations_current",
+]

@@ -1,0 +1,56 @@
+"""What every repository shares: transactions with foreign errors translated, fencing, events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from takeover.domain.errors import Conflict, FencedOut, StoreUnavailable
+from takeover.ports import LeaseToken
+from takeover.store.tables import events, leases
+
+
+@contextmanager
+def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One atomic unit; leaving the block commits, so callers answer only after the commit."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except exc.IntegrityError as error:
+        raise Conflict(f"conflicts with stored data: {error.orig}") from error
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise StoreUnavailable(f"store unavailable: {error.orig}") from error
+
+
+def check_fence(conn: sa.Connection, token: LeaseToken | None, now: datetime) -> None:
+    """Refuse a controller's write once its lease was taken over (the fencing epoch moved on).
+
+    The row is locked for the rest of the transaction, so a takeover waits for this write.
+    """
+    if token is None:
+        return
+    query = sa.select(leases.c.holder, leases.c.epoch, leases.c.expires_at).where(leases.c.name == token.name)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    row = conn.execute(query).one_or_none()
+    if row is None or row.holder != token.holder or row.epoch != token.epoch:
+        raise FencedOut(f"lease {token.name} epoch {token.epoch} was superseded")
+    if row.expires_at <= now:
+        raise FencedOut(f"lease {token.name} epoch {token.epoch} expired")
+
+
+def record_event(
+    conn: sa.Connection, kind: str, subject: object, message: str, now: datetime, **data: Any
+) -> None:
+    conn.execute(
+        events.insert().values(at=now, kind=kind, subject=str(subject), message=message, data=_jsonable(data))
+    )
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (int, float, bool, str, type(None))) else str(v) for k, v in data.items()}

@@ -1,0 +1,320 @@
+"""Failovers: opened once per instance, claimed by an executor, advanced one durable step at a time.
+
+Every write by the executor is conditional on the status it read, so a step that another
+process already took is skipped rather than repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+
+from takeover.domain.errors import Conflict, NotFound
+from takeover.domain.failover import (
+    OPEN_STATUSES,
+    Failover,
+    FailoverReason,
+    FailoverStatus,
+    FailoverView,
+    check_transition,
+)
+from takeover.domain.models import InstanceState, NodeStatus
+from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.ports import LeaseToken
+from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.instances import _get as get_instance
+from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
+from takeover.store.rows import failover_from_row, instance_from_row
+from takeover.store.tables import failovers, instances, nodes
+
+_OPEN = [s.value for s in OPEN_STATUSES]
+
+
+class FailoverRepository:
+    def __init__(self, engine: sa.Engine, degraded_streak: int) -> None:
+        self._engine = engine
+        self._degraded_streak = degraded_streak
+
+    def open(
+        self,
+        instance_id: UUID,
+        reason: FailoverReason,
+        now: datetime,
+        *,
+        owner: str | None = None,
+        requested_target_id: UUID | None = None,
+        fence: LeaseToken | None = None,
+    ) -> Failover:
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            return self._open(conn, instance_id, reason, now, owner, requested_target_id)
+
+    def open_many(
+        self, intents: Sequence[tuple[UUID, FailoverReason]], now: datetime, fence: LeaseToken | None
+    ) -> list[Failover]:
+        """Open several at once (the monitor); an instance that got one meanwhile is skipped."""
+        opened = []
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            for instance_id, reason in intents:
+                try:
+                    with conn.begin_nested():
+                        opened.append(self._open(conn, instance_id, reason, now, None, None))
+                except (Conflict, NotFound):
+                    continue
+        return opened
+
+    def _open(
+        self,
+        conn: sa.Connection,
+        instance_id: UUID,
+        reason: FailoverReason,
+        now: datetime,
+        owner: str | None,
+        requested_target_id: UUID | None,
+    ) -> Failover:
+        instance = get_instance(conn, instance_id, owner, lock=True)
+        open_id = conn.execute(
+            sa.select(failovers.c.id).where(
+                failovers.c.instance_id == instance_id, failovers.c.status.in_(_OPEN)
+            )
+        ).scalar_one_or_none()
+        if open_id is not None:
+            raise Conflict(f"failover {open_id} of this instance is already in progress", field="instance_id")
+        if instance.node_id is None:
+            raise Conflict("the instance is not placed on any node", field="instance_id")
+        if requested_target_id is not None:
+            target = get_node(conn, requested_target_id)
+            if target.id == instance.node_id:
+                raise Conflict("the instance already runs on the target node", field="target_node_id")
+            if target.status is not NodeStatus.ONLINE or target.free_capacity <= 0:
+                raise Conflict(
+                    f"target node {target.name} cannot take it ({target.status}, "
+                    f"{target.current_instances}/{target.max_instances})",
+                    field="target_node_id",
+                )
+        failover = Failover(
+            id=uuid4(),
+            instance_id=instance_id,
+            source_node_id=instance.node_id,
+            target_node_id=None,
+            reason=reason,
+            status=FailoverStatus.PENDING,
+            created_at=now,
+            step_started_at=now,
+            requested_target_id=requested_target_id,
+        )
+        conn.execute(
+            failovers.insert().values(
+                id=failover.id,
+                instance_id=instance_id,
+                source_node_id=failover.source_node_id,
+                requested_target_id=requested_target_id,
+                reason=reason.value,
+                status=failover.status.value,
+                attempts=0,
+                tried_node_ids=[],
+                timings={},
+                created_at=now,
+                step_started_at=now,
+            )
+        )
+        record_event(conn, "failover.opened", failover.id, f"{reason} failover of {instance.name}", now)
+        return failover
+
+    def get(self, failover_id: UUID, owner: str | None = None) -> Failover:
+        with self._engine.connect() as conn:
+            return _get(conn, failover_id, owner)
+
+    def find(
+        self,
+        instance_id: UUID | None = None,
+        status: FailoverStatus | None = None,
+        owner: str | None = None,
+        limit: int = 500,
+    ) -> list[Failover]:
+        query = sa.select(failovers).order_by(failovers.c.created_at.desc()).limit(limit)
+        if instance_id is not None:
+            query = query.where(failovers.c.instance_id == instance_id)
+        if status is not None:
+            query = query.where(failovers.c.status == status.value)
+        if owner is not None:
+            query = query.join(instances, instances.c.id == failovers.c.instance_id).where(
+                instances.c.owner == owner
+            )
+        with self._engine.connect() as conn:
+            return [failover_from_row(r) for r in conn.execute(query)]
+
+    def finish(self, failover_id: UUID, success: bool, error: str | None, now: datetime) -> Failover:
+        """An operator's verdict: success confirms a restoring failover, failure aborts an open one."""
+        with transaction(self._engine) as conn:
+            failover = _get(conn, failover_id, None, lock=True)
+            target = FailoverStatus.COMPLETED if success else FailoverStatus.FAILED
+            check_transition(failover.status, target)
+            _write_step(conn, failover, target, now, error=error if not success else None)
+            if success:
+                _stamp_instance(conn, failover.instance_id, now)
+            return _get(conn, failover_id, None)
+
+    def claim(self, holder: str, now: datetime, ttl: timedelta, limit: int = 50) -> list[Failover]:
+        """Open failovers nobody else is working on, claimed for ``ttl``."""
+        with transaction(self._engine) as conn:
+            query = (
+                sa.select(failovers.c.id)
+                .where(
+                    failovers.c.status.in_(_OPEN),
+                    sa.or_(
+                        failovers.c.claimed_by.is_(None),
+                        failovers.c.claimed_by == holder,
+                        failovers.c.claim_expires_at < now,
+                    ),
+                )
+                .order_by(failovers.c.created_at)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                failovers.update()
+                .where(failovers.c.id.in_(ids))
+                .values(claimed_by=holder, claim_expires_at=now + ttl)
+            )
+            rows = conn.execute(
+                sa.select(failovers).where(failovers.c.id.in_(ids)).order_by(failovers.c.created_at)
+            )
+            return [failover_from_row(r) for r in rows]
+
+    def view(self, failover: Failover) -> FailoverView:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(instances).where(instances.c.id == failover.instance_id)
+            ).one_or_none()
+            involved = [i for i in (failover.source_node_id, failover.target_node_id) if i]
+            rows = conn.execute(sa.select(nodes.c.id, nodes.c.status).where(nodes.c.id.in_(involved)))
+            statuses = {r.id: r.status for r in rows}
+        return FailoverView(
+            instance=instance_from_row(row) if row is not None else None,
+            source_status=_status(statuses.get(failover.source_node_id)),
+            target_status=_status(statuses.get(failover.target_node_id)),
+        )
+
+    def advance(
+        self,
+        failover: Failover,
+        status: FailoverStatus,
+        now: datetime,
+        fence: LeaseToken | None,
+        error: str | None = None,
+    ) -> bool:
+        """Record one step; False when the failover moved on meanwhile (the step is not repeated)."""
+        check_transition(failover.status, status)
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            if not _write_step(conn, failover, status, now, error=error):
+                return False
+            if status is FailoverStatus.COMPLETED:
+                _stamp_instance(conn, failover.instance_id, now)
+            return True
+
+    def place(
+        self, failover: Failover, now: datetime, fence: LeaseToken | None, exclude: frozenset[UUID]
+    ) -> Failover | Ineligible | None:
+        """Migrating -> restoring in one transaction: take a slot, bump the epoch, move the instance.
+
+        Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
+        """
+        check_transition(failover.status, FailoverStatus.RESTORING)
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            if _get(conn, failover.id, None, lock=True).status is not failover.status:
+                return None
+            instance = get_instance(conn, failover.instance_id, None, lock=True)
+            if failover.requested_target_id is not None:
+                exclude = frozenset(n for n in exclude if n != failover.requested_target_id)
+            request = PlacementRequest(instance.preferred_region, exclude, self._degraded_streak)
+            target = _claim_target(conn, failover, request)
+            if isinstance(target, Ineligible):
+                return target
+            epoch = instance.epoch + 1
+            conn.execute(
+                instances.update()
+                .where(instances.c.id == instance.id)
+                .values(node_id=target, epoch=epoch, state=InstanceState.ASSIGNED.value)
+            )
+            release_slot(conn, instance.node_id)
+            tried = [*(str(n) for n in failover.tried_node_ids), str(target)]
+            extra = {"target_node_id": target, "attempts": failover.attempts + 1, "tried_node_ids": tried}
+            _write_step(conn, failover, FailoverStatus.RESTORING, now, **extra)
+            record_event(
+                conn,
+                "failover.placed",
+                failover.id,
+                f"{instance.name} placed on {target} at epoch {epoch}",
+                now,
+            )
+            return _get(conn, failover.id, None)
+
+
+def _claim_target(conn: sa.Connection, failover: Failover, request: PlacementRequest) -> UUID | Ineligible:
+    if failover.requested_target_id is None:
+        node = claim_slot(conn, request)
+        return node if isinstance(node, Ineligible) else node.id
+    if take_slot(conn, failover.requested_target_id):
+        return failover.requested_target_id
+    target = get_node(conn, failover.requested_target_id)
+    return Ineligible(
+        f"requested target {target.name} cannot take it ({target.status}, {target.current_instances}/{target.max_instances})"
+    )
+
+
+def _write_step(
+    conn: sa.Connection, failover: Failover, status: FailoverStatus, now: datetime, **extra: Any
+) -> bool:
+    timings = dict(failover.timings)
+    timings[f"{failover.status.value}_ms"] = round((now - failover.step_started_at).total_seconds() * 1000, 1)
+    values: dict[str, Any] = {"status": status.value, "step_started_at": now, "timings": timings, **extra}
+    if status in (FailoverStatus.COMPLETED, FailoverStatus.FAILED):
+        timings["total_ms"] = round((now - failover.created_at).total_seconds() * 1000, 1)
+        values["completed_at"] = now
+        values["claimed_by"] = None
+    result = conn.execute(
+        failovers.update()
+        .where(failovers.c.id == failover.id, failovers.c.status == failover.status.value)
+        .values(values)
+    )
+    if result.rowcount != 1:
+        return False
+    message = f"failover {failover.status} -> {status}" + (
+        f": {extra['error']}" if extra.get("error") else ""
+    )
+    record_event(conn, "failover.step", failover.id, message, now, status=status.value)
+    return True
+
+
+def _stamp_instance(conn: sa.Connection, instance_id: UUID, now: datetime) -> None:
+    conn.execute(instances.update().where(instances.c.id == instance_id).values(last_failover_at=now))
+
+
+def _status(value: str | None) -> NodeStatus | None:
+    return NodeStatus(value) if value is not None else None
+
+
+def _get(conn: sa.Connection, failover_id: UUID, owner: str | None, lock: bool = False) -> Failover:
+    query = sa.select(failovers).where(failovers.c.id == failover_id)
+    if owner is not None:
+        query = query.join(instances, instances.c.id == failovers.c.instance_id).where(
+            instances.c.owner == owner
+        )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=failovers)
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"failover {failover_id} not found")
+    return failover_from_row(row)

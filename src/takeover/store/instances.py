@@ -1,0 +1,143 @@
+"""Instances: created already placed, assigned by an admin, deleted with their slot released."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from takeover.domain.errors import Conflict, NoCapacity, NotFound
+from takeover.domain.failover import OPEN_STATUSES
+from takeover.domain.models import Instance, InstanceState, NodeStatus
+from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.store.base import record_event, transaction
+from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
+from takeover.store.rows import instance_from_row, spec_to_json
+from takeover.store.tables import failovers, instances
+
+_OPEN = [s.value for s in OPEN_STATUSES]
+
+
+class InstanceRepository:
+    def __init__(self, engine: sa.Engine, degraded_streak: int) -> None:
+        self._engine = engine
+        self._degraded_streak = degraded_streak
+
+    def create(self, instance: Instance, now: datetime) -> Instance:
+        """Insert ``instance`` on the best node; NoCapacity (nothing written) when none fits."""
+        with transaction(self._engine) as conn:
+            taken = conn.execute(
+                sa.select(instances.c.id).where(
+                    instances.c.owner == instance.owner, instances.c.name == instance.name
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(f"an instance named {instance.name!r} already exists", field="name")
+            request = PlacementRequest(instance.preferred_region, degraded_streak=self._degraded_streak)
+            node = claim_slot(conn, request)
+            if isinstance(node, Ineligible):
+                raise NoCapacity(f"no node can take the instance: {node.reason}")
+            placed = replace(instance, node_id=node.id, epoch=1, state=InstanceState.ASSIGNED)
+            conn.execute(instances.insert().values(_values(placed)))
+            record_event(
+                conn, "instance.placed", placed.id, f"{placed.name} placed on {node.name} at epoch 1", now
+            )
+            return placed
+
+    def get(self, instance_id: UUID, owner: str | None = None) -> Instance:
+        """``owner`` set: someone else's instance is NotFound, as if it did not exist."""
+        with self._engine.connect() as conn:
+            return _get(conn, instance_id, owner)
+
+    def find(self, owner: str | None = None, node_id: UUID | None = None) -> list[Instance]:
+        query = sa.select(instances).order_by(instances.c.created_at, instances.c.name)
+        if owner is not None:
+            query = query.where(instances.c.owner == owner)
+        if node_id is not None:
+            query = query.where(instances.c.node_id == node_id)
+        with self._engine.connect() as conn:
+            return [instance_from_row(r) for r in conn.execute(query)]
+
+    def delete(self, instance_id: UUID, owner: str | None, now: datetime) -> None:
+        with transaction(self._engine) as conn:
+            instance = _get(conn, instance_id, owner, lock=True)
+            _refuse_if_moving(conn, instance)
+            conn.execute(instances.delete().where(instances.c.id == instance_id))
+            release_slot(conn, instance.node_id)
+            record_event(conn, "instance.deleted", instance_id, f"{instance.name} deleted", now)
+
+    def assign(self, instance_id: UUID, node_id: UUID, now: datetime) -> Instance:
+        """Place an instance whose node is gone or offline (its runner is fenced) on ``node_id``."""
+        with transaction(self._engine) as conn:
+            instance = _get(conn, instance_id, None, lock=True)
+            _refuse_if_moving(conn, instance)
+            target = get_node(conn, node_id)
+            if instance.node_id is not None:
+                current = get_node(conn, instance.node_id)
+                if current.status is not NodeStatus.OFFLINE:
+                    raise Conflict(
+                        f"instance runs on node {current.name} ({current.status}); "
+                        "move it with POST /failovers and target_node_id"
+                    )
+            if not take_slot(conn, target.id):
+                raise Conflict(
+                    f"node {target.name} cannot take it ({target.status}, "
+                    f"{target.current_instances}/{target.max_instances})",
+                    field="node_id",
+                )
+            release_slot(conn, instance.node_id)
+            moved = replace(
+                instance, node_id=target.id, epoch=instance.epoch + 1, state=InstanceState.ASSIGNED
+            )
+            conn.execute(
+                instances.update()
+                .where(instances.c.id == instance_id)
+                .values(node_id=target.id, epoch=moved.epoch, state=moved.state.value)
+            )
+            record_event(
+                conn,
+                "instance.assigned",
+                instance_id,
+                f"{instance.name} assigned to {target.name} at epoch {moved.epoch}",
+                now,
+            )
+            return moved
+
+
+def _get(conn: sa.Connection, instance_id: UUID, owner: str | None, lock: bool = False) -> Instance:
+    query = sa.select(instances).where(instances.c.id == instance_id)
+    if owner is not None:
+        query = query.where(instances.c.owner == owner)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"instance {instance_id} not found")
+    return instance_from_row(row)
+
+
+def _refuse_if_moving(conn: sa.Connection, instance: Instance) -> None:
+    open_id = conn.execute(
+        sa.select(failovers.c.id).where(failovers.c.instance_id == instance.id, failovers.c.status.in_(_OPEN))
+    ).scalar_one_or_none()
+    if open_id is not None:
+        raise Conflict(f"failover {open_id} of this instance is in progress")
+
+
+def _values(instance: Instance) -> dict[str, object]:
+    return {
+        "id": instance.id,
+        "owner": instance.owner,
+        "name": instance.name,
+        "spec": spec_to_json(instance.spec),
+        "node_id": instance.node_id,
+        "epoch": instance.epoch,
+        "state": instance.state.value,
+        "preferred_region": instance.preferred_region,
+        "failover_enabled": instance.failover_enabled,
+        "failover_strategy": instance.failover_strategy,
+        "last_failover_at": instance.last_failover_at,
+        "created_at": instance.created_at,
+    }

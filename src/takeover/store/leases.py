@@ -1,0 +1,72 @@
+"""The leader lease in the store: a row per lease name with holder, epoch and expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from takeover.ports import LeaseToken
+from takeover.store.base import transaction
+from takeover.store.tables import leases
+
+
+class StoreCoordinator:
+    """Coordinator port on the SQL store (see ports.Coordinator for the contract)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def acquire(self, name: str, holder: str, ttl: timedelta, now: datetime) -> LeaseToken | None:
+        expires = now + ttl
+        with transaction(self._engine) as conn:
+            query = sa.select(leases).where(leases.c.name == name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                inserted = conn.execute(_insert_if_absent(conn, name, holder, expires))
+                if inserted.rowcount != 1:
+                    return None  # another replica created it first
+                return LeaseToken(name, holder, 1, expires)
+            if row.holder == holder and row.expires_at > now:
+                epoch = row.epoch  # renewal keeps the epoch
+            elif row.expires_at <= now:
+                epoch = row.epoch + 1
+            else:
+                return None
+            conn.execute(
+                leases.update()
+                .where(leases.c.name == name)
+                .values(holder=holder, epoch=epoch, expires_at=expires)
+            )
+            return LeaseToken(name, holder, epoch, expires)
+
+    def release(self, token: LeaseToken) -> bool:
+        with transaction(self._engine) as conn:
+            done = conn.execute(
+                leases.update()
+                .where(
+                    leases.c.name == token.name,
+                    leases.c.holder == token.holder,
+                    leases.c.epoch == token.epoch,
+                )
+                .values(expires_at=datetime(1970, 1, 1, tzinfo=token.expires_at.tzinfo))
+            )
+            return done.rowcount == 1
+
+    def current(self, name: str) -> LeaseToken | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).one_or_none()
+        return LeaseToken(row.name, row.holder, row.epoch, row.expires_at) if row else None
+
+
+def _insert_if_absent(conn: sa.Connection, name: str, holder: str, expires: datetime) -> sa.Executable:
+    values = {"name": name, "holder": holder, "epoch": 1, "expires_at": expires}
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(leases).values(values).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(leases).values(values).on_conflict_do_nothing()

@@ -1,0 +1,309 @@
+"""Nodes: registry, heartbeats applied in batches, placement with an atomic slot claim."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from takeover.domain.errors import Conflict, NotFound
+from takeover.domain.health import health_score, next_low_score_streak
+from takeover.domain.heartbeat import Heartbeat, reported_state, status_after_heartbeat
+from takeover.domain.models import Instance, Node, NodeStatus, Role
+from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
+from takeover.ports import LeaseToken
+from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.rows import instance_from_row, node_from_row
+from takeover.store.tables import failovers, instances, nodes, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    node: Node
+    desired: list[Instance]
+    state_changes: int = 0  # instances whose reported state changed with this heartbeat
+
+
+class NodeRepository:
+    def __init__(self, engine: sa.Engine, low_score_threshold: float) -> None:
+        self._engine = engine
+        self._low_score_threshold = low_score_threshold
+
+    def add(self, node: Node, token_id: UUID, token_hash: str) -> Node:
+        with transaction(self._engine) as conn:
+            taken = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == node.name)).first()
+            if taken is not None:
+                raise Conflict(f"a node named {node.name!r} already exists", field="name")
+            conn.execute(nodes.insert().values({**_node_values(node), "api_token_hash": token_hash}))
+            conn.execute(
+                tokens.insert().values(
+                    id=token_id,
+                    token_hash=token_hash,
+                    role=Role.NODE.value,
+                    subject=str(node.id),
+                    node_id=node.id,
+                    created_at=node.created_at,
+                )
+            )
+            assert node.created_at is not None
+            record_event(conn, "node.registered", node.id, f"node {node.name} registered", node.created_at)
+        return node
+
+    def get(self, node_id: UUID) -> Node:
+        with self._engine.connect() as conn:
+            return get_node(conn, node_id)
+
+    def find(self, status: NodeStatus | None = None, region: str | None = None) -> list[Node]:
+        query = sa.select(nodes).order_by(nodes.c.name)
+        if status is not None:
+            query = query.where(nodes.c.status == status.value)
+        if region is not None:
+            query = query.where(nodes.c.region == region)
+        with self._engine.connect() as conn:
+            return [node_from_row(r) for r in conn.execute(query)]
+
+    def update(self, node_id: UUID, changes: dict[str, Any], now: datetime) -> Node:
+        with transaction(self._engine) as conn:
+            before = get_node(conn, node_id, lock=True)
+            values = {k: v.value if isinstance(v, NodeStatus) else v for k, v in changes.items()}
+            if values:
+                conn.execute(nodes.update().where(nodes.c.id == node_id).values(values))
+            after = get_node(conn, node_id)
+            if after.status is not before.status:
+                record_event(
+                    conn, "node.status", node_id, f"node {after.name}: {before.status} -> {after.status}", now
+                )
+            return after
+
+    def delete(self, node_id: UUID, now: datetime) -> None:
+        with transaction(self._engine) as conn:
+            node = get_node(conn, node_id, lock=True)
+            held = conn.execute(
+                sa.select(sa.func.count()).select_from(instances).where(instances.c.node_id == node_id)
+            ).scalar_one()
+            if held:
+                raise Conflict(f"node {node.name} still holds {held} instance(s); drain it first")
+            conn.execute(nodes.delete().where(nodes.c.id == node_id))
+            record_event(conn, "node.deleted", node_id, f"node {node.name} deleted", now)
+
+    def apply_heartbeats(self, batch: Sequence[Heartbeat], now: datetime) -> list[HeartbeatResult | NotFound]:
+        """Apply many heartbeats in one transaction (group commit); one result per heartbeat."""
+        ids = list({hb.node_id for hb in batch})
+        with transaction(self._engine) as conn:
+            known = {
+                r.id: node_from_row(r) for r in conn.execute(sa.select(nodes).where(nodes.c.id.in_(ids)))
+            }
+            updated = self._update_nodes(conn, batch, known, now)
+            changes = self._apply_reports(conn, batch, known)
+            desired = desired_instances(conn, list(updated))
+        return [
+            HeartbeatResult(updated[hb.node_id], desired.get(hb.node_id, []), changes[hb.node_id])
+            if hb.node_id in updated
+            else NotFound(f"node {hb.node_id} not found")
+            for hb in batch
+        ]
+
+    def _update_nodes(
+        self, conn: sa.Connection, batch: Sequence[Heartbeat], known: dict[UUID, Node], now: datetime
+    ) -> dict[UUID, Node]:
+        updated: dict[UUID, Node] = {}
+        for hb in batch:  # a node twice in one batch: the later heartbeat wins
+            node = updated.get(hb.node_id) or known.get(hb.node_id)
+            if node is None:
+                continue
+            score = health_score(hb.cpu_load, hb.memory_load, hb.avg_latency_ms)
+            updated[hb.node_id] = replace(
+                node,
+                cpu_load=hb.cpu_load,
+                memory_load=hb.memory_load,
+                avg_latency_ms=hb.avg_latency_ms,
+                health_score=score,
+                low_score_streak=next_low_score_streak(
+                    score, self._low_score_threshold, node.low_score_streak
+                ),
+                status=status_after_heartbeat(node.status),
+                last_heartbeat_at=now,
+            )
+        if updated:
+            conn.execute(
+                nodes.update().where(nodes.c.id == sa.bindparam("b_id")),
+                [
+                    {
+                        "b_id": n.id,
+                        "cpu_load": n.cpu_load,
+                        "memory_load": n.memory_load,
+                        "avg_latency_ms": n.avg_latency_ms,
+                        "health_score": n.health_score,
+                        "low_score_streak": n.low_score_streak,
+                        "status": n.status.value,
+                        "last_heartbeat_at": now,
+                    }
+                    for n in updated.values()
+                ],
+            )
+        for node_id, node in updated.items():
+            if known[node_id].status is NodeStatus.OFFLINE:
+                record_event(conn, "node.online", node_id, f"node {node.name} heartbeats again", now)
+        return updated
+
+    def _apply_reports(
+        self, conn: sa.Connection, batch: Sequence[Heartbeat], known: dict[UUID, Node]
+    ) -> Counter[UUID]:
+        reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
+        node_ids = [hb.node_id for hb in batch if hb.node_id in known]
+        held = conn.execute(sa.select(instances).where(instances.c.node_id.in_(node_ids)))
+        changes = []
+        per_node: Counter[UUID] = Counter()
+        for row in held:
+            instance = instance_from_row(row)
+            assert instance.node_id is not None
+            state = reported_state(instance, instance.node_id, reports.get((instance.node_id, instance.id)))
+            if state is not None:
+                changes.append({"b_id": instance.id, "b_epoch": instance.epoch, "state": state.value})
+                per_node[instance.node_id] += 1
+        if changes:
+            conn.execute(
+                instances.update()
+                .where(instances.c.id == sa.bindparam("b_id"), instances.c.epoch == sa.bindparam("b_epoch"))
+                .values(state=sa.bindparam("state")),
+                changes,
+            )
+        return per_node
+
+    def mark_offline(self, node_ids: Sequence[UUID], now: datetime, fence: LeaseToken | None) -> None:
+        if not node_ids:
+            return
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            conn.execute(
+                nodes.update()
+                .where(nodes.c.id.in_(node_ids), nodes.c.status != NodeStatus.OFFLINE.value)
+                .values(status=NodeStatus.OFFLINE.value)
+            )
+            for node_id in node_ids:
+                record_event(conn, "node.offline", node_id, "node went silent", now)
+
+    def select(self, request: PlacementRequest) -> Node | Ineligible:
+        with self._engine.connect() as conn:
+            return select_node(conn, request)
+
+
+def _node_values(node: Node) -> dict[str, Any]:
+    return {
+        "id": node.id,
+        "name": node.name,
+        "region": node.region,
+        "base_url": node.base_url,
+        "max_instances": node.max_instances,
+        "current_instances": node.current_instances,
+        "cpu_load": node.cpu_load,
+        "memory_load": node.memory_load,
+        "avg_latency_ms": node.avg_latency_ms,
+        "status": node.status.value,
+        "health_score": node.health_score,
+        "priority": node.priority,
+        "labels": node.labels,
+        "low_score_streak": node.low_score_streak,
+        "last_heartbeat_at": node.last_heartbeat_at,
+        "created_at": node.created_at,
+    }
+
+
+def get_node(conn: sa.Connection, node_id: UUID, lock: bool = False) -> Node:
+    query = sa.select(nodes).where(nodes.c.id == node_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"node {node_id} not found")
+    return node_from_row(row)
+
+
+def desired_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> dict[UUID, list[Instance]]:
+    """What each node should run: its instances, less those it is handing over (backing_up)."""
+    leaving = (
+        sa.select(failovers.c.instance_id)
+        .where(failovers.c.status == "backing_up", failovers.c.source_node_id == instances.c.node_id)
+        .exists()
+    )
+    rows = conn.execute(
+        sa.select(instances).where(instances.c.node_id.in_(node_ids), ~leaving).order_by(instances.c.name)
+    )
+    desired: dict[UUID, list[Instance]] = {}
+    for row in rows:
+        desired.setdefault(row.node_id, []).append(instance_from_row(row))
+    return desired
+
+
+def _eligible_query(request: PlacementRequest, region: str | None) -> sa.Select[Any]:
+    query = sa.select(nodes).where(
+        nodes.c.status == NodeStatus.ONLINE.value, nodes.c.current_instances < nodes.c.max_instances
+    )
+    if request.exclude:
+        query = query.where(nodes.c.id.not_in(list(request.exclude)))
+    if request.degraded_streak:
+        query = query.where(nodes.c.low_score_streak < request.degraded_streak)
+    if region is not None:
+        query = query.where(nodes.c.region == region)
+    return query.order_by(
+        nodes.c.health_score.desc(),
+        (nodes.c.max_instances - nodes.c.current_instances).desc(),
+        nodes.c.priority.desc(),
+        nodes.c.name.asc(),
+    ).limit(1)
+
+
+def select_node(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligible:
+    """The placement rule of takeover.domain.placement, evaluated by the database.
+
+    The pure rule runs only when nothing fits, to say why.
+    """
+    regions = [request.preferred_region, None] if request.preferred_region else [None]
+    for region in regions:
+        row = conn.execute(_eligible_query(request, region)).first()
+        if row is not None:
+            return node_from_row(row)
+    everything = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
+    return select_best_node(everything, request)
+
+
+def claim_slot(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligible:
+    """Choose a node and take one of its slots; a node filled meanwhile is skipped."""
+    exclude = set(request.exclude)
+    for _ in range(10):
+        choice = select_node(
+            conn, PlacementRequest(request.preferred_region, frozenset(exclude), request.degraded_streak)
+        )
+        if isinstance(choice, Ineligible):
+            return choice
+        if take_slot(conn, choice.id):
+            return choice
+        exclude.add(choice.id)
+    return Ineligible("every chosen node filled up while placing; try again")
+
+
+def take_slot(conn: sa.Connection, node_id: UUID) -> bool:
+    claimed = conn.execute(
+        nodes.update()
+        .where(
+            nodes.c.id == node_id,
+            nodes.c.status == NodeStatus.ONLINE.value,
+            nodes.c.current_instances < nodes.c.max_instances,
+        )
+        .values(current_instances=nodes.c.current_instances + 1)
+    )
+    return claimed.rowcount == 1
+
+
+def release_slot(conn: sa.Connection, node_id: UUID | None) -> None:
+    if node_id is not None:
+        conn.execute(
+            nodes.update()
+            .where(nodes.c.id == node_id, nodes.c.current_instances > 0)
+            .values(current_instances=nodes.c.current_instances - 1)
+        )

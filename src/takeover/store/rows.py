@@ -1,0 +1,79 @@
+"""Rows to domain records."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
+
+
+def node_from_row(row: sa.Row[Any]) -> Node:
+    return Node(
+        id=row.id,
+        name=row.name,
+        region=row.region,
+        base_url=row.base_url,
+        max_instances=row.max_instances,
+        current_instances=row.current_instances,
+        status=NodeStatus(row.status),
+        health_score=row.health_score,
+        priority=row.priority,
+        cpu_load=row.cpu_load,
+        memory_load=row.memory_load,
+        avg_latency_ms=row.avg_latency_ms,
+        labels=dict(row.labels or {}),
+        low_score_streak=row.low_score_streak,
+        last_heartbeat_at=row.last_heartbeat_at,
+        created_at=row.created_at,
+    )
+
+
+def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
+    return {"command": list(spec.command), "env": dict(spec.env), "workspace": spec.workspace}
+
+
+def spec_from_json(data: dict[str, Any]) -> InstanceSpec:
+    return InstanceSpec(
+        command=tuple(data["command"]), env=dict(data.get("env") or {}), workspace=data.get("workspace")
+    )
+
+
+def instance_from_row(row: sa.Row[Any]) -> Instance:
+    return Instance(
+        id=row.id,
+        owner=row.owner,
+        name=row.name,
+        spec=spec_from_json(row.spec),
+        node_id=row.node_id,
+        epoch=row.epoch,
+        state=InstanceState(row.state),
+        preferred_region=row.preferred_region,
+        failover_enabled=row.failover_enabled,
+        failover_strategy=row.failover_strategy,
+        last_failover_at=row.last_failover_at,
+        created_at=row.created_at,
+    )
+
+
+def failover_from_row(row: sa.Row[Any]) -> Failover:
+    return Failover(
+        id=row.id,
+        instance_id=row.instance_id,
+        source_node_id=row.source_node_id,
+        target_node_id=row.target_node_id,
+        reason=FailoverReason(row.reason),
+        status=FailoverStatus(row.status),
+        created_at=row.created_at,
+        step_started_at=row.step_started_at,
+        requested_target_id=row.requested_target_id,
+        backup_id=row.backup_id,
+        error=row.error,
+        attempts=row.attempts,
+        tried_node_ids=tuple(UUID(x) for x in row.tried_node_ids),
+        timings=dict(row.timings),
+        completed_at=row.completed_at,
+    )

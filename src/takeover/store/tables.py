@@ -1,0 +1,160 @@
+"""SQLAlchemy Core tables: the single source of the schema that Alembic migrates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+OPEN_FAILOVER = "status IN ('pending', 'backing_up', 'migrating', 'restoring')"
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("region", sa.String(100), nullable=False),
+    sa.Column("base_url", sa.String(500), nullable=False),
+    sa.Column("max_instances", sa.Integer, nullable=False),
+    sa.Column("current_instances", sa.Integer, nullable=False, default=0),
+    sa.Column("cpu_load", sa.Float, nullable=False, default=0.0),
+    sa.Column("memory_load", sa.Float, nullable=False, default=0.0),
+    sa.Column("avg_latency_ms", sa.Float, nullable=False, default=0.0),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("health_score", sa.Float, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("labels", Json, nullable=False),
+    sa.Column("api_token_hash", sa.String(64), nullable=False),
+    sa.Column("low_score_streak", sa.Integer, nullable=False, default=0),
+    sa.Column("last_heartbeat_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_nodes_placement", "status", sa.text("health_score DESC")),
+    sa.Index("ix_nodes_region", "region"),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("node_id", sa.Uuid, sa.ForeignKey("nodes.id"), nullable=True, index=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("preferred_region", sa.String(100), nullable=True),
+    sa.Column("failover_enabled", sa.Boolean, nullable=False),
+    sa.Column("failover_strategy", sa.String(50), nullable=True),
+    sa.Column("last_failover_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("owner", "name"),
+)
+
+failovers = sa.Table(
+    "failovers",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "instance_id",
+        sa.Uuid,
+        sa.ForeignKey("instances.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("source_node_id", sa.Uuid, nullable=True),
+    sa.Column("target_node_id", sa.Uuid, nullable=True),
+    sa.Column("requested_target_id", sa.Uuid, nullable=True),
+    sa.Column("reason", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("backup_id", sa.String(200), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("tried_node_ids", Json, nullable=False),
+    sa.Column("timings", Json, nullable=False),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claim_expires_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("step_started_at", UtcDateTime, nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=True),
+    # At most one open failover per instance, enforced by the store itself.
+    sa.Index(
+        "uq_failovers_open_instance",
+        "instance_id",
+        unique=True,
+        sqlite_where=sa.text(OPEN_FAILOVER),
+        postgresql_where=sa.text(OPEN_FAILOVER),
+    ),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(10), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("node_id", sa.Uuid, sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+region_pauses = sa.Table(
+    "region_pauses",
+    metadata,
+    sa.Column("region", sa.String(100), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("paused_at", UtcDateTime, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", Json, nullable=False),
+)

@@ -1,0 +1,75 @@
+"""Bearer tokens, kept only as SHA-256 hashes; a lookup reads the store, so a revocation
+takes effect on every replica at the next request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from takeover.domain.errors import NotFound
+from takeover.domain.models import Principal, Role
+from takeover.store.base import record_event, transaction
+from takeover.store.tables import tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: UUID
+    role: Role
+    subject: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def add(self, token_id: UUID, token_hash: str, role: Role, subject: str, now: datetime) -> TokenRecord:
+        with transaction(self._engine) as conn:
+            conn.execute(
+                tokens.insert().values(
+                    id=token_id, token_hash=token_hash, role=role.value, subject=subject, created_at=now
+                )
+            )
+            record_event(conn, "token.created", token_id, f"{role} token for {subject}", now)
+        return TokenRecord(token_id, role, subject, now, None)
+
+    def principal(self, token_hash: str) -> Principal | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tokens.c.role, tokens.c.subject).where(
+                    tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None)
+                )
+            ).first()
+        return Principal(Role(row.role), row.subject) if row is not None else None
+
+    def find(self) -> list[TokenRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(tokens).order_by(tokens.c.created_at))
+            return [TokenRecord(r.id, Role(r.role), r.subject, r.created_at, r.revoked_at) for r in rows]
+
+    def revoke(self, token_id: UUID, now: datetime) -> None:
+        with transaction(self._engine) as conn:
+            done = conn.execute(
+                tokens.update()
+                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"token {token_id} not found or already revoked")
+            record_event(conn, "token.revoked", token_id, "token revoked", now)
+
+    def admin_exists(self) -> bool:
+        with self._engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(tokens.c.id).where(
+                        tokens.c.role == Role.ADMIN.value, tokens.c.revoked_at.is_(None)
+                    )
+                ).first()
+                is not None
+            )
