@@ -25,8 +25,8 @@ class StoreCoordinator:
                 query = query.with_for_update()
             row = conn.execute(query).one_or_none()
             if row is None:
-                inserted = conn.execute(_insert_if_absent(conn, name, holder, expires))
-                if inserted.rowcount != 1:
+                inserted = conn.execute(_insert_if_absent(conn, name, holder, expires)).first()
+                if inserted is None:
                     return None  # another replica created it first
                 return LeaseToken(name, holder, 1, expires)
             if row.holder == holder and row.expires_at > now:
@@ -66,7 +66,7 @@ def _insert_if_absent(conn: sa.Connection, name: str, holder: str, expires: date
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(leases).values(values).on_conflict_do_nothing()
+        return pg_insert(leases).values(values).on_conflict_do_nothing().returning(leases.c.name)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(leases).values(values).on_conflict_do_nothing()
+    return sqlite_insert(leases).values(values).on_conflict_do_nothing().returning(leases.c.name)

@@ -1,0 +1,69 @@
+"""A test driver that acts as the agents of a pool: real HTTP heartbeats through the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from takeover.control.loop import CycleOutcome
+from takeover.main import Runtime
+from takeover.testing import FakeClock
+
+
+@dataclass
+class NodeHandle:
+    id: str
+    name: str
+    token: str
+    running: dict[str, int] = field(default_factory=dict)  # instance id -> epoch it runs
+
+
+class Pool:
+    def __init__(self, client: TestClient, runtime: Runtime, clock: FakeClock) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.clock = clock
+
+    def node(self, name: str, region: str = "r1", max_instances: int = 10, **extra: Any) -> NodeHandle:
+        body = {"name": name, "region": region, "base_url": f"http://127.0.0.1:9/{name}", "max_instances": max_instances, **extra}
+        response = self.client.post("/api/v1/nodes", json=body)
+        assert response.status_code == 201, response.text
+        data = response.json()
+        return NodeHandle(data["id"], name, data["api_token"])
+
+    def beat(self, node: NodeHandle, cpu: float = 0.1, memory: float = 0.1, latency: float = 5.0) -> dict[str, Any]:
+        """Heartbeat as ``node``'s agent would, then run exactly what the reply asks for."""
+        reports = [{"id": i, "epoch": e, "state": "running"} for i, e in node.running.items()]
+        response = self.client.post(
+            f"/api/v1/nodes/{node.id}/heartbeat",
+            json={"cpu_load": cpu, "memory_load": memory, "avg_latency_ms": latency, "instances": reports},
+            headers={"Authorization": f"Bearer {node.token}"},
+        )
+        assert response.status_code == 200, response.text
+        reply: dict[str, Any] = response.json()
+        node.running = {d["id"]: d["epoch"] for d in reply["desired"]}
+        return reply
+
+    def beat_twice(self, *nodes: NodeHandle) -> None:
+        """Once to learn the desired state, once to report it running."""
+        for _ in range(2):
+            for n in nodes:
+                self.beat(n)
+
+    def instance(self, name: str, **extra: Any) -> dict[str, Any]:
+        body = {"name": name, "spec": {"command": ["sleep", "60"]}, **extra}
+        response = self.client.post("/api/v1/instances", json=body)
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    def get(self, path: str) -> Any:
+        response = self.client.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def cycle(self) -> CycleOutcome:
+        assert self.runtime.controllers is not None
+        return self.runtime.controllers.run_cycle()

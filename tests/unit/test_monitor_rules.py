@@ -1,0 +1,99 @@
+from datetime import timedelta
+
+from takeover.domain.failover import FailoverReason
+from takeover.domain.models import NodeStatus
+from takeover.domain.monitor import (
+    MonitorPolicy,
+    TokenBucket,
+    failovers_to_open,
+    is_stale,
+    regions_to_pause,
+    regions_to_resume,
+)
+from tests.unit.factories import T0, instance, node
+
+POLICY = MonitorPolicy(offline_after=timedelta(seconds=120), brake_fraction=0.5, brake_min_nodes=3, degraded_streak=3)
+
+
+def test_a_node_is_stale_only_after_offline_after_without_heartbeat() -> None:
+    n = node(last_heartbeat_at=T0)
+    assert not is_stale(n, T0 + timedelta(seconds=120), POLICY.offline_after)
+    assert is_stale(n, T0 + timedelta(seconds=121), POLICY.offline_after)
+    assert not is_stale(node(status=NodeStatus.OFFLINE), T0 + timedelta(days=1), POLICY.offline_after)
+
+
+def test_a_node_that_never_heartbeat_counts_from_its_registration() -> None:
+    n = node(last_heartbeat_at=None, created_at=T0)
+    assert is_stale(n, T0 + timedelta(seconds=121), POLICY.offline_after)
+
+
+def test_more_than_half_of_a_region_going_silent_at_once_pauses_that_region_only() -> None:
+    region_a = [node(f"a{i}", region="a") for i in range(4)]
+    region_b = [node(f"b{i}", region="b") for i in range(4)]
+    paused = regions_to_pause([*region_a, *region_b], [*region_a[:3], region_b[0]], POLICY)
+    assert list(paused) == ["a"]
+    assert "3 of 4 nodes" in paused["a"]
+
+
+def test_half_or_fewer_silent_or_a_tiny_region_does_not_pause() -> None:
+    region = [node(f"a{i}", region="a") for i in range(4)]
+    assert regions_to_pause(region, region[:2], POLICY) == {}
+    tiny = [node("t0", region="t"), node("t1", region="t")]
+    assert regions_to_pause(tiny, tiny, POLICY) == {}
+
+
+def test_a_paused_region_resumes_once_most_nodes_are_back() -> None:
+    region = [node(f"a{i}", region="a", status=NodeStatus.OFFLINE) for i in range(3)] + [node("a3", region="a")]
+    assert regions_to_resume(region, ["a"], POLICY) == []
+    back = [node(f"a{i}", region="a") for i in range(3)] + [node("a3", region="a", status=NodeStatus.OFFLINE)]
+    assert regions_to_resume(back, ["a"], POLICY) == ["a"]
+
+
+def test_instances_get_the_reason_of_their_node() -> None:
+    dead = node("dead", status=NodeStatus.OFFLINE)
+    drained = node("drained", status=NodeStatus.MAINTENANCE)
+    sick = node("sick", low_score_streak=3)
+    fine = node("fine")
+    on = {n.name: instance(n.id) for n in (dead, drained, sick, fine)}
+    intents = failovers_to_open(
+        [dead, drained, sick, fine], on.values(), busy_instance_ids=frozenset(), paused_regions=frozenset(), policy=POLICY
+    )
+    reasons = {i.instance_id: i.reason for i in intents}
+    assert reasons == {
+        on["dead"].id: FailoverReason.NODE_FAILURE,
+        on["drained"].id: FailoverReason.MAINTENANCE,
+        on["sick"].id: FailoverReason.HEALTH_DEGRADED,
+    }
+
+
+def test_failover_disabled_paused_region_and_busy_instances_are_left_alone_but_maintenance_moves_all() -> None:
+    dead = node("dead", status=NodeStatus.OFFLINE, region="a")
+    drained = node("drained", status=NodeStatus.DRAINING, region="a")
+    opted_out = instance(dead.id, failover_enabled=False)
+    busy = instance(dead.id)
+    drained_opted_out = instance(drained.id, failover_enabled=False)
+    intents = failovers_to_open(
+        [dead, drained],
+        [opted_out, busy, drained_opted_out],
+        busy_instance_ids=frozenset({busy.id}),
+        paused_regions=frozenset(),
+        policy=POLICY,
+    )
+    assert [i.instance_id for i in intents] == [drained_opted_out.id]
+    paused = failovers_to_open(
+        [dead], [instance(dead.id)], busy_instance_ids=frozenset(), paused_regions=frozenset({"a"}), policy=POLICY
+    )
+    assert paused == []
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket.full(rate=0.5, burst=2, now=T0)
+    results = []
+    for _ in range(3):
+        bucket, ok = bucket.take(T0)
+        results.append(ok)
+    assert results == [True, True, False]
+    bucket, ok = bucket.take(T0 + timedelta(seconds=1))
+    assert not ok
+    bucket, ok = bucket.take(T0 + timedelta(seconds=2))
+    assert ok

@@ -1,0 +1,81 @@
+from uuid import uuid4
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from takeover.domain.models import Node, NodeStatus
+from takeover.domain.placement import Ineligible, PlacementRequest, rank_key, select_best_node
+from tests.unit.factories import node
+
+
+def test_highest_health_score_wins() -> None:
+    a, b = node("a", health_score=50), node("b", health_score=90)
+    assert select_best_node([a, b], PlacementRequest()) == b
+
+
+def test_free_capacity_breaks_a_score_tie_then_priority_then_name() -> None:
+    a = node("a", health_score=80, current_instances=5)
+    b = node("b", health_score=80, current_instances=1)
+    assert select_best_node([a, b], PlacementRequest()) == b
+    c = node("c", health_score=80, current_instances=1, priority=5)
+    assert select_best_node([a, b, c], PlacementRequest()) == c
+    d = node("0-first", health_score=80, current_instances=1, priority=5)
+    assert select_best_node([c, d], PlacementRequest()) == d
+
+
+def test_preferred_region_wins_over_a_better_node_elsewhere() -> None:
+    far = node("far", region="us", health_score=99)
+    near = node("near", region="br", health_score=40)
+    assert select_best_node([far, near], PlacementRequest(preferred_region="br")) == near
+
+
+def test_falls_back_to_other_regions_when_the_preferred_has_no_room() -> None:
+    far = node("far", region="us")
+    full = node("full", region="br", current_instances=10)
+    assert select_best_node([far, full], PlacementRequest(preferred_region="br")) == far
+
+
+def test_offline_draining_full_excluded_and_degraded_nodes_are_skipped_with_reasons() -> None:
+    nodes = [
+        node("off", status=NodeStatus.OFFLINE),
+        node("drain", status=NodeStatus.DRAINING),
+        node("full", current_instances=10),
+        node("sick", low_score_streak=5),
+    ]
+    excluded = node("excluded")
+    result = select_best_node([*nodes, excluded], PlacementRequest(exclude=frozenset({excluded.id}), degraded_streak=5))
+    assert isinstance(result, Ineligible)
+    assert result.reason == "no eligible node (1 degraded, 1 draining, 1 excluded, 1 full, 1 offline)"
+
+
+def test_an_empty_pool_says_so() -> None:
+    assert select_best_node([], PlacementRequest()) == Ineligible("no nodes registered")
+
+
+node_strategy = st.builds(
+    lambda name, score, used, cap, prio, status, region: node(
+        name, health_score=score, current_instances=min(used, cap), max_instances=cap,
+        priority=prio, status=status, region=region, id=uuid4(),
+    ),
+    st.text("abcdef", min_size=1, max_size=4),
+    st.sampled_from([10.0, 50.0, 50.5, 90.0]),
+    st.integers(0, 5),
+    st.integers(1, 5),
+    st.integers(-2, 2),
+    st.sampled_from(list(NodeStatus)),
+    st.sampled_from(["r1", "r2"]),
+)
+
+
+@given(st.lists(node_strategy, max_size=12, unique_by=lambda n: n.name), st.sampled_from([None, "r1", "r2"]))
+def test_the_chosen_node_is_eligible_and_no_eligible_node_ranks_better(nodes: list[Node], region: str | None) -> None:
+    result = select_best_node(nodes, PlacementRequest(preferred_region=region))
+    eligible = [n for n in nodes if n.status is NodeStatus.ONLINE and n.free_capacity > 0]
+    if not eligible:
+        assert isinstance(result, Ineligible)
+        return
+    assert isinstance(result, Node)
+    local = [n for n in eligible if n.region == region]
+    pool = local or eligible
+    assert result in pool
+    assert all(rank_key(result) <= rank_key(n) for n in pool)
