@@ -65,9 +65,14 @@ def clock() -> FakeClock:
 
 
 def make_runtime(url: str, clock: FakeClock, tmp_path: Path, **overrides: object) -> Runtime:
-    values = {**FAST, "database_url": url, "data_dir": str(tmp_path), "admin_token": "admin-secret", **overrides}
-    runtime = build(Settings.model_validate(values), clock)
-    return runtime
+    values = {
+        **FAST,
+        "database_url": url,
+        "data_dir": str(tmp_path),
+        "admin_token": "admin-secret",
+        **overrides,
+    }
+    return build(Settings.model_validate(values), clock)
 
 
 @pytest.fixture

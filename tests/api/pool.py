@@ -27,13 +27,21 @@ class Pool:
         self.clock = clock
 
     def node(self, name: str, region: str = "r1", max_instances: int = 10, **extra: Any) -> NodeHandle:
-        body = {"name": name, "region": region, "base_url": f"http://127.0.0.1:9/{name}", "max_instances": max_instances, **extra}
+        body = {
+            "name": name,
+            "region": region,
+            "base_url": f"http://127.0.0.1:9/{name}",
+            "max_instances": max_instances,
+            **extra,
+        }
         response = self.client.post("/api/v1/nodes", json=body)
         assert response.status_code == 201, response.text
         data = response.json()
         return NodeHandle(data["id"], name, data["api_token"])
 
-    def beat(self, node: NodeHandle, cpu: float = 0.1, memory: float = 0.1, latency: float = 5.0) -> dict[str, Any]:
+    def beat(
+        self, node: NodeHandle, cpu: float = 0.1, memory: float = 0.1, latency: float = 5.0
+    ) -> dict[str, Any]:
         """Heartbeat as ``node``'s agent would, then run exactly what the reply asks for."""
         reports = [{"id": i, "epoch": e, "state": "running"} for i, e in node.running.items()]
         response = self.client.post(

@@ -19,7 +19,9 @@ def test_register_shows_the_token_once_and_stores_only_its_hash(pool: Pool, clie
 
 def test_duplicate_node_name_is_a_conflict_naming_the_field(pool: Pool, client: TestClient) -> None:
     pool.node("n1")
-    response = client.post("/api/v1/nodes", json={"name": "n1", "region": "r1", "base_url": "http://127.0.0.1:1"})
+    response = client.post(
+        "/api/v1/nodes", json={"name": "n1", "region": "r1", "base_url": "http://127.0.0.1:1"}
+    )
     assert response.status_code == 409
     assert response.json()["field"] == "name"
     assert len(client.get("/api/v1/nodes").json()) == 1
@@ -33,7 +35,9 @@ def test_heartbeat_scores_the_node_and_returns_its_desired_state(pool: Pool) -> 
     assert reply["desired"] == []
     inst = pool.instance("web")
     desired = pool.beat(node)["desired"]
-    assert [(d["id"], d["epoch"], d["spec"]["command"]) for d in desired] == [(inst["id"], 1, ["sleep", "60"])]
+    assert [(d["id"], d["epoch"], d["spec"]["command"]) for d in desired] == [
+        (inst["id"], 1, ["sleep", "60"])
+    ]
     pool.beat(node)
     assert pool.get(f"/api/v1/instances/{inst['id']}")["state"] == "running"
 
@@ -43,7 +47,11 @@ def test_a_report_about_a_stale_epoch_changes_nothing(pool: Pool, client: TestCl
     inst = pool.instance("web")
     client.post(
         f"/api/v1/nodes/{node.id}/heartbeat",
-        json={"cpu_load": 0, "memory_load": 0, "instances": [{"id": inst["id"], "epoch": 0, "state": "running"}]},
+        json={
+            "cpu_load": 0,
+            "memory_load": 0,
+            "instances": [{"id": inst["id"], "epoch": 0, "state": "running"}],
+        },
         headers={"Authorization": f"Bearer {node.token}"},
     )
     assert pool.get(f"/api/v1/instances/{inst['id']}")["state"] == "assigned"
@@ -97,9 +105,16 @@ def test_offline_cannot_be_set_by_hand(pool: Pool, client: TestClient) -> None:
 
 def test_patch_changes_priority_capacity_and_labels(pool: Pool, client: TestClient) -> None:
     node = pool.node("n1")
-    response = client.patch(f"/api/v1/nodes/{node.id}", json={"priority": 5, "max_instances": 3, "labels": {"gpu_name": "RTX_4090"}})
+    response = client.patch(
+        f"/api/v1/nodes/{node.id}",
+        json={"priority": 5, "max_instances": 3, "labels": {"gpu_name": "RTX_4090"}},
+    )
     assert response.status_code == 200
-    assert (response.json()["priority"], response.json()["max_instances"], response.json()["labels"]) == (5, 3, {"gpu_name": "RTX_4090"})
+    assert (response.json()["priority"], response.json()["max_instances"], response.json()["labels"]) == (
+        5,
+        3,
+        {"gpu_name": "RTX_4090"},
+    )
 
 
 def test_metrics_expose_pool_counts(pool: Pool, client: TestClient) -> None:

@@ -41,7 +41,9 @@ def test_renewal_keeps_the_epoch_and_extends_the_lease(coordinator: Coordinator,
     assert coordinator.acquire("c", "b", TTL, clock.advance(8)) is None  # 16 s: still a's
 
 
-def test_an_expired_lease_goes_to_the_next_holder_with_a_higher_epoch(coordinator: Coordinator, clock: FakeClock) -> None:
+def test_an_expired_lease_goes_to_the_next_holder_with_a_higher_epoch(
+    coordinator: Coordinator, clock: FakeClock
+) -> None:
     coordinator.acquire("c", "a", TTL, clock.now())
     taken = coordinator.acquire("c", "b", TTL, clock.advance(11))
     assert taken is not None
@@ -49,14 +51,18 @@ def test_an_expired_lease_goes_to_the_next_holder_with_a_higher_epoch(coordinato
     assert coordinator.acquire("c", "a", TTL, clock.advance(1)) is None
 
 
-def test_the_old_holder_coming_back_after_expiry_gets_a_new_epoch(coordinator: Coordinator, clock: FakeClock) -> None:
+def test_the_old_holder_coming_back_after_expiry_gets_a_new_epoch(
+    coordinator: Coordinator, clock: FakeClock
+) -> None:
     coordinator.acquire("c", "a", TTL, clock.now())
     again = coordinator.acquire("c", "a", TTL, clock.advance(11))
     assert again is not None
     assert again.epoch == 2
 
 
-def test_release_hands_over_at_once_and_only_for_the_holder(coordinator: Coordinator, clock: FakeClock) -> None:
+def test_release_hands_over_at_once_and_only_for_the_holder(
+    coordinator: Coordinator, clock: FakeClock
+) -> None:
     token = coordinator.acquire("c", "a", TTL, clock.now())
     assert token is not None
     other = coordinator.acquire("d", "b", TTL, clock.now())

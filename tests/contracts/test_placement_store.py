@@ -19,8 +19,15 @@ from tests.unit.factories import node
 
 node_strategy = st.builds(
     lambda name, score, used, cap, prio, status, region, streak: node(
-        name, id=uuid4(), health_score=score, current_instances=min(used, cap), max_instances=cap,
-        priority=prio, status=status, region=region, low_score_streak=streak,
+        name,
+        id=uuid4(),
+        health_score=score,
+        current_instances=min(used, cap),
+        max_instances=cap,
+        priority=prio,
+        status=status,
+        region=region,
+        low_score_streak=streak,
     ),
     st.text("abcdef", min_size=1, max_size=4),
     st.sampled_from([0.0, 33.33, 50.0, 50.01, 100.0]),

@@ -20,13 +20,21 @@ from takeover.domain.failover import (
 from takeover.domain.models import InstanceState, NodeStatus
 from tests.unit.factories import T0, failover, instance
 
-POLICY = FailoverPolicy(stop_timeout=timedelta(seconds=30), restore_timeout=timedelta(seconds=60), max_attempts=2)
+POLICY = FailoverPolicy(
+    stop_timeout=timedelta(seconds=30), restore_timeout=timedelta(seconds=60), max_attempts=2
+)
 S = FailoverStatus
 
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(S.PENDING, S.COMPLETED), (S.COMPLETED, S.FAILED), (S.FAILED, S.PENDING), (S.BACKING_UP, S.RESTORING), (S.PENDING, S.MIGRATING)],
+    [
+        (S.PENDING, S.COMPLETED),
+        (S.COMPLETED, S.FAILED),
+        (S.FAILED, S.PENDING),
+        (S.BACKING_UP, S.RESTORING),
+        (S.PENDING, S.MIGRATING),
+    ],
 )
 def test_transitions_outside_the_machine_are_refused(current: FailoverStatus, target: FailoverStatus) -> None:
     with pytest.raises(InvalidTransition):
@@ -76,7 +84,9 @@ def test_migrating_places_away_from_the_source_and_every_tried_node() -> None:
     src, tried = uuid4(), uuid4()
     inst = instance(src)
     f = failover(inst.id, src, status=S.MIGRATING, tried_node_ids=(tried,))
-    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, None), T0, POLICY) == Place(frozenset({src, tried}), None)
+    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, None), T0, POLICY) == Place(
+        frozenset({src, tried}), None
+    )
 
 
 def test_restoring_completes_when_the_target_reports_the_new_epoch_running() -> None:
@@ -103,20 +113,28 @@ def test_restoring_waits_then_tries_another_node_on_timeout_then_gives_up() -> N
     ("state", "target_status"),
     [(InstanceState.FAILED, NodeStatus.ONLINE), (InstanceState.ASSIGNED, NodeStatus.OFFLINE)],
 )
-def test_a_target_that_fails_or_dies_is_replaced_at_once(state: InstanceState, target_status: NodeStatus) -> None:
+def test_a_target_that_fails_or_dies_is_replaced_at_once(
+    state: InstanceState, target_status: NodeStatus
+) -> None:
     target = uuid4()
     inst = instance(target, state=state, epoch=2)
     f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
-    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, target_status), T0, POLICY) == Advance(S.MIGRATING)
+    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, target_status), T0, POLICY) == Advance(
+        S.MIGRATING
+    )
 
 
 def test_a_requested_target_is_tried_once() -> None:
     target = uuid4()
     inst = instance(target, state=InstanceState.FAILED, epoch=2)
-    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, requested_target_id=target, attempts=1)
+    f = failover(
+        inst.id, uuid4(), status=S.RESTORING, target_node_id=target, requested_target_id=target, attempts=1
+    )
     assert isinstance(decide(f, FailoverView(inst, NodeStatus.ONLINE, NodeStatus.ONLINE), T0, POLICY), Fail)
 
 
 def test_a_deleted_instance_fails_its_failover() -> None:
     f = failover(uuid4(), uuid4(), status=S.BACKING_UP)
-    assert decide(f, FailoverView(None, NodeStatus.OFFLINE, None), T0, POLICY) == Fail("the instance was deleted")
+    assert decide(f, FailoverView(None, NodeStatus.OFFLINE, None), T0, POLICY) == Fail(
+        "the instance was deleted"
+    )

@@ -12,7 +12,9 @@ from takeover.domain.monitor import (
 )
 from tests.unit.factories import T0, instance, node
 
-POLICY = MonitorPolicy(offline_after=timedelta(seconds=120), brake_fraction=0.5, brake_min_nodes=3, degraded_streak=3)
+POLICY = MonitorPolicy(
+    offline_after=timedelta(seconds=120), brake_fraction=0.5, brake_min_nodes=3, degraded_streak=3
+)
 
 
 def test_a_node_is_stale_only_after_offline_after_without_heartbeat() -> None:
@@ -43,7 +45,9 @@ def test_half_or_fewer_silent_or_a_tiny_region_does_not_pause() -> None:
 
 
 def test_a_paused_region_resumes_once_most_nodes_are_back() -> None:
-    region = [node(f"a{i}", region="a", status=NodeStatus.OFFLINE) for i in range(3)] + [node("a3", region="a")]
+    region = [node(f"a{i}", region="a", status=NodeStatus.OFFLINE) for i in range(3)] + [
+        node("a3", region="a")
+    ]
     assert regions_to_resume(region, ["a"], POLICY) == []
     back = [node(f"a{i}", region="a") for i in range(3)] + [node("a3", region="a", status=NodeStatus.OFFLINE)]
     assert regions_to_resume(back, ["a"], POLICY) == ["a"]
@@ -56,7 +60,11 @@ def test_instances_get_the_reason_of_their_node() -> None:
     fine = node("fine")
     on = {n.name: instance(n.id) for n in (dead, drained, sick, fine)}
     intents = failovers_to_open(
-        [dead, drained, sick, fine], on.values(), busy_instance_ids=frozenset(), paused_regions=frozenset(), policy=POLICY
+        [dead, drained, sick, fine],
+        on.values(),
+        busy_instance_ids=frozenset(),
+        paused_regions=frozenset(),
+        policy=POLICY,
     )
     reasons = {i.instance_id: i.reason for i in intents}
     assert reasons == {
@@ -66,7 +74,9 @@ def test_instances_get_the_reason_of_their_node() -> None:
     }
 
 
-def test_failover_disabled_paused_region_and_busy_instances_are_left_alone_but_maintenance_moves_all() -> None:
+def test_failover_disabled_paused_region_and_busy_instances_are_left_alone_but_maintenance_moves_all() -> (
+    None
+):
     dead = node("dead", status=NodeStatus.OFFLINE, region="a")
     drained = node("drained", status=NodeStatus.DRAINING, region="a")
     opted_out = instance(dead.id, failover_enabled=False)
@@ -81,7 +91,11 @@ def test_failover_disabled_paused_region_and_busy_instances_are_left_alone_but_m
     )
     assert [i.instance_id for i in intents] == [drained_opted_out.id]
     paused = failovers_to_open(
-        [dead], [instance(dead.id)], busy_instance_ids=frozenset(), paused_regions=frozenset({"a"}), policy=POLICY
+        [dead],
+        [instance(dead.id)],
+        busy_instance_ids=frozenset(),
+        paused_regions=frozenset({"a"}),
+        policy=POLICY,
     )
     assert paused == []
 

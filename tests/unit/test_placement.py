@@ -43,7 +43,9 @@ def test_offline_draining_full_excluded_and_degraded_nodes_are_skipped_with_reas
         node("sick", low_score_streak=5),
     ]
     excluded = node("excluded")
-    result = select_best_node([*nodes, excluded], PlacementRequest(exclude=frozenset({excluded.id}), degraded_streak=5))
+    result = select_best_node(
+        [*nodes, excluded], PlacementRequest(exclude=frozenset({excluded.id}), degraded_streak=5)
+    )
     assert isinstance(result, Ineligible)
     assert result.reason == "no eligible node (1 degraded, 1 draining, 1 excluded, 1 full, 1 offline)"
 
@@ -54,8 +56,14 @@ def test_an_empty_pool_says_so() -> None:
 
 node_strategy = st.builds(
     lambda name, score, used, cap, prio, status, region: node(
-        name, health_score=score, current_instances=min(used, cap), max_instances=cap,
-        priority=prio, status=status, region=region, id=uuid4(),
+        name,
+        health_score=score,
+        current_instances=min(used, cap),
+        max_instances=cap,
+        priority=prio,
+        status=status,
+        region=region,
+        id=uuid4(),
     ),
     st.text("abcdef", min_size=1, max_size=4),
     st.sampled_from([10.0, 50.0, 50.5, 90.0]),
@@ -68,7 +76,9 @@ node_strategy = st.builds(
 
 
 @given(st.lists(node_strategy, max_size=12, unique_by=lambda n: n.name), st.sampled_from([None, "r1", "r2"]))
-def test_the_chosen_node_is_eligible_and_no_eligible_node_ranks_better(nodes: list[Node], region: str | None) -> None:
+def test_the_chosen_node_is_eligible_and_no_eligible_node_ranks_better(
+    nodes: list[Node], region: str | None
+) -> None:
     result = select_best_node(nodes, PlacementRequest(preferred_region=region))
     eligible = [n for n in nodes if n.status is NodeStatus.ONLINE and n.free_capacity > 0]
     if not eligible:

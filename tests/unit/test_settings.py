@@ -11,8 +11,15 @@ def test_defaults_follow_the_documents() -> None:
 
 
 def test_offline_after_must_exceed_fence_after_plus_margin() -> None:
-    with pytest.raises(ValidationError, match="offline_after .* must exceed fence_after"):
-        Settings(offline_after=10, fence_after=8, fence_margin=2, heartbeat_interval=1, monitor_interval=1, lease_ttl=5)
+    with pytest.raises(ValidationError, match=r"offline_after .* must exceed fence_after"):
+        Settings(
+            offline_after=10,
+            fence_after=8,
+            fence_margin=2,
+            heartbeat_interval=1,
+            monitor_interval=1,
+            lease_ttl=5,
+        )
 
 
 def test_every_timing_error_is_reported_together() -> None:
