@@ -17,8 +17,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
         for problem in error.errors():
-            where = ".".join(str(p) for p in problem["loc"]) or "settings"
-            err.print(f"[red]invalid setting[/] {where}: {problem['msg']}")
+            where = ".".join(str(p) for p in problem["loc"])
+            for message in problem["msg"].removeprefix("Value error, ").split("; "):
+                prefix = f"TAKEOVER_{where.upper()}: " if where else ""
+                err.print(f"[red]invalid setting:[/] {prefix}{message}", soft_wrap=True)
         raise typer.Exit(2) from error
 
 

@@ -1,0 +1,60 @@
+"""Start `takeover serve` as a real process on a free loopback port; stop it by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.pgserver import free_port
+
+TAKEOVER = str(Path(sys.executable).parent / "takeover")
+
+
+@contextmanager
+def serve(data_dir: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TAKEOVER_DATA_DIR": str(data_dir),
+        "TAKEOVER_PORT": str(port),
+        "TAKEOVER_ADMIN_TOKEN": "admin-secret",
+        **env,
+    }
+    log = (data_dir / f"serve-{port}.log").open("w")
+    process = subprocess.Popen([TAKEOVER, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url), timeout=20, what=f"takeover serve on {url}")
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(check: object, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

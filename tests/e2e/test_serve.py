@@ -1,0 +1,154 @@
+"""`takeover serve` as a real process: heartbeats over HTTP, a node goes silent, its
+instances come back on the others with a higher epoch; the CLI drives the same server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.process import TAKEOVER, serve, wait_until
+
+pytestmark = pytest.mark.e2e
+FAST = {
+    "TAKEOVER_HEARTBEAT_INTERVAL": "0.3",
+    "TAKEOVER_FENCE_AFTER": "1.0",
+    "TAKEOVER_FENCE_MARGIN": "0.5",
+    "TAKEOVER_OFFLINE_AFTER": "2.0",
+    "TAKEOVER_MONITOR_INTERVAL": "0.3",
+    "TAKEOVER_LEASE_TTL": "3",
+}
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+class FakeAgent(threading.Thread):
+    """Heartbeats like an agent and reports whatever it is told to run as running.
+
+    It runs no processes: the real agent is a later issue. Everything it sends is real HTTP.
+    """
+
+    def __init__(self, url: str, node: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.node = url, node
+        self.running: dict[str, int] = {}
+        self.alive = threading.Event()
+        self.alive.set()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {self.node['api_token']}"}) as client:
+            while not self.stopped.is_set():
+                if self.alive.is_set():
+                    reports = [{"id": i, "epoch": e, "state": "running"} for i, e in self.running.items()]
+                    body = {"cpu_load": 0.2, "memory_load": 0.3, "avg_latency_ms": 1, "instances": reports}
+                    reply = client.post(
+                        f"{self.url}/api/v1/nodes/{self.node['id']}/heartbeat", json=body
+                    ).json()
+                    self.running = {d["id"]: d["epoch"] for d in reply["desired"]}
+                self.stopped.wait(0.3)
+
+
+def test_a_silent_node_loses_its_instances_to_the_others(tmp_path: Path) -> None:
+    with serve(tmp_path, **FAST) as url, httpx.Client(base_url=url, headers=ADMIN) as api:
+        agents = []
+        for i in range(3):
+            node = api.post(
+                "/api/v1/nodes",
+                json={"name": f"n{i}", "region": "r1", "base_url": f"http://127.0.0.1:{9000 + i}"},
+            ).json()
+            agents.append(FakeAgent(url, node))
+        for agent in agents:
+            agent.start()
+        instances = [
+            api.post("/api/v1/instances", json={"name": f"i{k}", "spec": {"command": ["sleep", "9"]}}).json()
+            for k in range(6)
+        ]
+        wait_until(
+            lambda: all(i["state"] == "running" for i in api.get("/api/v1/instances").json()),
+            10,
+            "instances running",
+        )
+
+        victim = next(a for a in agents if any(i["node_id"] == a.node["id"] for i in instances))
+        lost = {i["id"]: i["epoch"] for i in instances if i["node_id"] == victim.node["id"]}
+        victim.alive.clear()  # its heartbeats stop
+
+        def moved() -> bool:
+            now = {i["id"]: i for i in api.get("/api/v1/instances").json()}
+            return all(now[i]["node_id"] != victim.node["id"] and now[i]["state"] == "running" for i in lost)
+
+        wait_until(moved, 20, "instances of the silent node running elsewhere")
+        for agent in agents:
+            agent.stopped.set()
+        final = {i["id"]: i for i in api.get("/api/v1/instances").json()}
+        for instance_id, epoch in lost.items():
+            assert final[instance_id]["epoch"] > epoch
+        assert api.get(f"/api/v1/nodes/{victim.node['id']}").json()["status"] == "offline"
+        failovers = api.get("/api/v1/failovers").json()
+        assert {f["instance_id"] for f in failovers} == set(lost)
+        assert {(f["reason"], f["status"]) for f in failovers} == {("node_failure", "completed")}
+
+
+def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
+    env = {**os.environ, "TAKEOVER_DATA_DIR": str(tmp_path), "COLUMNS": "250"}
+    with serve(tmp_path, **FAST) as url:
+        env |= {"TAKEOVER_URL": url, "TAKEOVER_TOKEN": "admin-secret"}
+
+        def cli(*args: str, ok: bool = True) -> str:
+            done = subprocess.run(
+                [TAKEOVER, *args], check=False, env=env, capture_output=True, text=True, timeout=30
+            )
+            assert (done.returncode == 0) == ok, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
+            return done.stdout + done.stderr
+
+        registered = cli(
+            "nodes",
+            "register",
+            "cli-node",
+            "--region",
+            "br-south",
+            "--base-url",
+            "http://127.0.0.1:9100",
+            "--label",
+            "gpu_name=RTX_4090",
+        )
+        assert "NODE_TOKEN=tko_" in registered
+        assert "cli-node" in cli("nodes", "list")
+        assert "already exists" in cli(
+            "nodes", "register", "cli-node", "--region", "x", "--base-url", "http://127.0.0.1:1", ok=False
+        )
+        assert "base_url" in cli(
+            "nodes", "register", "other", "--region", "x", "--base-url", "nope", ok=False
+        )
+        user_token = cli("token", "create", "--role", "user", "--subject", "alice").strip().splitlines()[-1]
+        assert user_token.startswith("tko_")
+        assert "draining" in cli("nodes", "drain", "cli-node")
+        assert "no node named" in cli("nodes", "drain", "ghost", ok=False)
+        assert "instances" in cli("instances", "list")
+        assert "failovers" in cli("failover", "list")
+        assert "404" in cli("failover", "start", "00000000-0000-0000-0000-000000000000", ok=False)
+        env["TAKEOVER_TOKEN"] = "wrong"
+        assert "401" in cli("nodes", "list", ok=False)
+    env["TAKEOVER_TOKEN"] = "admin-secret"
+    assert "cannot reach the control plane" in cli("nodes", "list", ok=False)
+
+
+def test_serve_refuses_unsafe_timings_with_a_clear_message(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TAKEOVER_DATA_DIR": str(tmp_path),
+        "TAKEOVER_OFFLINE_AFTER": "5",
+        "TAKEOVER_FENCE_AFTER": "5",
+    }
+    done = subprocess.run(
+        [TAKEOVER, "serve"], check=False, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "offline_after (5.0s) must exceed fence_after" in done.stderr
+    assert "Traceback" not in done.stderr
