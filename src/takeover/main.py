@@ -41,18 +41,19 @@ class Runtime:
     app: FastAPI
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.store_url)
-    migrate(engine)
+    if not migrated:
+        migrate(engine)
     streak = settings.degraded_heartbeats
     return Store(engine, low_score_threshold=settings.low_score_threshold, degraded_streak=streak)
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = False) -> Runtime:
     clock = clock or SystemClock()
-    store = open_store(settings)
+    store = open_store(settings, migrated=migrated)
     metrics = Metrics()
     controllers = _controllers(settings, store, clock, metrics) if settings.controllers else None
     services = Services(
@@ -70,6 +71,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         services, controllers, max_body_bytes=settings.max_body_bytes, lifespan=_lifespan(controllers)
     )
     return Runtime(settings, store, services, controllers, app)
+
+
+def worker_app() -> FastAPI:
+    """App factory for `takeover serve --workers N`: the parent validated and migrated."""
+    return build(Settings(), migrated=True).app
 
 
 def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> ControlLoop:

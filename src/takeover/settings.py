@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="default: SQLite file in data_dir")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the store")
     admin_token: SecretStr | None = None
     controllers: bool = Field(
         True, validation_alias=AliasChoices("TAKEOVER_CONTROLLERS", "ENABLE_CRON", "controllers")

@@ -20,7 +20,15 @@ def create_app(
     max_body_bytes: int = 1_048_576,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="takeover", version="0.1.0", lifespan=lifespan, max_body_size=max_body_bytes)
+    app = FastAPI(
+        title="takeover",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=max_body_bytes,
+        # No OpenTelemetry provider is configured; FastAPI's per-request check for one cost
+        # about a tenth of the heartbeat path (measured with py-spy, docs/BENCHMARKS.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.services = services
     app.state.controllers = controllers
     install_error_handlers(app)

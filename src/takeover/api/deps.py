@@ -15,12 +15,12 @@ from takeover.domain.models import Principal, Role
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_controllers(request: Request) -> ControlLoop | None:
+async def get_controllers(request: Request) -> ControlLoop | None:
     loop: ControlLoop | None = request.app.state.controllers
     return loop
 
@@ -29,22 +29,29 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 ControllersDep = Annotated[ControlLoop | None, Depends(get_controllers)]
 
 
-def get_principal(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    return services.authenticate(credentials.credentials if credentials else None)
+async def get_bearer(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+BearerDep = Annotated[str | None, Depends(get_bearer)]
+
+
+def get_principal(services: ServicesDep, token: BearerDep) -> Principal:
+    return services.authenticate(token)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_admin(who: PrincipalDep) -> Principal:
+async def require_admin(who: PrincipalDep) -> Principal:
     if who.role is not Role.ADMIN:
         raise Forbidden("admin token required")
     return who
 
 
-def require_person(who: PrincipalDep) -> Principal:
+async def require_person(who: PrincipalDep) -> Principal:
     """Admins and users; node tokens may only heartbeat."""
     if who.role is Role.NODE:
         raise Forbidden("node tokens may only send heartbeats")

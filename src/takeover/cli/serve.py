@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 import uvicorn
 from pydantic import ValidationError
@@ -27,15 +29,28 @@ def load_settings(**overrides: object) -> Settings:
 def serve(
     host: str | None = typer.Option(None, help="listen address (TAKEOVER_HOST)"),
     port: int | None = typer.Option(None, help="listen port (TAKEOVER_PORT)"),
+    workers: int | None = typer.Option(None, help="server processes sharing the store (TAKEOVER_WORKERS)"),
 ) -> None:
     """Run the control plane: REST API, and the controllers when this replica holds the lease."""
-    from takeover.main import build
+    from takeover.main import build, open_store
 
-    settings = load_settings(host=host, port=port)
-    runtime = build(settings)
+    settings = load_settings(host=host, port=port, workers=workers)
+    where = settings.store_url.split("@")[-1]
     err.print(
-        f"takeover serving on http://{settings.host}:{settings.port} (store: {settings.store_url.split('@')[-1]})"
+        f"takeover serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s) "
+        f"(store: {where})",
+        soft_wrap=True,
     )
-    uvicorn.run(
-        runtime.app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(build(settings).app, **options)  # type: ignore[arg-type]
+        return
+    open_store(settings).engine.dispose()  # migrate once, before the workers start
+    for name, value in (("HOST", settings.host), ("PORT", settings.port), ("WORKERS", settings.workers)):
+        os.environ[f"TAKEOVER_{name}"] = str(value)  # the workers read the same settings
+    uvicorn.run("takeover.main:worker_app", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]

@@ -10,12 +10,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from takeover.domain.errors import NotFound
+from takeover.domain.errors import TakeoverError
 from takeover.domain.heartbeat import Heartbeat
 from takeover.ports import Clock
 from takeover.store import HeartbeatResult
 
-Apply = Callable[[Sequence[Heartbeat], datetime], list[HeartbeatResult | NotFound]]
+Item = tuple[str, Heartbeat]  # (token hash, heartbeat): authenticated inside the batch
+Outcome = HeartbeatResult | TakeoverError
+Apply = Callable[[Sequence[Item], datetime], list[Outcome]]
 
 
 class HeartbeatBatcher:
@@ -24,25 +26,25 @@ class HeartbeatBatcher:
         apply: Apply,
         clock: Clock,
         max_batch: int,
-        on_batch: Callable[[list[HeartbeatResult | NotFound]], None] = lambda results: None,
+        on_batch: Callable[[list[Outcome]], None] = lambda results: None,
     ) -> None:
         self._apply = apply
         self._clock = clock
         self._max_batch = max_batch
         self._on_batch = on_batch
-        self._pending: list[tuple[Heartbeat, asyncio.Future[HeartbeatResult | NotFound]]] = []
+        self._pending: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None
 
-    async def submit(self, heartbeat: Heartbeat) -> HeartbeatResult:
+    async def submit(self, token_hash: str, heartbeat: Heartbeat) -> HeartbeatResult:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[HeartbeatResult | NotFound] = loop.create_future()
-        self._pending.append((heartbeat, future))
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append(((token_hash, heartbeat), future))
         if not self._draining:
             self._draining = True
             self._drainer = loop.create_task(self._drain())
         result = await future
-        if isinstance(result, NotFound):
+        if isinstance(result, TakeoverError):
             raise result
         return result
 
@@ -55,11 +57,9 @@ class HeartbeatBatcher:
         finally:
             self._draining = False
 
-    async def _commit(
-        self, batch: list[tuple[Heartbeat, asyncio.Future[HeartbeatResult | NotFound]]]
-    ) -> None:
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         try:
-            results = await asyncio.to_thread(self._apply, [hb for hb, _ in batch], self._clock.now())
+            results = await asyncio.to_thread(self._apply, [item for item, _ in batch], self._clock.now())
         except Exception as error:  # every waiter gets the same error; none is left hanging
             for _, future in batch:
                 if not future.done():

@@ -12,15 +12,18 @@ from sqlalchemy import exc
 
 from takeover.domain.errors import Conflict, FencedOut, StoreUnavailable
 from takeover.ports import LeaseToken
+from takeover.store.engine import WRITE_OPTION
 from takeover.store.tables import events, leases
 
 
 @contextmanager
 def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One atomic unit; leaving the block commits, so callers answer only after the commit."""
+    """One atomic write; leaving the block commits, so callers answer only after the commit."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        with engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
     except exc.IntegrityError as error:
         raise Conflict(f"conflicts with stored data: {error.orig}") from error
     except (exc.OperationalError, exc.InterfaceError) as error:

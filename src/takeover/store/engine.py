@@ -12,13 +12,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_OPTION = "takeover_write"  # execution option set by store.base.transaction
 _MIGRATION_LOCK = 0x74616B65  # "take": one replica migrates at a time on PostgreSQL
 
 
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
@@ -26,6 +27,8 @@ def _sqlite_engine(url: str) -> sa.Engine:
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if memory:
         kwargs["poolclass"] = sa.pool.StaticPool
+    else:  # WAL lets readers run beside the writer: keep enough connections for the threads
+        kwargs |= {"pool_size": 20, "max_overflow": 40}
     engine = sa.create_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
@@ -42,7 +45,9 @@ def _sqlite_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers share a snapshot without it.
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import Conflict, NotFound
+from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.health import health_score, next_low_score_streak
 from takeover.domain.heartbeat import Heartbeat, reported_state, status_after_heartbeat
 from takeover.domain.models import Instance, Node, NodeStatus, Role
@@ -91,22 +91,38 @@ class NodeRepository:
             conn.execute(nodes.delete().where(nodes.c.id == node_id))
             record_event(conn, "node.deleted", node_id, f"node {node.name} deleted", now)
 
-    def apply_heartbeats(self, batch: Sequence[Heartbeat], now: datetime) -> list[HeartbeatResult | NotFound]:
-        """Apply many heartbeats in one transaction (group commit); one result per heartbeat."""
-        ids = list({hb.node_id for hb in batch})
+    def apply_heartbeats(
+        self, batch: Sequence[tuple[str, Heartbeat]], now: datetime
+    ) -> list[HeartbeatResult | TakeoverError]:
+        """Authenticate and apply many heartbeats in one transaction (group commit).
+
+        Each item is (token hash, heartbeat); each gets its result or the error refusing it.
+        The token check reads the store inside this transaction, so a revoked token is
+        refused at its next heartbeat.
+        """
         with transaction(self._engine) as conn:
-            known = {
-                r.id: node_from_row(r) for r in conn.execute(sa.select(nodes).where(nodes.c.id.in_(ids)))
-            }
-            updated = self._update_nodes(conn, batch, known, now)
-            changes = self._apply_reports(conn, batch, known)
-            desired = desired_instances(conn, list(updated))
-        return [
-            HeartbeatResult(updated[hb.node_id], desired.get(hb.node_id, []), changes[hb.node_id])
-            if hb.node_id in updated
-            else NotFound(f"node {hb.node_id} not found")
-            for hb in batch
-        ]
+            owners = _token_owners(conn, {h for h, _ in batch})
+            refusals = [_refusal(owners.get(h), hb.node_id) for h, hb in batch]
+            accepted = [hb for (_, hb), refused in zip(batch, refusals, strict=True) if refused is None]
+            known = {node.id: node for _, _, node in owners.values() if node is not None}
+            updated = self._update_nodes(conn, accepted, known, now)
+            held = _held_instances(conn, list(updated))
+            changes = self._apply_reports(conn, accepted, held)
+        desired: dict[UUID, list[Instance]] = {}
+        for instance, leaving in held:
+            if not leaving:
+                desired.setdefault(instance.node_id, []).append(instance)  # type: ignore[arg-type]
+        results: list[HeartbeatResult | TakeoverError] = []
+        for (_, hb), refused in zip(batch, refusals, strict=True):
+            if refused is not None:
+                results.append(refused)
+            elif hb.node_id not in updated:
+                results.append(NotFound(f"node {hb.node_id} not found"))
+            else:
+                results.append(
+                    HeartbeatResult(updated[hb.node_id], desired.get(hb.node_id, []), changes[hb.node_id])
+                )
+        return results
 
     def _update_nodes(
         self, conn: sa.Connection, batch: Sequence[Heartbeat], known: dict[UUID, Node], now: datetime
@@ -152,15 +168,12 @@ class NodeRepository:
         return updated
 
     def _apply_reports(
-        self, conn: sa.Connection, batch: Sequence[Heartbeat], known: dict[UUID, Node]
+        self, conn: sa.Connection, batch: Sequence[Heartbeat], held: Sequence[tuple[Instance, bool]]
     ) -> Counter[UUID]:
         reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
-        node_ids = [hb.node_id for hb in batch if hb.node_id in known]
-        held = conn.execute(sa.select(instances).where(instances.c.node_id.in_(node_ids)))
         changes = []
         per_node: Counter[UUID] = Counter()
-        for row in held:
-            instance = instance_from_row(row)
+        for instance, _ in held:
             assert instance.node_id is not None
             state = reported_state(instance, instance.node_id, reports.get((instance.node_id, instance.id)))
             if state is not None:
@@ -193,6 +206,49 @@ class NodeRepository:
             return select_node(conn, request)
 
 
+def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str, UUID | None, Node | None]]:
+    """Role, node id and node row of each live token, in one query."""
+    query = (
+        sa.select(tokens.c.token_hash, tokens.c.role, tokens.c.node_id, nodes)
+        .select_from(tokens.outerjoin(nodes, nodes.c.id == tokens.c.node_id))
+        .where(tokens.c.token_hash.in_(hashes), tokens.c.revoked_at.is_(None))
+    )
+    return {
+        r.token_hash: (r.role, r.node_id, node_from_row(r) if r.id is not None else None)
+        for r in conn.execute(query)
+    }
+
+
+def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple[Instance, bool]]:
+    """Instances on these nodes, each with whether its node is handing it over (backing_up)."""
+    handover = failovers.alias("handover")
+    query = (
+        sa.select(instances, handover.c.id.label("handover_id"))
+        .select_from(
+            instances.outerjoin(
+                handover,
+                sa.and_(
+                    handover.c.instance_id == instances.c.id,
+                    handover.c.status == "backing_up",
+                    handover.c.source_node_id == instances.c.node_id,
+                ),
+            )
+        )
+        .where(instances.c.node_id.in_(node_ids))
+        .order_by(instances.c.name)
+    )
+    return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
+
+
+def _refusal(owner: tuple[str, UUID | None, Node | None] | None, node_id: UUID) -> TakeoverError | None:
+    if owner is None:
+        return Unauthenticated("unknown or revoked token")
+    role, token_node, _ = owner
+    if role != Role.NODE.value or token_node != node_id:
+        return Forbidden("only the node's own token may send its heartbeats")
+    return None
+
+
 def _node_values(node: Node) -> dict[str, Any]:
     return {
         "id": node.id,
@@ -222,22 +278,6 @@ def get_node(conn: sa.Connection, node_id: UUID, lock: bool = False) -> Node:
     if row is None:
         raise NotFound(f"node {node_id} not found")
     return node_from_row(row)
-
-
-def desired_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> dict[UUID, list[Instance]]:
-    """What each node should run: its instances, less those it is handing over (backing_up)."""
-    leaving = (
-        sa.select(failovers.c.instance_id)
-        .where(failovers.c.status == "backing_up", failovers.c.source_node_id == instances.c.node_id)
-        .exists()
-    )
-    rows = conn.execute(
-        sa.select(instances).where(instances.c.node_id.in_(node_ids), ~leaving).order_by(instances.c.name)
-    )
-    desired: dict[UUID, list[Instance]] = {}
-    for row in rows:
-        desired.setdefault(row.node_id, []).append(instance_from_row(row))
-    return desired
 
 
 def _eligible_query(request: PlacementRequest, region: str | None) -> sa.Select[Any]:

@@ -32,7 +32,7 @@ class PoolRepository:
         self._engine = engine
 
     def snapshot(self, now: datetime, retry_after: timedelta) -> PoolSnapshot:
-        with transaction(self._engine) as conn:  # one transaction: one consistent view
+        with self._engine.connect() as conn, conn.begin():  # one transaction: one consistent view
             node_list = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
             placed = [
                 instance_from_row(r)

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response, status
 
-from takeover.api.deps import AdminDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
+from takeover.api.deps import AdminDep, BearerDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
 from takeover.api.schemas import (
     CheckOfflineOut,
     DesiredInstance,
@@ -93,11 +93,11 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
 
 @router.post("/{node_id}/heartbeat")
 async def heartbeat(
-    node_id: UUID, body: HeartbeatIn, services: ServicesDep, who: PrincipalDep
+    node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep
 ) -> HeartbeatOut:
     reports = tuple(InstanceReport(r.id, r.epoch, r.state) for r in body.instances)
     result = await services.heartbeat(
-        who, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
+        token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
     )
     return HeartbeatOut(
         node_id=node_id,

@@ -1,0 +1,41 @@
+"""What the benchmarks share: a real server process, a real PostgreSQL, Debian tools."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.process import serve  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+
+
+def ensure_debian_tool(command: str, package: str) -> str:
+    found = shutil.which(command)
+    if found is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, capture_output=True)
+        found = shutil.which(command)
+    assert found is not None, f"{command} missing after installing {package}"
+    return found
+
+
+@contextmanager
+def database(backend: str, data_dir: Path) -> Iterator[str]:
+    """A database URL for ``backend``; PostgreSQL is started here and stopped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{data_dir / 'takeover.db'}"
+        return
+    server = PostgresServer().start()
+    try:
+        yield server.create_database("bench")
+    finally:
+        server.stop()
+
+
+__all__ = ["ROOT", "database", "ensure_debian_tool", "serve"]
