@@ -64,7 +64,11 @@ def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str
 
 def bench(backend: str, nodes: int, duration: int, connections: int, workers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
-        env = {"TAKEOVER_DATABASE_URL": url, "TAKEOVER_LOG_LEVEL": "warning", "TAKEOVER_WORKERS": str(workers)}
+        env = {
+            "TAKEOVER_DATABASE_URL": url,
+            "TAKEOVER_LOG_LEVEL": "warning",
+            "TAKEOVER_WORKERS": str(workers),
+        }
         with serve(Path(tmp), **env) as server:
             registered = register(server, nodes)
             script = lua_script(registered, Path(tmp) / "hb.lua")
@@ -73,15 +77,21 @@ def bench(backend: str, nodes: int, duration: int, connections: int, workers: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(f"{args.nodes} nodes, {args.connections} connections, {args.duration} s per run")
-    print(f"{'backend':<10} {'workers':>7} {'heartbeats/s':>12} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    print(
+        f"{'backend':<10} {'workers':>7} {'heartbeats/s':>12} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
     for backend in args.backend:
         for workers in args.workers:
             r = bench(backend, args.nodes, args.duration, args.connections, workers)

@@ -128,9 +128,16 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         )
         user_token = cli("token", "create", "--role", "user", "--subject", "alice").strip().splitlines()[-1]
         assert user_token.startswith("tko_")
-        assert "draining" in cli("nodes", "drain", "cli-node")
+        cli("nodes", "register", "spare", "--region", "br-south", "--base-url", "http://127.0.0.1:9101")
         assert "no node named" in cli("nodes", "drain", "ghost", ok=False)
-        assert "instances" in cli("instances", "list")
+        created = cli(
+            "instances", "create", "web", "--env", "PORT=8000", "--", "python3", "-m", "http.server"
+        )
+        assert "placed on node" in created
+        assert "web" in cli("instances", "list")
+        assert "give the command after --" in cli("instances", "create", "bare", ok=False)
+        assert "already exists" in cli("instances", "create", "web", "--", "true", ok=False)
+        assert "draining" in cli("nodes", "drain", "cli-node")
         assert "failovers" in cli("failover", "list")
         assert "404" in cli("failover", "start", "00000000-0000-0000-0000-000000000000", ok=False)
         env["TAKEOVER_TOKEN"] = "wrong"
