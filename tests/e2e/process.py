@@ -18,8 +18,8 @@ from tests.pgserver import free_port
 TAKEOVER = str(Path(sys.executable).parent / "takeover")
 
 
-@contextmanager
-def serve(data_dir: Path, **env: str) -> Iterator[str]:
+def start(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A running `takeover serve` and its URL; the caller stops it (see ``stop``)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -28,20 +28,33 @@ def serve(data_dir: Path, **env: str) -> Iterator[str]:
         "TAKEOVER_ADMIN_TOKEN": "admin-secret",
         **env,
     }
-    log = (data_dir / f"serve-{port}.log").open("w")
-    process = subprocess.Popen([TAKEOVER, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    with (data_dir / f"serve-{port}.log").open("w") as log:
+        process = subprocess.Popen([TAKEOVER, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(url), timeout=20, what=f"takeover serve on {url}")
+    except AssertionError:
+        stop(process)
+        raise
+    return process, url
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def serve(data_dir: Path, **env: str) -> Iterator[str]:
+    process, url = start(data_dir, **env)
+    try:
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        stop(process)
 
 
 def _healthy(url: str) -> bool:

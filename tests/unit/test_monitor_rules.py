@@ -7,6 +7,7 @@ from takeover.domain.monitor import (
     TokenBucket,
     failovers_to_open,
     is_stale,
+    may_lose_instances,
     regions_to_pause,
     regions_to_resume,
 )
@@ -111,3 +112,11 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert not ok
     bucket, ok = bucket.take(T0 + timedelta(seconds=2))
     assert ok
+
+
+def test_only_nodes_that_can_lose_instances_are_read() -> None:
+    now = T0 + timedelta(seconds=121)
+    assert not may_lose_instances(node(last_heartbeat_at=now), now, POLICY)
+    assert may_lose_instances(node(last_heartbeat_at=T0), now, POLICY)  # about to go offline
+    assert may_lose_instances(node(status=NodeStatus.DRAINING, last_heartbeat_at=now), now, POLICY)
+    assert may_lose_instances(node(low_score_streak=3, last_heartbeat_at=now), now, POLICY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -45,13 +46,15 @@ class ControlLoop:
         self._metrics = metrics
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._one_cycle_at_a_time = threading.Lock()  # the loop and check-offline share state
 
     def run_cycle(self) -> CycleOutcome:
-        started = time.perf_counter()
-        try:
-            return self._cycle()
-        finally:
-            self._metrics.cycle_seconds.observe(time.perf_counter() - started)
+        with self._one_cycle_at_a_time:
+            started = time.perf_counter()
+            try:
+                return self._cycle()
+            finally:
+                self._metrics.cycle_seconds.observe(time.perf_counter() - started)
 
     def _cycle(self) -> CycleOutcome:
         token = self.leadership.ensure(self._clock.now())

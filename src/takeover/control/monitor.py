@@ -13,6 +13,7 @@ from takeover.domain.monitor import (
     MonitorPolicy,
     TokenBucket,
     failovers_to_open,
+    may_lose_instances,
     regions_to_pause,
     regions_to_resume,
     stale_nodes,
@@ -41,7 +42,9 @@ class NodeMonitor:
         self._metrics = metrics
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> MonitorOutcome:
-        snap = self._store.pool.snapshot(now, self._policy.retry_after)
+        snap = self._store.pool.snapshot(
+            now, self._policy.retry_after, lambda node: may_lose_instances(node, now, self._policy)
+        )
         outcome = MonitorOutcome()
         stale = stale_nodes(snap.nodes, now, self._policy.offline_after)
         new_pauses = {

@@ -39,6 +39,12 @@ def is_stale(node: Node, now: datetime, offline_after: timedelta) -> bool:
     return seen is not None and now - seen > offline_after
 
 
+def may_lose_instances(node: Node, now: datetime, policy: MonitorPolicy) -> bool:
+    """Whether this cycle could move instances off ``node``: only those are worth reading."""
+    degraded = bool(policy.degraded_streak) and node.low_score_streak >= policy.degraded_streak
+    return node.status is not NodeStatus.ONLINE or degraded or is_stale(node, now, policy.offline_after)
+
+
 def stale_nodes(nodes: Iterable[Node], now: datetime, offline_after: timedelta) -> list[Node]:
     return [node for node in nodes if is_stale(node, now, offline_after)]
 

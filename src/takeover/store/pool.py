@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from takeover.store.tables import events, failovers, instances, nodes, region_pa
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
     nodes: list[Node]
-    instances: list[Instance]  # placed instances only
+    instances: list[Instance]  # the instances on the nodes the caller asked about
     busy_instance_ids: frozenset[UUID]  # open failover, or one failed within retry_after
     paused_regions: dict[str, str]
 
@@ -31,12 +31,16 @@ class PoolRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
-    def snapshot(self, now: datetime, retry_after: timedelta) -> PoolSnapshot:
-        with self._engine.connect() as conn, conn.begin():  # one transaction: one consistent view
+    def snapshot(
+        self, now: datetime, retry_after: timedelta, instances_of: Callable[[Node], bool]
+    ) -> PoolSnapshot:
+        """Every node, and the instances of the nodes ``instances_of`` picks, in one transaction."""
+        with self._engine.connect() as conn, conn.begin():
             node_list = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
+            picked = [n.id for n in node_list if instances_of(n)]
             placed = [
                 instance_from_row(r)
-                for r in conn.execute(sa.select(instances).where(instances.c.node_id.is_not(None)))
+                for r in conn.execute(sa.select(instances).where(instances.c.node_id.in_(picked)))
             ]
             busy = (
                 conn.execute(
