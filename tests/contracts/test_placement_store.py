@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from uuid import uuid4
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from takeover.domain.models import Node, NodeStatus
+from takeover.domain.models import Node
 from takeover.domain.placement import PlacementRequest, select_best_node
 from takeover.store import make_engine, migrate
 from takeover.store.nodes import _node_values, select_node
 from takeover.store.tables import nodes
-from tests.unit.factories import node
-
-node_strategy = st.builds(
-    lambda name, score, used, cap, prio, status, region, streak: node(
-        name,
-        id=uuid4(),
-        health_score=score,
-        current_instances=min(used, cap),
-        max_instances=cap,
-        priority=prio,
-        status=status,
-        region=region,
-        low_score_streak=streak,
-    ),
-    st.text("abcdef", min_size=1, max_size=4),
-    st.sampled_from([0.0, 33.33, 50.0, 50.01, 100.0]),
-    st.integers(0, 4),
-    st.integers(1, 4),
-    st.integers(-1, 1),
-    st.sampled_from(list(NodeStatus)),
-    st.sampled_from(["r1", "r2"]),
-    st.integers(0, 3),
-)
+from tests.unit.factories import nodes_strategy
 
 
 @pytest.fixture
@@ -50,7 +27,7 @@ def engine(store_url: str) -> Iterator[sa.Engine]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    st.lists(node_strategy, max_size=10, unique_by=lambda n: n.name),
+    nodes_strategy(max_size=10),
     st.sampled_from([None, "r1", "r2"]),
     st.integers(0, 3),
     st.data(),

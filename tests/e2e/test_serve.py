@@ -4,6 +4,7 @@ instances come back on the others with a higher epoch; the CLI drives the same s
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -123,6 +124,18 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         assert "already exists" in cli(
             "nodes", "register", "cli-node", "--region", "x", "--base-url", "http://127.0.0.1:1", ok=False
         )
+        assert "label 'gpu' is not KEY=value" in cli(
+            "nodes",
+            "register",
+            "x",
+            "--region",
+            "r",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--label",
+            "gpu",
+            ok=False,
+        )
         assert "base_url" in cli(
             "nodes", "register", "other", "--region", "x", "--base-url", "nope", ok=False
         )
@@ -159,3 +172,11 @@ def test_serve_refuses_unsafe_timings_with_a_clear_message(tmp_path: Path) -> No
     assert done.returncode == 2
     assert "offline_after (5.0s) must exceed fence_after" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigterm_hands_the_leader_lease_over(tmp_path: Path) -> None:
+    with serve(tmp_path, **FAST) as url:
+        wait_until(lambda: "takeover_leader 1.0" in httpx.get(url + "/metrics").text, 10, "leadership")
+    with sqlite3.connect(tmp_path / "takeover.db") as db:
+        (expires_at,) = db.execute("SELECT expires_at FROM leases WHERE name = 'controllers'").fetchone()
+    assert expires_at.startswith("1970-01-01"), "the lease was not released on shutdown"

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from hypothesis import strategies as st
+
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
 
@@ -56,3 +58,29 @@ def failover(instance_id: UUID, source: UUID | None, **fields: Any) -> Failover:
     }
     values.update(fields)
     return Failover(**values)
+
+
+def nodes_strategy(max_size: int) -> st.SearchStrategy[list[Node]]:
+    """Small pools with many ties, so that every tie-breaker of placement gets exercised."""
+    one = st.builds(
+        lambda name, score, used, cap, prio, status, region, streak: node(
+            name,
+            id=uuid4(),
+            health_score=score,
+            current_instances=min(used, cap),
+            max_instances=cap,
+            priority=prio,
+            status=status,
+            region=region,
+            low_score_streak=streak,
+        ),
+        st.text("abcdef", min_size=1, max_size=4),
+        st.sampled_from([0.0, 33.33, 50.0, 50.01, 100.0]),
+        st.integers(0, 5),
+        st.integers(1, 5),
+        st.integers(-2, 2),
+        st.sampled_from(list(NodeStatus)),
+        st.sampled_from(["r1", "r2"]),
+        st.integers(0, 3),
+    )
+    return st.lists(one, max_size=max_size, unique_by=lambda n: n.name)

@@ -1,11 +1,9 @@
-from uuid import uuid4
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from takeover.domain.models import Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest, rank_key, select_best_node
-from tests.unit.factories import node
+from tests.unit.factories import node, nodes_strategy
 
 
 def test_highest_health_score_wins() -> None:
@@ -54,28 +52,7 @@ def test_an_empty_pool_says_so() -> None:
     assert select_best_node([], PlacementRequest()) == Ineligible("no nodes registered")
 
 
-node_strategy = st.builds(
-    lambda name, score, used, cap, prio, status, region: node(
-        name,
-        health_score=score,
-        current_instances=min(used, cap),
-        max_instances=cap,
-        priority=prio,
-        status=status,
-        region=region,
-        id=uuid4(),
-    ),
-    st.text("abcdef", min_size=1, max_size=4),
-    st.sampled_from([10.0, 50.0, 50.5, 90.0]),
-    st.integers(0, 5),
-    st.integers(1, 5),
-    st.integers(-2, 2),
-    st.sampled_from(list(NodeStatus)),
-    st.sampled_from(["r1", "r2"]),
-)
-
-
-@given(st.lists(node_strategy, max_size=12, unique_by=lambda n: n.name), st.sampled_from([None, "r1", "r2"]))
+@given(nodes_strategy(max_size=12), st.sampled_from([None, "r1", "r2"]))
 def test_the_chosen_node_is_eligible_and_no_eligible_node_ranks_better(
     nodes: list[Node], region: str | None
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from takeover.cli.client import call
-from takeover.cli.tables import out, print_table
+from takeover.cli.tables import out, parse_pairs, print_table
 
 app = typer.Typer(help="Instances placed on the pool", no_args_is_help=True)
 
@@ -31,14 +31,7 @@ def create(
             "[red]error:[/] give the command after --, e.g. takeover instances create web -- python -m http.server"
         )
         raise typer.Exit(2)
-    variables = {}
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            out.print(f"[red]error:[/] env {item!r} is not KEY=value")
-            raise typer.Exit(2)
-        variables[key] = value
-    spec = {"command": ctx.args, "env": variables, "workspace": workspace}
+    spec = {"command": ctx.args, "env": parse_pairs(env, "env"), "workspace": workspace}
     body = {"name": name, "spec": spec, "preferred_region": region, "failover_enabled": failover}
     instance = call("POST", "/api/v1/instances", json=body)
     out.print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from takeover.cli.client import call
-from takeover.cli.tables import out, print_table
+from takeover.cli.tables import out, parse_pairs, print_table
 
 app = typer.Typer(help="Nodes of the pool", no_args_is_help=True)
 COLUMNS = (
@@ -35,13 +35,7 @@ def register(
     label: list[str] = typer.Option([], help="key=value, repeatable"),
 ) -> None:
     """Register a node and print its token once (NODE_ID / NODE_TOKEN for its agent)."""
-    labels = {}
-    for item in label:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            out.print(f"[red]error:[/] label {item!r} is not key=value")
-            raise typer.Exit(2)
-        labels[key] = value
+    labels = parse_pairs(label, "label")
     body = {
         "name": name,
         "region": region,

@@ -1,10 +1,11 @@
-"""Rich tables shared by the CLI commands."""
+"""Output and argument helpers shared by the CLI commands."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -26,3 +27,15 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
+
+
+def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    """KEY=value options into a dict; a malformed one stops the command with its name."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            out.print(f"[red]error:[/] {what} {item!r} is not KEY=value")
+            raise typer.Exit(2)
+        pairs[key] = value
+    return pairs
