@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.process import serve  # noqa: E402
+from tests.e2e.process import serve, start, stop  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
 
 
@@ -38,4 +38,4 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
-__all__ = ["ROOT", "database", "ensure_debian_tool", "serve"]
+__all__ = ["ROOT", "database", "ensure_debian_tool", "serve", "start", "stop"]

@@ -91,15 +91,14 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{node_id}/heartbeat")
-async def heartbeat(
-    node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep
-) -> HeartbeatOut:
+@router.post("/{node_id}/heartbeat", response_model=HeartbeatOut)
+async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep) -> Response:
+    """The hot path: the reply is serialized once here, not validated again by FastAPI."""
     reports = tuple(InstanceReport(r.id, r.epoch, r.state) for r in body.instances)
     result = await services.heartbeat(
         token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
     )
-    return HeartbeatOut(
+    reply = HeartbeatOut(
         node_id=node_id,
         health_score=result.node.health_score,
         status=result.node.status,
@@ -113,3 +112,4 @@ async def heartbeat(
             for i in result.desired
         ],
     )
+    return Response(reply.model_dump_json(), media_type="application/json")
