@@ -1,7 +1,9 @@
 """Interfaces between the rules and the world, each with its contract.
 
 Every adapter (the SQL store on SQLite and PostgreSQL, the in-memory coordinator of
-``takeover.testing``) passes the shared suite in tests/contracts. Conventions for all ports:
+``takeover.testing``) passes the shared suite in tests/contracts. The store itself has one
+adapter, SQLAlchemy on SQLite or PostgreSQL, so it is used through ``takeover.store.Store``
+and its contract is that suite run on both databases. Conventions for all ports:
 a lost race returns ``False`` / ``None``; a refused request raises a branch of
 ``takeover.domain.errors``; an unknown outcome (backend unreachable) raises
 ``StoreUnavailable``. Every method that changes state is atomic: all of it or none of it.
@@ -9,11 +11,9 @@ a lost race returns ``False`` / ``None``; a refused request raises a branch of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from uuid import UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +52,4 @@ class Coordinator(Protocol):
     def current(self, name: str) -> LeaseToken | None: ...
 
 
-class Fence(Protocol):
-    """Controllers' writes pass their lease; the store refuses them once it is superseded."""
-
-    def holds(self, token: LeaseToken, now: datetime) -> bool: ...
-
-
-class EventLog(Protocol):
-    def record(self, kind: str, subject: str, message: str, now: datetime, **data: object) -> None: ...
-
-    def recent(self, limit: int, kind: str | None = None) -> Sequence[dict[str, object]]: ...
-
-
-__all__ = ["UUID", "Clock", "Coordinator", "EventLog", "Fence", "LeaseToken"]
+__all__ = ["Clock", "Coordinator", "LeaseToken"]
