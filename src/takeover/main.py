@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import structlog
 from fastapi import FastAPI
 
 from takeover.api import create_app
@@ -51,6 +54,26 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     return Store(engine, low_score_threshold=settings.low_score_threshold, degraded_streak=streak)
 
 
+def configure_logging(settings: Settings) -> None:
+    """structlog to stderr: readable lines for people, one JSON object a line for collectors."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if settings.log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, settings.log_level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
 def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = False) -> Runtime:
     clock = clock or SystemClock()
     store = open_store(settings, migrated=migrated)
@@ -75,7 +98,9 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
 
 def worker_app() -> FastAPI:
     """App factory for `takeover serve --workers N`: the parent validated and migrated."""
-    return build(Settings(), migrated=True).app
+    settings = Settings()
+    configure_logging(settings)
+    return build(settings, migrated=True).app
 
 
 def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> ControlLoop:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024)
     heartbeat_batch: int = Field(1000, ge=1)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["console", "json"] = "console"
 
     @model_validator(mode="after")
     def _check_timings(self) -> Settings:

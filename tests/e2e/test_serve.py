@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import new_store_url
 from tests.e2e.process import TAKEOVER, serve, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -54,8 +55,16 @@ class FakeAgent(threading.Thread):
                 self.stopped.wait(0.3)
 
 
-def test_a_silent_node_loses_its_instances_to_the_others(tmp_path: Path) -> None:
-    with serve(tmp_path, **FAST) as url, httpx.Client(base_url=url, headers=ADMIN) as api:
+@pytest.mark.parametrize(
+    ("backend", "workers"), [("sqlite", 1), pytest.param("postgres", 2, marks=pytest.mark.postgres)]
+)
+def test_a_silent_node_loses_its_instances_to_the_others(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str, workers: int
+) -> None:
+    env = {**FAST, "TAKEOVER_WORKERS": str(workers)}
+    if backend == "postgres":
+        env["TAKEOVER_DATABASE_URL"] = new_store_url(backend, request, tmp_path)
+    with serve(tmp_path, **env) as url, httpx.Client(base_url=url, headers=ADMIN) as api:
         agents = []
         for i in range(3):
             node = api.post(
@@ -84,6 +93,11 @@ def test_a_silent_node_loses_its_instances_to_the_others(tmp_path: Path) -> None
             return all(now[i]["node_id"] != victim.node["id"] and now[i]["state"] == "running" for i in lost)
 
         wait_until(moved, 20, "instances of the silent node running elsewhere")
+
+        def completed() -> bool:
+            return all(f["status"] == "completed" for f in api.get("/api/v1/failovers").json())
+
+        wait_until(completed, 10, "failovers completed (the leader sees the report within one cycle)")
         for agent in agents:
             agent.stopped.set()
         final = {i["id"]: i for i in api.get("/api/v1/instances").json()}

@@ -32,9 +32,10 @@ def serve(
     workers: int | None = typer.Option(None, help="server processes sharing the store (TAKEOVER_WORKERS)"),
 ) -> None:
     """Run the control plane: REST API, and the controllers when this replica holds the lease."""
-    from takeover.main import build, open_store
+    from takeover.main import build, configure_logging, open_store
 
     settings = load_settings(host=host, port=port, workers=workers)
+    configure_logging(settings)
     where = settings.store_url.split("@")[-1]
     err.print(
         f"takeover serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s) "
