@@ -7,8 +7,8 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -131,7 +131,7 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
     )
 
 
-def _lifespan(controllers: ControlLoop | None):  # type: ignore[no-untyped-def]
+def _lifespan(controllers: ControlLoop | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if controllers is None:

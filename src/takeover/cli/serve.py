@@ -42,16 +42,19 @@ def serve(
         f"(store: {where})",
         soft_wrap=True,
     )
-    options = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "access_log": False,
-    }
+    host, port, level = settings.host, settings.port, settings.log_level
     if settings.workers == 1:
-        uvicorn.run(build(settings).app, **options)  # type: ignore[arg-type]
+        uvicorn.run(build(settings).app, host=host, port=port, log_level=level, access_log=False)
         return
     open_store(settings).engine.dispose()  # migrate once, before the workers start
     for name, value in (("HOST", settings.host), ("PORT", settings.port), ("WORKERS", settings.workers)):
         os.environ[f"TAKEOVER_{name}"] = str(value)  # the workers read the same settings
-    uvicorn.run("takeover.main:worker_app", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+    uvicorn.run(
+        "takeover.main:worker_app",
+        factory=True,
+        workers=settings.workers,
+        host=host,
+        port=port,
+        log_level=level,
+        access_log=False,
+    )

@@ -110,8 +110,8 @@ class NodeRepository:
             changes = self._apply_reports(conn, accepted, held)
         desired: dict[UUID, list[Instance]] = {}
         for instance, leaving in held:
-            if not leaving:
-                desired.setdefault(instance.node_id, []).append(instance)  # type: ignore[arg-type]
+            if not leaving and instance.node_id is not None:
+                desired.setdefault(instance.node_id, []).append(instance)
         results: list[HeartbeatResult | TakeoverError] = []
         for (_, hb), refused in zip(batch, refusals, strict=True):
             if refused is not None:
