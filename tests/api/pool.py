@@ -60,6 +60,15 @@ class Pool:
             for n in nodes:
                 self.beat(n)
 
+    def two_nodes_running_web(self, **extra: Any) -> tuple[NodeHandle, NodeHandle, dict[str, Any]]:
+        """n1 (the better score) runs the instance "web" at epoch 1; n2 is the spare."""
+        n1, n2 = self.node("n1"), self.node("n2")
+        self.beat(n1, cpu=0.0)
+        self.beat(n2, cpu=0.5)
+        web = self.instance("web", **extra)
+        self.beat_twice(n1)
+        return n1, n2, web
+
     def instance(self, name: str, **extra: Any) -> dict[str, Any]:
         body = {"name": name, "spec": {"command": ["sleep", "60"]}, **extra}
         response = self.client.post("/api/v1/instances", json=body)

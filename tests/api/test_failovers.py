@@ -45,11 +45,7 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
 
 
 def test_a_node_that_comes_back_is_told_to_stop_what_now_runs_elsewhere(pool: Pool) -> None:
-    n1, n2 = pool.node("n1"), pool.node("n2")
-    pool.beat(n1, cpu=0.0)
-    pool.beat(n2, cpu=0.5)
-    web = pool.instance("web")
-    pool.beat_twice(n1)
+    n1, n2, web = pool.two_nodes_running_web()
     pool.clock.advance(6)
     pool.beat(n2)
     pool.cycle()
@@ -68,11 +64,7 @@ def test_a_node_that_comes_back_is_told_to_stop_what_now_runs_elsewhere(pool: Po
 def test_manual_failover_stops_the_source_before_the_target_gets_the_instance(
     pool: Pool, client: TestClient
 ) -> None:
-    n1, n2 = pool.node("n1"), pool.node("n2")
-    pool.beat(n1, cpu=0.0)
-    pool.beat(n2, cpu=0.5)
-    web = pool.instance("web")
-    pool.beat_twice(n1)
+    n1, n2, web = pool.two_nodes_running_web()
 
     response = client.post("/api/v1/failovers", json={"instance_id": web["id"]})
     assert response.status_code == 202
@@ -160,11 +152,7 @@ def test_complete_follows_the_state_machine(pool: Pool, client: TestClient) -> N
 def test_draining_a_node_moves_its_instances_and_stops_placements_on_it(
     pool: Pool, client: TestClient
 ) -> None:
-    n1, n2 = pool.node("n1"), pool.node("n2")
-    pool.beat(n1, cpu=0.0)
-    pool.beat(n2, cpu=0.5)
-    web = pool.instance("web", failover_enabled=False)
-    pool.beat_twice(n1)
+    n1, n2, web = pool.two_nodes_running_web(failover_enabled=False)
     client.patch(f"/api/v1/nodes/{n1.id}", json={"status": "draining"})
     pool.cycle()
     failover = pool.get(f"/api/v1/failovers?instance_id={web['id']}")[0]
