@@ -84,10 +84,9 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         clock,
         metrics,
         heartbeat_batch=settings.heartbeat_batch,
-        degraded_streak=settings.degraded_heartbeats,
         wake=controllers.wake if controllers else lambda: None,
     )
-    metrics.watch_pool(services.pool_counts)
+    metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
     app = create_app(

@@ -17,7 +17,7 @@ from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError,
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus, Principal, Role
-from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.domain.placement import Ineligible
 from takeover.metrics import Metrics
 from takeover.ports import Clock
 from takeover.store import HeartbeatResult, Store, TokenRecord
@@ -59,13 +59,11 @@ class Services:
         metrics: Metrics,
         *,
         heartbeat_batch: int = 1000,
-        degraded_streak: int = 0,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.metrics = metrics
-        self._degraded_streak = degraded_streak
         self.wake = wake
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
@@ -136,7 +134,7 @@ class Services:
         self.store.nodes.delete(node_id, self.clock.now())
 
     def select_node(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
-        return self.store.nodes.select(PlacementRequest(region, exclude, self._degraded_streak))
+        return self.store.nodes.select(region, exclude)
 
     async def heartbeat(self, raw_token: str | None, heartbeat: Heartbeat) -> HeartbeatResult:
         """The token is checked inside the batch's transaction: no extra round trip per beat."""
@@ -212,9 +210,6 @@ class Services:
         self.store.pool.resume([region], self.clock.now(), None, "an admin released the brake")
         self.metrics.region_paused.labels(region).set(0)
         self.wake()
-
-    def pool_counts(self) -> dict[str, dict[str, int]]:
-        return self.store.pool.counts()
 
 
 def _scope(who: Principal) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from takeover.store.engine import make_engine, migrate, migrations_current
+from takeover.store.engine import make_engine, migrate
 from takeover.store.failovers import FailoverRepository
 from takeover.store.instances import InstanceRepository
 from takeover.store.leases import StoreCoordinator
@@ -16,7 +16,7 @@ from takeover.store.tokens import TokenRecord, TokenRepository
 class Store:
     def __init__(self, engine: sa.Engine, *, low_score_threshold: float, degraded_streak: int) -> None:
         self.engine = engine
-        self.nodes = NodeRepository(engine, low_score_threshold)
+        self.nodes = NodeRepository(engine, low_score_threshold, degraded_streak)
         self.instances = InstanceRepository(engine, degraded_streak)
         self.failovers = FailoverRepository(engine, degraded_streak)
         self.tokens = TokenRepository(engine)
@@ -39,5 +39,4 @@ __all__ = [
     "TokenRecord",
     "make_engine",
     "migrate",
-    "migrations_current",
 ]

@@ -8,8 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_OPTION = "takeover_write"  # execution option set by store.base.transaction
@@ -72,9 +70,3 @@ def migrate(engine: sa.Engine) -> None:
                 conn.commit()
     else:
         command.upgrade(config, "head")
-
-
-def migrations_current(engine: sa.Engine) -> bool:
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head

@@ -30,9 +30,10 @@ class HeartbeatResult:
 
 
 class NodeRepository:
-    def __init__(self, engine: sa.Engine, low_score_threshold: float) -> None:
+    def __init__(self, engine: sa.Engine, low_score_threshold: float, degraded_streak: int) -> None:
         self._engine = engine
         self._low_score_threshold = low_score_threshold
+        self._degraded_streak = degraded_streak
 
     def add(self, node: Node, token_id: UUID, token_hash: str) -> Node:
         with transaction(self._engine) as conn:
@@ -104,7 +105,7 @@ class NodeRepository:
             owners = _token_owners(conn, {h for h, _ in batch})
             refusals = [_refusal(owners.get(h), hb.node_id) for h, hb in batch]
             accepted = [hb for (_, hb), refused in zip(batch, refusals, strict=True) if refused is None]
-            known = {node.id: node for _, _, node in owners.values() if node is not None}
+            known = {node.id: node for _, node in owners.values() if node is not None}
             updated = self._update_nodes(conn, accepted, known, now)
             held = _held_instances(conn, list(updated))
             changes = self._apply_reports(conn, accepted, held)
@@ -114,10 +115,8 @@ class NodeRepository:
                 desired.setdefault(instance.node_id, []).append(instance)
         results: list[HeartbeatResult | TakeoverError] = []
         for (_, hb), refused in zip(batch, refusals, strict=True):
-            if refused is not None:
+            if refused is not None:  # accepted ones are known: a node token names a stored node
                 results.append(refused)
-            elif hb.node_id not in updated:
-                results.append(NotFound(f"node {hb.node_id} not found"))
             else:
                 results.append(
                     HeartbeatResult(updated[hb.node_id], desired.get(hb.node_id, []), changes[hb.node_id])
@@ -201,21 +200,20 @@ class NodeRepository:
             for node_id in node_ids:
                 record_event(conn, "node.offline", node_id, "node went silent", now)
 
-    def select(self, request: PlacementRequest) -> Node | Ineligible:
+    def select(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
         with self._engine.connect() as conn:
-            return select_node(conn, request)
+            return select_node(conn, PlacementRequest(region, exclude, self._degraded_streak))
 
 
-def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str, UUID | None, Node | None]]:
-    """Role, node id and node row of each live token, in one query."""
+def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str, Node | None]]:
+    """Role and node (None for person tokens) of each live token, in one query."""
     query = (
-        sa.select(tokens.c.token_hash, tokens.c.role, tokens.c.node_id, nodes)
+        sa.select(tokens.c.token_hash, tokens.c.role, nodes)
         .select_from(tokens.outerjoin(nodes, nodes.c.id == tokens.c.node_id))
         .where(tokens.c.token_hash.in_(hashes), tokens.c.revoked_at.is_(None))
     )
     return {
-        r.token_hash: (r.role, r.node_id, node_from_row(r) if r.id is not None else None)
-        for r in conn.execute(query)
+        r.token_hash: (r.role, node_from_row(r) if r.id is not None else None) for r in conn.execute(query)
     }
 
 
@@ -240,11 +238,11 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
     return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
 
 
-def _refusal(owner: tuple[str, UUID | None, Node | None] | None, node_id: UUID) -> TakeoverError | None:
+def _refusal(owner: tuple[str, Node | None] | None, node_id: UUID) -> TakeoverError | None:
     if owner is None:
         return Unauthenticated("unknown or revoked token")
-    role, token_node, _ = owner
-    if role != Role.NODE.value or token_node != node_id:
+    role, node = owner
+    if role != Role.NODE.value or node is None or node.id != node_id:
         return Forbidden("only the node's own token may send its heartbeats")
     return None
 

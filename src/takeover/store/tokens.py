@@ -62,14 +62,3 @@ class TokenRepository:
             if done.rowcount != 1:
                 raise NotFound(f"token {token_id} not found or already revoked")
             record_event(conn, "token.revoked", token_id, "token revoked", now)
-
-    def admin_exists(self) -> bool:
-        with self._engine.connect() as conn:
-            return (
-                conn.execute(
-                    sa.select(tokens.c.id).where(
-                        tokens.c.role == Role.ADMIN.value, tokens.c.revoked_at.is_(None)
-                    )
-                ).first()
-                is not None
-            )
