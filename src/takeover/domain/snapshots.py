@@ -1,0 +1,39 @@
+"""Which snapshot a new runner restores, and why snapshots are ordered by epoch first.
+
+A runner at epoch E snapshots with E. A replaced runner (epoch < E) that takes a late snapshot
+cannot shadow the current runner's data: the newest snapshot is the one with the highest
+(epoch, time), and a runner starting at epoch E restores from epochs below E only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SnapshotRef:
+    epoch: int
+    taken_at: datetime
+    id: str
+
+    @staticmethod
+    def make(epoch: int, taken_at: datetime, suffix: str) -> SnapshotRef:
+        stamp = taken_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        return SnapshotRef(epoch, taken_at, f"{epoch:012d}-{stamp}-{suffix}")
+
+    @staticmethod
+    def parse(snapshot_id: str) -> SnapshotRef:
+        """The id carries its own ordering key, so listing needs no manifest reads."""
+        try:
+            epoch, stamp, _ = snapshot_id.split("-", 2)
+            taken_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+            return SnapshotRef(int(epoch), taken_at, snapshot_id)
+        except ValueError as exc:
+            raise ValueError(f"not a snapshot id: {snapshot_id!r}") from exc
+
+
+def restore_candidates(refs: Iterable[SnapshotRef], epoch: int) -> list[SnapshotRef]:
+    """Snapshots a runner at ``epoch`` may restore, best first: earlier epochs, newest first."""
+    return sorted((r for r in refs if r.epoch < epoch), reverse=True)

@@ -1,0 +1,76 @@
+"""Per-instance snapshot history: take, restore the best one, prune old ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from takeover.domain.snapshots import SnapshotRef, restore_candidates
+from takeover.snapshots.archive import (
+    CorruptSnapshot,
+    Manifest,
+    TakeResult,
+    load_manifest,
+    restore_snapshot,
+    take_snapshot,
+)
+from takeover.snapshots.objects import ObjectStore
+
+log = structlog.get_logger("takeover.snapshots")
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    manifest: Manifest | None  # None: the instance had no snapshot; it starts empty
+    refused: list[str] = field(default_factory=list)  # why newer snapshots were not used
+
+
+class SnapshotRepository:
+    def __init__(self, store: ObjectStore, keep: int = 5) -> None:
+        self.store = store
+        self.keep = keep
+        self._last: dict[str, Manifest] = {}
+
+    def refs(self, instance_id: str) -> list[SnapshotRef]:
+        refs = []
+        for snapshot_id in self.store.list_snapshots(instance_id):
+            try:
+                refs.append(SnapshotRef.parse(snapshot_id))
+            except ValueError:
+                log.warning("ignoring a foreign file in the snapshot store", name=snapshot_id)
+        return sorted(refs)
+
+    def take(self, workspace: Path, instance_id: str, epoch: int) -> TakeResult:
+        result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id))
+        self._last[instance_id] = result.manifest
+        self.prune(instance_id)
+        return result
+
+    def restore(self, instance_id: str, epoch: int, dest: Path) -> Restored:
+        """Restore the newest snapshot from an earlier epoch that verifies.
+
+        A snapshot that fails verification is quarantined (renamed, never chosen again) and the
+        next older one is tried; ``refused`` says what was skipped, for the failover record.
+        """
+        refused = []
+        for ref in restore_candidates(self.refs(instance_id), epoch):
+            try:
+                manifest = restore_snapshot(self.store, instance_id, ref.id, dest)
+            except CorruptSnapshot as exc:
+                log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
+                refused.append(str(exc))
+                self.store.quarantine(instance_id, ref.id)
+                continue
+            self._last[instance_id] = manifest
+            return Restored(manifest, refused)
+        return Restored(None, refused)
+
+    def manifest(self, instance_id: str, snapshot_id: str) -> Manifest:
+        return load_manifest(self.store, instance_id, snapshot_id)
+
+    def prune(self, instance_id: str) -> None:
+        """Keep the newest ``keep`` manifests; chunks stay (shared by other snapshots)."""
+        for ref in self.refs(instance_id)[: -self.keep]:
+            self.store.delete_manifest(instance_id, ref.id)
