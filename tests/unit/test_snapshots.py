@@ -123,7 +123,9 @@ def test_a_damaged_snapshot_is_refused_and_the_workspace_kept(tmp_path: Path, da
         victim.unlink()
     else:
         victim.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptSnapshot, match=f"snapshot {manifest.id}: chunk [0-9a-f]{{12}} of data/big.bin"):
+    with pytest.raises(
+        CorruptSnapshot, match=f"snapshot {manifest.id}: chunk [0-9a-f]{{12}} of data/big.bin"
+    ):
         restore_snapshot(store, "i1", manifest.id, dest)
     assert tree(dest) == {"count": (b"previous good data", 0o644)}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
@@ -159,7 +161,8 @@ def test_the_repository_restores_the_newest_good_snapshot_of_an_earlier_epoch(tm
         (ws / "count").write_text(value)
         repo.take(ws, "i1", epoch)
     restored = repo.restore("i1", 3, tmp_path / "out")  # a runner at epoch 3 restores epoch 2's latest
-    assert restored.manifest is not None and restored.manifest.epoch == 2
+    assert restored.manifest is not None
+    assert restored.manifest.epoch == 2
     assert (tmp_path / "out" / "count").read_text() == "two-later"
     assert restored.refused == []
 
@@ -167,9 +170,11 @@ def test_the_repository_restores_the_newest_good_snapshot_of_an_earlier_epoch(tm
     chunk = newest.files[0].chunks[0]
     (tmp_path / "store" / "chunks" / chunk[:2] / chunk).write_bytes(b"garbage")
     again = repo.restore("i1", 3, tmp_path / "out2")
-    assert again.manifest is not None and again.manifest.id != newest.id
+    assert again.manifest is not None
+    assert again.manifest.id != newest.id
     assert (tmp_path / "out2" / "count").read_text() == "two"
-    assert len(again.refused) == 1 and newest.id in again.refused[0]
+    assert len(again.refused) == 1
+    assert newest.id in again.refused[0]
     assert newest.id not in [r.id for r in repo.refs("i1")]  # quarantined: never chosen again
     assert repo.restore("i1", 1, tmp_path / "out3").manifest is None  # nothing before epoch 1
 

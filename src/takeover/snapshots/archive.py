@@ -232,7 +232,9 @@ def _materialize(store: ObjectStore, manifest: Manifest, root: Path) -> None:
         os.symlink(target, root / _inside(rel, manifest.id))
 
 
-def _restore_chunk(store: ObjectStore, snapshot_id: str, fd: int, digest: str, offset: int, path: str) -> None:
+def _restore_chunk(
+    store: ObjectStore, snapshot_id: str, fd: int, digest: str, offset: int, path: str
+) -> None:
     packed = store.get_chunk(digest)
     if packed is None:
         raise CorruptSnapshot(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} is missing")
