@@ -21,7 +21,7 @@ from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
-from takeover.control.services import Services
+from takeover.control.services import AgentTimings, Services
 from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.metrics import Metrics
@@ -85,6 +85,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         metrics,
         heartbeat_batch=settings.heartbeat_batch,
         wake=controllers.wake if controllers else lambda: None,
+        agent_timings=AgentTimings(settings.heartbeat_interval, settings.fence_after),
     )
     metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:

@@ -18,6 +18,7 @@ class NodeHandle:
     name: str
     token: str
     running: dict[str, int] = field(default_factory=dict)  # instance id -> epoch it runs
+    released: dict[str, int] = field(default_factory=dict)  # handed over: reported stopped
 
 
 class Pool:
@@ -44,6 +45,7 @@ class Pool:
     ) -> dict[str, Any]:
         """Heartbeat as ``node``'s agent would, then run exactly what the reply asks for."""
         reports = [{"id": i, "epoch": e, "state": "running"} for i, e in node.running.items()]
+        reports += [{"id": i, "epoch": e, "state": "stopped"} for i, e in node.released.items()]
         response = self.client.post(
             f"/api/v1/nodes/{node.id}/heartbeat",
             json={"cpu_load": cpu, "memory_load": memory, "avg_latency_ms": latency, "instances": reports},
@@ -52,6 +54,7 @@ class Pool:
         assert response.status_code == 200, response.text
         reply: dict[str, Any] = response.json()
         node.running = {d["id"]: d["epoch"] for d in reply["desired"]}
+        node.released = {r["id"]: r["epoch"] for r in reply["release"]}
         return reply
 
     def beat_twice(self, *nodes: NodeHandle) -> None:

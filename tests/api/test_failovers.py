@@ -176,6 +176,8 @@ def test_a_requested_target_is_used(pool: Pool, client: TestClient) -> None:
     response = client.post("/api/v1/failovers", json={"instance_id": web["id"], "target_node_id": n3.id})
     assert response.status_code == 202
     pool.cycle()
+    assert pool.get(f"/api/v1/instances/{web['id']}")["node_id"] == n1.id  # n1 may have started it
+    pool.beat_twice(n1)  # learns to release it, then reports it stopped
     pool.cycle()
     assert pool.get(f"/api/v1/instances/{web['id']}")["node_id"] == n3.id
 

@@ -93,7 +93,7 @@ def test_restoring_completes_when_the_target_reports_the_new_epoch_running() -> 
     target = uuid4()
     inst = instance(target, state=InstanceState.RUNNING, epoch=2)
     f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
-    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE), T0, POLICY) == Complete()
+    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE), T0, POLICY) == Complete(None)
 
 
 def test_restoring_waits_then_tries_another_node_on_timeout_then_gives_up() -> None:
@@ -137,4 +137,34 @@ def test_a_deleted_instance_fails_its_failover() -> None:
     f = failover(uuid4(), uuid4(), status=S.BACKING_UP)
     assert decide(f, FailoverView(None, NodeStatus.OFFLINE, None), T0, POLICY) == Fail(
         "the instance was deleted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "moves_on"),
+    [
+        (InstanceState.ASSIGNED, False),  # the agent may have started it since its last heartbeat
+        (InstanceState.STARTING, False),
+        (InstanceState.RUNNING, False),
+        (InstanceState.STOPPING, False),  # still taking its final snapshot
+        (InstanceState.STOPPED, True),
+        (InstanceState.FAILED, True),
+    ],
+)
+def test_a_live_source_must_report_the_handover_done(state: InstanceState, moves_on: bool) -> None:
+    src = uuid4()
+    inst = instance(src, state=state)
+    f = failover(inst.id, src, status=S.BACKING_UP)
+    decision = decide(f, FailoverView(inst, NodeStatus.ONLINE, None), T0, POLICY)
+    assert decision == (
+        Advance(S.MIGRATING) if moves_on else Wait("waiting for the source node to stop the instance")
+    )
+
+
+def test_completion_records_the_snapshot_the_target_restored() -> None:
+    target = uuid4()
+    inst = instance(target, epoch=2, restored_from="000000000001-20261122T000000000000Z-abcdef")
+    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target)
+    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE), T0, POLICY) == Complete(
+        "000000000001-20261122T000000000000Z-abcdef"
     )

@@ -9,7 +9,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.heartbeat import InstanceReport
 from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
+from takeover.domain.snapshots import SnapshotRef
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -64,10 +66,28 @@ class NodeCreated(NodeOut):
     api_token: str = Field(description="shown this once; only its hash is stored")
 
 
+SnapshotId = Annotated[str, Field(max_length=200, pattern=r"^[0-9]{12}-[0-9]{8}T[0-9]{12}Z-[0-9a-f]+$")]
+
+
 class InstanceReportIn(Request):
     id: UUID
     epoch: int = Field(ge=0)
-    state: Literal[InstanceState.STARTING, InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED]
+    state: Literal[
+        InstanceState.STARTING,
+        InstanceState.RUNNING,
+        InstanceState.STOPPING,
+        InstanceState.FAILED,
+        InstanceState.STOPPED,
+    ]
+    port: int | None = Field(None, ge=1, le=65535, description="where the runner serves")
+    error: Annotated[str, Field(max_length=2000)] | None = None
+    restored_from: SnapshotId | None = Field(None, description="snapshot this runner started from")
+    last_snapshot: SnapshotId | None = Field(None, description="newest snapshot this runner took")
+
+    def to_report(self) -> InstanceReport:
+        return InstanceReport(
+            self.id, self.epoch, self.state, self.port, self.error, self.restored_from, self.last_snapshot
+        )
 
 
 class HeartbeatIn(Request):
@@ -102,11 +122,21 @@ class DesiredInstance(BaseModel):
     spec: SpecOut
 
 
+class ReleaseInstance(BaseModel):
+    id: UUID
+    epoch: int
+
+
 class HeartbeatOut(BaseModel):
     node_id: UUID
     health_score: float
     status: NodeStatus
     desired: list[DesiredInstance]
+    release: list[ReleaseInstance] = Field(
+        description="stop these, snapshot their workspace, then report them stopped (a handover)"
+    )
+    heartbeat_interval: float
+    fence_after: float = Field(description="stop every instance after this long without a heartbeat")
 
 
 class SelectIn(Request):
@@ -139,6 +169,10 @@ class InstanceOut(BaseModel):
     failover_strategy: str | None
     last_failover_at: datetime | None
     created_at: datetime | None
+    endpoint: str | None = Field(description="host:port of the current runner, while it runs")
+    last_error: str | None
+    restored_from: str | None
+    last_snapshot: str | None
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:
@@ -182,10 +216,19 @@ class FailoverOut(BaseModel):
     timings: dict[str, float]
     created_at: datetime
     completed_at: datetime | None
+    backup_taken_at: datetime | None = Field(description="when the restored snapshot was taken")
+    backup_age_s: float | None = Field(
+        description="how old that snapshot was when the failover began: the data it could not bring"
+    )
 
     @classmethod
     def of(cls, failover: Failover) -> FailoverOut:
-        return cls.model_validate({f: getattr(failover, f) for f in cls.model_fields})
+        data = {f: getattr(failover, f) for f in cls.model_fields if not f.startswith("backup_")}
+        taken = SnapshotRef.parse(failover.backup_id).taken_at if failover.backup_id else None
+        age = round((failover.created_at - taken).total_seconds(), 3) if taken else None
+        return cls.model_validate(
+            {**data, "backup_id": failover.backup_id, "backup_taken_at": taken, "backup_age_s": age}
+        )
 
 
 class CheckOfflineOut(BaseModel):

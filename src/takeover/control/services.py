@@ -51,6 +51,14 @@ class InstanceDraft:
     failover_strategy: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AgentTimings:
+    """Sent in every heartbeat reply, so agents fence by the control plane's own settings."""
+
+    heartbeat_interval: float = 30.0
+    fence_after: float = 75.0
+
+
 class Services:
     def __init__(
         self,
@@ -60,7 +68,9 @@ class Services:
         *,
         heartbeat_batch: int = 1000,
         wake: Callable[[], None] = lambda: None,
+        agent_timings: AgentTimings | None = None,
     ) -> None:
+        self.agent_timings = agent_timings or AgentTimings()
         self.store = store
         self.clock = clock
         self.metrics = metrics

@@ -124,7 +124,7 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Complete:
-    pass
+    backup_id: str | None = None  # the snapshot the new runner restored
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,10 @@ class Fail:
 
 Decision = Wait | Advance | Place | Complete | Fail
 
-_RUNNING_STATES = frozenset({InstanceState.RUNNING, InstanceState.STARTING})
+
+
+# ASSIGNED is not enough: the agent may have started it since its last heartbeat.
+_HANDED_OVER = frozenset({InstanceState.STOPPED, InstanceState.FAILED})
 
 
 def decide(failover: Failover, view: FailoverView, now: datetime, policy: FailoverPolicy) -> Decision:
@@ -159,7 +162,7 @@ def _decide_backing_up(
     source_silent = view.source_status in (None, NodeStatus.OFFLINE)
     if source_silent or instance.node_id != failover.source_node_id:
         return Advance(FailoverStatus.MIGRATING)
-    if instance.state not in _RUNNING_STATES:
+    if instance.state in _HANDED_OVER:  # reported by the agent itself, after its final snapshot
         return Advance(FailoverStatus.MIGRATING)
     if now - failover.step_started_at > policy.stop_timeout:
         return Fail(f"the source node did not stop the instance within {policy.stop_timeout}")
@@ -178,12 +181,14 @@ def _decide_restoring(
 ) -> Decision:
     on_target = instance.node_id == failover.target_node_id
     if on_target and instance.state is InstanceState.RUNNING:
-        return Complete()
+        return Complete(instance.restored_from)
     if not on_target:
         return Fail("the instance was moved off the target by someone else")
     problem: str | None = None
     if instance.state is InstanceState.FAILED:
-        problem = "the target node reported the instance failed"
+        problem = "the target node reported the instance failed" + (
+            f" ({instance.last_error})" if instance.last_error else ""
+        )
     elif view.target_status is not NodeStatus.ONLINE:
         problem = f"the target node is {view.target_status or 'gone'}"
     elif now - failover.step_started_at > policy.restore_timeout:

@@ -7,6 +7,7 @@ report about an older epoch comes from a runner that has been replaced and chang
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from takeover.domain.models import Instance, InstanceState, NodeStatus
@@ -17,6 +18,10 @@ class InstanceReport:
     id: UUID
     epoch: int
     state: InstanceState
+    port: int | None = None
+    error: str | None = None
+    restored_from: str | None = None
+    last_snapshot: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ def status_after_heartbeat(status: NodeStatus) -> NodeStatus:
     return NodeStatus.ONLINE if status is NodeStatus.OFFLINE else status
 
 
-_ACTIVE = frozenset({InstanceState.STARTING, InstanceState.RUNNING})
+ACTIVE_STATES = frozenset({InstanceState.STARTING, InstanceState.RUNNING, InstanceState.STOPPING})
 
 
 def reported_state(instance: Instance, node_id: UUID, report: InstanceReport | None) -> InstanceState | None:
@@ -42,6 +47,29 @@ def reported_state(instance: Instance, node_id: UUID, report: InstanceReport | N
         return None
     if report is not None and report.epoch == instance.epoch:
         return report.state if report.state is not instance.state else None
-    if instance.state in _ACTIVE:
+    if instance.state in ACTIVE_STATES:
         return InstanceState.STOPPED  # the agent no longer runs it at this epoch
     return None
+
+
+def report_changes(
+    instance: Instance, node_id: UUID, report: InstanceReport | None, host: str
+) -> dict[str, Any]:
+    """Every field of the instance that ``node_id``'s heartbeat changes (empty: nothing)."""
+    changes: dict[str, Any] = {}
+    state = reported_state(instance, node_id, report)
+    if state is not None:
+        changes["state"] = state
+    if report is None or report.epoch != instance.epoch or instance.node_id != node_id:
+        if state is InstanceState.STOPPED and instance.endpoint is not None:
+            changes["endpoint"] = None
+        return changes
+    serving = (state or instance.state) is InstanceState.RUNNING and report.port is not None
+    fields = {
+        "endpoint": f"{host}:{report.port}" if serving else None,
+        "last_error": report.error,
+        "restored_from": report.restored_from or instance.restored_from,
+        "last_snapshot": report.last_snapshot or instance.last_snapshot,
+    }
+    changes.update({k: v for k, v in fields.items() if getattr(instance, k) != v})
+    return changes

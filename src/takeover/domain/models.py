@@ -20,6 +20,7 @@ class InstanceState(StrEnum):
     ASSIGNED = "assigned"  # in a node's desired state, not yet reported running
     STARTING = "starting"  # the agent reported it is starting at the current epoch
     RUNNING = "running"  # the agent reported it running at the current epoch
+    STOPPING = "stopping"  # the agent is stopping it and saving its workspace (a handover)
     FAILED = "failed"  # the agent gave up on it (crash loop, bad spec)
     STOPPED = "stopped"  # the agent reported it stopped
 
@@ -77,6 +78,10 @@ class Instance:
     failover_strategy: str | None = None
     last_failover_at: datetime | None = None
     created_at: datetime | None = None
+    endpoint: str | None = None  # host:port where the current runner serves
+    last_error: str | None = None  # the current runner's last reported problem
+    restored_from: str | None = None  # snapshot the current runner started from
+    last_snapshot: str | None = None  # newest snapshot of the current epoch
 
 
 @dataclass(frozen=True, slots=True)

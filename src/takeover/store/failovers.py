@@ -28,7 +28,7 @@ from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.instances import _get as get_instance
 from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
-from takeover.store.rows import failover_from_row, instance_from_row
+from takeover.store.rows import NEW_RUNNER, failover_from_row, instance_from_row
 from takeover.store.tables import failovers, instances, nodes
 
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -212,12 +212,14 @@ class FailoverRepository:
         now: datetime,
         fence: LeaseToken | None,
         error: str | None = None,
+        backup_id: str | None = None,
     ) -> bool:
         """Record one step; False when the failover moved on meanwhile (the step is not repeated)."""
         check_transition(failover.status, status)
+        extra = {"backup_id": backup_id} if backup_id else {}
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            if not _write_step(conn, failover, status, now, error=error):
+            if not _write_step(conn, failover, status, now, error=error, **extra):
                 return False
             if status is FailoverStatus.COMPLETED:
                 _stamp_instance(conn, failover.instance_id, now)
@@ -246,7 +248,7 @@ class FailoverRepository:
             conn.execute(
                 instances.update()
                 .where(instances.c.id == instance.id)
-                .values(node_id=target, epoch=epoch, state=InstanceState.ASSIGNED.value)
+                .values(node_id=target, epoch=epoch, state=InstanceState.ASSIGNED.value, **NEW_RUNNER)
             )
             release_slot(conn, instance.node_id)
             tried = [*(str(n) for n in failover.tried_node_ids), str(target)]

@@ -14,7 +14,7 @@ from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.store.base import record_event, transaction
 from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
-from takeover.store.rows import instance_from_row, spec_to_json
+from takeover.store.rows import NEW_RUNNER, instance_from_row, spec_to_json
 from takeover.store.tables import failovers, instances
 
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -89,12 +89,19 @@ class InstanceRepository:
                 )
             release_slot(conn, instance.node_id)
             moved = replace(
-                instance, node_id=target.id, epoch=instance.epoch + 1, state=InstanceState.ASSIGNED
+                instance,
+                node_id=target.id,
+                epoch=instance.epoch + 1,
+                state=InstanceState.ASSIGNED,
+                endpoint=None,
+                last_error=None,
+                restored_from=None,
+                last_snapshot=None,
             )
             conn.execute(
                 instances.update()
                 .where(instances.c.id == instance_id)
-                .values(node_id=target.id, epoch=moved.epoch, state=moved.state.value)
+                .values(node_id=target.id, epoch=moved.epoch, state=moved.state.value, **NEW_RUNNER)
             )
             record_event(
                 conn,

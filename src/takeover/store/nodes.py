@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.health import health_score, next_low_score_streak
-from takeover.domain.heartbeat import Heartbeat, reported_state, status_after_heartbeat
+from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_heartbeat
 from takeover.domain.models import Instance, Node, NodeStatus, Role
 from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
@@ -27,6 +28,7 @@ class HeartbeatResult:
     node: Node
     desired: list[Instance]
     state_changes: int = 0  # instances whose reported state changed with this heartbeat
+    releasing: list[Instance] = field(default_factory=list)  # to stop and snapshot (a handover)
 
 
 class NodeRepository:
@@ -108,18 +110,24 @@ class NodeRepository:
             known = {node.id: node for _, node in owners.values() if node is not None}
             updated = self._update_nodes(conn, accepted, known, now)
             held = _held_instances(conn, list(updated))
-            changes = self._apply_reports(conn, accepted, held)
+            changes = self._apply_reports(conn, accepted, held, updated)
         desired: dict[UUID, list[Instance]] = {}
+        releasing: dict[UUID, list[Instance]] = {}
         for instance, leaving in held:
-            if not leaving and instance.node_id is not None:
-                desired.setdefault(instance.node_id, []).append(instance)
+            if instance.node_id is not None:
+                (releasing if leaving else desired).setdefault(instance.node_id, []).append(instance)
         results: list[HeartbeatResult | TakeoverError] = []
         for (_, hb), refused in zip(batch, refusals, strict=True):
             if refused is not None:  # accepted ones are known: a node token names a stored node
                 results.append(refused)
             else:
                 results.append(
-                    HeartbeatResult(updated[hb.node_id], desired.get(hb.node_id, []), changes[hb.node_id])
+                    HeartbeatResult(
+                        updated[hb.node_id],
+                        desired.get(hb.node_id, []),
+                        changes[hb.node_id],
+                        releasing.get(hb.node_id, []),
+                    )
                 )
         return results
 
@@ -167,23 +175,29 @@ class NodeRepository:
         return updated
 
     def _apply_reports(
-        self, conn: sa.Connection, batch: Sequence[Heartbeat], held: Sequence[tuple[Instance, bool]]
+        self,
+        conn: sa.Connection,
+        batch: Sequence[Heartbeat],
+        held: Sequence[tuple[Instance, bool]],
+        senders: dict[UUID, Node],
     ) -> Counter[UUID]:
+        """Apply what each runner reported; returns per node how many instances changed state."""
         reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
-        changes = []
         per_node: Counter[UUID] = Counter()
         for instance, _ in held:
-            assert instance.node_id is not None
-            state = reported_state(instance, instance.node_id, reports.get((instance.node_id, instance.id)))
-            if state is not None:
-                changes.append({"b_id": instance.id, "b_epoch": instance.epoch, "state": state.value})
-                per_node[instance.node_id] += 1
-        if changes:
+            node_id = instance.node_id
+            assert node_id is not None
+            host = urlsplit(senders[node_id].base_url).hostname or "localhost"
+            changes = report_changes(instance, node_id, reports.get((node_id, instance.id)), host)
+            if not changes:
+                continue
+            if "state" in changes:
+                per_node[node_id] += 1
+                changes["state"] = changes["state"].value
             conn.execute(
                 instances.update()
-                .where(instances.c.id == sa.bindparam("b_id"), instances.c.epoch == sa.bindparam("b_epoch"))
-                .values(state=sa.bindparam("state")),
-                changes,
+                .where(instances.c.id == instance.id, instances.c.epoch == instance.epoch)
+                .values(**changes)
             )
         return per_node
 

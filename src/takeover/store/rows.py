@@ -42,6 +42,10 @@ def spec_from_json(data: dict[str, Any]) -> InstanceSpec:
     )
 
 
+# What a new runner (a new epoch) starts with: nothing its predecessor reported.
+NEW_RUNNER: dict[str, None] = {"endpoint": None, "last_error": None, "restored_from": None, "last_snapshot": None}
+
+
 def instance_from_row(row: sa.Row[Any]) -> Instance:
     return Instance(
         id=row.id,
@@ -56,6 +60,10 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         failover_strategy=row.failover_strategy,
         last_failover_at=row.last_failover_at,
         created_at=row.created_at,
+        endpoint=row.endpoint,
+        last_error=row.last_error,
+        restored_from=row.restored_from,
+        last_snapshot=row.last_snapshot,
     )
 
 

@@ -80,6 +80,10 @@ instances = sa.Table(
     sa.Column("failover_strategy", sa.String(50), nullable=True),
     sa.Column("last_failover_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("endpoint", sa.String(300), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("restored_from", sa.String(200), nullable=True),
+    sa.Column("last_snapshot", sa.String(200), nullable=True),
     sa.UniqueConstraint("owner", "name"),
 )
 

@@ -17,12 +17,13 @@ from takeover.api.schemas import (
     NodeCreated,
     NodeOut,
     NodePatch,
+    ReleaseInstance,
     SelectIn,
     SpecOut,
 )
 from takeover.control.services import NodeDraft
 from takeover.domain.errors import Conflict, NoCapacity
-from takeover.domain.heartbeat import Heartbeat, InstanceReport
+from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import NodeStatus
 from takeover.domain.placement import Ineligible
 
@@ -94,7 +95,7 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatOut)
 async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep) -> Response:
     """The hot path: the reply is serialized once here, not validated again by FastAPI."""
-    reports = tuple(InstanceReport(r.id, r.epoch, r.state) for r in body.instances)
+    reports = tuple(r.to_report() for r in body.instances)
     result = await services.heartbeat(
         token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
     )
@@ -111,5 +112,8 @@ async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, tok
             )
             for i in result.desired
         ],
+        release=[ReleaseInstance(id=i.id, epoch=i.epoch) for i in result.releasing],
+        heartbeat_interval=services.agent_timings.heartbeat_interval,
+        fence_after=services.agent_timings.fence_after,
     )
     return Response(reply.model_dump_json(), media_type="application/json")
