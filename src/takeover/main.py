@@ -54,11 +54,11 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     return Store(engine, low_score_threshold=settings.low_score_threshold, degraded_streak=streak)
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(level: str, log_format: str) -> None:
     """structlog to stderr: readable lines for people, one JSON object a line for collectors."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
+        if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
@@ -68,7 +68,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, settings.log_level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
@@ -99,7 +99,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
 def worker_app() -> FastAPI:
     """App factory for `takeover serve --workers N`: the parent validated and migrated."""
     settings = Settings()
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     return build(settings, migrated=True).app
 
 

@@ -35,7 +35,7 @@ def serve(
     from takeover.main import build, configure_logging, open_store
 
     settings = load_settings(host=host, port=port, workers=workers)
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     where = settings.store_url.split("@")[-1]
     err.print(
         f"takeover serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s) "

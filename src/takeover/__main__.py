@@ -1,0 +1,3 @@
+from takeover.cli.app import main
+
+main()

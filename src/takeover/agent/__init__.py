@@ -1,0 +1,1 @@
+"""The node agent: runs the instances the control plane gives it, snapshots them, fences itself."""

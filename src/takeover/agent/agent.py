@@ -1,0 +1,385 @@
+"""The agent loop: heartbeat, reconcile toward the reply, supervise, snapshot, fence.
+
+Everything that touches processes runs on the loop's own thread (children die with the thread
+that spawned them); snapshots and restores run on worker threads and hand their results back
+to the loop, which checks the runner is still the current one before acting on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import httpx
+import psutil
+import structlog
+
+from takeover.agent.runner import RestartPolicy, Runner, stop_all
+from takeover.agent.settings import AgentSettings
+from takeover.domain.models import InstanceSpec, InstanceState
+from takeover.snapshots import DirectoryStore, SnapshotError, SnapshotRepository
+
+log = structlog.get_logger("takeover.agent")
+_TICK = 0.1
+_FENCE_GRACE = 1.0  # a fenced instance gets this long after SIGTERM before SIGKILL
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    node_id: UUID
+    token: str
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.workspaces = self.data_dir / "workspaces"
+        self.state_dir = self.data_dir / "instances"
+        for folder in (self.workspaces, self.state_dir, self.data_dir / "logs"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.snapshots = SnapshotRepository(DirectoryStore(settings.snapshot_dir), settings.snapshots_kept)
+        self.client = client or httpx.Client(base_url=settings.takeover_url.rstrip("/"))
+        self.policy = RestartPolicy(settings.max_restarts, settings.restart_backoff, settings.ready_after)
+        self.runners: dict[str, Runner] = {}
+        self.heartbeat_interval = settings.heartbeat_interval
+        self.fence_after: float | None = None  # learnt from the first reply
+        self.last_ok: float | None = None  # when the last successful heartbeat was *sent*
+        self.fenced = False
+        self.latency_ms = 0.0
+        self.stop_event = threading.Event()
+        self._workers = ThreadPoolExecutor(2, thread_name_prefix="snapshots")
+        self._jobs: dict[str, tuple[Future[Any], Callable[[Any], None], Callable[[Exception], None]]] = {}
+        self._next_snapshot: dict[str, float] = {}
+        self._wanted: dict[str, dict[str, Any]] = {}  # the last reply's desired instances
+        self.credentials: Credentials | None = None
+
+    # start-up -----------------------------------------------------------------------------
+
+    def register(self) -> Credentials:
+        """NODE_ID/NODE_TOKEN, else saved credentials, else register with the bootstrap token."""
+        s = self.settings
+        if s.node_id is not None and s.node_token is not None:
+            return Credentials(s.node_id, s.node_token.get_secret_value())
+        saved = self.data_dir / "node.json"
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            return Credentials(UUID(data["node_id"]), data["token"])
+        assert s.bootstrap_token is not None  # the settings check guarantees one of the two
+        body = {
+            "name": s.node_name,
+            "region": s.node_region,
+            "base_url": f"http://{s.advertise_host}",
+            "max_instances": s.node_max_instances,
+        }
+        while True:
+            try:
+                response = self.client.post(
+                    "/api/v1/nodes",
+                    json=body,
+                    headers={"Authorization": f"Bearer {s.bootstrap_token.get_secret_value()}"},
+                    timeout=10,
+                )
+                break
+            except httpx.HTTPError as exc:
+                log.warning("control plane unreachable; retrying registration", error=str(exc))
+                if self.stop_event.wait(1.0):
+                    raise AgentError("stopped before the node was registered") from exc
+        if response.status_code != 201:
+            raise AgentError(f"registration refused ({response.status_code}): {_detail(response)}")
+        data = response.json()
+        saved.write_text(json.dumps({"node_id": data["id"], "token": data["api_token"]}))
+        saved.chmod(0o600)
+        log.info("registered", node=data["id"], name=s.node_name, region=s.node_region)
+        return Credentials(UUID(data["id"]), data["api_token"])
+
+    # the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.credentials = self.register()
+        log.info("agent started", node=str(self.credentials.node_id), url=self.settings.takeover_url)
+        next_beat = 0.0
+        reported: set[tuple[str, int, InstanceState]] = set()
+        try:
+            while not self.stop_event.is_set():
+                self._collect_jobs()
+                now = time.monotonic()
+                for runner in list(self.runners.values()):
+                    runner.supervise(now)
+                states = {(r.instance_id, r.epoch, r.state) for r in self.runners.values()}
+                if now >= next_beat or states != reported:  # news is reported at once, not next beat
+                    reported = states
+                    self.heartbeat()  # may change the interval: the control plane's value wins
+                    next_beat = now + self.heartbeat_interval
+                self._fence_if_silent()
+                self._schedule_snapshots(time.monotonic())
+                self.stop_event.wait(_TICK)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """SIGTERM: end the children cleanly; the control plane still lists them here."""
+        stop_all(list(self.runners.values()), self.settings.stop_grace)
+        self.runners.clear()
+        self._workers.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+        log.info("agent stopped")
+
+    def heartbeat(self) -> bool:
+        assert self.credentials is not None
+        body = {
+            **self._metrics(),
+            "avg_latency_ms": round(self.latency_ms, 2),
+            "instances": [self._report(r) for r in self.runners.values()],
+        }
+        sent = time.monotonic()
+        timeout = self.heartbeat_interval
+        if self.last_ok is not None and self.fence_after is not None:  # never block past the fence
+            timeout = max(0.2, min(timeout, self.last_ok + self.fence_after - sent))
+        try:
+            response = self.client.post(
+                f"/api/v1/nodes/{self.credentials.node_id}/heartbeat",
+                json=body,
+                headers={"Authorization": f"Bearer {self.credentials.token}"},
+                timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            log.warning("heartbeat failed", error=str(exc) or type(exc).__name__)
+            return False
+        if response.status_code != 200:
+            log.error("heartbeat refused", status=response.status_code, detail=_detail(response))
+            return False
+        reply = response.json()
+        rtt = (time.monotonic() - sent) * 1000
+        self.latency_ms = rtt if self.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
+        self.last_ok = sent
+        self.heartbeat_interval = float(reply["heartbeat_interval"])
+        self.fence_after = float(reply["fence_after"])
+        if self.fenced:
+            log.info("control plane reachable again; no longer fenced")
+            self.fenced = False
+        self.reconcile(reply["desired"], {r["id"]: r["epoch"] for r in reply["release"]})
+        return True
+
+    def _metrics(self) -> dict[str, float]:
+        cores = os.cpu_count() or 1
+        return {
+            "cpu_load": round(min(1.0, os.getloadavg()[0] / cores), 4),
+            "memory_load": round(psutil.virtual_memory().percent / 100, 4),
+        }
+
+    def _report(self, runner: Runner) -> dict[str, Any]:
+        report: dict[str, Any] = {"id": runner.instance_id, "epoch": runner.epoch, "state": runner.state.value}
+        if runner.state is InstanceState.RUNNING:
+            report["port"] = runner.port
+        for key in ("error", "restored_from", "last_snapshot"):
+            if getattr(runner, key):
+                report[key] = getattr(runner, key)[:2000]
+        return report
+
+    # reconcile ----------------------------------------------------------------------------
+
+    def reconcile(self, desired: list[dict[str, Any]], release: dict[str, int]) -> None:
+        """Stop what must stop, and only then start what is new: never two runners at once."""
+        wanted = {d["id"]: d for d in desired}
+        stopping, handovers = [], []
+        for instance_id, runner in list(self.runners.items()):
+            if release.get(instance_id) == runner.epoch:
+                if not runner.released:
+                    runner.released, runner.state = True, InstanceState.STOPPING
+                    handovers.append(runner)
+            elif instance_id not in wanted or wanted[instance_id]["epoch"] != runner.epoch:
+                stopping.append(runner)
+                del self.runners[instance_id]
+                log.info("stopping", instance=instance_id, epoch=runner.epoch, why="no longer desired here")
+            elif runner.released:  # the handover was called off: run it again from its workspace
+                runner.released = False
+                runner.start()
+        stop_all(stopping + handovers, self.settings.stop_grace)
+        for runner in handovers:
+            log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
+            self._final_snapshot(runner)
+        self._wanted = wanted
+        self._start_missing()
+
+    def _start_missing(self) -> None:
+        for instance_id, item in self._wanted.items():
+            if instance_id not in self.runners and instance_id not in self._jobs:  # one job per workspace
+                self._prepare(item)
+
+    def _prepare(self, item: dict[str, Any]) -> None:
+        spec = InstanceSpec(tuple(item["spec"]["command"]), dict(item["spec"]["env"]), item["spec"]["workspace"])
+        instance_id, epoch = item["id"], int(item["epoch"])
+        local = self._local_state(instance_id)
+        workspace = (self.workspaces / (spec.workspace or instance_id)).resolve()
+        runner = Runner(
+            instance_id,
+            item["name"],
+            epoch,
+            spec,
+            workspace,
+            int(local.get("port") or self._free_port()),
+            self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log",
+            self.policy,
+        )
+        self.runners[instance_id] = runner
+        if not workspace.is_relative_to(self.workspaces):
+            runner.state, runner.error = InstanceState.FAILED, f"workspace {workspace} is outside {self.workspaces}"
+            return
+        if local.get("epoch") == epoch and workspace.is_dir():
+            log.info("starting from the local workspace", instance=instance_id, epoch=epoch)
+            self._start(runner)
+            return
+        log.info("restoring", instance=instance_id, epoch=epoch)
+        self._submit(
+            runner,
+            lambda: self.snapshots.restore(instance_id, epoch, workspace),
+            lambda restored: self._restored(runner, restored),
+            lambda exc: self._fail(runner, f"restore failed: {exc}"),
+        )
+
+    def _restored(self, runner: Runner, restored: Any) -> None:
+        if restored.manifest is None:
+            shutil.rmtree(runner.workspace, ignore_errors=True)
+            runner.workspace.mkdir(parents=True)
+        else:
+            runner.restored_from = restored.manifest.id
+        if restored.refused:
+            runner.error = "; ".join(restored.refused)
+        self._start(runner)
+
+    def _start(self, runner: Runner) -> None:
+        self._save_local_state(runner)
+        runner.start()
+        self._next_snapshot[runner.instance_id] = time.monotonic() + self.settings.snapshot_interval
+
+    def _fail(self, runner: Runner, error: str) -> None:
+        log.error("instance failed", instance=runner.instance_id, error=error)
+        runner.state, runner.error = InstanceState.FAILED, error
+
+    # snapshots ----------------------------------------------------------------------------
+
+    def _schedule_snapshots(self, now: float) -> None:
+        for instance_id, runner in self.runners.items():
+            if instance_id in self._jobs:
+                continue
+            if runner.released and runner.state is InstanceState.STOPPING:  # a final snapshot to retry
+                if now >= self._next_snapshot.get(instance_id, 0):
+                    self._final_snapshot(runner)
+            elif runner.state is InstanceState.RUNNING and now >= self._next_snapshot.get(instance_id, now):
+                self._next_snapshot[instance_id] = now + self.settings.snapshot_interval
+                self._periodic_snapshot(runner)
+
+    def _periodic_snapshot(self, runner: Runner) -> None:
+        def done(result: Any) -> None:
+            runner.last_snapshot = result.manifest.id
+
+        def failed(exc: Exception) -> None:
+            log.error("snapshot failed", instance=runner.instance_id, error=str(exc))
+
+        self._submit(
+            runner, lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch), done, failed
+        )
+
+    def _final_snapshot(self, runner: Runner) -> None:
+        def done(result: Any) -> None:
+            runner.last_snapshot, runner.state, runner.error = result.manifest.id, InstanceState.STOPPED, None
+            log.info("handed over", instance=runner.instance_id, snapshot=result.manifest.id)
+
+        def failed(exc: Exception) -> None:
+            runner.error = f"final snapshot failed, retrying: {exc}"
+            self._next_snapshot[runner.instance_id] = time.monotonic() + 1.0
+            log.error("final snapshot failed", instance=runner.instance_id, error=str(exc))
+
+        self._submit(
+            runner, lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch), done, failed
+        )
+
+    def _submit(
+        self,
+        runner: Runner,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        self._jobs[runner.instance_id] = (self._workers.submit(work), done, failed)
+
+    def _collect_jobs(self) -> None:
+        """Apply finished jobs on the loop thread, unless their runner was replaced meanwhile."""
+        for instance_id, (future, done, failed) in list(self._jobs.items()):
+            if not future.done():
+                continue
+            del self._jobs[instance_id]
+            if instance_id not in self.runners or self.fenced:
+                self._start_missing()  # a new epoch of it may have waited for this job
+                continue
+            try:
+                result = future.result()
+            except (SnapshotError, OSError) as exc:
+                failed(exc)
+                continue
+            done(result)
+
+    # fencing ------------------------------------------------------------------------------
+
+    def _fence_if_silent(self) -> None:
+        if self.fenced or self.last_ok is None or self.fence_after is None:
+            return
+        silent = time.monotonic() - self.last_ok
+        if silent <= self.fence_after:
+            return
+        self.fenced = True
+        log.error("no heartbeat accepted; fencing", silent_s=round(silent, 2), instances=len(self.runners))
+        stop_all(list(self.runners.values()), min(self.settings.stop_grace, _FENCE_GRACE))
+        self.runners.clear()
+        self._wanted = {}
+
+    # local state --------------------------------------------------------------------------
+
+    def _local_state(self, instance_id: str) -> dict[str, Any]:
+        path = self.state_dir / f"{instance_id}.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save_local_state(self, runner: Runner) -> None:
+        path = self.state_dir / f"{runner.instance_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": runner.epoch, "port": runner.port}))
+        tmp.replace(path)
+
+    def _free_port(self) -> int:
+        low, high = self.settings.ports
+        used = {r.port for r in self.runners.values()}
+        for port in range(low, high + 1):
+            if port in used:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+            return port
+        raise AgentError(f"no free port in NODE_PORT_RANGE {low}-{high}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:200]

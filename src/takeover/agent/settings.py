@@ -1,0 +1,76 @@
+"""Agent settings: the document's NODE_* variables plus where the control plane and data are."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names, *(n.lower() for n in names))
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    takeover_url: str = Field(validation_alias=_env("TAKEOVER_URL"), pattern=r"^https?://")
+    node_id: UUID | None = Field(None, validation_alias=_env("NODE_ID"))
+    node_token: SecretStr | None = Field(None, validation_alias=_env("NODE_TOKEN"))
+    bootstrap_token: SecretStr | None = Field(
+        None, validation_alias=_env("TAKEOVER_TOKEN"), description="admin token, to register this node"
+    )
+    node_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("NODE_NAME"))
+    node_region: str = Field("default", validation_alias=_env("NODE_REGION"))
+    node_max_instances: int = Field(10, ge=1, le=100_000, validation_alias=_env("NODE_MAX_INSTANCES"))
+    advertise_host: str = Field("127.0.0.1", validation_alias=_env("NODE_HOST"))
+    port_range: str = Field(
+        "20000-29999", validation_alias=_env("NODE_PORT_RANGE"), pattern=r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$"
+    )
+    data_dir: Path = Field(Path("takeover-agent"), validation_alias=_env("TAKEOVER_AGENT_DIR"))
+    snapshot_dir: Path = Field(Path("takeover-snapshots"), validation_alias=_env("TAKEOVER_SNAPSHOT_DIR"))
+    heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
+    snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
+    snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))
+    stop_grace: float = Field(5.0, ge=0, validation_alias=_env("STOP_GRACE"))
+    max_restarts: int = Field(3, ge=0, validation_alias=_env("MAX_RESTARTS"))
+    restart_backoff: float = Field(1.0, ge=0, validation_alias=_env("RESTART_BACKOFF"))
+    ready_after: float = Field(10.0, gt=0, validation_alias=_env("READY_AFTER"))
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", validation_alias=_env("TAKEOVER_LOG_LEVEL")
+    )
+    log_format: Literal["console", "json"] = Field("console", validation_alias=_env("TAKEOVER_LOG_FORMAT"))
+
+    @model_validator(mode="after")
+    def _check(self) -> AgentSettings:
+        if self.node_id is None and self.bootstrap_token is None:
+            raise ValueError("set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN (an admin token) to register")
+        if self.node_id is not None and self.node_token is None:
+            raise ValueError("NODE_ID is set but NODE_TOKEN is missing")
+        low, high = self.ports
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"NODE_PORT_RANGE {low}-{high} must lie within 1024-65535")
+        return self
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        low, _, high = self.port_range.partition("-")
+        return int(low), int(high)
+
+
+def load_agent_settings() -> AgentSettings:
+    """Settings from the environment, or one readable message naming every bad variable."""
+    try:
+        return AgentSettings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = where.upper() if where != "settings" else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}" if name else msg)
+        raise SystemExit("agent configuration: " + "; ".join(problems)) from None

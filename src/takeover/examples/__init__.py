@@ -1,0 +1,1 @@
+"""Small workloads bundled for the demo and the tests."""

@@ -1,0 +1,98 @@
+"""A tiny stateful workload: counts requests and keeps the count in its workspace.
+
+``GET /`` adds one and answers only after the new count is on disk (fsync), so an answered
+request is never lost by a handover. ``GET /count`` reads without counting. It also leaves
+evidence for the fencing tests: ``runs.log`` gets a line when a runner starts and stops, and
+``alive-<epoch>`` holds the last moment this runner was alive (rewritten every 50 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import FrameType
+
+WORKSPACE = Path(os.environ.get("TAKEOVER_WORKSPACE", "."))
+EPOCH = os.environ.get("TAKEOVER_EPOCH", "0")
+INSTANCE = os.environ.get("TAKEOVER_INSTANCE_ID", "local")
+_lock = threading.Lock()
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _log_run(event: str) -> None:
+    with open(WORKSPACE / "runs.log", "a") as f:
+        f.write(f"{event} {EPOCH} {time.time():.6f}\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class Counter:
+    def __init__(self) -> None:
+        path = WORKSPACE / "count"
+        self.value = int(path.read_text()) if path.exists() else 0
+
+    def add(self) -> int:
+        with _lock:
+            self.value += 1
+            _write(WORKSPACE / "count", str(self.value))
+            return self.value
+
+
+COUNTER = Counter()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/":
+            count = COUNTER.add()
+        elif self.path == "/count":
+            count = COUNTER.value
+        else:
+            self.send_error(404, "try / or /count")
+            return
+        body = json.dumps({"count": count, "instance": INSTANCE, "epoch": int(EPOCH)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _alive() -> None:
+    path = WORKSPACE / f"alive-{EPOCH}"
+    while True:
+        path.write_text(f"{time.time():.6f}")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    server = HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))), Handler)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        _log_run("stop")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    _log_run("start")
+    threading.Thread(target=_alive, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

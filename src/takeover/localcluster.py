@@ -1,0 +1,207 @@
+"""A control plane and node agents as real processes on loopback: for the demo, tests and benches.
+
+Each agent is a separate `takeover agent` process with its own data directory; all share one
+snapshot directory, as nodes would share an NFS path. Killing an agent with SIGKILL kills its
+workloads too (they die with their parent), which is what a dead machine looks like.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_TOKEN = "local-admin-token"
+TAKEOVER = [sys.executable, "-m", "takeover"]
+
+# 1 s heartbeats; a silent node fences itself after 2 s and is declared offline after 3 s.
+FAST_TIMINGS = {
+    "TAKEOVER_HEARTBEAT_INTERVAL": "1",
+    "TAKEOVER_FENCE_AFTER": "2",
+    "TAKEOVER_FENCE_MARGIN": "0.5",
+    "TAKEOVER_OFFLINE_AFTER": "3",
+    "TAKEOVER_MONITOR_INTERVAL": "0.25",
+    "TAKEOVER_LEASE_TTL": "3",
+    "TAKEOVER_STOP_TIMEOUT": "20",
+    "TAKEOVER_RESTORE_TIMEOUT": "60",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class AgentProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    url: str
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        root: Path,
+        timings: dict[str, str] | None = None,
+        snapshot_interval: float = 1.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.timings = {**FAST_TIMINGS, **(timings or {})}
+        self.snapshot_interval = snapshot_interval
+        self.extra_env = extra_env or {}
+        self.snapshot_dir = root / "snapshots"
+        self.url = ""
+        self.server: subprocess.Popen[bytes] | None = None
+        self.agents: dict[str, AgentProcess] = {}
+        self.api = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        self._ports = 20000
+
+    def _env(self, **env: str) -> dict[str, str]:
+        return {**os.environ, "TAKEOVER_LOG_LEVEL": "info", **self.extra_env, **env}
+
+    def start_control_plane(self) -> str:
+        port = free_port()
+        data = self.root / "control-plane"
+        data.mkdir(parents=True, exist_ok=True)
+        env = self._env(
+            TAKEOVER_DATA_DIR=str(data), TAKEOVER_PORT=str(port), TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN, **self.timings
+        )
+        with open(self.root / "control-plane.log", "ab") as log:
+            self.server = subprocess.Popen([*TAKEOVER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{port}"
+        self.api.base_url = httpx.URL(self.url)
+        wait_until(self._healthy, 30, f"the control plane on {self.url}")
+        return self.url
+
+    def _healthy(self) -> bool:
+        if self.server is not None and self.server.poll() is not None:
+            raise RuntimeError(f"the control plane exited; see {self.root / 'control-plane.log'}")
+        try:
+            return self.api.get("/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_agent(self, name: str, region: str = "local", url: str | None = None, **env: str) -> AgentProcess:
+        """Start (or restart, keeping its data directory) the agent ``name``."""
+        data = self.root / "agents" / name
+        data.mkdir(parents=True, exist_ok=True)
+        low = self._ports
+        self._ports += 100
+        environment = self._env(
+            TAKEOVER_URL=url or self.url,
+            TAKEOVER_TOKEN=ADMIN_TOKEN,
+            NODE_NAME=name,
+            NODE_REGION=region,
+            NODE_PORT_RANGE=f"{low}-{low + 99}",
+            TAKEOVER_AGENT_DIR=str(data),
+            TAKEOVER_SNAPSHOT_DIR=str(self.snapshot_dir),
+            SNAPSHOT_INTERVAL=str(self.snapshot_interval),
+            STOP_GRACE="2",
+            **env,
+        )
+        with open(self.root / f"agent-{name}.log", "ab") as log:
+            process = subprocess.Popen([*TAKEOVER, "agent"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+        agent = AgentProcess(name, process, data, url or self.url)
+        self.agents[name] = agent
+
+        def registered() -> dict[str, Any] | None:
+            if process.poll() is not None:
+                raise RuntimeError(f"agent {name} exited; see {self.root / f'agent-{name}.log'}")
+            return self.node(name)
+
+        wait_until(registered, 30, f"agent {name} to register")
+        return agent
+
+    def kill_agent(self, name: str) -> None:
+        """SIGKILL: the node is gone, with everything it ran."""
+        agent = self.agents[name]
+        agent.process.send_signal(signal.SIGKILL)
+        agent.process.wait()
+
+    def node(self, name: str) -> dict[str, Any] | None:
+        for node in self.api.get("/api/v1/nodes").json():
+            if node["name"] == name:
+                return dict(node)
+        return None
+
+    def node_name(self, node_id: str | None) -> str | None:
+        return next((n["name"] for n in self.api.get("/api/v1/nodes").json() if n["id"] == node_id), None)
+
+    def create_counter(self, name: str, **extra: Any) -> dict[str, Any]:
+        spec = {"command": [sys.executable, "-m", "takeover.examples.counter"]}
+        response = self.api.post("/api/v1/instances", json={"name": name, "spec": spec, **extra})
+        response.raise_for_status()
+        return dict(response.json())
+
+    def instance(self, instance_id: str) -> dict[str, Any]:
+        return dict(self.api.get(f"/api/v1/instances/{instance_id}").json())
+
+    def serving(self, instance_id: str, epoch: int | None = None) -> dict[str, Any] | None:
+        """The instance's record once it runs (at ``epoch`` or later) and answers at its endpoint."""
+        inst = self.instance(instance_id)
+        if inst["state"] != "running" or not inst["endpoint"] or (epoch is not None and inst["epoch"] < epoch):
+            return None
+        try:
+            httpx.get(f"http://{inst['endpoint']}/count", timeout=1).raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return inst
+
+    def hit(self, instance_id: str) -> int:
+        """One counted request; returns the count the instance acknowledged."""
+        inst = self.instance(instance_id)
+        count: int = httpx.get(f"http://{inst['endpoint']}/", timeout=2).json()["count"]
+        return count
+
+    def failovers(self, instance_id: str) -> list[dict[str, Any]]:
+        return [f for f in self.api.get("/api/v1/failovers").json() if f["instance_id"] == instance_id]
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            _terminate(agent.process)
+        if self.server is not None:
+            _terminate(self.server)
+        self.api.close()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
