@@ -185,9 +185,11 @@ class Agent:
         report: dict[str, Any] = {"id": runner.instance_id, "epoch": runner.epoch, "state": runner.state.value}
         if runner.state is InstanceState.RUNNING:
             report["port"] = runner.port
-        for key in ("error", "restored_from", "last_snapshot"):
+        if runner.error or runner.warning:
+            report["error"] = (runner.error or runner.warning or "")[:2000]
+        for key in ("restored_from", "last_snapshot"):
             if getattr(runner, key):
-                report[key] = getattr(runner, key)[:2000]
+                report[key] = getattr(runner, key)
         return report
 
     # reconcile ----------------------------------------------------------------------------
@@ -258,7 +260,7 @@ class Agent:
         else:
             runner.restored_from = restored.manifest.id
         if restored.refused:
-            runner.error = "; ".join(restored.refused)
+            runner.warning = "refused: " + "; ".join(restored.refused)
         self._start(runner)
 
     def _start(self, runner: Runner) -> None:

@@ -45,6 +45,7 @@ class Runner:
     policy: RestartPolicy
     state: InstanceState = InstanceState.STARTING
     error: str | None = None
+    warning: str | None = None  # lasts for this runner: e.g. newer snapshots refused as corrupt
     restored_from: str | None = None
     last_snapshot: str | None = None
     restarts: int = 0

@@ -4,6 +4,7 @@
 request is never lost by a handover. ``GET /count`` reads without counting. It also leaves
 evidence for the fencing tests: ``runs.log`` gets a line when a runner starts and stops, and
 ``alive-<epoch>`` holds the last moment this runner was alive (rewritten every 50 ms).
+``STARTUP_DELAY`` seconds pass before it listens.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def _alive() -> None:
 
 
 def main() -> None:
+    time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))  # a slow starter, for the tests
     server = HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))), Handler)
 
     def stop(signum: int, frame: FrameType | None) -> None:

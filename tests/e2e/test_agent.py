@@ -1,0 +1,265 @@
+"""Real agents running real workloads: node death, handover, partition, corruption, restarts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from takeover.domain.snapshots import SnapshotRef
+from takeover.localcluster import TAKEOVER, LocalCluster, wait_until
+from tests.e2e.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path) as c:
+        c.start_control_plane()
+        yield c
+
+
+def workloads(cluster: LocalCluster, name: str) -> list[psutil.Process]:
+    return psutil.Process(cluster.agents[name].process.pid).children(recursive=True)
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    def dead(p: psutil.Process) -> bool:
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(dead(p) for p in processes)
+
+
+def snapshot_after(cluster: LocalCluster, instance_id: str, moment: float) -> str:
+    """Wait for a snapshot of the current runner taken after ``moment`` (a time.time())."""
+
+    def newer() -> str | None:
+        snap = cluster.instance(instance_id)["last_snapshot"]
+        return snap if snap and SnapshotRef.parse(snap).taken_at.timestamp() > moment else None
+
+    found: str = wait_until(newer, 20, "a snapshot taken after the last write")
+    return found
+
+
+def workspace(cluster: LocalCluster, agent: str, instance_id: str) -> Path:
+    return cluster.agents[agent].data_dir / "workspaces" / instance_id
+
+
+def first_placed(cluster: LocalCluster, name: str, **extra: Any) -> dict[str, Any]:
+    """An instance on the only agent so far ("a"), serving."""
+    inst = cluster.create_counter(name, **extra)
+    served: dict[str, Any] = wait_until(lambda: cluster.serving(inst["id"]), 30, f"{name} to serve")
+    return served
+
+
+def test_a_dead_node_s_instance_serves_elsewhere_from_its_last_snapshot(cluster: LocalCluster) -> None:
+    cluster.start_agent("a")
+    web = first_placed(cluster, "web")
+    cluster.start_agent("b")
+    acked = [cluster.hit(web["id"]) for _ in range(5)]
+    assert acked == [1, 2, 3, 4, 5]
+    snapshot_after(cluster, web["id"], time.time())
+    children = workloads(cluster, "a")
+    assert children, "the agent runs the workload as its child"
+
+    cluster.kill_agent("a")
+    wait_until(lambda: gone(children), 10, "the workload to die with its node")
+    moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+
+    assert cluster.node_name(moved["node_id"]) == "b"
+    assert cluster.hit(web["id"]) == 6  # every acknowledged request was in the restored snapshot
+    [failover] = cluster.failovers(web["id"])
+    assert (failover["reason"], failover["status"]) == ("node_failure", "completed")
+    assert failover["backup_id"] == moved["restored_from"]
+    assert 0 <= failover["backup_age_s"] < 10
+
+
+def test_a_manual_failover_loses_no_acknowledged_request(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, snapshot_interval=600) as cluster:  # only the handover snapshot counts
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = first_placed(cluster, "web")
+        cluster.start_agent("b")
+        acked: list[int] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    acked.append(cluster.hit(web["id"]))
+                except (httpx.HTTPError, ValueError):
+                    time.sleep(0.02)  # between the stop and the new runner: not acknowledged
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        wait_until(lambda: len(acked) >= 20, 10, "some acknowledged requests")
+        response = cluster.api.post("/api/v1/failovers", json={"instance_id": web["id"]})
+        assert response.status_code == 202, response.text
+        wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+        wait_until(lambda: len(acked) >= 2 and acked[-1] > acked[-2] and len(acked) > 40, 10, "requests on b")
+        stop.set()
+        thread.join()
+
+        assert len(set(acked)) == len(acked), "two runners counted from the same state"
+        assert acked == sorted(acked)
+        assert cluster.hit(web["id"]) > max(acked)
+        [failover] = cluster.failovers(web["id"])
+        assert failover["status"] == "completed"
+        assert failover["backup_id"] == cluster.instance(web["id"])["restored_from"]
+        assert failover["backup_age_s"] < 30  # the handover snapshot, not a periodic one
+
+
+def test_a_partitioned_node_stops_its_copy_before_the_new_one_starts(cluster: LocalCluster) -> None:
+    host, port = cluster.url.removeprefix("http://").split(":")
+    proxy = TcpProxy((host, int(port)))
+    try:
+        cluster.start_agent("a", url=proxy.url)
+        web = first_placed(cluster, "web")
+        cluster.start_agent("b")
+        cluster.hit(web["id"])
+        snapshot_after(cluster, web["id"], time.time())
+
+        proxy.cut()
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+        assert cluster.node_name(moved["node_id"]) == "b"
+        assert cluster.agents["a"].process.poll() is None, "a is cut off, not dead"
+
+        old = workspace(cluster, "a", web["id"])
+        new = workspace(cluster, "b", web["id"])
+        last_alive_old = float((old / "alive-1").read_text())
+        runs_old = (old / "runs.log").read_text().split("\n")
+        started_new = next(
+            float(line.split()[2])
+            for line in (new / "runs.log").read_text().split("\n")
+            if line.startswith("start 2 ")
+        )
+        stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
+        assert last_alive_old < started_new
+        assert stopped_old < started_new
+        time.sleep(0.3)
+        assert float((old / "alive-1").read_text()) == last_alive_old, "the old copy is still alive"
+
+        proxy.heal()
+        wait_until(lambda: (cluster.node("a") or {}).get("status") == "online", 20, "a to come back")
+        time.sleep(2.5)  # a few heartbeats: it must not start its old copy again
+        assert workloads(cluster, "a") == []
+        after = cluster.instance(web["id"])
+        assert (after["epoch"], after["node_id"], after["state"]) == (2, moved["node_id"], "running")
+    finally:
+        proxy.close()
+
+
+def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluster: LocalCluster) -> None:
+    cluster.start_agent("a")
+    web = first_placed(cluster, "web")
+    cluster.start_agent("b")
+    cluster.hit(web["id"])
+    good = snapshot_after(cluster, web["id"], time.time())
+    cluster.hit(web["id"])
+    bad = snapshot_after(cluster, web["id"], time.time())
+    cluster.kill_agent("a")
+
+    manifest = cluster.snapshot_dir / "snapshots" / web["id"] / f"{bad}.json"
+    from takeover.snapshots.archive import Manifest
+
+    decoded = Manifest.decode(manifest.read_bytes(), bad)
+    [count_chunk] = next(f.chunks for f in decoded.files if f.path == "count")
+    chunk = cluster.snapshot_dir / "chunks" / count_chunk[:2] / count_chunk
+    chunk.write_bytes(b"not what was stored")
+
+    moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+    assert SnapshotRef.parse(moved["restored_from"]) <= SnapshotRef.parse(good)  # older than the corrupt one
+    assert moved["restored_from"] != bad
+    assert f"snapshot {bad}" in moved["last_error"]
+    assert f"chunk {count_chunk[:12]} of count is damaged" in moved["last_error"]
+    assert cluster.hit(web["id"]) == 2  # the count of the good snapshot (1), plus this request
+
+
+def test_a_target_that_dies_during_the_restore_is_replaced_by_the_next(cluster: LocalCluster) -> None:
+    cluster.start_agent("a")
+    web = first_placed(
+        cluster,
+        "web",
+        spec={"command": [sys.executable, "-m", "takeover.examples.counter"], "env": {"STARTUP_DELAY": "4"}},
+    )
+    cluster.start_agent("b")
+    cluster.start_agent("c")
+    cluster.kill_agent("a")
+
+    def placed() -> str | None:
+        failovers = cluster.failovers(web["id"])
+        return failovers[0]["target_node_id"] if failovers and failovers[0]["status"] == "restoring" else None
+
+    first_target = cluster.node_name(wait_until(placed, 20, "the failover to place web"))
+    assert first_target is not None
+    cluster.kill_agent(first_target)  # still starting (STARTUP_DELAY): dies mid-restore
+
+    moved = wait_until(lambda: cluster.serving(web["id"], epoch=3), 40, "web on the last node")
+    [failover] = cluster.failovers(web["id"])
+    assert failover["status"] == "completed"
+    assert failover["attempts"] == 2
+    assert [cluster.node_name(n) for n in failover["tried_node_ids"]] == [
+        first_target,
+        cluster.node_name(moved["node_id"]),
+    ]
+
+
+def test_bad_commands_fail_with_the_reason(cluster: LocalCluster) -> None:
+    cluster.start_agent("a", RESTART_BACKOFF="0.05")
+    missing = cluster.api.post(
+        "/api/v1/instances", json={"name": "typo", "spec": {"command": ["no-such-cmd"]}}
+    ).json()
+    crashing = cluster.api.post(
+        "/api/v1/instances",
+        json={"name": "crash", "spec": {"command": ["sh", "-c", "exit 3"]}, "failover_enabled": False},
+    ).json()
+
+    def failed(instance_id: str) -> dict[str, Any] | None:
+        inst = cluster.instance(instance_id)
+        return inst if inst["state"] == "failed" else None
+
+    assert (
+        wait_until(lambda: failed(missing["id"]), 20, "typo to fail")["last_error"]
+        == "command not found: no-such-cmd"
+    )
+    crashed = wait_until(lambda: failed(crashing["id"]), 20, "crash to fail")
+    assert crashed["last_error"] == "exited with code 3; gave up after 3 restart(s)"
+
+
+def test_the_agent_ends_its_workloads_cleanly_on_sigterm(cluster: LocalCluster) -> None:
+    cluster.start_agent("a")
+    web = first_placed(cluster, "web")
+    agent = cluster.agents["a"]
+    agent.process.terminate()
+    assert agent.process.wait(timeout=15) == 0
+    runs = (workspace(cluster, "a", web["id"]) / "runs.log").read_text()
+    assert "stop 1 " in runs
+
+
+def test_the_agent_names_missing_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAKEOVER_", "NODE_"))}
+    result = subprocess.run(
+        [*TAKEOVER, "agent"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False
+    )
+    assert result.returncode != 0
+    assert "TAKEOVER_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    env.update(TAKEOVER_URL="http://127.0.0.1:9", NODE_ID="not-a-uuid")
+    result = subprocess.run(
+        [*TAKEOVER, "agent"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False
+    )
+    assert "NODE_ID" in result.stderr
+    assert "Traceback" not in result.stderr
