@@ -6,11 +6,13 @@ import typer
 
 from takeover.cli import failovers, instances, nodes, tokens
 from takeover.cli.agent import agent
+from takeover.cli.demo import demo
 from takeover.cli.serve import serve
 
 app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no_args_is_help=True)
 app.command()(serve)
 app.command()(agent)
+app.command()(demo)
 app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
