@@ -111,6 +111,32 @@ def cases(
         ("POST", "/api/v1/instances", {"spec": {"command": ["a"]}}, {}, 422, "name"),
         ("GET", f"/api/v1/instances/{MISSING}", None, {}, 404, ""),
         ("POST", f"/api/v1/instances/{inst['id']}/assign", {"node_id": MISSING}, {}, 404, ""),
+        ("POST", f"/api/v1/instances/{MISSING}/snapshot", None, {}, 404, ""),
+        ("POST", f"/api/v1/instances/{inst['id']}/snapshot", None, {}, 409, "only a running one"),
+        (
+            "POST",
+            hb,
+            {
+                "cpu_load": 0.1,
+                "memory_load": 0.1,
+                "instances": [{"id": inst["id"], "epoch": 1, "state": "running", "port": 0}],
+            },
+            as_a,
+            422,
+            "port",
+        ),
+        (
+            "POST",
+            hb,
+            {
+                "cpu_load": 0.1,
+                "memory_load": 0.1,
+                "instances": [{"id": inst["id"], "epoch": 1, "state": "running", "restored_from": "../x"}],
+            },
+            as_a,
+            422,
+            "restored_from",
+        ),
         ("POST", "/api/v1/failovers", {"instance_id": MISSING}, {}, 404, ""),
         (
             "POST",

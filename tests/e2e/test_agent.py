@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from takeover.domain.snapshots import SnapshotRef
-from takeover.localcluster import TAKEOVER, LocalCluster, wait_until
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
 from tests.e2e.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -263,3 +263,29 @@ def test_the_agent_names_missing_settings(tmp_path: Path) -> None:
     )
     assert "NODE_ID" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_on_demand_snapshot_is_the_recovery_point(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, snapshot_interval=600) as cluster:  # no periodic snapshot in this test
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = first_placed(cluster, "web")
+        cluster.start_agent("b")
+        assert [cluster.hit(web["id"]) for _ in range(3)] == [1, 2, 3]
+        env = {**os.environ, "TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN, "COLUMNS": "250"}
+        cli = subprocess.run(
+            [*TAKEOVER, "instances", "snapshot", web["id"]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr
+        snapshot = cluster.instance(web["id"])["last_snapshot"]
+        assert f"snapshot {snapshot} stored" in cli.stdout
+
+        cluster.kill_agent("a")
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+        assert moved["restored_from"] == snapshot
+        assert cluster.hit(web["id"]) == 4

@@ -210,6 +210,8 @@ class Agent:
             elif runner.released:  # the handover was called off: run it again from its workspace
                 runner.released = False
                 runner.start()
+            if instance_id in wanted:
+                runner.snapshot_request = wanted[instance_id].get("snapshot_requested_at")
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
             log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
@@ -237,6 +239,8 @@ class Agent:
             self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log",
             self.policy,
         )
+        # A request made before this runner existed is answered by its own snapshots anyway.
+        runner.snapshot_request = runner.snapshot_served = item.get("snapshot_requested_at")
         self.runners[instance_id] = runner
         if not workspace.is_relative_to(self.workspaces):
             runner.state, runner.error = InstanceState.FAILED, f"workspace {workspace} is outside {self.workspaces}"
@@ -281,15 +285,21 @@ class Agent:
             if runner.released and runner.state is InstanceState.STOPPING:  # a final snapshot to retry
                 if now >= self._next_snapshot.get(instance_id, 0):
                     self._final_snapshot(runner)
-            elif runner.state is InstanceState.RUNNING and now >= self._next_snapshot.get(instance_id, now):
+            elif runner.state is InstanceState.RUNNING and (
+                now >= self._next_snapshot.get(instance_id, now) or runner.snapshot_request != runner.snapshot_served
+            ):
                 self._next_snapshot[instance_id] = now + self.settings.snapshot_interval
                 self._periodic_snapshot(runner)
 
     def _periodic_snapshot(self, runner: Runner) -> None:
+        """Periodic or on demand: either way it answers the latest request (served once)."""
+        request = runner.snapshot_request
+
         def done(result: Any) -> None:
-            runner.last_snapshot = result.manifest.id
+            runner.last_snapshot, runner.snapshot_served = result.manifest.id, request
 
         def failed(exc: Exception) -> None:
+            runner.snapshot_served = request  # not retried at every tick; the next period tries again
             log.error("snapshot failed", instance=runner.instance_id, error=str(exc))
 
         self._submit(

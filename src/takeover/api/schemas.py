@@ -120,6 +120,7 @@ class DesiredInstance(BaseModel):
     name: str
     epoch: int
     spec: SpecOut
+    snapshot_requested_at: datetime | None = Field(None, description="take a snapshot if none is newer")
 
 
 class ReleaseInstance(BaseModel):
@@ -173,6 +174,7 @@ class InstanceOut(BaseModel):
     last_error: str | None
     restored_from: str | None
     last_snapshot: str | None
+    snapshot_requested_at: datetime | None
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:

@@ -185,6 +185,9 @@ class Services:
     def delete_instance(self, who: Principal, instance_id: UUID) -> None:
         self.store.instances.delete(instance_id, _scope(who), self.clock.now())
 
+    def request_snapshot(self, who: Principal, instance_id: UUID) -> Instance:
+        return self.store.instances.request_snapshot(instance_id, _scope(who), self.clock.now())
+
     def assign_instance(self, instance_id: UUID, node_id: UUID) -> Instance:
         return self.store.instances.assign(instance_id, node_id, self.clock.now())
 

@@ -82,6 +82,7 @@ class Instance:
     last_error: str | None = None  # the current runner's last reported problem
     restored_from: str | None = None  # snapshot the current runner started from
     last_snapshot: str | None = None  # newest snapshot of the current epoch
+    snapshot_requested_at: datetime | None = None  # an on-demand snapshot newer than this is wanted
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,16 @@ class InstanceRepository:
             release_slot(conn, instance.node_id)
             record_event(conn, "instance.deleted", instance_id, f"{instance.name} deleted", now)
 
+    def request_snapshot(self, instance_id: UUID, owner: str | None, now: datetime) -> Instance:
+        """The node running it takes a snapshot after its next heartbeat (the reply asks for it)."""
+        with transaction(self._engine) as conn:
+            instance = _get(conn, instance_id, owner, lock=True)
+            if instance.state is not InstanceState.RUNNING:
+                raise Conflict(f"instance {instance.name} is {instance.state}; only a running one can be snapshotted")
+            conn.execute(instances.update().where(instances.c.id == instance_id).values(snapshot_requested_at=now))
+            record_event(conn, "instance.snapshot_requested", instance_id, f"snapshot of {instance.name} requested", now)
+            return replace(instance, snapshot_requested_at=now)
+
     def assign(self, instance_id: UUID, node_id: UUID, now: datetime) -> Instance:
         """Place an instance whose node is gone or offline (its runner is fenced) on ``node_id``."""
         with transaction(self._engine) as conn:

@@ -64,6 +64,7 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         last_error=row.last_error,
         restored_from=row.restored_from,
         last_snapshot=row.last_snapshot,
+        snapshot_requested_at=row.snapshot_requested_at,
     )
 
 

@@ -84,6 +84,7 @@ instances = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("restored_from", sa.String(200), nullable=True),
     sa.Column("last_snapshot", sa.String(200), nullable=True),
+    sa.Column("snapshot_requested_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("owner", "name"),
 )
 

@@ -37,6 +37,12 @@ def delete_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post("/{instance_id}/snapshot", status_code=status.HTTP_202_ACCEPTED)
+def snapshot_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> InstanceOut:
+    """Its node snapshots it after its next heartbeat; ``last_snapshot`` then names a newer snapshot."""
+    return InstanceOut.of(services.request_snapshot(who, instance_id))
+
+
 @router.post("/{instance_id}/assign")
 def assign_instance(instance_id: UUID, body: AssignIn, services: ServicesDep, _: AdminDep) -> InstanceOut:
     return InstanceOut.of(services.assign_instance(instance_id, body.node_id))

@@ -109,6 +109,7 @@ async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, tok
                 name=i.name,
                 epoch=i.epoch,
                 spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
+                snapshot_requested_at=i.snapshot_requested_at,
             )
             for i in result.desired
         ],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from takeover.store.tables import UtcDateTime
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -22,9 +24,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_error", sa.Text(), nullable=True))
         batch.add_column(sa.Column("restored_from", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("last_snapshot", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("snapshot_requested_at", UtcDateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("instances") as batch:
-        for column in ("last_snapshot", "restored_from", "last_error", "endpoint"):
+        for column in ("snapshot_requested_at", "last_snapshot", "restored_from", "last_error", "endpoint"):
             batch.drop_column(column)
