@@ -18,6 +18,7 @@ import pytest
 from takeover.domain.snapshots import SnapshotRef
 from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
 from tests.e2e.tcpproxy import TcpProxy
+from tests.pgserver import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +67,44 @@ def first_placed(cluster: LocalCluster, name: str, **extra: Any) -> dict[str, An
 
 
 def test_a_dead_node_s_instance_serves_elsewhere_from_its_last_snapshot(cluster: LocalCluster) -> None:
+    node_death_restores_the_last_snapshot(cluster)
+
+
+def test_snapshots_can_live_in_an_s3_bucket(tmp_path: Path) -> None:
+    """The same node death with snapshots in a bucket of moto's server (a FAKE of Amazon S3)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3["AWS_ENDPOINT_URL"],
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="snapshots")
+        env = {**s3, "TAKEOVER_SNAPSHOT_STORE": "s3://snapshots/pool-1"}
+        with LocalCluster(tmp_path, extra_env=env) as cluster:
+            cluster.start_control_plane()
+            node_death_restores_the_last_snapshot(cluster)
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="snapshots")["Contents"]]
+        assert any(k.startswith("pool-1/chunks/") for k in keys)
+        assert any(k.startswith("pool-1/snapshots/") for k in keys)
+    finally:
+        server.stop()
+
+
+def node_death_restores_the_last_snapshot(cluster: LocalCluster) -> None:
     cluster.start_agent("a")
     web = first_placed(cluster, "web")
     cluster.start_agent("b")

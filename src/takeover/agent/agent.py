@@ -26,7 +26,8 @@ import structlog
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.settings import AgentSettings
 from takeover.domain.models import InstanceSpec, InstanceState
-from takeover.snapshots import DirectoryStore, SnapshotError, SnapshotRepository
+from takeover.snapshots import SnapshotError, SnapshotRepository
+from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
 _TICK = 0.1
@@ -51,7 +52,11 @@ class Agent:
         self.state_dir = self.data_dir / "instances"
         for folder in (self.workspaces, self.state_dir, self.data_dir / "logs"):
             folder.mkdir(parents=True, exist_ok=True)
-        self.snapshots = SnapshotRepository(DirectoryStore(settings.snapshot_dir), settings.snapshots_kept)
+        try:
+            store = open_object_store(settings.snapshot_store)
+        except SnapshotStoreError as exc:
+            raise AgentError(str(exc)) from exc
+        self.snapshots = SnapshotRepository(store, settings.snapshots_kept)
         self.client = client or httpx.Client(base_url=settings.takeover_url.rstrip("/"))
         self.policy = RestartPolicy(settings.max_restarts, settings.restart_backoff, settings.ready_after)
         self.runners: dict[str, Runner] = {}

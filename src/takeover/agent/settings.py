@@ -32,7 +32,12 @@ class AgentSettings(BaseSettings):
         "20000-29999", validation_alias=_env("NODE_PORT_RANGE"), pattern=r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$"
     )
     data_dir: Path = Field(Path("takeover-agent"), validation_alias=_env("TAKEOVER_AGENT_DIR"))
-    snapshot_dir: Path = Field(Path("takeover-snapshots"), validation_alias=_env("TAKEOVER_SNAPSHOT_DIR"))
+    snapshot_store: str = Field(
+        "takeover-snapshots",
+        min_length=1,
+        validation_alias=_env("TAKEOVER_SNAPSHOT_STORE", "TAKEOVER_SNAPSHOT_DIR"),
+        description="a directory every node shares, or s3://bucket/prefix",
+    )
     heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
     snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))

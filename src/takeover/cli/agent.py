@@ -23,7 +23,11 @@ def agent() -> None:
 
     settings = load_agent_settings()
     configure_logging(settings.log_level, settings.log_format)
-    runtime = Agent(settings)
+    try:
+        runtime = Agent(settings)
+    except AgentError as exc:
+        err.print(f"[red]agent:[/] {exc}", soft_wrap=True)
+        raise SystemExit(2) from None
 
     def stop(signum: int, frame: FrameType | None) -> None:
         runtime.stop_event.set()

@@ -1,14 +1,13 @@
 """Workspace snapshots: the backup step of backup -> migrate -> restore."""
 
 from takeover.snapshots.archive import CorruptSnapshot, Manifest, SnapshotError
-from takeover.snapshots.objects import DirectoryStore, ObjectStore
+from takeover.snapshots.objects import DirectoryStore
 from takeover.snapshots.repository import Restored, SnapshotRepository
 
 __all__ = [
     "CorruptSnapshot",
     "DirectoryStore",
     "Manifest",
-    "ObjectStore",
     "Restored",
     "SnapshotError",
     "SnapshotRepository",

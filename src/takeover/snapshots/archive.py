@@ -25,7 +25,7 @@ from typing import Any
 import zstandard
 
 from takeover.domain.snapshots import SnapshotRef
-from takeover.snapshots.objects import ObjectStore
+from takeover.ports import ObjectStore
 
 CHUNK_BYTES = 4 * 1024 * 1024
 RACY_NS = 1_000_000_000  # coarse file-system clocks: an mtime this close to a snapshot is re-read

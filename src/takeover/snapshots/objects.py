@@ -1,6 +1,7 @@
 """Where snapshots live: content-addressed chunks plus one manifest per snapshot.
 
-The directory store suits a path every node mounts (NFS, a shared disk). Writes go to a
+The directory store suits a path every node mounts (NFS, a shared disk); the S3 store, a
+bucket every node can reach. Writes go to a
 temporary name and are renamed into place after fsync, so a reader sees a whole object or none;
 the manifest is written last, so a snapshot cut short is invisible rather than half there.
 """
@@ -10,18 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Protocol
+from typing import Any
+from urllib.parse import urlsplit
 
-
-class ObjectStore(Protocol):
-    def has_chunk(self, digest: str) -> bool: ...
-    def put_chunk(self, digest: str, data: bytes) -> None: ...
-    def get_chunk(self, digest: str) -> bytes | None: ...
-    def put_manifest(self, instance_id: str, snapshot_id: str, data: bytes) -> None: ...
-    def get_manifest(self, instance_id: str, snapshot_id: str) -> bytes | None: ...
-    def list_snapshots(self, instance_id: str) -> list[str]: ...
-    def quarantine(self, instance_id: str, snapshot_id: str) -> None: ...
-    def delete_manifest(self, instance_id: str, snapshot_id: str) -> None: ...
+from takeover.ports import ObjectStore
 
 
 class DirectoryStore:
@@ -81,3 +74,94 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+class S3Store:
+    """Objects in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage) through boto3.
+
+    A PUT is atomic in S3, so no temporary names are needed. Credentials and the endpoint come
+    from boto3's usual sources (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws, instance roles).
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        if client is None:
+            try:
+                import boto3
+            except ImportError as exc:
+                raise SnapshotStoreError("an s3:// snapshot store needs boto3: pip install 'takeover[s3]'") from exc
+            client = boto3.client("s3")
+        self.s3 = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def _chunk(self, digest: str) -> str:
+        return f"{self.prefix}chunks/{digest[:2]}/{digest}"
+
+    def _manifest(self, instance_id: str, snapshot_id: str, suffix: str = ".json") -> str:
+        return f"{self.prefix}snapshots/{instance_id}/{snapshot_id}{suffix}"
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return body
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def has_chunk(self, digest: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._chunk(digest))
+            return True
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def put_chunk(self, digest: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=self._chunk(digest), Body=data)
+
+    def get_chunk(self, digest: str) -> bytes | None:
+        return self._get(self._chunk(digest))
+
+    def put_manifest(self, instance_id: str, snapshot_id: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=self._manifest(instance_id, snapshot_id), Body=data)
+
+    def get_manifest(self, instance_id: str, snapshot_id: str) -> bytes | None:
+        return self._get(self._manifest(instance_id, snapshot_id))
+
+    def list_snapshots(self, instance_id: str) -> list[str]:
+        folder = f"{self.prefix}snapshots/{instance_id}/"
+        ids = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                name = item["Key"].removeprefix(folder)
+                if name.endswith(".json") and "/" not in name:
+                    ids.append(name.removesuffix(".json"))
+        return sorted(ids)
+
+    def quarantine(self, instance_id: str, snapshot_id: str) -> None:
+        key = self._manifest(instance_id, snapshot_id)
+        self.s3.copy_object(
+            Bucket=self.bucket,
+            Key=self._manifest(instance_id, snapshot_id, ".corrupt"),
+            CopySource={"Bucket": self.bucket, "Key": key},
+        )
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_manifest(self, instance_id: str, snapshot_id: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=self._manifest(instance_id, snapshot_id))
+
+
+class SnapshotStoreError(Exception):
+    """The snapshot store setting cannot be used; the message says why."""
+
+
+def open_object_store(location: str) -> ObjectStore:
+    """A directory path, or s3://bucket/prefix for an S3-compatible bucket."""
+    parts = urlsplit(location)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise SnapshotStoreError(f"snapshot store {location!r} names no bucket (s3://bucket/prefix)")
+        return S3Store(parts.netloc, parts.path)
+    if parts.scheme not in ("", "file"):
+        raise SnapshotStoreError(f"snapshot store {location!r}: use a directory path or s3://bucket/prefix")
+    return DirectoryStore(Path(parts.path if parts.scheme == "file" else location))

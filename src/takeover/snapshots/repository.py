@@ -8,6 +8,7 @@ from pathlib import Path
 import structlog
 
 from takeover.domain.snapshots import SnapshotRef, restore_candidates
+from takeover.ports import ObjectStore
 from takeover.snapshots.archive import (
     CorruptSnapshot,
     Manifest,
@@ -16,7 +17,6 @@ from takeover.snapshots.archive import (
     restore_snapshot,
     take_snapshot,
 )
-from takeover.snapshots.objects import ObjectStore
 
 log = structlog.get_logger("takeover.snapshots")
 
