@@ -1,0 +1,66 @@
+"""Agent checks that need no control plane: workspace confinement and settings errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from takeover.agent.agent import Agent
+from takeover.agent.settings import AgentSettings, load_agent_settings
+from takeover.domain.models import InstanceState
+
+
+def agent(tmp_path: Path) -> Agent:
+    settings = AgentSettings(
+        takeover_url="http://127.0.0.1:9",
+        node_id=uuid4(),
+        node_token="t",
+        data_dir=tmp_path / "agent",
+        snapshot_store=str(tmp_path / "snapshots"),
+    )
+    return Agent(settings)
+
+
+@pytest.mark.parametrize("workspace", ["..", "../../etc", "/etc"])
+def test_a_workspace_outside_the_data_dir_is_refused(tmp_path: Path, workspace: str) -> None:
+    a = agent(tmp_path)
+    instance_id = str(uuid4())
+    item = {
+        "id": instance_id,
+        "name": "x",
+        "epoch": 1,
+        "spec": {"command": ["true"], "env": {}, "workspace": workspace},
+    }
+    a.reconcile([item], {})
+    runner = a.runners[instance_id]
+    assert runner.state is InstanceState.FAILED
+    assert runner.error is not None
+    assert "is outside" in runner.error
+    assert runner.proc is None
+    assert not (tmp_path / "etc").exists()
+    a.shutdown()
+
+
+def test_missing_and_bad_variables_are_named_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TAKEOVER_URL", "NODE_ID", "NODE_TOKEN", "TAKEOVER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NODE_MAX_INSTANCES", "0")
+    with pytest.raises(SystemExit) as exc:
+        load_agent_settings()
+    message = str(exc.value)
+    assert "TAKEOVER_URL" in message
+    assert "NODE_MAX_INSTANCES" in message
+
+
+def test_registration_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NODE_ID", "NODE_TOKEN", "TAKEOVER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TAKEOVER_URL", "http://127.0.0.1:9")
+    with pytest.raises(SystemExit, match="set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN"):
+        load_agent_settings()
+    monkeypatch.setenv("NODE_PORT_RANGE", "30000-20000")
+    monkeypatch.setenv("TAKEOVER_TOKEN", "admin")
+    with pytest.raises(SystemExit, match="NODE_PORT_RANGE 30000-20000"):
+        load_agent_settings()
