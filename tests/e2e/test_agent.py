@@ -328,3 +328,22 @@ def test_an_on_demand_snapshot_is_the_recovery_point(tmp_path: Path) -> None:
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
         assert moved["restored_from"] == snapshot
         assert cluster.hit(web["id"]) == 4
+
+
+def test_a_restarted_agent_resumes_its_instances_from_the_local_workspace(tmp_path: Path) -> None:
+    """An agent crash kills its workloads; back within offline_after, it runs them again in place."""
+    timings = {"TAKEOVER_FENCE_AFTER": "8", "TAKEOVER_OFFLINE_AFTER": "12"}  # room for a restart
+    with LocalCluster(tmp_path, timings=timings, snapshot_interval=600) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = first_placed(cluster, "web")
+        assert [cluster.hit(web["id"]) for _ in range(3)] == [1, 2, 3]  # never snapshotted
+        children = workloads(cluster, "a")
+        cluster.kill_agent("a")
+        wait_until(lambda: gone(children), 10, "the workload to die with its agent")
+        cluster.start_agent("a")
+        back = wait_until(lambda: cluster.serving(web["id"]), 20, "web to serve again on a")
+        assert (back["epoch"], back["node_id"]) == (1, web["node_id"])
+        assert back["restored_from"] is None
+        assert cluster.hit(web["id"]) == 4
+        assert cluster.failovers(web["id"]) == []
