@@ -90,10 +90,15 @@ class LocalCluster:
         data = self.root / "control-plane"
         data.mkdir(parents=True, exist_ok=True)
         env = self._env(
-            TAKEOVER_DATA_DIR=str(data), TAKEOVER_PORT=str(port), TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN, **self.timings
+            TAKEOVER_DATA_DIR=str(data),
+            TAKEOVER_PORT=str(port),
+            TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN,
+            **self.timings,
         )
         with open(self.root / "control-plane.log", "ab") as log:
-            self.server = subprocess.Popen([*TAKEOVER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.server = subprocess.Popen(
+                [*TAKEOVER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         self.url = f"http://127.0.0.1:{port}"
         self.api.base_url = httpx.URL(self.url)
         wait_until(self._healthy, 30, f"the control plane on {self.url}")
@@ -107,7 +112,9 @@ class LocalCluster:
         except httpx.HTTPError:
             return False
 
-    def start_agent(self, name: str, region: str = "local", url: str | None = None, **env: str) -> AgentProcess:
+    def start_agent(
+        self, name: str, region: str = "local", url: str | None = None, **env: str
+    ) -> AgentProcess:
         """Start (or restart, keeping its data directory) the agent ``name``."""
         data = self.root / "agents" / name
         data.mkdir(parents=True, exist_ok=True)
@@ -126,7 +133,9 @@ class LocalCluster:
             **env,
         )
         with open(self.root / f"agent-{name}.log", "ab") as log:
-            process = subprocess.Popen([*TAKEOVER, "agent"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [*TAKEOVER, "agent"], env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
         agent = AgentProcess(name, process, data, url or self.url)
         self.agents[name] = agent
 
@@ -165,7 +174,11 @@ class LocalCluster:
     def serving(self, instance_id: str, epoch: int | None = None) -> dict[str, Any] | None:
         """The instance's record once it runs (at ``epoch`` or later) and answers at its endpoint."""
         inst = self.instance(instance_id)
-        if inst["state"] != "running" or not inst["endpoint"] or (epoch is not None and inst["epoch"] < epoch):
+        if (
+            inst["state"] != "running"
+            or not inst["endpoint"]
+            or (epoch is not None and inst["epoch"] < epoch)
+        ):
             return None
         try:
             httpx.get(f"http://{inst['endpoint']}/count", timeout=1).raise_for_status()

@@ -15,7 +15,12 @@ pytestmark = pytest.mark.e2e
 def test_the_demo_recovers_every_counter_with_its_count() -> None:
     env = {**os.environ, "COLUMNS": "200"}
     result = subprocess.run(
-        [*TAKEOVER, "demo", "--instances", "2"], env=env, capture_output=True, text=True, timeout=120, check=False
+        [*TAKEOVER, "demo", "--instances", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every counter serves again on a live node with its count intact" in result.stdout

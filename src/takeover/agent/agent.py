@@ -26,7 +26,7 @@ import structlog
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.settings import AgentSettings
 from takeover.domain.models import InstanceSpec, InstanceState
-from takeover.snapshots import SnapshotError, SnapshotRepository
+from takeover.snapshots import SnapshotRepository
 from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
@@ -152,7 +152,9 @@ class Agent:
         }
         sent = time.monotonic()
         timeout = self.heartbeat_interval
-        if self.last_ok is not None and self.fence_after is not None:  # never block past the fence
+        if (
+            not self.fenced and self.last_ok is not None and self.fence_after is not None
+        ):  # not past the fence
             timeout = max(0.2, min(timeout, self.last_ok + self.fence_after - sent))
         try:
             response = self.client.post(
@@ -187,7 +189,11 @@ class Agent:
         }
 
     def _report(self, runner: Runner) -> dict[str, Any]:
-        report: dict[str, Any] = {"id": runner.instance_id, "epoch": runner.epoch, "state": runner.state.value}
+        report: dict[str, Any] = {
+            "id": runner.instance_id,
+            "epoch": runner.epoch,
+            "state": runner.state.value,
+        }
         if runner.state is InstanceState.RUNNING:
             report["port"] = runner.port
         if runner.error or runner.warning:
@@ -230,25 +236,29 @@ class Agent:
                 self._prepare(item)
 
     def _prepare(self, item: dict[str, Any]) -> None:
-        spec = InstanceSpec(tuple(item["spec"]["command"]), dict(item["spec"]["env"]), item["spec"]["workspace"])
+        spec = InstanceSpec(
+            tuple(item["spec"]["command"]), dict(item["spec"]["env"]), item["spec"]["workspace"]
+        )
         instance_id, epoch = item["id"], int(item["epoch"])
         local = self._local_state(instance_id)
         workspace = (self.workspaces / (spec.workspace or instance_id)).resolve()
-        runner = Runner(
-            instance_id,
-            item["name"],
-            epoch,
-            spec,
-            workspace,
-            int(local.get("port") or self._free_port()),
-            self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log",
-            self.policy,
-        )
+        port = int(local.get("port") or self._free_port())
+        log_path = self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log"
+        runner = Runner(instance_id, item["name"], epoch, spec, workspace, port, log_path, self.policy)
         # A request made before this runner existed is answered by its own snapshots anyway.
         runner.snapshot_request = runner.snapshot_served = item.get("snapshot_requested_at")
         self.runners[instance_id] = runner
         if not workspace.is_relative_to(self.workspaces):
-            runner.state, runner.error = InstanceState.FAILED, f"workspace {workspace} is outside {self.workspaces}"
+            runner.state, runner.error = (
+                InstanceState.FAILED,
+                f"workspace {workspace} is outside {self.workspaces}",
+            )
+            return
+        if not port:
+            runner.state, runner.error = (
+                InstanceState.FAILED,
+                f"no free port in NODE_PORT_RANGE {self.settings.port_range}",
+            )
             return
         if local.get("epoch") == epoch and workspace.is_dir():
             log.info("starting from the local workspace", instance=instance_id, epoch=epoch)
@@ -291,7 +301,8 @@ class Agent:
                 if now >= self._next_snapshot.get(instance_id, 0):
                     self._final_snapshot(runner)
             elif runner.state is InstanceState.RUNNING and (
-                now >= self._next_snapshot.get(instance_id, now) or runner.snapshot_request != runner.snapshot_served
+                now >= self._next_snapshot.get(instance_id, now)
+                or runner.snapshot_request != runner.snapshot_served
             ):
                 self._next_snapshot[instance_id] = now + self.settings.snapshot_interval
                 self._periodic_snapshot(runner)
@@ -308,7 +319,10 @@ class Agent:
             log.error("snapshot failed", instance=runner.instance_id, error=str(exc))
 
         self._submit(
-            runner, lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch), done, failed
+            runner,
+            lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch),
+            done,
+            failed,
         )
 
     def _final_snapshot(self, runner: Runner) -> None:
@@ -322,7 +336,10 @@ class Agent:
             log.error("final snapshot failed", instance=runner.instance_id, error=str(exc))
 
         self._submit(
-            runner, lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch), done, failed
+            runner,
+            lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch),
+            done,
+            failed,
         )
 
     def _submit(
@@ -345,7 +362,7 @@ class Agent:
                 continue
             try:
                 result = future.result()
-            except (SnapshotError, OSError) as exc:
+            except Exception as exc:  # any store's error (S3 too): reported, never fatal
                 failed(exc)
                 continue
             done(result)
@@ -381,6 +398,7 @@ class Agent:
         tmp.replace(path)
 
     def _free_port(self) -> int:
+        """A port of NODE_PORT_RANGE nobody listens on, or 0 when all are taken."""
         low, high = self.settings.ports
         used = {r.port for r in self.runners.values()}
         for port in range(low, high + 1):
@@ -392,7 +410,7 @@ class Agent:
                 except OSError:
                     continue
             return port
-        raise AgentError(f"no free port in NODE_PORT_RANGE {low}-{high}")
+        return 0
 
 
 def _detail(response: httpx.Response) -> str:

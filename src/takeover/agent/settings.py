@@ -29,7 +29,9 @@ class AgentSettings(BaseSettings):
     node_max_instances: int = Field(10, ge=1, le=100_000, validation_alias=_env("NODE_MAX_INSTANCES"))
     advertise_host: str = Field("127.0.0.1", validation_alias=_env("NODE_HOST"))
     port_range: str = Field(
-        "20000-29999", validation_alias=_env("NODE_PORT_RANGE"), pattern=r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$"
+        "20000-29999",
+        validation_alias=_env("NODE_PORT_RANGE"),
+        pattern=r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$",
     )
     data_dir: Path = Field(Path("takeover-agent"), validation_alias=_env("TAKEOVER_AGENT_DIR"))
     snapshot_store: str = Field(

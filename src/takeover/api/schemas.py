@@ -227,7 +227,8 @@ class FailoverOut(BaseModel):
     def of(cls, failover: Failover) -> FailoverOut:
         data = {f: getattr(failover, f) for f in cls.model_fields if not f.startswith("backup_")}
         taken = SnapshotRef.parse(failover.backup_id).taken_at if failover.backup_id else None
-        age = round((failover.created_at - taken).total_seconds(), 3) if taken else None
+        # A handover's final snapshot is taken after the failover began: nothing was left behind.
+        age = max(0.0, round((failover.created_at - taken).total_seconds(), 3)) if taken else None
         return cls.model_validate(
             {**data, "backup_id": failover.backup_id, "backup_taken_at": taken, "backup_age_s": age}
         )

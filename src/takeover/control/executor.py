@@ -79,7 +79,9 @@ class FailoverExecutor:
         if isinstance(decision, Advance):
             return failovers.advance(failover, decision.status, now, fence)
         if isinstance(decision, Complete):
-            return failovers.advance(failover, FailoverStatus.COMPLETED, now, fence, backup_id=decision.backup_id)
+            return failovers.advance(
+                failover, FailoverStatus.COMPLETED, now, fence, backup_id=decision.backup_id
+            )
         if isinstance(decision, Fail):
             return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error=decision.error)
         placed = failovers.place(failover, now, fence, decision.exclude)

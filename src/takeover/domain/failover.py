@@ -135,7 +135,6 @@ class Fail:
 Decision = Wait | Advance | Place | Complete | Fail
 
 
-
 # ASSIGNED is not enough: the agent may have started it since its last heartbeat.
 _HANDED_OVER = frozenset({InstanceState.STOPPED, InstanceState.FAILED})
 

@@ -88,7 +88,9 @@ class S3Store:
             try:
                 import boto3
             except ImportError as exc:
-                raise SnapshotStoreError("an s3:// snapshot store needs boto3: pip install 'takeover[s3]'") from exc
+                raise SnapshotStoreError(
+                    "an s3:// snapshot store needs boto3: pip install 'takeover[s3]'"
+                ) from exc
             client = boto3.client("s3")
         self.s3 = client
         self.bucket = bucket

@@ -73,9 +73,19 @@ class InstanceRepository:
         with transaction(self._engine) as conn:
             instance = _get(conn, instance_id, owner, lock=True)
             if instance.state is not InstanceState.RUNNING:
-                raise Conflict(f"instance {instance.name} is {instance.state}; only a running one can be snapshotted")
-            conn.execute(instances.update().where(instances.c.id == instance_id).values(snapshot_requested_at=now))
-            record_event(conn, "instance.snapshot_requested", instance_id, f"snapshot of {instance.name} requested", now)
+                raise Conflict(
+                    f"instance {instance.name} is {instance.state}; only a running one can be snapshotted"
+                )
+            conn.execute(
+                instances.update().where(instances.c.id == instance_id).values(snapshot_requested_at=now)
+            )
+            record_event(
+                conn,
+                "instance.snapshot_requested",
+                instance_id,
+                f"snapshot of {instance.name} requested",
+                now,
+            )
             return replace(instance, snapshot_requested_at=now)
 
     def assign(self, instance_id: UUID, node_id: UUID, now: datetime) -> Instance:

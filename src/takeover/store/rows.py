@@ -43,7 +43,12 @@ def spec_from_json(data: dict[str, Any]) -> InstanceSpec:
 
 
 # What a new runner (a new epoch) starts with: nothing its predecessor reported.
-NEW_RUNNER: dict[str, None] = {"endpoint": None, "last_error": None, "restored_from": None, "last_snapshot": None}
+NEW_RUNNER: dict[str, None] = {
+    "endpoint": None,
+    "last_error": None,
+    "restored_from": None,
+    "last_snapshot": None,
+}
 
 
 def instance_from_row(row: sa.Row[Any]) -> Instance:
