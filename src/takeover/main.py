@@ -51,7 +51,13 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     if not migrated:
         migrate(engine)
     streak = settings.degraded_heartbeats
-    return Store(engine, low_score_threshold=settings.low_score_threshold, degraded_streak=streak)
+    default = "cpu_standby" if settings.default_strategy == "snapshot_restore" else settings.default_strategy
+    return Store(
+        engine,
+        low_score_threshold=settings.low_score_threshold,
+        degraded_streak=streak,
+        default_strategy=default,
+    )
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -123,7 +129,12 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
         Leadership(store.coordinator, holder, lease_ttl),
         NodeMonitor(store, monitor_policy, bucket, metrics),
         FailoverExecutor(
-            store, failover_policy, holder, timedelta(seconds=lease_ttl.total_seconds()), metrics
+            store,
+            failover_policy,
+            holder,
+            timedelta(seconds=lease_ttl.total_seconds()),
+            metrics,
+            settings.seconds("sync_interval"),
         ),
         clock,
         settings.monitor_interval,

@@ -112,7 +112,8 @@ def test_a_target_that_never_reports_is_replaced_then_the_failover_gives_up(pool
         epochs.append(pool.get(f"/api/v1/instances/{web['id']}")["epoch"])
     failover = pool.get(f"/api/v1/failovers?instance_id={web['id']}")[0]
     assert failover["status"] == "failed"
-    assert "gave up after 3 target node(s)" in failover["error"]
+    assert failover["error"].endswith("gave up: cpu_standby tried 3 node(s)")
+    assert [a["strategy"] for a in failover["attempt_log"]] == ["cpu_standby"] * 3
     assert len(set(failover["tried_node_ids"])) == 3
     assert epochs == [2, 3, 4, 4]
 

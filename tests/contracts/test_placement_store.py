@@ -30,14 +30,20 @@ def engine(store_url: str) -> Iterator[sa.Engine]:
     nodes_strategy(max_size=10),
     st.sampled_from([None, "r1", "r2"]),
     st.integers(0, 3),
+    st.booleans(),
     st.data(),
 )
 def test_sql_placement_matches_the_pure_rule(
-    engine: sa.Engine, pool: list[Node], region: str | None, degraded: int, data: st.DataObject
+    engine: sa.Engine,
+    pool: list[Node],
+    region: str | None,
+    degraded: int,
+    region_only: bool,
+    data: st.DataObject,
 ) -> None:
     picked = data.draw(st.lists(st.sampled_from(pool), max_size=2)) if pool else []
     exclude = frozenset(n.id for n in picked)
-    request = PlacementRequest(region, exclude, degraded)
+    request = PlacementRequest(region, exclude, degraded, region_only=region_only and region is not None)
     with engine.begin() as conn:
         conn.execute(nodes.delete())
         for n in pool:

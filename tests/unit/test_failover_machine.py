@@ -96,17 +96,16 @@ def test_restoring_completes_when_the_target_reports_the_new_epoch_running() -> 
     assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE), T0, POLICY) == Complete(None)
 
 
-def test_restoring_waits_then_tries_another_node_on_timeout_then_gives_up() -> None:
+def test_restoring_waits_then_ends_the_attempt_on_timeout() -> None:
+    """Whether another attempt follows is the strategy's call (tests/unit/test_strategies.py)."""
     target = uuid4()
     inst = instance(target, state=InstanceState.ASSIGNED, epoch=2)
     f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
     view = FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE)
     assert isinstance(decide(f, view, T0 + timedelta(seconds=59), POLICY), Wait)
-    assert decide(f, view, T0 + timedelta(seconds=61), POLICY) == Advance(S.MIGRATING)
-    last = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=2)
-    decision = decide(last, view, T0 + timedelta(seconds=61), POLICY)
-    assert isinstance(decision, Fail)
-    assert "gave up after 2" in decision.error
+    assert decide(f, view, T0 + timedelta(seconds=61), POLICY) == Advance(
+        S.MIGRATING, "the target node did not report it running within 0:01:00"
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,9 +118,10 @@ def test_a_target_that_fails_or_dies_is_replaced_at_once(
     target = uuid4()
     inst = instance(target, state=state, epoch=2)
     f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
-    assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, target_status), T0, POLICY) == Advance(
-        S.MIGRATING
-    )
+    decision = decide(f, FailoverView(inst, NodeStatus.OFFLINE, target_status), T0, POLICY)
+    assert isinstance(decision, Advance)
+    assert decision.status is S.MIGRATING
+    assert decision.problem is not None
 
 
 def test_a_requested_target_is_tried_once() -> None:

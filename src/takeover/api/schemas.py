@@ -218,6 +218,8 @@ class FailoverOut(BaseModel):
     timings: dict[str, float]
     created_at: datetime
     completed_at: datetime | None
+    strategy: str | None = Field(description="the strategy chain this failover runs")
+    attempt_log: list[dict[str, Any]] = Field(description="each try: strategy, node_id, ms, error")
     backup_taken_at: datetime | None = Field(description="when the restored snapshot was taken")
     backup_age_s: float | None = Field(
         description="how old that snapshot was when the failover began: the data it could not bring"
@@ -226,6 +228,7 @@ class FailoverOut(BaseModel):
     @classmethod
     def of(cls, failover: Failover) -> FailoverOut:
         data = {f: getattr(failover, f) for f in cls.model_fields if not f.startswith("backup_")}
+        data["attempt_log"] = list(failover.attempt_log)
         taken = SnapshotRef.parse(failover.backup_id).taken_at if failover.backup_id else None
         # A handover's final snapshot is taken after the failover began: nothing was left behind.
         age = max(0.0, round((failover.created_at - taken).total_seconds(), 3)) if taken else None

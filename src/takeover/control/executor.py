@@ -7,6 +7,8 @@ leaves a record another executor resumes from the last step (its claim expires).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 import structlog
 
@@ -25,6 +27,7 @@ from takeover.domain.placement import Ineligible
 from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.store import Store
+from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, Situation, StrategyName, chain
 
 log = structlog.get_logger("takeover.executor")
 _MAX_STEPS_PER_CYCLE = 8
@@ -32,17 +35,24 @@ _MAX_STEPS_PER_CYCLE = 8
 
 class FailoverExecutor:
     def __init__(
-        self, store: Store, policy: FailoverPolicy, holder: str, claim_ttl: timedelta, metrics: Metrics
+        self,
+        store: Store,
+        policy: FailoverPolicy,
+        holder: str,
+        claim_ttl: timedelta,
+        metrics: Metrics,
+        sync_interval: timedelta = timedelta(seconds=10),
     ) -> None:
         self._store = store
         self._policy = policy
         self._holder = holder
         self._claim_ttl = claim_ttl
         self._metrics = metrics
+        self._sync_interval = sync_interval
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> list[str]:
-        """Advance every claimable failover; returns one line per step taken."""
-        steps: list[str] = []
+        """Keep warm standbys placed, then advance every claimable failover; one line per step."""
+        steps = self._store.standbys.keep(self._store.failovers.default_strategy, now, fence)
         for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
             steps.extend(self._drive(failover, now, fence))
         return steps
@@ -77,14 +87,57 @@ class FailoverExecutor:
     ) -> bool:
         failovers = self._store.failovers
         if isinstance(decision, Advance):
-            return failovers.advance(failover, decision.status, now, fence)
+            return failovers.advance(failover, decision.status, now, fence, attempt_error=decision.problem)
         if isinstance(decision, Complete):
             return failovers.advance(
                 failover, FailoverStatus.COMPLETED, now, fence, backup_id=decision.backup_id
             )
         if isinstance(decision, Fail):
             return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error=decision.error)
-        placed = failovers.place(failover, now, fence, decision.exclude)
-        if isinstance(placed, Ineligible):
-            return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error=placed.reason)
-        return placed is not None
+        return self._place(failover, decision, now, fence)
+
+    def _place(self, failover: Failover, decision: Place, now: datetime, fence: LeaseToken | None) -> bool:
+        """Ask the failover's strategies for the next attempt and place it; fail when none is left."""
+        failovers = self._store.failovers
+        skipped: list[Attempt] = []
+        for _ in range(len(StrategyName) + 1):
+            tried = tuple(_attempt(a) for a in failover.attempt_log) + tuple(skipped)
+            situation = self._store.standbys.situation(
+                failover.instance_id, now, self._sync_interval, tried, self._policy.max_attempts
+            )
+            plan = self._plan(failover, situation, skipped)
+            if isinstance(plan, NotPossible):
+                last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
+                error = "; ".join(e for e in (last, f"gave up: {plan.reason}") if e)
+                return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped)
+            placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped)
+            if not isinstance(placed, Ineligible):
+                return placed is not None
+            if plan.target is None:  # placement found nothing: no other attempt would
+                return failovers.advance(
+                    failover, FailoverStatus.FAILED, now, fence, error=placed.reason, skipped=skipped
+                )
+            skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
+        return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it")
+
+    def _plan(self, failover: Failover, situation: Situation, skipped: list[Attempt]) -> AttemptPlan | NotPossible:
+        if failover.requested_target_id is not None:
+            if situation.attempts:
+                return NotPossible("the requested target was tried")
+            warm = failover.requested_target_id == situation.instance.standby_node_id
+            name = StrategyName.WARM_POOL if warm else StrategyName.CPU_STANDBY
+            return AttemptPlan(name, target=failover.requested_target_id)
+        reasons = []
+        for name in chain(failover.strategy):
+            plan = STRATEGIES[name].plan(situation)
+            if isinstance(plan, AttemptPlan):
+                return plan
+            if all(a.strategy != name for a in situation.attempts):
+                skipped.append(Attempt(name, None, 0.0, plan.reason))  # it could not even try
+            reasons.append(plan.reason)
+        return NotPossible("; ".join(reasons))
+
+
+def _attempt(logged: dict[str, Any]) -> Attempt:
+    node = logged.get("node_id")
+    return Attempt(logged["strategy"], UUID(node) if node else None, logged.get("ms"), logged.get("error"))

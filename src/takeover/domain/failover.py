@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from takeover.domain.errors import InvalidTransition
@@ -80,6 +81,8 @@ class Failover:
     tried_node_ids: tuple[UUID, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     completed_at: datetime | None = None
+    strategy: str | None = None  # the chain this failover runs (force_strategy, the instance's, default)
+    attempt_log: tuple[dict[str, Any], ...] = ()  # {strategy, node_id, started_at, ms, error} per try
 
     @property
     def is_open(self) -> bool:
@@ -112,6 +115,7 @@ class Advance:
     """Move to ``status`` with no other effect (the effect is the status itself)."""
 
     status: FailoverStatus
+    problem: str | None = None  # why the current attempt ended (restoring -> migrating)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,6 @@ def _decide_restoring(
         problem = f"the target node did not report it running within {policy.restore_timeout}"
     if problem is None:
         return Wait("waiting for the target node to report the instance running")
-    limit = 1 if failover.requested_target_id is not None else policy.max_attempts
-    if failover.attempts >= limit:
+    if failover.requested_target_id is not None:
         return Fail(f"{problem}; gave up after {failover.attempts} target node(s)")
-    return Advance(FailoverStatus.MIGRATING)
+    return Advance(FailoverStatus.MIGRATING, problem)  # the strategy plans the next attempt, if any

@@ -83,6 +83,23 @@ class Instance:
     restored_from: str | None = None  # snapshot the current runner started from
     last_snapshot: str | None = None  # newest snapshot of the current epoch
     snapshot_requested_at: datetime | None = None  # an on-demand snapshot newer than this is wanted
+    volume_id: UUID | None = None  # a regional volume used as its workspace
+    standby_node_id: UUID | None = None  # warm_pool: the node keeping a synced copy
+    standby_synced_at: datetime | None = None  # when the standby last caught up
+    standby_snapshot: str | None = None  # the snapshot the standby holds
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A regional volume: a directory on storage every node of ``region`` mounts."""
+
+    id: UUID
+    owner: str
+    name: str
+    region: str
+    size_gb: int
+    created_at: datetime
+    attached_to: UUID | None = None  # the instance using it
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ class PlacementRequest:
     preferred_region: str | None = None
     exclude: frozenset[UUID] = field(default_factory=frozenset)
     degraded_streak: int = 0  # nodes this many low-score heartbeats in a row are skipped; 0: off
+    region_only: bool = False  # the preferred region is required (a regional volume lives there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ def ineligibility(node: Node, request: PlacementRequest) -> str | None:
     """Why ``node`` cannot take an instance, or None when it can."""
     if node.id in request.exclude:
         return "excluded"
+    if request.region_only and node.region != request.preferred_region:
+        return "in another region"
     if node.status is not NodeStatus.ONLINE:
         return str(node.status)
     if node.free_capacity <= 0:

@@ -6,20 +6,30 @@ import sqlalchemy as sa
 
 from takeover.store.engine import make_engine, migrate
 from takeover.store.failovers import FailoverRepository
-from takeover.store.instances import InstanceRepository
+from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.nodes import HeartbeatResult, NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
 from takeover.store.tokens import TokenRecord, TokenRepository
+from takeover.store.volumes import VolumeRepository
 
 
 class Store:
-    def __init__(self, engine: sa.Engine, *, low_score_threshold: float, degraded_streak: int) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        low_score_threshold: float,
+        degraded_streak: int,
+        default_strategy: str = "cpu_standby",
+    ) -> None:
         self.engine = engine
         self.nodes = NodeRepository(engine, low_score_threshold, degraded_streak)
         self.instances = InstanceRepository(engine, degraded_streak)
-        self.failovers = FailoverRepository(engine, degraded_streak)
+        self.failovers = FailoverRepository(engine, degraded_streak, default_strategy)
         self.tokens = TokenRepository(engine)
+        self.volumes = VolumeRepository(engine)
+        self.standbys = StandbyRepository(engine, degraded_streak)
         self.pool = PoolRepository(engine)
         self.coordinator = StoreCoordinator(engine)
 

@@ -30,14 +30,16 @@ from takeover.store.instances import _get as get_instance
 from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
 from takeover.store.rows import NEW_RUNNER, failover_from_row, instance_from_row
 from takeover.store.tables import failovers, instances, nodes
+from takeover.strategies.base import Attempt, AttemptPlan
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 
 
 class FailoverRepository:
-    def __init__(self, engine: sa.Engine, degraded_streak: int) -> None:
+    def __init__(self, engine: sa.Engine, degraded_streak: int, default_strategy: str = "cpu_standby") -> None:
         self._engine = engine
         self._degraded_streak = degraded_streak
+        self.default_strategy = default_strategy
 
     def open(
         self,
@@ -48,10 +50,12 @@ class FailoverRepository:
         owner: str | None = None,
         requested_target_id: UUID | None = None,
         fence: LeaseToken | None = None,
+        strategy: str | None = None,
     ) -> Failover:
+        """``strategy`` overrides the instance's (document 002's force_strategy)."""
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            return self._open(conn, instance_id, reason, now, owner, requested_target_id)
+            return self._open(conn, instance_id, reason, now, owner, requested_target_id, strategy)
 
     def open_many(
         self, intents: Sequence[tuple[UUID, FailoverReason]], now: datetime, fence: LeaseToken | None
@@ -63,7 +67,7 @@ class FailoverRepository:
             for instance_id, reason in intents:
                 try:
                     with conn.begin_nested():
-                        opened.append(self._open(conn, instance_id, reason, now, None, None))
+                        opened.append(self._open(conn, instance_id, reason, now, None, None, None))
                 except (Conflict, NotFound):
                     continue
         return opened
@@ -76,6 +80,7 @@ class FailoverRepository:
         now: datetime,
         owner: str | None,
         requested_target_id: UUID | None,
+        strategy: str | None,
     ) -> Failover:
         instance = get_instance(conn, instance_id, owner, lock=True)
         open_id = conn.execute(
@@ -107,6 +112,7 @@ class FailoverRepository:
             created_at=now,
             step_started_at=now,
             requested_target_id=requested_target_id,
+            strategy=strategy or instance.failover_strategy or self.default_strategy,
         )
         conn.execute(
             failovers.insert().values(
@@ -121,6 +127,8 @@ class FailoverRepository:
                 timings={},
                 created_at=now,
                 step_started_at=now,
+                strategy=failover.strategy,
+                attempt_log=[],
             )
         )
         record_event(conn, "failover.opened", failover.id, f"{reason} failover of {instance.name}", now)
@@ -213,23 +221,39 @@ class FailoverRepository:
         fence: LeaseToken | None,
         error: str | None = None,
         backup_id: str | None = None,
+        attempt_error: str | None = None,
+        skipped: Sequence[Attempt] = (),
     ) -> bool:
-        """Record one step; False when the failover moved on meanwhile (the step is not repeated)."""
+        """Record one step; False when the failover moved on meanwhile (the step is not repeated).
+
+        ``attempt_error`` closes the current attempt with its problem; ``skipped`` logs strategies
+        that could not even try.
+        """
         check_transition(failover.status, status)
         extra = {"backup_id": backup_id} if backup_id else {}
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            if not _write_step(conn, failover, status, now, error=error, **extra):
+            if not _write_step(
+                conn, failover, status, now, attempt_error=attempt_error, skipped=skipped, error=error, **extra
+            ):
                 return False
             if status is FailoverStatus.COMPLETED:
                 _stamp_instance(conn, failover.instance_id, now)
             return True
 
     def place(
-        self, failover: Failover, now: datetime, fence: LeaseToken | None, exclude: frozenset[UUID]
+        self,
+        failover: Failover,
+        now: datetime,
+        fence: LeaseToken | None,
+        exclude: frozenset[UUID],
+        plan: AttemptPlan,
+        skipped: Sequence[Attempt] = (),
     ) -> Failover | Ineligible | None:
         """Migrating -> restoring in one transaction: take a slot, bump the epoch, move the instance.
 
+        ``plan`` is the strategy's choice (a fixed node, or placement held to a region);
+        ``skipped`` are strategies that could not try, logged with their reasons.
         Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
         """
         check_transition(failover.status, FailoverStatus.RESTORING)
@@ -238,10 +262,13 @@ class FailoverRepository:
             if _get(conn, failover.id, None, lock=True).status is not failover.status:
                 return None
             instance = get_instance(conn, failover.instance_id, None, lock=True)
-            if failover.requested_target_id is not None:
-                exclude = frozenset(n for n in exclude if n != failover.requested_target_id)
-            request = PlacementRequest(instance.preferred_region, exclude, self._degraded_streak)
-            target = _claim_target(conn, failover, request)
+            fixed = plan.target or failover.requested_target_id
+            if fixed is not None:
+                exclude = frozenset(n for n in exclude if n != fixed)
+            request = PlacementRequest(
+                plan.region or instance.preferred_region, exclude, self._degraded_streak, plan.region is not None
+            )
+            target = _claim_target(conn, fixed, request)
             if isinstance(target, Ineligible):
                 return target
             epoch = instance.epoch + 1
@@ -252,8 +279,18 @@ class FailoverRepository:
             )
             release_slot(conn, instance.node_id)
             tried = [*(str(n) for n in failover.tried_node_ids), str(target)]
-            extra = {"target_node_id": target, "attempts": failover.attempts + 1, "tried_node_ids": tried}
-            _write_step(conn, failover, FailoverStatus.RESTORING, now, **extra)
+            log = [*failover.attempt_log, *(_logged(a) for a in skipped)]
+            log.append({"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()})
+            _write_step(
+                conn,
+                failover,
+                FailoverStatus.RESTORING,
+                now,
+                target_node_id=target,
+                attempts=failover.attempts + 1,
+                tried_node_ids=tried,
+                attempt_log=log,
+            )
             record_event(
                 conn,
                 "failover.placed",
@@ -264,24 +301,46 @@ class FailoverRepository:
             return _get(conn, failover.id, None)
 
 
-def _claim_target(conn: sa.Connection, failover: Failover, request: PlacementRequest) -> UUID | Ineligible:
-    if failover.requested_target_id is None:
+def _claim_target(conn: sa.Connection, fixed: UUID | None, request: PlacementRequest) -> UUID | Ineligible:
+    if fixed is None:
         node = claim_slot(conn, request)
         return node if isinstance(node, Ineligible) else node.id
-    if take_slot(conn, failover.requested_target_id):
-        return failover.requested_target_id
-    target = get_node(conn, failover.requested_target_id)
+    if take_slot(conn, fixed):
+        return fixed
+    target = get_node(conn, fixed)
     return Ineligible(
-        f"requested target {target.name} cannot take it ({target.status}, {target.current_instances}/{target.max_instances})"
+        f"target {target.name} cannot take it ({target.status}, {target.current_instances}/{target.max_instances})"
     )
 
 
+def _logged(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "strategy": attempt.strategy,
+        "node_id": str(attempt.node_id) if attempt.node_id else None,
+        "ms": attempt.ms,
+        "error": attempt.error,
+    }
+
+
 def _write_step(
-    conn: sa.Connection, failover: Failover, status: FailoverStatus, now: datetime, **extra: Any
+    conn: sa.Connection,
+    failover: Failover,
+    status: FailoverStatus,
+    now: datetime,
+    attempt_error: str | None = None,
+    skipped: Sequence[Attempt] = (),
+    **extra: Any,
 ) -> bool:
     timings = dict(failover.timings)
     timings[f"{failover.status.value}_ms"] = round((now - failover.step_started_at).total_seconds() * 1000, 1)
     values: dict[str, Any] = {"status": status.value, "step_started_at": now, "timings": timings, **extra}
+    if failover.status is FailoverStatus.RESTORING and failover.attempt_log:  # that attempt is over
+        log = [dict(a) for a in failover.attempt_log]
+        log[-1]["ms"] = round((now - failover.step_started_at).total_seconds() * 1000, 1)
+        log[-1]["error"] = attempt_error or extra.get("error")
+        values["attempt_log"] = log
+    if skipped:
+        values["attempt_log"] = [*values.get("attempt_log", failover.attempt_log), *(_logged(a) for a in skipped)]
     if status in (FailoverStatus.COMPLETED, FailoverStatus.FAILED):
         timings["total_ms"] = round((now - failover.created_at).total_seconds() * 1000, 1)
         values["completed_at"] = now

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
-from uuid import UUID
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
@@ -12,10 +12,13 @@ from takeover.domain.errors import Conflict, NoCapacity, NotFound
 from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
-from takeover.store.base import record_event, transaction
-from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
+from takeover.ports import LeaseToken
+from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.nodes import claim_slot, get_node, release_slot, select_node, take_slot
 from takeover.store.rows import NEW_RUNNER, instance_from_row, spec_to_json
-from takeover.store.tables import failovers, instances
+from takeover.store.tables import failovers, instances, nodes, volumes
+from takeover.store.volumes import get_volume
+from takeover.strategies.base import Attempt, Situation
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 
@@ -36,6 +39,12 @@ class InstanceRepository:
             if taken is not None:
                 raise Conflict(f"an instance named {instance.name!r} already exists", field="name")
             request = PlacementRequest(instance.preferred_region, degraded_streak=self._degraded_streak)
+            if instance.volume_id is not None:  # it runs where its volume is, or nowhere
+                volume = get_volume(conn, instance.volume_id, instance.owner)
+                if volume.attached_to is not None:
+                    raise Conflict(f"volume {volume.name} is attached to instance {volume.attached_to}")
+                instance = replace(instance, preferred_region=volume.region)
+                request = replace(request, preferred_region=volume.region, region_only=True)
             node = claim_slot(conn, request)
             if isinstance(node, Ineligible):
                 raise NoCapacity(f"no node can take the instance: {node.reason}")
@@ -167,4 +176,108 @@ def _values(instance: Instance) -> dict[str, object]:
         "failover_strategy": instance.failover_strategy,
         "last_failover_at": instance.last_failover_at,
         "created_at": instance.created_at,
+        "volume_id": instance.volume_id,
     }
+
+
+WARM = ("warm_pool", "both")
+
+
+def effective_strategy(instance: Instance, default: str) -> str:
+    return instance.failover_strategy or default
+
+
+class StandbyRepository:
+    """Warm standbys: which node keeps a synced copy of which instance, and how fresh it is."""
+
+    def __init__(self, engine: sa.Engine, degraded_streak: int) -> None:
+        self._engine = engine
+        self._degraded_streak = degraded_streak
+
+    def keep(self, default_strategy: str, now: datetime, fence: LeaseToken | None) -> list[str]:
+        """Give every warm instance a standby node that is online and is not its own node."""
+        changed = []
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            standby = nodes.alias("standby")
+            strategy = sa.func.coalesce(instances.c.failover_strategy, default_strategy)
+            rows = conn.execute(
+                sa.select(instances.c.id, instances.c.name, instances.c.node_id, nodes.c.region)
+                .select_from(
+                    instances.join(nodes, nodes.c.id == instances.c.node_id).outerjoin(
+                        standby, standby.c.id == instances.c.standby_node_id
+                    )
+                )
+                .where(
+                    strategy.in_(WARM),
+                    sa.or_(
+                        instances.c.standby_node_id.is_(None),
+                        instances.c.standby_node_id == instances.c.node_id,
+                        sa.func.coalesce(standby.c.status, "gone") != NodeStatus.ONLINE.value,
+                    ),
+                )
+            ).all()
+            for row in rows:
+                request = PlacementRequest(row.region, frozenset({row.node_id}), self._degraded_streak)
+                choice = select_node(conn, request)
+                target = None if isinstance(choice, Ineligible) else choice.id
+                conn.execute(
+                    instances.update()
+                    .where(instances.c.id == row.id)
+                    .values(standby_node_id=target, standby_synced_at=None, standby_snapshot=None)
+                )
+                if target is not None:
+                    changed.append(f"{row.name}: standby on {choice.name}")  # type: ignore[union-attr]
+        return changed
+
+    def synced(self, node_id: UUID, reports: dict[UUID, str], now: datetime) -> None:
+        """``node_id`` holds these snapshots of the instances it stands by for."""
+        if not reports:
+            return
+        with transaction(self._engine) as conn:
+            for instance_id, snapshot in reports.items():
+                conn.execute(
+                    instances.update()
+                    .where(instances.c.id == instance_id, instances.c.standby_node_id == node_id)
+                    .values(standby_synced_at=now, standby_snapshot=snapshot)
+                )
+
+    def situation(
+        self, instance_id: UUID, now: datetime, sync_interval: timedelta, attempts: tuple[Attempt, ...], max_attempts: int
+    ) -> Situation:
+        with self._engine.connect() as conn:
+            instance = _get(conn, instance_id, None)
+            statuses = {
+                r.id: NodeStatus(r.status)
+                for r in conn.execute(
+                    sa.select(nodes.c.id, nodes.c.status).where(
+                        nodes.c.id.in_([n for n in (instance.node_id, instance.standby_node_id) if n])
+                    )
+                )
+            }
+            volume_region = None
+            if instance.volume_id is not None:
+                volume_region = conn.execute(
+                    sa.select(volumes.c.region).where(volumes.c.id == instance.volume_id)
+                ).scalar_one_or_none()
+            free = sa.select(sa.func.count()).where(
+                nodes.c.status == NodeStatus.ONLINE.value,
+                nodes.c.current_instances < nodes.c.max_instances,
+                nodes.c.id != (instance.node_id or uuid4()),
+            )
+            region = volume_region or instance.preferred_region
+            candidates = conn.execute(free).scalar_one()
+            in_region = conn.execute(free.where(nodes.c.region == region)).scalar_one() if region else candidates
+        return Situation(
+            instance=instance,
+            now=now,
+            sync_interval=sync_interval,
+            node_status=statuses.get(instance.node_id) if instance.node_id else None,
+            standby_status=statuses.get(instance.standby_node_id) if instance.standby_node_id else None,
+            standby_synced_at=instance.standby_synced_at,
+            candidates=candidates,
+            candidates_in_region=in_region,
+            volume_region=volume_region,
+            attempts=attempts,
+            max_attempts=max_attempts,
+        )

@@ -316,6 +316,8 @@ def select_node(conn: sa.Connection, request: PlacementRequest) -> Node | Inelig
     The pure rule runs only when nothing fits, to say why.
     """
     regions = [request.preferred_region, None] if request.preferred_region else [None]
+    if request.region_only:
+        regions = [request.preferred_region]
     for region in regions:
         row = conn.execute(_eligible_query(request, region)).first()
         if row is not None:
@@ -328,9 +330,7 @@ def claim_slot(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligi
     """Choose a node and take one of its slots; a node filled meanwhile is skipped."""
     exclude = set(request.exclude)
     for _ in range(10):
-        choice = select_node(
-            conn, PlacementRequest(request.preferred_region, frozenset(exclude), request.degraded_streak)
-        )
+        choice = select_node(conn, replace(request, exclude=frozenset(exclude)))
         if isinstance(choice, Ineligible):
             return choice
         if take_slot(conn, choice.id):

@@ -70,6 +70,10 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         restored_from=row.restored_from,
         last_snapshot=row.last_snapshot,
         snapshot_requested_at=row.snapshot_requested_at,
+        volume_id=row.volume_id,
+        standby_node_id=row.standby_node_id,
+        standby_synced_at=row.standby_synced_at,
+        standby_snapshot=row.standby_snapshot,
     )
 
 
@@ -90,4 +94,6 @@ def failover_from_row(row: sa.Row[Any]) -> Failover:
         tried_node_ids=tuple(UUID(x) for x in row.tried_node_ids),
         timings=dict(row.timings),
         completed_at=row.completed_at,
+        strategy=row.strategy,
+        attempt_log=tuple(row.attempt_log or ()),
     )

@@ -65,6 +65,18 @@ nodes = sa.Table(
     sa.Index("ix_nodes_region", "region"),
 )
 
+volumes = sa.Table(
+    "volumes",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("region", sa.String(100), nullable=False),
+    sa.Column("size_gb", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("owner", "name"),
+)
+
 instances = sa.Table(
     "instances",
     metadata,
@@ -85,6 +97,10 @@ instances = sa.Table(
     sa.Column("restored_from", sa.String(200), nullable=True),
     sa.Column("last_snapshot", sa.String(200), nullable=True),
     sa.Column("snapshot_requested_at", UtcDateTime, nullable=True),
+    sa.Column("volume_id", sa.Uuid, sa.ForeignKey("volumes.id"), nullable=True, unique=True),
+    sa.Column("standby_node_id", sa.Uuid, nullable=True),
+    sa.Column("standby_synced_at", UtcDateTime, nullable=True),
+    sa.Column("standby_snapshot", sa.String(200), nullable=True),
     sa.UniqueConstraint("owner", "name"),
 )
 
@@ -114,6 +130,8 @@ failovers = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("step_started_at", UtcDateTime, nullable=False),
     sa.Column("completed_at", UtcDateTime, nullable=True),
+    sa.Column("strategy", sa.String(30), nullable=True),
+    sa.Column("attempt_log", Json, nullable=False, server_default="[]"),
     # At most one open failover per instance, enforced by the store itself.
     sa.Index(
         "uq_failovers_open_instance",

@@ -1,0 +1,41 @@
+"""cpu_standby (also snapshot_restore): restore the latest snapshot on the best node and start it."""
+
+from __future__ import annotations
+
+from takeover.strategies.base import (
+    AttemptPlan,
+    NotPossible,
+    Readiness,
+    Situation,
+    StrategyInfo,
+    StrategyName,
+)
+
+INFO = StrategyInfo(
+    id="cpu_standby",
+    name="Snapshot restore",
+    description="Restores the latest workspace snapshot on the best node and starts it there",
+    recovery_time="detection + restore (1 GB: seconds to tens of seconds)",
+    cost="object storage for the snapshots",
+    requirements=("a snapshot store every node can reach", "another online node with a free slot"),
+    steps=("choose the best node", "bump the epoch", "restore the newest verified snapshot", "start"),
+)
+
+
+class CpuStandby:
+    info = INFO
+
+    def readiness(self, situation: Situation) -> Readiness:
+        snapshot = situation.instance.last_snapshot
+        details = {"latest_snapshot": snapshot, "other_nodes": situation.candidates}
+        if situation.candidates == 0:
+            return Readiness(False, details, "add a node with a free slot: there is nowhere to restore to")
+        if snapshot is None:
+            return Readiness(False, details, "no snapshot yet: take one (POST /instances/{id}/snapshot)")
+        return Readiness(True, details)
+
+    def plan(self, situation: Situation) -> AttemptPlan | NotPossible:
+        mine = [a for a in situation.attempts if a.strategy == StrategyName.CPU_STANDBY]
+        if len(mine) >= situation.max_attempts:
+            return NotPossible(f"cpu_standby tried {len(mine)} node(s)")
+        return AttemptPlan(StrategyName.CPU_STANDBY)
