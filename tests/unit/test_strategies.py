@@ -79,7 +79,7 @@ def test_warm_pool_targets_its_synced_standby_once() -> None:
 )
 def test_warm_pool_is_not_ready_when_its_standby_is_not(change: dict[str, object], action: str) -> None:
     base = warm()
-    values = {
+    values: dict[str, object] = {
         "instance": base.instance,
         "standby_status": base.standby_status,
         "standby_synced_at": base.standby_synced_at,
