@@ -91,7 +91,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         metrics,
         heartbeat_batch=settings.heartbeat_batch,
         wake=controllers.wake if controllers else lambda: None,
-        agent_timings=AgentTimings(settings.heartbeat_interval, settings.fence_after),
+        agent_timings=AgentTimings(settings.heartbeat_interval, settings.fence_after, settings.sync_interval),
     )
     metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:

@@ -90,11 +90,19 @@ class InstanceReportIn(Request):
         )
 
 
+class StandbyReportIn(Request):
+    id: UUID
+    snapshot: SnapshotId | None = Field(None, description="the snapshot the warm copy now holds")
+
+
 class HeartbeatIn(Request):
     cpu_load: float = Field(ge=0, le=1, allow_inf_nan=False)
     memory_load: float = Field(ge=0, le=1, allow_inf_nan=False)
     avg_latency_ms: float = Field(0.0, ge=0, le=600_000, allow_inf_nan=False)
     instances: list[InstanceReportIn] = Field(default_factory=list, max_length=10_000)
+    standbys: list[StandbyReportIn] = Field(
+        default_factory=list, max_length=10_000, description="warm copies synced since the last heartbeat"
+    )
 
 
 class SpecIn(Request):
@@ -121,6 +129,7 @@ class DesiredInstance(BaseModel):
     epoch: int
     spec: SpecOut
     snapshot_requested_at: datetime | None = Field(None, description="take a snapshot if none is newer")
+    volume_id: UUID | None = Field(None, description="a regional volume to use as the workspace")
 
 
 class ReleaseInstance(BaseModel):
@@ -138,6 +147,10 @@ class HeartbeatOut(BaseModel):
     )
     heartbeat_interval: float
     fence_after: float = Field(description="stop every instance after this long without a heartbeat")
+    standby: list[DesiredInstance] = Field(
+        default_factory=list, description="keep a synced, not running copy of these (warm pool)"
+    )
+    sync_interval: float = Field(10.0, description="how often to sync the warm copies")
 
 
 class SelectIn(Request):
@@ -175,6 +188,10 @@ class InstanceOut(BaseModel):
     restored_from: str | None
     last_snapshot: str | None
     snapshot_requested_at: datetime | None
+    volume_id: UUID | None
+    standby_node_id: UUID | None
+    standby_synced_at: datetime | None
+    standby_snapshot: str | None
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:

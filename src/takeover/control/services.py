@@ -57,6 +57,7 @@ class AgentTimings:
 
     heartbeat_interval: float = 30.0
     fence_after: float = 75.0
+    sync_interval: float = 10.0
 
 
 class Services:

@@ -31,6 +31,7 @@ class Heartbeat:
     memory_load: float
     avg_latency_ms: float
     instances: tuple[InstanceReport, ...] = ()
+    standbys: tuple[tuple[UUID, str | None], ...] = ()  # (instance, snapshot it holds) after a sync
 
 
 def status_after_heartbeat(status: NodeStatus) -> NodeStatus:

@@ -230,18 +230,6 @@ class StandbyRepository:
                     changed.append(f"{row.name}: standby on {choice.name}")  # type: ignore[union-attr]
         return changed
 
-    def synced(self, node_id: UUID, reports: dict[UUID, str], now: datetime) -> None:
-        """``node_id`` holds these snapshots of the instances it stands by for."""
-        if not reports:
-            return
-        with transaction(self._engine) as conn:
-            for instance_id, snapshot in reports.items():
-                conn.execute(
-                    instances.update()
-                    .where(instances.c.id == instance_id, instances.c.standby_node_id == node_id)
-                    .values(standby_synced_at=now, standby_snapshot=snapshot)
-                )
-
     def situation(
         self, instance_id: UUID, now: datetime, sync_interval: timedelta, attempts: tuple[Attempt, ...], max_attempts: int
     ) -> Situation:

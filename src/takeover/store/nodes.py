@@ -29,6 +29,7 @@ class HeartbeatResult:
     desired: list[Instance]
     state_changes: int = 0  # instances whose reported state changed with this heartbeat
     releasing: list[Instance] = field(default_factory=list)  # to stop and snapshot (a handover)
+    standby: list[Instance] = field(default_factory=list)  # warm copies to keep in sync here
 
 
 class NodeRepository:
@@ -111,6 +112,7 @@ class NodeRepository:
             updated = self._update_nodes(conn, accepted, known, now)
             held = _held_instances(conn, list(updated))
             changes = self._apply_reports(conn, accepted, held, updated)
+            standing_by = _standbys(conn, accepted, now)
         desired: dict[UUID, list[Instance]] = {}
         releasing: dict[UUID, list[Instance]] = {}
         for instance, leaving in held:
@@ -127,6 +129,7 @@ class NodeRepository:
                         desired.get(hb.node_id, []),
                         changes[hb.node_id],
                         releasing.get(hb.node_id, []),
+                        standing_by.get(hb.node_id, []),
                     )
                 )
         return results
@@ -250,6 +253,27 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
         .order_by(instances.c.name)
     )
     return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
+
+
+def _standbys(conn: sa.Connection, batch: Sequence[Heartbeat], now: datetime) -> dict[UUID, list[Instance]]:
+    """Record the standby syncs these nodes report; return what each must keep a warm copy of."""
+    for hb in batch:
+        for instance_id, snapshot in hb.standbys:
+            conn.execute(
+                instances.update()
+                .where(instances.c.id == instance_id, instances.c.standby_node_id == hb.node_id)
+                .values(standby_synced_at=now, standby_snapshot=snapshot)
+            )
+    node_ids = [hb.node_id for hb in batch]
+    rows = conn.execute(
+        sa.select(instances).where(
+            instances.c.standby_node_id.in_(node_ids), instances.c.node_id != instances.c.standby_node_id
+        )
+    )
+    found: dict[UUID, list[Instance]] = {}
+    for row in rows:
+        found.setdefault(row.standby_node_id, []).append(instance_from_row(row))
+    return found
 
 
 def _refusal(owner: tuple[str, Node | None] | None, node_id: UUID) -> TakeoverError | None:

@@ -98,7 +98,7 @@ instances = sa.Table(
     sa.Column("last_snapshot", sa.String(200), nullable=True),
     sa.Column("snapshot_requested_at", UtcDateTime, nullable=True),
     sa.Column("volume_id", sa.Uuid, sa.ForeignKey("volumes.id"), nullable=True, unique=True),
-    sa.Column("standby_node_id", sa.Uuid, nullable=True),
+    sa.Column("standby_node_id", sa.Uuid, nullable=True, index=True),
     sa.Column("standby_synced_at", UtcDateTime, nullable=True),
     sa.Column("standby_snapshot", sa.String(200), nullable=True),
     sa.UniqueConstraint("owner", "name"),

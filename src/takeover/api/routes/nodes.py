@@ -24,7 +24,7 @@ from takeover.api.schemas import (
 from takeover.control.services import NodeDraft
 from takeover.domain.errors import Conflict, NoCapacity
 from takeover.domain.heartbeat import Heartbeat
-from takeover.domain.models import NodeStatus
+from takeover.domain.models import Instance, NodeStatus
 from takeover.domain.placement import Ineligible
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
@@ -96,25 +96,31 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
 async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep) -> Response:
     """The hot path: the reply is serialized once here, not validated again by FastAPI."""
     reports = tuple(r.to_report() for r in body.instances)
+    standbys = tuple((s.id, s.snapshot) for s in body.standbys)
     result = await services.heartbeat(
-        token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports)
+        token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports, standbys)
     )
+    timings = services.agent_timings
     reply = HeartbeatOut(
         node_id=node_id,
         health_score=result.node.health_score,
         status=result.node.status,
-        desired=[
-            DesiredInstance(
-                id=i.id,
-                name=i.name,
-                epoch=i.epoch,
-                spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
-                snapshot_requested_at=i.snapshot_requested_at,
-            )
-            for i in result.desired
-        ],
+        desired=[_desired(i) for i in result.desired],
         release=[ReleaseInstance(id=i.id, epoch=i.epoch) for i in result.releasing],
-        heartbeat_interval=services.agent_timings.heartbeat_interval,
-        fence_after=services.agent_timings.fence_after,
+        heartbeat_interval=timings.heartbeat_interval,
+        fence_after=timings.fence_after,
+        standby=[_desired(i) for i in result.standby],
+        sync_interval=timings.sync_interval,
     )
     return Response(reply.model_dump_json(), media_type="application/json")
+
+
+def _desired(i: Instance) -> DesiredInstance:
+    return DesiredInstance(
+        id=i.id,
+        name=i.name,
+        epoch=i.epoch,
+        spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
+        snapshot_requested_at=i.snapshot_requested_at,
+        volume_id=i.volume_id,
+    )

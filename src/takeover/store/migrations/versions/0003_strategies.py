@@ -38,6 +38,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("standby_snapshot", sa.String(length=200), nullable=True))
         batch.create_foreign_key(op.f("fk_instances_volume_id_volumes"), "volumes", ["volume_id"], ["id"])
         batch.create_unique_constraint(op.f("uq_instances_volume_id"), ["volume_id"])
+        batch.create_index(op.f("ix_instances_standby_node_id"), ["standby_node_id"])
     json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     with op.batch_alter_table("failovers") as batch:
         batch.add_column(sa.Column("strategy", sa.String(length=30), nullable=True))
@@ -49,6 +50,7 @@ def downgrade() -> None:
         batch.drop_column("attempt_log")
         batch.drop_column("strategy")
     with op.batch_alter_table("instances") as batch:
+        batch.drop_index(op.f("ix_instances_standby_node_id"))
         batch.drop_constraint(op.f("uq_instances_volume_id"), type_="unique")
         batch.drop_constraint(op.f("fk_instances_volume_id_volumes"), type_="foreignkey")
         for column in ("standby_snapshot", "standby_synced_at", "standby_node_id", "volume_id"):
