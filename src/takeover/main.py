@@ -92,6 +92,8 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         heartbeat_batch=settings.heartbeat_batch,
         wake=controllers.wake if controllers else lambda: None,
         agent_timings=AgentTimings(settings.heartbeat_interval, settings.fence_after, settings.sync_interval),
+        max_attempts=settings.max_attempts,
+        execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
     )
     metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:

@@ -33,9 +33,9 @@ class Settings(BaseSettings):
     stop_timeout: float = Field(60.0, gt=0)
     restore_timeout: float = Field(120.0, gt=0)
     max_attempts: int = Field(3, ge=1)
-    default_strategy: Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"] = (
-        Field("cpu_standby", description="for instances that name none")
-    )
+    default_strategy: Literal[
+        "warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"
+    ] = Field("cpu_standby", description="for instances that name none")
     sync_interval: float = Field(10.0, gt=0, description="how often warm standbys catch up")
 
     low_score_threshold: float = Field(30.0, ge=0, le=100)

@@ -216,3 +216,25 @@ def test_the_digest_names_the_content(tmp_path: Path) -> None:
     (ws / "f").write_bytes(b"hello")
     manifest = take_snapshot(store, ws, "i1", 1).manifest
     assert manifest.files[0].chunks == [hashlib.sha256(b"hello").hexdigest()]
+
+
+def test_a_warm_copy_syncs_in_place_rewriting_only_what_changed(tmp_path: Path) -> None:
+    from takeover.snapshots.archive import sync_snapshot
+
+    store = DirectoryStore(tmp_path / "store")
+    ws = make_workspace(tmp_path / "ws")
+    first = take_snapshot(store, ws, "i1", 1).manifest
+    copy = tmp_path / "copy"
+    synced = sync_snapshot(store, "i1", first.id, copy, None)
+    assert tree(copy) == tree(ws)
+    big = copy / "data" / "big.bin"
+    inode = big.stat().st_ino
+
+    (ws / "count").write_text("43")
+    (ws / "new.txt").write_text("new")
+    (ws / "run.sh").unlink()
+    (ws / "empty-dir").rmdir()
+    second = take_snapshot(store, ws, "i1", 1, previous=first).manifest
+    sync_snapshot(store, "i1", second.id, copy, synced)
+    assert tree(copy) == tree(ws)
+    assert big.stat().st_ino == inode  # the unchanged 8 MB file was not rewritten

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,7 @@ import structlog
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.settings import AgentSettings
 from takeover.domain.models import InstanceSpec, InstanceState
-from takeover.snapshots import SnapshotRepository
+from takeover.snapshots import Manifest, SnapshotRepository
 from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
@@ -42,6 +43,26 @@ class AgentError(Exception):
 class Credentials:
     node_id: UUID
     token: str
+
+
+@dataclass
+class WarmCopy:
+    """A standby copy of an instance that runs elsewhere: synced from its snapshots, never run here."""
+
+    instance_id: str
+    epoch: int
+    path: Path
+    manifest: Manifest | None = None
+    next_sync: float = 0.0
+    to_report: bool = False  # a sync finished since the last accepted heartbeat
+
+
+@dataclass
+class Job:
+    future: Future[Any]
+    done: Callable[[Any], None]
+    failed: Callable[[Exception], None]
+    current: Callable[[], bool]  # False: what the job was for is gone; its result is dropped
 
 
 class Agent:
@@ -67,7 +88,9 @@ class Agent:
         self.latency_ms = 0.0
         self.stop_event = threading.Event()
         self._workers = ThreadPoolExecutor(2, thread_name_prefix="snapshots")
-        self._jobs: dict[str, tuple[Future[Any], Callable[[Any], None], Callable[[Exception], None]]] = {}
+        self._jobs: dict[str, Job] = {}  # one per workspace: the instance id, or "warm:<id>"
+        self.warm: dict[str, WarmCopy] = {}
+        self.sync_interval = 10.0
         self._next_snapshot: dict[str, float] = {}
         self._wanted: dict[str, dict[str, Any]] = {}  # the last reply's desired instances
         self.credentials: Credentials | None = None
@@ -149,7 +172,13 @@ class Agent:
             **self._metrics(),
             "avg_latency_ms": round(self.latency_ms, 2),
             "instances": [self._report(r) for r in self.runners.values()],
+            "standbys": [
+                {"id": c.instance_id, "snapshot": c.manifest.id if c.manifest else None}
+                for c in self.warm.values()
+                if c.to_report
+            ],
         }
+        reported_syncs = [c for c in self.warm.values() if c.to_report]
         sent = time.monotonic()
         timeout = self.heartbeat_interval
         if (
@@ -175,10 +204,15 @@ class Agent:
         self.last_ok = sent
         self.heartbeat_interval = float(reply["heartbeat_interval"])
         self.fence_after = float(reply["fence_after"])
+        self.sync_interval = float(reply.get("sync_interval", self.sync_interval))
+        for copy in reported_syncs:
+            copy.to_report = False
         if self.fenced:
             log.info("control plane reachable again; no longer fenced")
             self.fenced = False
-        self.reconcile(reply["desired"], {r["id"]: r["epoch"] for r in reply["release"]})
+        self.reconcile(
+            reply["desired"], {r["id"]: r["epoch"] for r in reply["release"]}, reply.get("standby", [])
+        )
         return True
 
     def _metrics(self) -> dict[str, float]:
@@ -205,9 +239,15 @@ class Agent:
 
     # reconcile ----------------------------------------------------------------------------
 
-    def reconcile(self, desired: list[dict[str, Any]], release: dict[str, int]) -> None:
+    def reconcile(
+        self,
+        desired: list[dict[str, Any]],
+        release: dict[str, int],
+        standby: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Stop what must stop, and only then start what is new: never two runners at once."""
         wanted = {d["id"]: d for d in desired}
+        self._keep_warm({s["id"]: int(s["epoch"]) for s in standby or []}, wanted)
         stopping, handovers = [], []
         for instance_id, runner in list(self.runners.items()):
             if release.get(instance_id) == runner.epoch:
@@ -226,14 +266,29 @@ class Agent:
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
             log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
-            self._final_snapshot(runner)
+            if runner.on_volume:  # its data is already on the shared volume
+                runner.state = InstanceState.STOPPED
+            else:
+                self._final_snapshot(runner)
         self._wanted = wanted
         self._start_missing()
 
     def _start_missing(self) -> None:
         for instance_id, item in self._wanted.items():
-            if instance_id not in self.runners and instance_id not in self._jobs:  # one job per workspace
+            busy = instance_id in self._jobs or f"warm:{instance_id}" in self._jobs  # one job per workspace
+            if instance_id not in self.runners and not busy:
                 self._prepare(item)
+
+    def _keep_warm(self, standby: dict[str, int], wanted: dict[str, Any]) -> None:
+        """Track the copies the reply lists; drop the others, unless one is about to be promoted here."""
+        for instance_id in list(self.warm):
+            if instance_id not in standby and instance_id not in wanted:
+                shutil.rmtree(self.warm.pop(instance_id).path, ignore_errors=True)
+        for instance_id, epoch in standby.items():
+            if instance_id in self.warm:
+                self.warm[instance_id].epoch = epoch
+            else:
+                self.warm[instance_id] = WarmCopy(instance_id, epoch, self.data_dir / "standby" / instance_id)
 
     def _prepare(self, item: dict[str, Any]) -> None:
         spec = InstanceSpec(
@@ -260,6 +315,13 @@ class Agent:
                 f"no free port in NODE_PORT_RANGE {self.settings.port_range}",
             )
             return
+        if item.get("volume_id"):
+            self._attach_volume(runner, str(item["volume_id"]))
+            return
+        copy = self.warm.pop(instance_id, None)
+        if copy is not None and copy.path.is_dir():
+            self._promote(runner, copy)
+            return
         if local.get("epoch") == epoch and workspace.is_dir():
             log.info("starting from the local workspace", instance=instance_id, epoch=epoch)
             self._start(runner)
@@ -270,6 +332,33 @@ class Agent:
             lambda: self.snapshots.restore(instance_id, epoch, workspace),
             lambda restored: self._restored(runner, restored),
             lambda exc: self._fail(runner, f"restore failed: {exc}"),
+        )
+
+    def _attach_volume(self, runner: Runner, volume_id: str) -> None:
+        """The regional volume is the workspace: nothing to restore, nothing to snapshot."""
+        root = self.settings.volume_root
+        if root is None:
+            self._fail(runner, "this node has no NODE_VOLUME_ROOT, so it cannot attach regional volumes")
+            return
+        runner.workspace = (root / volume_id).resolve()
+        runner.on_volume = True
+        if not runner.workspace.is_relative_to(root.resolve()):
+            self._fail(runner, f"volume {volume_id} resolves outside {root}")
+            return
+        runner.workspace.mkdir(parents=True, exist_ok=True)
+        log.info("starting on its regional volume", instance=runner.instance_id, volume=volume_id)
+        self._start(runner)
+
+    def _promote(self, runner: Runner, copy: WarmCopy) -> None:
+        """Warm pool: the standby copy becomes the workspace, catches up with any newer snapshot, starts."""
+        shutil.rmtree(runner.workspace, ignore_errors=True)
+        copy.path.rename(runner.workspace)
+        log.info("promoting the warm copy", instance=runner.instance_id, epoch=runner.epoch)
+        self._submit(
+            runner,
+            lambda: self.snapshots.sync(runner.instance_id, runner.epoch, runner.workspace, copy.manifest),
+            lambda restored: self._restored(runner, restored),
+            lambda exc: self._fail(runner, f"promotion failed: {exc}"),
         )
 
     def _restored(self, runner: Runner, restored: Any) -> None:
@@ -294,8 +383,12 @@ class Agent:
     # snapshots ----------------------------------------------------------------------------
 
     def _schedule_snapshots(self, now: float) -> None:
+        for copy in self.warm.values():
+            if now >= copy.next_sync and f"warm:{copy.instance_id}" not in self._jobs:
+                copy.next_sync = now + self.sync_interval
+                self._sync_warm(copy)
         for instance_id, runner in self.runners.items():
-            if instance_id in self._jobs:
+            if instance_id in self._jobs or runner.on_volume:
                 continue
             if runner.released and runner.state is InstanceState.STOPPING:  # a final snapshot to retry
                 if now >= self._next_snapshot.get(instance_id, 0):
@@ -325,6 +418,20 @@ class Agent:
             failed,
         )
 
+    def _sync_warm(self, copy: WarmCopy) -> None:
+        def done(restored: Any) -> None:
+            copy.manifest, copy.to_report = restored.manifest, True
+
+        def failed(exc: Exception) -> None:
+            log.error("warm copy sync failed", instance=copy.instance_id, error=str(exc))
+
+        future = self._workers.submit(
+            lambda: self.snapshots.sync(copy.instance_id, copy.epoch + 1, copy.path, copy.manifest)
+        )
+        self._jobs[f"warm:{copy.instance_id}"] = Job(
+            future, done, failed, lambda: self.warm.get(copy.instance_id) is copy
+        )
+
     def _final_snapshot(self, runner: Runner) -> None:
         def done(result: Any) -> None:
             runner.last_snapshot, runner.state, runner.error = result.manifest.id, InstanceState.STOPPED, None
@@ -349,23 +456,26 @@ class Agent:
         done: Callable[[Any], None],
         failed: Callable[[Exception], None],
     ) -> None:
-        self._jobs[runner.instance_id] = (self._workers.submit(work), done, failed)
+        def current() -> bool:
+            return self.runners.get(runner.instance_id) is runner and not self.fenced
+
+        self._jobs[runner.instance_id] = Job(self._workers.submit(work), done, failed, current)
 
     def _collect_jobs(self) -> None:
-        """Apply finished jobs on the loop thread, unless their runner was replaced meanwhile."""
-        for instance_id, (future, done, failed) in list(self._jobs.items()):
-            if not future.done():
+        """Apply finished jobs on the loop thread, unless what they were for was replaced meanwhile."""
+        for key, job in list(self._jobs.items()):
+            if not job.future.done():
                 continue
-            del self._jobs[instance_id]
-            if instance_id not in self.runners or self.fenced:
+            del self._jobs[key]
+            if not job.current():
                 self._start_missing()  # a new epoch of it may have waited for this job
                 continue
             try:
-                result = future.result()
+                result = job.future.result()
             except Exception as exc:  # any store's error (S3 too): reported, never fatal
-                failed(exc)
+                job.failed(exc)
                 continue
-            done(result)
+            job.done(result)
 
     # fencing ------------------------------------------------------------------------------
 

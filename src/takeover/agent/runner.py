@@ -53,6 +53,7 @@ class Runner:
     started_at: float = 0.0
     restart_at: float | None = None
     released: bool = False  # a handover: stop, take a final snapshot, report stopped
+    on_volume: bool = False  # the workspace is a regional volume: no snapshots, no restores
     snapshot_request: str | None = None  # the control plane's latest on-demand request
     snapshot_served: str | None = None  # the request the last snapshot answered
     extra_env: dict[str, str] = field(default_factory=dict)

@@ -40,6 +40,11 @@ class AgentSettings(BaseSettings):
         validation_alias=_env("TAKEOVER_SNAPSHOT_STORE", "TAKEOVER_SNAPSHOT_DIR"),
         description="a directory every node shares, or s3://bucket/prefix",
     )
+    volume_root: Path | None = Field(
+        None,
+        validation_alias=_env("NODE_VOLUME_ROOT"),
+        description="where this node mounts its region's shared storage (regional volumes)",
+    )
     heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
     snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))

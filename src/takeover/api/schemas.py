@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import InstanceReport
-from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
+from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus, Volume
 from takeover.domain.snapshots import SnapshotRef
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -163,7 +163,10 @@ class InstanceCreate(Request):
     spec: SpecIn
     preferred_region: Region | None = None
     failover_enabled: bool = True
-    failover_strategy: Annotated[str, Field(max_length=50)] | None = None
+    failover_strategy: (
+        Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"] | None
+    ) = None
+    volume_id: UUID | None = Field(None, description="a regional volume: the instance runs in its region")
 
 
 class AssignIn(Request):
@@ -277,3 +280,62 @@ class TokenOut(BaseModel):
 
 class TokenCreated(TokenOut):
     token: str = Field(description="shown this once; only its hash is stored")
+
+
+StrategyParam = Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"]
+
+
+class ExecuteIn(Request):
+    """Document 002's request; gpu_instance_id, ssh_host, ssh_port and workspace_path are accepted
+    for compatibility and not needed: the control plane knows where the instance runs."""
+
+    machine_id: UUID
+    force_strategy: StrategyParam | None = None
+    gpu_instance_id: int | None = Field(None, ge=0)
+    ssh_host: Annotated[str, Field(max_length=255)] | None = None
+    ssh_port: int | None = Field(None, ge=1, le=65535)
+    workspace_path: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class VolumeCreate(Request):
+    region: Region
+    size_gb: int = Field(ge=1, le=1_000_000)
+    name: Name
+
+
+class VolumeFailoverIn(Request):
+    volume_id: UUID
+    region: Region | None = None
+    old_instance_id: UUID | None = None
+    preferred_gpus: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    max_price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    use_spot: bool = False
+    docker_image: Annotated[str, Field(max_length=500)] | None = None
+    mount_path: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class VolumeOut(BaseModel):
+    volume_id: UUID
+    name: str
+    region: str
+    size_gb: int
+    status: Literal["available", "attached"]
+    attached_to: UUID | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, volume: Volume) -> VolumeOut:
+        return cls(
+            volume_id=volume.id,
+            name=volume.name,
+            region=volume.region,
+            size_gb=volume.size_gb,
+            status="attached" if volume.attached_to else "available",
+            attached_to=volume.attached_to,
+            created_at=volume.created_at,
+        )
+
+
+class InstancePatch(Request):
+    failover_strategy: StrategyParam | None = None
+    failover_enabled: bool | None = None

@@ -109,7 +109,9 @@ class FailoverExecutor:
             if isinstance(plan, NotPossible):
                 last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
                 error = "; ".join(e for e in (last, f"gave up: {plan.reason}") if e)
-                return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped)
+                return failovers.advance(
+                    failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped
+                )
             placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped)
             if not isinstance(placed, Ineligible):
                 return placed is not None
@@ -118,9 +120,13 @@ class FailoverExecutor:
                     failover, FailoverStatus.FAILED, now, fence, error=placed.reason, skipped=skipped
                 )
             skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
-        return failovers.advance(failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it")
+        return failovers.advance(
+            failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it"
+        )
 
-    def _plan(self, failover: Failover, situation: Situation, skipped: list[Attempt]) -> AttemptPlan | NotPossible:
+    def _plan(
+        self, failover: Failover, situation: Situation, skipped: list[Attempt]
+    ) -> AttemptPlan | NotPossible:
         if failover.requested_target_id is not None:
             if situation.attempts:
                 return NotPossible("the requested target was tried")

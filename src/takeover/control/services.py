@@ -9,10 +9,12 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from takeover.control.heartbeats import HeartbeatBatcher
+from takeover.control.orchestrator import Orchestrator
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import Heartbeat
@@ -21,6 +23,7 @@ from takeover.domain.placement import Ineligible
 from takeover.metrics import Metrics
 from takeover.ports import Clock
 from takeover.store import HeartbeatResult, Store, TokenRecord
+from takeover.strategies import parse_strategy
 
 
 def hash_token(raw: str) -> str:
@@ -49,6 +52,7 @@ class InstanceDraft:
     preferred_region: str | None = None
     failover_enabled: bool = True
     failover_strategy: str | None = None
+    volume_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ class Services:
         heartbeat_batch: int = 1000,
         wake: Callable[[], None] = lambda: None,
         agent_timings: AgentTimings | None = None,
+        max_attempts: int = 3,
+        execute_timeout: float = 300.0,
     ) -> None:
         self.agent_timings = agent_timings or AgentTimings()
         self.store = store
@@ -79,6 +85,8 @@ class Services:
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
+        sync = timedelta(seconds=self.agent_timings.sync_interval)
+        self.orchestrator = Orchestrator(store, clock, sync, max_attempts, wake, execute_timeout)
 
     # tokens -------------------------------------------------------------------------------
     def authenticate(self, raw: str | None) -> Principal:
@@ -172,7 +180,10 @@ class Services:
             state=InstanceState.ASSIGNED,
             preferred_region=draft.preferred_region,
             failover_enabled=draft.failover_enabled,
-            failover_strategy=draft.failover_strategy,
+            failover_strategy=parse_strategy(draft.failover_strategy).value
+            if draft.failover_strategy
+            else None,
+            volume_id=draft.volume_id,
             created_at=self.clock.now(),
         )
         return self.store.instances.create(instance, self.clock.now())
@@ -185,6 +196,12 @@ class Services:
 
     def delete_instance(self, who: Principal, instance_id: UUID) -> None:
         self.store.instances.delete(instance_id, _scope(who), self.clock.now())
+
+    def update_instance(self, who: Principal, instance_id: UUID, changes: dict[str, Any]) -> Instance:
+        """Failover settings only: the strategy (validated) and whether failover is automatic."""
+        if changes.get("failover_strategy"):
+            changes["failover_strategy"] = parse_strategy(changes["failover_strategy"]).value
+        return self.store.instances.update_settings(instance_id, _scope(who), changes, self.clock.now())
 
     def request_snapshot(self, who: Principal, instance_id: UUID) -> Instance:
         return self.store.instances.request_snapshot(instance_id, _scope(who), self.clock.now())

@@ -253,3 +253,71 @@ def _inside(rel: str, snapshot_id: str) -> str:
     if Path(rel).is_absolute() or ".." in parts or not parts:
         raise CorruptSnapshot(f"snapshot {snapshot_id}: path {rel!r} points outside the workspace")
     return rel
+
+
+def sync_snapshot(
+    store: ObjectStore, instance_id: str, snapshot_id: str, dest: Path, previous: Manifest | None
+) -> Manifest:
+    """Bring ``dest`` (not in use: a warm copy) to ``snapshot_id`` in place, rewriting only changes.
+
+    A file is kept when ``previous`` (what ``dest`` was synced to) lists it with the same chunks
+    and it still has that size and mtime; every rewritten file is verified, written aside and
+    renamed over. Entries the snapshot does not have are removed.
+    """
+    manifest = load_manifest(store, instance_id, snapshot_id)
+    dest.mkdir(parents=True, exist_ok=True)
+    known = {f.path: f for f in previous.files} if previous else {}
+    for rel in manifest.dirs:
+        (dest / _inside(rel, manifest.id)).mkdir(parents=True, exist_ok=True)
+    for entry in manifest.files:
+        path = dest / _inside(entry.path, manifest.id)
+        old = known.get(entry.path)
+        if old and old.chunks == entry.chunks and _same_file(path, entry):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.sync-{secrets.token_hex(3)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, entry.size)
+            for n, digest in enumerate(entry.chunks):
+                _restore_chunk(store, manifest.id, fd, digest, n * CHUNK_BYTES, entry.path)
+            os.fsync(fd)
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        tmp.replace(path)
+    for rel, target in manifest.symlinks.items():
+        path = dest / _inside(rel, manifest.id)
+        if path.is_symlink() and os.readlink(path) == target:
+            continue
+        if path.is_symlink() or path.exists():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        os.symlink(target, path)
+    _remove_extra(dest, manifest)
+    return manifest
+
+
+def _same_file(path: Path, entry: FileEntry) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
+
+
+def _remove_extra(dest: Path, manifest: Manifest) -> None:
+    wanted = {f.path for f in manifest.files} | set(manifest.dirs) | set(manifest.symlinks)
+    for rel, st in sorted(_walk(dest), key=lambda item: item[0], reverse=True):  # children first
+        if rel in wanted:
+            continue
+        path = dest / rel
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from takeover.snapshots.archive import (
     TakeResult,
     load_manifest,
     restore_snapshot,
+    sync_snapshot,
     take_snapshot,
 )
 
@@ -64,6 +65,25 @@ class SnapshotRepository:
                 self.store.quarantine(instance_id, ref.id)
                 continue
             self._last[instance_id] = manifest
+            return Restored(manifest, refused)
+        return Restored(None, refused)
+
+    def sync(self, instance_id: str, below_epoch: int, dest: Path, previous: Manifest | None) -> Restored:
+        """Bring a warm copy (or a promoted one, before it starts) to the newest good snapshot.
+
+        Same choice as ``restore``; when the newest is what ``previous`` already is, nothing is read.
+        """
+        refused: list[str] = []
+        for ref in restore_candidates(self.refs(instance_id), below_epoch):
+            if previous is not None and previous.id == ref.id and dest.is_dir():
+                return Restored(previous, refused)
+            try:
+                manifest = sync_snapshot(self.store, instance_id, ref.id, dest, previous)
+            except CorruptSnapshot as exc:
+                log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
+                refused.append(str(exc))
+                self.store.quarantine(instance_id, ref.id)
+                continue
             return Restored(manifest, refused)
         return Restored(None, refused)
 

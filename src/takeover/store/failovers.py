@@ -36,7 +36,9 @@ _OPEN = [s.value for s in OPEN_STATUSES]
 
 
 class FailoverRepository:
-    def __init__(self, engine: sa.Engine, degraded_streak: int, default_strategy: str = "cpu_standby") -> None:
+    def __init__(
+        self, engine: sa.Engine, degraded_streak: int, default_strategy: str = "cpu_standby"
+    ) -> None:
         self._engine = engine
         self._degraded_streak = degraded_streak
         self.default_strategy = default_strategy
@@ -234,7 +236,14 @@ class FailoverRepository:
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
             if not _write_step(
-                conn, failover, status, now, attempt_error=attempt_error, skipped=skipped, error=error, **extra
+                conn,
+                failover,
+                status,
+                now,
+                attempt_error=attempt_error,
+                skipped=skipped,
+                error=error,
+                **extra,
             ):
                 return False
             if status is FailoverStatus.COMPLETED:
@@ -266,7 +275,10 @@ class FailoverRepository:
             if fixed is not None:
                 exclude = frozenset(n for n in exclude if n != fixed)
             request = PlacementRequest(
-                plan.region or instance.preferred_region, exclude, self._degraded_streak, plan.region is not None
+                plan.region or instance.preferred_region,
+                exclude,
+                self._degraded_streak,
+                plan.region is not None,
             )
             target = _claim_target(conn, fixed, request)
             if isinstance(target, Ineligible):
@@ -280,7 +292,9 @@ class FailoverRepository:
             release_slot(conn, instance.node_id)
             tried = [*(str(n) for n in failover.tried_node_ids), str(target)]
             log = [*failover.attempt_log, *(_logged(a) for a in skipped)]
-            log.append({"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()})
+            log.append(
+                {"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()}
+            )
             _write_step(
                 conn,
                 failover,
@@ -340,7 +354,10 @@ def _write_step(
         log[-1]["error"] = attempt_error or extra.get("error")
         values["attempt_log"] = log
     if skipped:
-        values["attempt_log"] = [*values.get("attempt_log", failover.attempt_log), *(_logged(a) for a in skipped)]
+        values["attempt_log"] = [
+            *values.get("attempt_log", failover.attempt_log),
+            *(_logged(a) for a in skipped),
+        ]
     if status in (FailoverStatus.COMPLETED, FailoverStatus.FAILED):
         timings["total_ms"] = round((now - failover.created_at).total_seconds() * 1000, 1)
         values["completed_at"] = now

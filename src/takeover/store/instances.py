@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -76,6 +77,16 @@ class InstanceRepository:
             conn.execute(instances.delete().where(instances.c.id == instance_id))
             release_slot(conn, instance.node_id)
             record_event(conn, "instance.deleted", instance_id, f"{instance.name} deleted", now)
+
+    def update_settings(
+        self, instance_id: UUID, owner: str | None, changes: dict[str, Any], now: datetime
+    ) -> Instance:
+        with transaction(self._engine) as conn:
+            instance = _get(conn, instance_id, owner, lock=True)
+            if changes:
+                conn.execute(instances.update().where(instances.c.id == instance_id).values(**changes))
+                record_event(conn, "instance.updated", instance_id, f"{instance.name}: {changes}", now)
+            return replace(instance, **changes)
 
     def request_snapshot(self, instance_id: UUID, owner: str | None, now: datetime) -> Instance:
         """The node running it takes a snapshot after its next heartbeat (the reply asks for it)."""
@@ -231,7 +242,12 @@ class StandbyRepository:
         return changed
 
     def situation(
-        self, instance_id: UUID, now: datetime, sync_interval: timedelta, attempts: tuple[Attempt, ...], max_attempts: int
+        self,
+        instance_id: UUID,
+        now: datetime,
+        sync_interval: timedelta,
+        attempts: tuple[Attempt, ...],
+        max_attempts: int,
     ) -> Situation:
         with self._engine.connect() as conn:
             instance = _get(conn, instance_id, None)
@@ -255,7 +271,9 @@ class StandbyRepository:
             )
             region = volume_region or instance.preferred_region
             candidates = conn.execute(free).scalar_one()
-            in_region = conn.execute(free.where(nodes.c.region == region)).scalar_one() if region else candidates
+            in_region = (
+                conn.execute(free.where(nodes.c.region == region)).scalar_one() if region else candidates
+            )
         return Situation(
             instance=instance,
             now=now,

@@ -56,7 +56,11 @@ class VolumeRepository:
                 )
             )
             record_event(
-                conn, "volume.created", volume.id, f"volume {volume.name} in {volume.region}", volume.created_at
+                conn,
+                "volume.created",
+                volume.id,
+                f"volume {volume.name} in {volume.region}",
+                volume.created_at,
             )
             return volume
 
@@ -76,6 +80,8 @@ class VolumeRepository:
         with transaction(self._engine) as conn:
             volume = get_volume(conn, volume_id, owner)
             if volume.attached_to is not None:
-                raise Conflict(f"volume {volume.name} is attached to instance {volume.attached_to}; delete it first")
+                raise Conflict(
+                    f"volume {volume.name} is attached to instance {volume.attached_to}; delete it first"
+                )
             conn.execute(volumes.delete().where(volumes.c.id == volume_id))
             record_event(conn, "volume.deleted", volume_id, f"volume {volume.name} deleted", now)

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
-from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut
+from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch
 from takeover.control.services import InstanceDraft
 
 router = APIRouter(prefix="/instances", tags=["instances"])
@@ -16,7 +16,12 @@ router = APIRouter(prefix="/instances", tags=["instances"])
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep) -> InstanceOut:
     draft = InstanceDraft(
-        body.name, body.spec.to_spec(), body.preferred_region, body.failover_enabled, body.failover_strategy
+        body.name,
+        body.spec.to_spec(),
+        body.preferred_region,
+        body.failover_enabled,
+        body.failover_strategy,
+        body.volume_id,
     )
     return InstanceOut.of(services.create_instance(who, draft))
 
@@ -35,6 +40,14 @@ def get_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> In
 def delete_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> Response:
     services.delete_instance(who, instance_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch("/{instance_id}")
+def update_instance(
+    instance_id: UUID, body: InstancePatch, services: ServicesDep, who: PersonDep
+) -> InstanceOut:
+    """Failover settings: failover_strategy, failover_enabled."""
+    return InstanceOut.of(services.update_instance(who, instance_id, body.model_dump(exclude_unset=True)))
 
 
 @router.post("/{instance_id}/snapshot", status_code=status.HTTP_202_ACCEPTED)

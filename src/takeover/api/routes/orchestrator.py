@@ -1,0 +1,161 @@
+"""Document 002's orchestrator API under /failover (machine_id is the instance id)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from takeover.api.deps import PersonDep, ServicesDep
+from takeover.api.schemas import ExecuteIn, StrategyParam, VolumeCreate, VolumeFailoverIn, VolumeOut
+from takeover.control.services import Services
+from takeover.domain.failover import Failover
+
+router = APIRouter(prefix="/failover", tags=["orchestrator"])
+
+
+async def _finished(services: Services, failover: Failover) -> Failover:
+    """Wait for the leader's executor to finish it, up to the orchestrator's execute timeout."""
+    deadline = time.monotonic() + services.orchestrator.execute_timeout
+    while failover.is_open and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        failover = await asyncio.to_thread(services.store.failovers.get, failover.id)
+    return failover
+
+
+@router.post("/execute")
+async def execute(body: ExecuteIn, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    """Fail the instance over now and answer when it is done (success) or has failed."""
+    orchestrator = services.orchestrator
+    failover = await asyncio.to_thread(orchestrator.start, who, body.machine_id, body.force_strategy)
+    done = await _finished(services, failover)
+    response = await asyncio.to_thread(orchestrator.response, done)
+    if done.is_open:
+        response["error"] = (
+            f"still running after {orchestrator.execute_timeout:.0f} s; see GET /api/v1/failovers/{done.id}"
+        )
+    return response
+
+
+@router.get("/readiness/{machine_id}")
+def readiness(machine_id: UUID, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.readiness(who, machine_id)
+
+
+@router.get("/status/{machine_id}")
+def failover_status(machine_id: UUID, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.status(who, machine_id)
+
+
+@router.post("/test/{machine_id}")
+async def trial_failover(
+    machine_id: UUID,
+    services: ServicesDep,
+    who: PersonDep,
+    strategy: Annotated[StrategyParam | None, Query(description="strategy to test")] = None,
+    dry_run: bool = True,
+) -> dict[str, Any]:
+    """dry_run=true (the default) computes the plan and writes nothing; false runs it for real."""
+    orchestrator = services.orchestrator
+    if dry_run:
+        return await asyncio.to_thread(orchestrator.dry_run, who, machine_id, strategy)
+    failover = await asyncio.to_thread(orchestrator.start, who, machine_id, strategy)
+    done = await _finished(services, failover)
+    return {"dry_run": False, **(await asyncio.to_thread(orchestrator.response, done))}
+
+
+@router.get("/strategies")
+def strategies(services: ServicesDep, _: PersonDep) -> dict[str, Any]:
+    return {
+        "strategies": [
+            {
+                "id": s.id,
+                "name": s.name,
+                "description": s.description,
+                "recovery_time": s.recovery_time,
+                "cost": s.cost,
+                "requirements": list(s.requirements),
+                "steps": list(s.steps),
+            }
+            for s in services.orchestrator.strategies()
+        ]
+    }
+
+
+@router.post("/regional-volume/create")
+def create_volume(body: VolumeCreate, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    volume = services.orchestrator.create_volume(who, body.name, body.region, body.size_gb)
+    return {"success": True, "volume_id": volume.id, "region": volume.region, "size_gb": volume.size_gb}
+
+
+@router.post("/regional-volume/failover")
+async def volume_failover(body: VolumeFailoverIn, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    orchestrator = services.orchestrator
+    started = time.monotonic()
+    volume, failover = await asyncio.to_thread(
+        orchestrator.volume_failover, who, body.volume_id, body.preferred_gpus, body.max_price
+    )
+    done = await _finished(services, failover)
+    result = await asyncio.to_thread(orchestrator.response, done)
+    return {
+        "success": result["success"],
+        "volume_id": volume.id,
+        "old_instance_id": volume.attached_to,
+        "new_instance_id": volume.attached_to,  # the instance keeps its id; its runner is new
+        "failover_id": done.id,
+        "new_node_id": result["new_node_id"],
+        "new_gpu_name": result["new_gpu_name"],
+        "region": volume.region,
+        "failover_time_seconds": round(time.monotonic() - started, 3),
+        "message": "Failover completed successfully" if result["success"] else (result["error"] or "failed"),
+        "ssh_host": result["new_ssh_host"],
+        "ssh_port": result["new_ssh_port"],
+    }
+
+
+@router.get("/regional-volume/list")
+def list_volumes(services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    volumes = [VolumeOut.of(v) for v in services.orchestrator.volumes(who)]
+    return {"volumes": volumes, "count": len(volumes)}
+
+
+@router.get("/regional-volume/search/{region}")
+def search(
+    region: str,
+    services: ServicesDep,
+    _: PersonDep,
+    max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    gpu_name: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    nodes = services.orchestrator.search(region, max_price, gpu_name)
+    if not nodes:
+        return {"found": False, "offer": None}
+    best = nodes[0]
+    return {
+        "found": True,
+        "offer": {
+            "offer_id": best.id,
+            "node_name": best.name,
+            "gpu_name": best.labels.get("gpu_name"),
+            "num_gpus": best.labels.get("num_gpus", 0),
+            "price_per_hour": best.labels.get("price_per_hour"),
+            "reliability": round(best.health_score / 100, 4),
+            "geolocation": best.region,
+            "free_slots": best.free_capacity,
+        },
+        "count": len(nodes),
+    }
+
+
+@router.get("/regional-volume/{volume_id}")
+def get_volume(volume_id: UUID, services: ServicesDep, who: PersonDep) -> VolumeOut:
+    return VolumeOut.of(services.orchestrator.volume(who, volume_id))
+
+
+@router.delete("/regional-volume/{volume_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_volume(volume_id: UUID, services: ServicesDep, who: PersonDep) -> Response:
+    services.orchestrator.delete_volume(who, volume_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

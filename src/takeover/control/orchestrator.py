@@ -1,0 +1,233 @@
+"""Document 002's failover orchestrator: strategies, readiness, execute, test, regional volumes.
+
+It drives the same durable failovers as the rest of the control plane: execute opens one with
+the chosen strategy chain and waits for the leader's executor to finish it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from takeover.domain.errors import Conflict, NotFound
+from takeover.domain.failover import Failover, FailoverReason
+from takeover.domain.models import Instance, Node, NodeStatus, Principal, Role, Volume
+from takeover.ports import Clock
+from takeover.store import Store
+from takeover.strategies import (
+    STRATEGIES,
+    AttemptPlan,
+    Readiness,
+    Situation,
+    StrategyInfo,
+    StrategyName,
+    chain,
+    parse_strategy,
+)
+
+
+def _scope(who: Principal) -> str | None:
+    return None if who.role is Role.ADMIN else who.subject
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        sync_interval: timedelta,
+        max_attempts: int,
+        wake: Callable[[], None],
+        execute_timeout: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.sync_interval = sync_interval
+        self.max_attempts = max_attempts
+        self.wake = wake
+        self.execute_timeout = execute_timeout  # how long POST /failover/execute waits for the outcome
+
+    # strategies ---------------------------------------------------------------------------
+    def strategies(self) -> list[StrategyInfo]:
+        return [s.info for s in STRATEGIES.values()]
+
+    def effective(self, instance: Instance) -> StrategyName:
+        return parse_strategy(instance.failover_strategy or self.store.failovers.default_strategy)
+
+    def situation(self, who: Principal, instance_id: UUID) -> Situation:
+        self.store.instances.get(instance_id, _scope(who))  # 404 for someone else's
+        return self.store.standbys.situation(
+            instance_id, self.clock.now(), self.sync_interval, (), self.max_attempts
+        )
+
+    def readiness(self, who: Principal, instance_id: UUID) -> dict[str, Any]:
+        situation = self.situation(who, instance_id)
+        effective = self.effective(situation.instance)
+        checks = {name: STRATEGIES[name].readiness(situation) for name in _SINGLE}
+        overall = (
+            any(checks[name].ready for name in chain(effective)) and effective is not StrategyName.DISABLED
+        )
+        return {
+            "machine_id": instance_id,
+            "effective_strategy": effective,
+            "warm_pool_ready": checks[StrategyName.WARM_POOL].ready,
+            "warm_pool_status": checks[StrategyName.WARM_POOL].details,
+            "cpu_standby_ready": checks[StrategyName.CPU_STANDBY].ready,
+            "cpu_standby_status": checks[StrategyName.CPU_STANDBY].details,
+            "regional_volume_ready": checks[StrategyName.REGIONAL_VOLUME].ready,
+            "regional_volume_status": checks[StrategyName.REGIONAL_VOLUME].details,
+            "overall_ready": overall,
+        }
+
+    def status(self, who: Principal, instance_id: UUID) -> dict[str, Any]:
+        situation = self.situation(who, instance_id)
+        effective = self.effective(situation.instance)
+        used = chain(effective) if effective is not StrategyName.DISABLED else ()
+        checks: dict[StrategyName, Readiness] = {
+            name: STRATEGIES[name].readiness(situation) for name in _SINGLE
+        }
+        action = next((checks[n].recommended_action for n in used if not checks[n].ready), None)
+        if effective is StrategyName.DISABLED:
+            action = "automatic failover is disabled for this instance; only a manual failover moves it"
+        return {
+            "machine_id": instance_id,
+            "effective_strategy": effective,
+            "warm_pool": {
+                "enabled": StrategyName.WARM_POOL in used,
+                **checks[StrategyName.WARM_POOL].details,
+            },
+            "cpu_standby": {
+                "enabled": StrategyName.CPU_STANDBY in used,
+                **checks[StrategyName.CPU_STANDBY].details,
+            },
+            "regional_volume": {
+                "enabled": StrategyName.REGIONAL_VOLUME in used,
+                **checks[StrategyName.REGIONAL_VOLUME].details,
+            },
+            "recommended_action": action,
+        }
+
+    def dry_run(self, who: Principal, instance_id: UUID, strategy: str | None) -> dict[str, Any]:
+        """What execute would try, computed from the same rules, writing nothing."""
+        situation = self.situation(who, instance_id)
+        name = parse_strategy(strategy) if strategy else self.effective(situation.instance)
+        checks = {n: STRATEGIES[n].readiness(situation) for n in chain(name)}
+        plans = [STRATEGIES[n].plan(situation) for n in chain(name)]
+        plan = next((p for p in plans if isinstance(p, AttemptPlan)), None)
+        return {
+            "dry_run": True,
+            "would_succeed": plan is not None and checks[plan.strategy].ready,
+            "strategy": name,
+            "would_try": plan.strategy if plan is not None else None,
+            "readiness": {f"{n.value}_ready": c.ready for n, c in checks.items()},
+            "recommended_action": next((c.recommended_action for c in checks.values() if not c.ready), None),
+            "message": "Use dry_run=false to run the failover for real",
+        }
+
+    def start(self, who: Principal, instance_id: UUID, strategy: str | None) -> Failover:
+        forced = parse_strategy(strategy).value if strategy else None
+        failover = self.store.failovers.open(
+            instance_id, FailoverReason.MANUAL, self.clock.now(), owner=_scope(who), strategy=forced
+        )
+        self.wake()
+        return failover
+
+    def response(self, failover: Failover) -> dict[str, Any]:
+        """Document 002's FailoverResponse for a failover, finished or not."""
+        instance = self.store.instances.get(failover.instance_id)
+        node = self._node(failover.target_node_id) if failover.target_node_id else None
+        host, _, port = (instance.endpoint or "").rpartition(":")
+        attempts = list(failover.attempt_log)
+        succeeded = attempts[-1]["strategy"] if failover.status.value == "completed" and attempts else None
+
+        def spent(name: str) -> float:
+            return round(sum(a.get("ms") or 0.0 for a in attempts if a["strategy"] == name), 1)
+
+        return {
+            "success": failover.status.value == "completed",
+            "failover_id": failover.id,
+            "machine_id": failover.instance_id,
+            "status": failover.status,
+            "strategy_attempted": failover.strategy,
+            "strategy_succeeded": succeeded,
+            "new_node_id": node.id if node else None,
+            "new_node_name": node.name if node else None,
+            "new_gpu_name": node.labels.get("gpu_name") if node else None,
+            "new_ssh_host": host or None,
+            "new_ssh_port": int(port) if port.isdigit() else None,
+            "warm_pool_attempt_ms": spent("warm_pool"),
+            "cpu_standby_attempt_ms": spent("cpu_standby"),
+            "regional_volume_attempt_ms": spent("regional_volume"),
+            "total_ms": failover.timings.get("total_ms"),
+            "attempts": attempts,
+            "error": failover.error,
+        }
+
+    def _node(self, node_id: UUID) -> Node | None:
+        try:
+            return self.store.nodes.get(node_id)
+        except NotFound:
+            return None
+
+    # regional volumes ---------------------------------------------------------------------
+    def create_volume(self, who: Principal, name: str, region: str, size_gb: int) -> Volume:
+        volume = Volume(uuid4(), who.subject, name, region, size_gb, self.clock.now())
+        return self.store.volumes.create(volume)
+
+    def volumes(self, who: Principal) -> list[Volume]:
+        return self.store.volumes.find(_scope(who))
+
+    def volume(self, who: Principal, volume_id: UUID) -> Volume:
+        return self.store.volumes.get(volume_id, _scope(who))
+
+    def delete_volume(self, who: Principal, volume_id: UUID) -> None:
+        self.store.volumes.delete(volume_id, _scope(who), self.clock.now())
+
+    def search(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Node]:
+        """Online nodes of ``region`` with a free slot whose labels fit, cheapest then healthiest."""
+        found = []
+        for node in self.store.nodes.find(NodeStatus.ONLINE, region):
+            if node.free_capacity <= 0:
+                continue
+            price = node.labels.get("price_per_hour")
+            if max_price is not None and (not isinstance(price, int | float) or price > max_price):
+                continue
+            if gpu_name is not None and node.labels.get("gpu_name") != gpu_name:
+                continue
+            found.append(node)
+        return sorted(
+            found, key=lambda n: (n.labels.get("price_per_hour", float("inf")), -n.health_score, n.name)
+        )
+
+    def volume_failover(
+        self, who: Principal, volume_id: UUID, gpus: list[str], max_price: float | None
+    ) -> tuple[Volume, Failover]:
+        """Fail the volume's instance over to the best matching node of the volume's region."""
+        volume = self.volume(who, volume_id)
+        if volume.attached_to is None:
+            raise Conflict(f"volume {volume.name} is not attached to any instance")
+        instance = self.store.instances.get(volume.attached_to)
+        candidates = [
+            n
+            for n in self.search(volume.region, max_price, None)
+            if n.id != instance.node_id and (not gpus or n.labels.get("gpu_name") in gpus)
+        ]
+        if not candidates:
+            raise Conflict(
+                f"no online node in region {volume.region} matches (gpus {gpus or 'any'}, max_price {max_price})"
+            )
+        failover = self.store.failovers.open(
+            instance.id,
+            FailoverReason.MANUAL,
+            self.clock.now(),
+            owner=_scope(who),
+            requested_target_id=candidates[0].id,
+            strategy=StrategyName.REGIONAL_VOLUME.value,
+        )
+        self.wake()
+        return volume, failover
+
+
+_SINGLE = (StrategyName.WARM_POOL, StrategyName.CPU_STANDBY, StrategyName.REGIONAL_VOLUME)
