@@ -1,0 +1,165 @@
+"""Each failover strategy end to end, with real agents and real workloads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from takeover.domain.snapshots import SnapshotRef
+from takeover.localcluster import LocalCluster, wait_until
+
+pytestmark = pytest.mark.e2e
+TIMINGS = {"TAKEOVER_SYNC_INTERVAL": "0.5", "TAKEOVER_BRAKE_MIN_NODES": "10"}
+
+
+def serving_first(cluster: LocalCluster, name: str, **extra: Any) -> dict[str, Any]:
+    inst = cluster.create_counter(name, **extra)
+    served: dict[str, Any] = wait_until(lambda: cluster.serving(inst["id"]), 30, f"{name} to serve")
+    return served
+
+
+def snapshotted(cluster: LocalCluster, instance_id: str, moment: float) -> None:
+    def newer() -> bool:
+        snap = cluster.instance(instance_id)["last_snapshot"]
+        return bool(snap) and SnapshotRef.parse(snap).taken_at.timestamp() > moment
+
+    wait_until(newer, 20, "a snapshot after the last write")
+
+
+def standby_synced(cluster: LocalCluster, instance_id: str, moment: float) -> dict[str, Any]:
+    def synced() -> dict[str, Any] | None:
+        inst = cluster.instance(instance_id)
+        at = inst["standby_synced_at"]
+        snap = inst["standby_snapshot"]
+        fresh = snap and SnapshotRef.parse(snap).taken_at.timestamp() > moment
+        return inst if at and fresh else None
+
+    found: dict[str, Any] = wait_until(synced, 20, "the warm standby to hold the latest snapshot")
+    return found
+
+
+def test_warm_pool_promotes_the_standby_and_makes_a_new_one(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = serving_first(cluster, "web", failover_strategy="warm_pool")
+        cluster.start_agent("b")
+        cluster.start_agent("c")
+        acked = [cluster.hit(web["id"]) for _ in range(4)]
+        moment = time.time()
+        snapshotted(cluster, web["id"], moment)
+        standby = standby_synced(cluster, web["id"], moment)["standby_node_id"]
+        assert standby not in (None, web["node_id"])
+        readiness = cluster.api.get(f"/api/v1/failover/readiness/{web['id']}").json()
+        assert readiness["warm_pool_ready"] is True
+        assert readiness["overall_ready"] is True
+
+        cluster.kill_agent("a")
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on its standby")
+        assert moved["node_id"] == standby
+        assert cluster.hit(web["id"]) == acked[-1] + 1
+        [failover] = cluster.failovers(web["id"])
+        assert [a["strategy"] for a in failover["attempt_log"]] == ["warm_pool"]
+        assert failover["status"] == "completed"
+        promoted_on = cluster.node_name(standby)
+        assert "promoting the warm copy" in (tmp_path / f"agent-{promoted_on}.log").read_text()
+        renewed = wait_until(
+            lambda: (i := cluster.instance(web["id"]))["standby_node_id"] not in (None, standby) and i,
+            20,
+            "a new standby",
+        )
+        assert cluster.node_name(renewed["standby_node_id"]) in ("b", "c")
+
+
+def test_both_falls_back_to_a_snapshot_when_the_standby_dies_too(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = serving_first(cluster, "web", failover_strategy="both")
+        for name in ("b", "c"):
+            cluster.start_agent(name)
+        acked = [cluster.hit(web["id"]) for _ in range(3)]
+        moment = time.time()
+        snapshotted(cluster, web["id"], moment)
+        standby = cluster.node_name(standby_synced(cluster, web["id"], moment)["standby_node_id"])
+        assert standby is not None
+        cluster.kill_agent(standby)
+        cluster.kill_agent("a")
+
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 40, "web on the last node")
+        assert cluster.node_name(moved["node_id"]) == ({"b", "c"} - {standby}).pop()
+        assert cluster.hit(web["id"]) == acked[-1] + 1
+        [failover] = cluster.failovers(web["id"])
+        log = failover["attempt_log"]
+        assert [a["strategy"] for a in log] == ["warm_pool", "cpu_standby"]
+        assert log[0]["error"].startswith("warm_pool_not_ready")
+        assert failover["strategy"] == "both"
+
+
+def test_a_regional_volume_keeps_every_write_made_before_the_kill(tmp_path: Path) -> None:
+    eu_storage = tmp_path / "eu-storage"
+    with LocalCluster(tmp_path, timings=TIMINGS, snapshot_interval=600) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("eu-1", region="eu", NODE_VOLUME_ROOT=str(eu_storage))
+        volume = cluster.api.post(
+            "/api/v1/failover/regional-volume/create", json={"region": "eu", "size_gb": 1, "name": "data"}
+        ).json()
+        web = serving_first(
+            cluster, "web", failover_strategy="regional_volume", volume_id=volume["volume_id"]
+        )
+        cluster.start_agent("us-1", region="us")  # healthier maybe, but in the wrong region
+        cluster.start_agent("eu-2", region="eu", NODE_VOLUME_ROOT=str(eu_storage))
+        acked = [cluster.hit(web["id"]) for _ in range(25)]  # no snapshot: the volume has them all
+        assert (eu_storage / volume["volume_id"] / "count").read_text() == str(acked[-1])
+        busy = cluster.api.delete(f"/api/v1/failover/regional-volume/{volume['volume_id']}")
+        assert busy.status_code == 409
+
+        cluster.kill_agent("eu-1")
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on eu-2")
+        assert cluster.node_name(moved["node_id"]) == "eu-2"
+        assert cluster.hit(web["id"]) == acked[-1] + 1
+        [failover] = cluster.failovers(web["id"])
+        assert [a["strategy"] for a in failover["attempt_log"]] == ["regional_volume"]
+
+
+def test_execute_answers_with_the_outcome_and_one_of_two_concurrent_calls_runs(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = serving_first(cluster, "web")
+        cluster.start_agent("b")
+        cluster.hit(web["id"])
+        snapshotted(cluster, web["id"], time.time())
+        answers: list[httpx.Response] = []
+
+        def execute() -> None:
+            answers.append(
+                cluster.api.post(
+                    "/api/v1/failover/execute",
+                    json={"machine_id": web["id"], "force_strategy": "cpu_standby"},
+                    timeout=60,
+                )
+            )
+
+        threads = [threading.Thread(target=execute) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200, 409], [a.text for a in answers]
+        result = next(a for a in answers if a.status_code == 200).json()
+        assert result["success"] is True
+        assert result["strategy_attempted"] == "cpu_standby"
+        assert result["strategy_succeeded"] == "cpu_standby"
+        assert result["machine_id"] == web["id"]
+        moved = cluster.instance(web["id"])
+        assert f"{result['new_ssh_host']}:{result['new_ssh_port']}" == moved["endpoint"]
+        assert result["cpu_standby_attempt_ms"] > 0
+        assert result["warm_pool_attempt_ms"] == 0
+        assert cluster.hit(web["id"]) == 2
