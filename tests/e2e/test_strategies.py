@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,10 +13,19 @@ import httpx
 import pytest
 
 from takeover.domain.snapshots import SnapshotRef
-from takeover.localcluster import LocalCluster, wait_until
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 TIMINGS = {"TAKEOVER_SYNC_INTERVAL": "0.5", "TAKEOVER_BRAKE_MIN_NODES": "10"}
+
+
+def cli(cluster: LocalCluster, *args: str) -> str:
+    env = {**os.environ, "TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN, "COLUMNS": "250"}
+    result = subprocess.run(
+        [*TAKEOVER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def serving_first(cluster: LocalCluster, name: str, **extra: Any) -> dict[str, Any]:
@@ -47,7 +58,8 @@ def test_warm_pool_promotes_the_standby_and_makes_a_new_one(tmp_path: Path) -> N
     with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
         cluster.start_control_plane()
         cluster.start_agent("a")
-        web = serving_first(cluster, "web", failover_strategy="warm_pool")
+        web = serving_first(cluster, "web")
+        assert "web fails over with warm_pool" in cli(cluster, "failover", "strategy", web["id"], "warm_pool")
         cluster.start_agent("b")
         cluster.start_agent("c")
         acked = [cluster.hit(web["id"]) for _ in range(4)]
@@ -58,6 +70,10 @@ def test_warm_pool_promotes_the_standby_and_makes_a_new_one(tmp_path: Path) -> N
         readiness = cluster.api.get(f"/api/v1/failover/readiness/{web['id']}").json()
         assert readiness["warm_pool_ready"] is True
         assert readiness["overall_ready"] is True
+        assert "warm_pool: overall ready True" in cli(cluster, "failover", "readiness", web["id"])
+        assert "would try warm_pool; would succeed: True" in cli(
+            cluster, "failover", "execute", web["id"], "--dry-run"
+        )
 
         cluster.kill_agent("a")
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on its standby")

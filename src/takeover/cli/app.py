@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from takeover.cli import failovers, instances, nodes, tokens
+from takeover.cli import failovers, instances, nodes, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.demo import demo
 from takeover.cli.serve import serve
@@ -17,6 +17,7 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
 app.add_typer(failovers.app, name="failover")
+app.add_typer(volumes.app, name="volumes")
 
 
 def main() -> None:

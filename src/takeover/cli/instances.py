@@ -56,6 +56,8 @@ def create(
     env: list[str] = typer.Option([], help="KEY=value, repeatable"),
     workspace: str | None = typer.Option(None, help="workspace directory name on the node"),
     failover: bool = typer.Option(True, help="fail over automatically when its node dies"),
+    strategy: str | None = typer.Option(None, help="warm_pool, cpu_standby, both, regional_volume, disabled"),
+    volume: str | None = typer.Option(None, help="a regional volume id to use as the workspace"),
 ) -> None:
     """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...]"""
     if not ctx.args:
@@ -64,7 +66,14 @@ def create(
         )
         raise typer.Exit(2)
     spec = {"command": ctx.args, "env": parse_pairs(env, "env"), "workspace": workspace}
-    body = {"name": name, "spec": spec, "preferred_region": region, "failover_enabled": failover}
+    body = {
+        "name": name,
+        "spec": spec,
+        "preferred_region": region,
+        "failover_enabled": failover,
+        "failover_strategy": strategy,
+        "volume_id": volume,
+    }
     instance = call("POST", "/api/v1/instances", json=body)
     out.print(
         f"instance {instance['name']} ({instance['id']}) placed on node {instance['node_id']} at epoch {instance['epoch']}"

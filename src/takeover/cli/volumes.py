@@ -1,0 +1,50 @@
+"""`takeover volumes`: regional volumes (document 002)."""
+
+from __future__ import annotations
+
+import typer
+
+from takeover.cli.client import call
+from takeover.cli.tables import out, print_table
+
+app = typer.Typer(
+    help="Regional volumes: workspaces on storage shared by a region's nodes", no_args_is_help=True
+)
+
+
+@app.command("create")
+def create(
+    name: str, region: str = typer.Option(..., help="the region whose nodes share it"), size_gb: int = 10
+) -> None:
+    volume = call(
+        "POST",
+        "/api/v1/failover/regional-volume/create",
+        json={"name": name, "region": region, "size_gb": size_gb},
+    )
+    out.print(f"volume {volume['volume_id']} in {volume['region']}")
+
+
+@app.command("list")
+def list_volumes() -> None:
+    rows = call("GET", "/api/v1/failover/regional-volume/list")["volumes"]
+    print_table("volumes", ("name", "volume_id", "region", "size_gb", "status", "attached_to"), rows)
+
+
+@app.command("delete")
+def delete(volume_id: str) -> None:
+    call("DELETE", f"/api/v1/failover/regional-volume/{volume_id}")
+    out.print(f"volume {volume_id} deleted (its directory on the region's storage is left in place)")
+
+
+@app.command("search")
+def search(region: str, max_price: float | None = None, gpu_name: str | None = None) -> None:
+    """A node of the region with a free slot, filtered by its labels."""
+    found = call(
+        "GET",
+        f"/api/v1/failover/regional-volume/search/{region}",
+        params={"max_price": max_price, "gpu_name": gpu_name},
+    )
+    if not found["found"]:
+        out.print(f"no online node with a free slot in {region} matches")
+        raise typer.Exit(1)
+    print_table("best offer", tuple(found["offer"]), [found["offer"]])
