@@ -81,6 +81,7 @@ class LocalCluster:
         self.agents: dict[str, AgentProcess] = {}
         self.api = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
         self._ports = 20000
+        self._agent_settings: dict[str, dict[str, Any]] = {}
 
     def _env(self, **env: str) -> dict[str, str]:
         return {**os.environ, "TAKEOVER_LOG_LEVEL": "info", **self.extra_env, **env}
@@ -113,9 +114,14 @@ class LocalCluster:
             return False
 
     def start_agent(
-        self, name: str, region: str = "local", url: str | None = None, **env: str
+        self, name: str, region: str | None = None, url: str | None = None, **env: str
     ) -> AgentProcess:
-        """Start (or restart, keeping its data directory) the agent ``name``."""
+        """Start (or restart, keeping its data directory and settings) the agent ``name``."""
+        before = self._agent_settings.get(name, {})
+        region = region or before.get("region", "local")
+        url = url or before.get("url")
+        env = {**before.get("env", {}), **env}
+        self._agent_settings[name] = {"region": region, "url": url, "env": env}
         data = self.root / "agents" / name
         data.mkdir(parents=True, exist_ok=True)
         low = self._ports
