@@ -120,6 +120,7 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
         brake_min_nodes=settings.brake_min_nodes,
         degraded_streak=settings.degraded_heartbeats,
         retry_after=settings.seconds("failover_retry_after"),
+        default_strategy=settings.default_strategy,
     )
     bucket = TokenBucket.full(settings.failover_rate, settings.failover_burst, clock.now())
     failover_policy = FailoverPolicy(

@@ -72,3 +72,30 @@ class ObjectStore(Protocol):
     def list_snapshots(self, instance_id: str) -> list[str]: ...
     def quarantine(self, instance_id: str, snapshot_id: str) -> None: ...
     def delete_manifest(self, instance_id: str, snapshot_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Capacity a provider can run an instance on now (for the local provider: a node with a free slot)."""
+
+    offer_id: str
+    name: str
+    region: str
+    gpu_name: str | None
+    num_gpus: int
+    price_per_hour: float | None
+    reliability: float  # 0..1
+    free_slots: int
+
+
+class Provider(Protocol):
+    """Where capacity comes from, for the strategies that need a new node in a region.
+
+    ``local`` offers the pool's own online nodes (their agents run here already). A cloud adapter
+    would offer machines it can rent and start ``takeover agent`` on; the strategies only see
+    offers, so adding one does not touch them. Offers come cheapest first, then most reliable.
+    """
+
+    name: str
+
+    def offers(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]: ...

@@ -142,6 +142,17 @@ def test_a_regional_volume_keeps_every_write_made_before_the_kill(tmp_path: Path
         [failover] = cluster.failovers(web["id"])
         assert [a["strategy"] for a in failover["attempt_log"]] == ["regional_volume"]
 
+        cluster.start_agent("eu-1")  # back: move it home through document 002's volume failover
+        wait_until(lambda: (cluster.node("eu-1") or {}).get("status") == "online", 20, "eu-1 back")
+        moved_back = cluster.api.post(
+            "/api/v1/failover/regional-volume/failover", json={"volume_id": volume["volume_id"]}, timeout=60
+        ).json()
+        assert moved_back["success"] is True, moved_back
+        assert moved_back["region"] == "eu"
+        assert cluster.node_name(cluster.instance(web["id"])["node_id"]) == "eu-1"
+        assert f"{moved_back['ssh_host']}:{moved_back['ssh_port']}" == cluster.instance(web["id"])["endpoint"]
+        assert cluster.hit(web["id"]) == acked[-1] + 2  # the live handover kept the last write too
+
 
 def test_execute_answers_with_the_outcome_and_one_of_two_concurrent_calls_runs(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, timings=TIMINGS) as cluster:

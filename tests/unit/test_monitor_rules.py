@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import timedelta
 
 from takeover.domain.failover import FailoverReason
@@ -120,3 +121,23 @@ def test_only_nodes_that_can_lose_instances_are_read() -> None:
     assert may_lose_instances(node(last_heartbeat_at=T0), now, POLICY)  # about to go offline
     assert may_lose_instances(node(status=NodeStatus.DRAINING, last_heartbeat_at=now), now, POLICY)
     assert may_lose_instances(node(low_score_streak=3, last_heartbeat_at=now), now, POLICY)
+
+
+def test_the_disabled_strategy_means_no_automatic_failover() -> None:
+    dead = node("dead", status=NodeStatus.OFFLINE)
+    disabled = instance(dead.id, failover_strategy="disabled")
+    default = instance(dead.id)
+    intents = failovers_to_open(
+        [dead], [disabled, default], busy_instance_ids=frozenset(), paused_regions=frozenset(), policy=POLICY
+    )
+    assert [i.instance_id for i in intents] == [default.id]
+    everything_disabled = replace(POLICY, default_strategy="disabled")
+    explicit = instance(dead.id, failover_strategy="cpu_standby")
+    intents = failovers_to_open(
+        [dead],
+        [default, explicit],
+        busy_instance_ids=frozenset(),
+        paused_regions=frozenset(),
+        policy=everything_disabled,
+    )
+    assert [i.instance_id for i in intents] == [explicit.id]

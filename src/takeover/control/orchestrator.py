@@ -13,8 +13,9 @@ from uuid import UUID, uuid4
 
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
-from takeover.domain.models import Instance, Node, NodeStatus, Principal, Role, Volume
-from takeover.ports import Clock
+from takeover.domain.models import Instance, Node, Principal, Role, Volume
+from takeover.ports import Clock, Offer, Provider
+from takeover.providers.local import LocalProvider
 from takeover.store import Store
 from takeover.strategies import (
     STRATEGIES,
@@ -41,6 +42,7 @@ class Orchestrator:
         max_attempts: int,
         wake: Callable[[], None],
         execute_timeout: float = 300.0,
+        provider: Provider | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -48,6 +50,7 @@ class Orchestrator:
         self.max_attempts = max_attempts
         self.wake = wake
         self.execute_timeout = execute_timeout  # how long POST /failover/execute waits for the outcome
+        self.provider: Provider = provider or LocalProvider(store)
 
     # strategies ---------------------------------------------------------------------------
     def strategies(self) -> list[StrategyInfo]:
@@ -185,21 +188,9 @@ class Orchestrator:
     def delete_volume(self, who: Principal, volume_id: UUID) -> None:
         self.store.volumes.delete(volume_id, _scope(who), self.clock.now())
 
-    def search(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Node]:
-        """Online nodes of ``region`` with a free slot whose labels fit, cheapest then healthiest."""
-        found = []
-        for node in self.store.nodes.find(NodeStatus.ONLINE, region):
-            if node.free_capacity <= 0:
-                continue
-            price = node.labels.get("price_per_hour")
-            if max_price is not None and (not isinstance(price, int | float) or price > max_price):
-                continue
-            if gpu_name is not None and node.labels.get("gpu_name") != gpu_name:
-                continue
-            found.append(node)
-        return sorted(
-            found, key=lambda n: (n.labels.get("price_per_hour", float("inf")), -n.health_score, n.name)
-        )
+    def search(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]:
+        """Capacity in ``region`` whose labels fit, cheapest then most reliable (the provider's order)."""
+        return self.provider.offers(region, max_price, gpu_name)
 
     def volume_failover(
         self, who: Principal, volume_id: UUID, gpus: list[str], max_price: float | None
@@ -210,9 +201,9 @@ class Orchestrator:
             raise Conflict(f"volume {volume.name} is not attached to any instance")
         instance = self.store.instances.get(volume.attached_to)
         candidates = [
-            n
-            for n in self.search(volume.region, max_price, None)
-            if n.id != instance.node_id and (not gpus or n.labels.get("gpu_name") in gpus)
+            o
+            for o in self.search(volume.region, max_price, None)
+            if o.offer_id != str(instance.node_id) and (not gpus or o.gpu_name in gpus)
         ]
         if not candidates:
             raise Conflict(
@@ -223,7 +214,7 @@ class Orchestrator:
             FailoverReason.MANUAL,
             self.clock.now(),
             owner=_scope(who),
-            requested_target_id=candidates[0].id,
+            requested_target_id=UUID(candidates[0].offer_id),
             strategy=StrategyName.REGIONAL_VOLUME.value,
         )
         self.wake()

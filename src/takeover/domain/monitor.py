@@ -30,6 +30,7 @@ class MonitorPolicy:
     brake_min_nodes: int = 3
     degraded_streak: int = 5  # 0 disables health_degraded failovers
     retry_after: timedelta = timedelta(seconds=30)  # after a failed failover of an instance
+    default_strategy: str = "cpu_standby"  # for instances that name none; "disabled": manual only
 
 
 def is_stale(node: Node, now: datetime, offline_after: timedelta) -> bool:
@@ -109,7 +110,11 @@ def failovers_to_open(
         reason = reason_by_node.get(instance.node_id)
         if reason is None:
             continue
-        if reason is not FailoverReason.MAINTENANCE and not instance.failover_enabled:
+        automatic = (
+            instance.failover_enabled
+            and (instance.failover_strategy or policy.default_strategy) != "disabled"
+        )
+        if reason is not FailoverReason.MAINTENANCE and not automatic:
             continue
         intents.append(FailoverIntent(instance.id, instance.node_id, reason))
     return intents

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import sqlalchemy as sa
 
@@ -213,7 +213,13 @@ class StandbyRepository:
             standby = nodes.alias("standby")
             strategy = sa.func.coalesce(instances.c.failover_strategy, default_strategy)
             rows = conn.execute(
-                sa.select(instances.c.id, instances.c.name, instances.c.node_id, nodes.c.region)
+                sa.select(
+                    instances.c.id,
+                    instances.c.name,
+                    instances.c.node_id,
+                    instances.c.standby_node_id,
+                    nodes.c.region,
+                )
                 .select_from(
                     instances.join(nodes, nodes.c.id == instances.c.node_id).outerjoin(
                         standby, standby.c.id == instances.c.standby_node_id
@@ -231,14 +237,20 @@ class StandbyRepository:
             for row in rows:
                 request = PlacementRequest(row.region, frozenset({row.node_id}), self._degraded_streak)
                 choice = select_node(conn, request)
-                target = None if isinstance(choice, Ineligible) else choice.id
+                chosen = None if isinstance(choice, Ineligible) else choice
+                if chosen is None and row.standby_node_id is None:
+                    continue  # still nowhere to keep one: nothing to write
                 conn.execute(
                     instances.update()
                     .where(instances.c.id == row.id)
-                    .values(standby_node_id=target, standby_synced_at=None, standby_snapshot=None)
+                    .values(
+                        standby_node_id=chosen.id if chosen else None,
+                        standby_synced_at=None,
+                        standby_snapshot=None,
+                    )
                 )
-                if target is not None:
-                    changed.append(f"{row.name}: standby on {choice.name}")  # type: ignore[union-attr]
+                if chosen is not None:
+                    changed.append(f"{row.name}: standby on {chosen.name}")
         return changed
 
     def situation(
@@ -267,8 +279,9 @@ class StandbyRepository:
             free = sa.select(sa.func.count()).where(
                 nodes.c.status == NodeStatus.ONLINE.value,
                 nodes.c.current_instances < nodes.c.max_instances,
-                nodes.c.id != (instance.node_id or uuid4()),
             )
+            if instance.node_id is not None:
+                free = free.where(nodes.c.id != instance.node_id)
             region = volume_region or instance.preferred_region
             candidates = conn.execute(free).scalar_one()
             in_region = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -130,24 +131,10 @@ def search(
     max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     gpu_name: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
-    nodes = services.orchestrator.search(region, max_price, gpu_name)
-    if not nodes:
+    offers = services.orchestrator.search(region, max_price, gpu_name)
+    if not offers:
         return {"found": False, "offer": None}
-    best = nodes[0]
-    return {
-        "found": True,
-        "offer": {
-            "offer_id": best.id,
-            "node_name": best.name,
-            "gpu_name": best.labels.get("gpu_name"),
-            "num_gpus": best.labels.get("num_gpus", 0),
-            "price_per_hour": best.labels.get("price_per_hour"),
-            "reliability": round(best.health_score / 100, 4),
-            "geolocation": best.region,
-            "free_slots": best.free_capacity,
-        },
-        "count": len(nodes),
-    }
+    return {"found": True, "offer": asdict(offers[0]), "count": len(offers)}
 
 
 @router.get("/regional-volume/{volume_id}")
