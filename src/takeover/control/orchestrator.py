@@ -11,9 +11,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
-from takeover.domain.models import Instance, Node, Principal, Role, Volume
+from takeover.domain.models import Instance, Node, Principal, Volume
 from takeover.ports import Clock, Offer, Provider
 from takeover.providers.local import LocalProvider
 from takeover.store import Store
@@ -27,10 +28,6 @@ from takeover.strategies import (
     chain,
     parse_strategy,
 )
-
-
-def _scope(who: Principal) -> str | None:
-    return None if who.role is Role.ADMIN else who.subject
 
 
 class Orchestrator:
@@ -60,7 +57,7 @@ class Orchestrator:
         return parse_strategy(instance.failover_strategy or self.store.failovers.default_strategy)
 
     def situation(self, who: Principal, instance_id: UUID) -> Situation:
-        self.store.instances.get(instance_id, _scope(who))  # 404 for someone else's
+        self.store.instances.get(instance_id, owner_scope(who))  # 404 for someone else's
         return self.store.standbys.situation(
             instance_id, self.clock.now(), self.sync_interval, (), self.max_attempts
         )
@@ -132,7 +129,7 @@ class Orchestrator:
     def start(self, who: Principal, instance_id: UUID, strategy: str | None) -> Failover:
         forced = parse_strategy(strategy).value if strategy else None
         failover = self.store.failovers.open(
-            instance_id, FailoverReason.MANUAL, self.clock.now(), owner=_scope(who), strategy=forced
+            instance_id, FailoverReason.MANUAL, self.clock.now(), owner=owner_scope(who), strategy=forced
         )
         self.wake()
         return failover
@@ -180,13 +177,13 @@ class Orchestrator:
         return self.store.volumes.create(volume)
 
     def volumes(self, who: Principal) -> list[Volume]:
-        return self.store.volumes.find(_scope(who))
+        return self.store.volumes.find(owner_scope(who))
 
     def volume(self, who: Principal, volume_id: UUID) -> Volume:
-        return self.store.volumes.get(volume_id, _scope(who))
+        return self.store.volumes.get(volume_id, owner_scope(who))
 
     def delete_volume(self, who: Principal, volume_id: UUID) -> None:
-        self.store.volumes.delete(volume_id, _scope(who), self.clock.now())
+        self.store.volumes.delete(volume_id, owner_scope(who), self.clock.now())
 
     def search(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]:
         """Capacity in ``region`` whose labels fit, cheapest then most reliable (the provider's order)."""
@@ -213,7 +210,7 @@ class Orchestrator:
             instance.id,
             FailoverReason.MANUAL,
             self.clock.now(),
-            owner=_scope(who),
+            owner=owner_scope(who),
             requested_target_id=UUID(candidates[0].offer_id),
             strategy=StrategyName.REGIONAL_VOLUME.value,
         )

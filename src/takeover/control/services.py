@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from takeover.control.heartbeats import HeartbeatBatcher
 from takeover.control.orchestrator import Orchestrator
+from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import Heartbeat
@@ -189,22 +190,22 @@ class Services:
         return self.store.instances.create(instance, self.clock.now())
 
     def list_instances(self, who: Principal) -> list[Instance]:
-        return self.store.instances.find(owner=_scope(who))
+        return self.store.instances.find(owner=owner_scope(who))
 
     def get_instance(self, who: Principal, instance_id: UUID) -> Instance:
-        return self.store.instances.get(instance_id, _scope(who))
+        return self.store.instances.get(instance_id, owner_scope(who))
 
     def delete_instance(self, who: Principal, instance_id: UUID) -> None:
-        self.store.instances.delete(instance_id, _scope(who), self.clock.now())
+        self.store.instances.delete(instance_id, owner_scope(who), self.clock.now())
 
     def update_instance(self, who: Principal, instance_id: UUID, changes: dict[str, Any]) -> Instance:
         """Failover settings only: the strategy (validated) and whether failover is automatic."""
         if changes.get("failover_strategy"):
             changes["failover_strategy"] = parse_strategy(changes["failover_strategy"]).value
-        return self.store.instances.update_settings(instance_id, _scope(who), changes, self.clock.now())
+        return self.store.instances.update_settings(instance_id, owner_scope(who), changes, self.clock.now())
 
     def request_snapshot(self, who: Principal, instance_id: UUID) -> Instance:
-        return self.store.instances.request_snapshot(instance_id, _scope(who), self.clock.now())
+        return self.store.instances.request_snapshot(instance_id, owner_scope(who), self.clock.now())
 
     def assign_instance(self, instance_id: UUID, node_id: UUID) -> Instance:
         return self.store.instances.assign(instance_id, node_id, self.clock.now())
@@ -217,7 +218,7 @@ class Services:
         if not who.is_admin and target_node_id is not None:
             raise Forbidden("only an admin may choose the target node")
         failover = self.store.failovers.open(
-            instance_id, reason, self.clock.now(), owner=_scope(who), requested_target_id=target_node_id
+            instance_id, reason, self.clock.now(), owner=owner_scope(who), requested_target_id=target_node_id
         )
         self.metrics.failovers_opened.labels(reason.value).inc()
         self.wake()
@@ -226,10 +227,10 @@ class Services:
     def list_failovers(
         self, who: Principal, instance_id: UUID | None, status: FailoverStatus | None
     ) -> list[Failover]:
-        return self.store.failovers.find(instance_id, status, owner=_scope(who))
+        return self.store.failovers.find(instance_id, status, owner=owner_scope(who))
 
     def get_failover(self, who: Principal, failover_id: UUID) -> Failover:
-        return self.store.failovers.get(failover_id, _scope(who))
+        return self.store.failovers.get(failover_id, owner_scope(who))
 
     def finish_failover(self, failover_id: UUID, success: bool, error: str | None) -> Failover:
         failover = self.store.failovers.finish(failover_id, success, error, self.clock.now())
@@ -241,12 +242,3 @@ class Services:
         self.store.pool.resume([region], self.clock.now(), None, "an admin released the brake")
         self.metrics.region_paused.labels(region).set(0)
         self.wake()
-
-
-def _scope(who: Principal) -> str | None:
-    """Owner filter: admins see everything, users their own (others' ids are NotFound)."""
-    if who.is_admin:
-        return None
-    if who.role is Role.USER:
-        return who.subject
-    raise Forbidden("node tokens may only send heartbeats")
