@@ -8,6 +8,7 @@ killed (SIGKILL of the postmaster), restarted, promoted or paused (SIGSTOP) by t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.pgserver import PostgresServer, free_port
 class Member(PostgresServer):
     """One server of the cluster; ``name`` is its region's connection id in the tests."""
 
-    def __init__(self, name: str, root: Path | None = None) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
 
@@ -52,7 +53,10 @@ class Member(PostgresServer):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
+        # A killed postmaster leaves its lock files; its PID may linger as a zombie that nothing
+        # here reaps, which a restart would take for a live server.
         (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.root / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
 
     def promote(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -114,8 +118,6 @@ class PostgresCluster:
                 if (member.data / "postmaster.pid").exists():
                     member.stop()
                 else:
-                    import shutil
-
                     shutil.rmtree(member.root, ignore_errors=True)
             except Exception:
                 pass

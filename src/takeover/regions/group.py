@@ -1,0 +1,266 @@
+"""One connection group at run time: connections per region, routing, failover, probes.
+
+Each query goes to the group's current region, or, when that fails at the connection level,
+to the next region that is up (writes only to a writable one), so the caller gets an answer
+while the policy decides when the group itself moves. SQL errors (a constraint, a typo) are
+the caller's and pass through untouched: they say nothing about the region.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg.conninfo import make_conninfo
+
+from takeover.domain.regions import AllRegionsFailed, EventKind, GroupBook, RegionEvent
+from takeover.regions.config import GroupConfig
+from takeover.regions.metrics import RegionMetrics
+from takeover.regions.statements import is_write
+
+log = structlog.get_logger("takeover.regions")
+Params = Sequence[Any] | dict[str, Any] | None
+
+
+class ReadOnlyRegion(Exception):
+    """A write with no writable region up; raised before anything reaches a server."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegionGroup:
+    def __init__(
+        self,
+        config: GroupConfig,
+        metrics: RegionMetrics,
+        emit: Callable[[RegionEvent], None],
+        clock: Callable[[], datetime] = _now,
+        idle_per_region: int = 4,
+    ) -> None:
+        self.config = config
+        self.book = GroupBook(
+            config.group_id, config.specs(), config.failover_policy.policy(), config.current_region
+        )
+        self.dsn = {r.connection_id: r.dsn for r in config.regions}
+        self.metrics = metrics
+        self.emit = emit
+        self.clock = clock
+        self.timeout = config.failover_policy.connect_timeout / 1000
+        self._idle: dict[str, list[psycopg.Connection[Any]]] = {c: [] for c in self.dsn}
+        self._idle_max = idle_per_region
+        self._lock = threading.RLock()
+        self._publish()
+
+    # connections --------------------------------------------------------------------------
+    def _connect(self, connection_id: str) -> psycopg.Connection[Any]:
+        conninfo = self.dsn[connection_id]
+        with self._lock:
+            guarded = not self.book.writable(connection_id)
+        if guarded:  # the second guard: the server itself refuses writes on this session
+            conninfo = make_conninfo(conninfo, options="-c default_transaction_read_only=on")
+        return psycopg.connect(conninfo, connect_timeout=max(1, round(self.timeout)))
+
+    def _take(self, connection_id: str) -> psycopg.Connection[Any]:
+        with self._lock:
+            idle = self._idle[connection_id]
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    return conn
+        return self._connect(connection_id)
+
+    def _give_back(self, connection_id: str, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        with self._lock:
+            if len(self._idle[connection_id]) < self._idle_max:
+                self._idle[connection_id].append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for conn in idle:
+                    conn.close()
+                idle.clear()
+
+    # routing ------------------------------------------------------------------------------
+    def _candidates(self, write: bool) -> list[str]:
+        with self._lock:
+            found = self.book.candidates(write)
+            if found:
+                return found
+            if write and self.book.candidates(False):
+                up = ", ".join(self.book.candidates(False))
+                raise ReadOnlyRegion(
+                    f"group {self.config.group_id}: a write needs a writable region, and the regions up "
+                    f"({up}) are read-only"
+                )
+            raise AllRegionsFailed(self.book.all_failed_message())
+
+    @contextmanager
+    def connection(self, write: bool) -> Iterator[psycopg.Connection[Any]]:
+        """A connection to the best region for this use; the region is judged by how it goes."""
+        last: Exception | None = None
+        for connection_id in self._candidates(write):
+            try:
+                conn = self._take(connection_id)
+            except psycopg.OperationalError as exc:
+                self._failed(connection_id, exc)
+                last = exc
+                continue
+            self.metrics.queries.labels(self.config.group_id, connection_id).inc()
+            try:
+                yield conn
+            except psycopg.OperationalError as exc:
+                conn.close()
+                self._failed(connection_id, exc)
+                raise
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                self._give_back(connection_id, conn)
+                raise
+            self._succeeded(connection_id)
+            self._give_back(connection_id, conn)
+            return
+        raise AllRegionsFailed(self.book.all_failed_message()) from last
+
+    def query(self, sql: str, params: Params = None, write: bool | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement with failover; rows for a query, [] for a command."""
+        writes = is_write(sql) if write is None else write
+        last: Exception | None = None
+        for connection_id in self._candidates(writes):
+            try:
+                conn = self._take(connection_id)
+                self.metrics.queries.labels(self.config.group_id, connection_id).inc()
+                try:
+                    with conn.transaction():
+                        cursor = conn.execute(sql, params)
+                        rows = cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError:
+                    conn.close()
+                    raise
+                except BaseException:
+                    self._give_back(connection_id, conn)
+                    raise
+            except psycopg.OperationalError as exc:
+                self._failed(connection_id, exc)
+                last = exc
+                continue
+            self._succeeded(connection_id)
+            self._give_back(connection_id, conn)
+            return rows
+        raise AllRegionsFailed(self.book.all_failed_message()) from last
+
+    # what happened ------------------------------------------------------------------------
+    def _succeeded(self, connection_id: str) -> None:
+        self.metrics.queries_success.labels(self.config.group_id, connection_id).inc()
+        with self._lock:
+            self.book.record_success(connection_id, self.clock())
+
+    def _failed(self, connection_id: str, exc: Exception) -> None:
+        self.metrics.queries_failed.labels(self.config.group_id, connection_id).inc()
+        error = str(exc).strip().split("\n")[0] or type(exc).__name__
+        with self._lock:
+            event = self.book.record_failure(connection_id, error, self.clock())
+        self._publish()
+        if event is not None:
+            self._announce(event)
+
+    def probe(self, connection_id: str) -> None:
+        """A health check: connect, ask whether it is a standby; the book decides the rest."""
+        try:
+            with self._connect(connection_id) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            ok, error, writable = True, None, not bool(row and row[0])
+        except psycopg.Error as exc:
+            ok, error, writable = False, str(exc).strip().split("\n")[0], None
+        with self._lock:
+            was_writable = self.book.writable(connection_id)
+            event = self.book.record_probe(connection_id, ok, self.clock(), error, writable)
+            if self.book.writable(connection_id) != was_writable:  # promoted: reopen without the guard
+                for conn in self._idle[connection_id]:
+                    conn.close()
+                self._idle[connection_id].clear()
+        self._publish()
+        if event is not None:
+            self._announce(event)
+
+    def probe_due(self) -> None:
+        with self._lock:
+            due = self.book.probes_due(self.clock())
+            if self.book.policy.follow_writable:  # a promotion elsewhere must be seen too
+                due = list(self.book.regions)
+        for connection_id in due:
+            self.probe(connection_id)
+
+    def _announce(self, event: RegionEvent) -> None:
+        log.warning(
+            "region event",
+            kind=str(event.kind),
+            group=event.group,
+            from_=event.from_region,
+            to=event.to_region,
+            reason=event.reason,
+        )
+        if event.kind is EventKind.FAILOVER and event.from_region and event.to_region:
+            self.metrics.failovers.labels(event.group, event.from_region, event.to_region).inc()
+        if event.kind is EventKind.FAILBACK and event.to_region:
+            self.metrics.failbacks.labels(event.group, event.to_region).inc()
+        self._publish()
+        self.emit(event)
+
+    def _publish(self) -> None:
+        with self._lock:
+            for connection_id, state in self.book.regions.items():
+                self.metrics.region_health.labels(self.config.group_id, connection_id).set(
+                    1 if state.up else 0
+                )
+                current = connection_id == self.book.current
+                self.metrics.current_region.labels(self.config.group_id, connection_id).set(
+                    state.spec.priority if current else 0
+                )
+
+    # operators ----------------------------------------------------------------------------
+    def failover_to(self, connection_id: str) -> RegionEvent:
+        with self._lock:
+            event = self.book.failover_to(connection_id, self.clock())
+        self._announce(event)
+        return event
+
+    def failback(self) -> RegionEvent | None:
+        with self._lock:
+            event = self.book.failback(self.clock())
+        if event is not None:
+            self._announce(event)
+        return event
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "group_id": self.config.group_id,
+                "current_region": self.book.current,
+                "regions": [
+                    {
+                        "connection_id": c,
+                        "region": s.spec.region,
+                        "priority": s.spec.priority,
+                        "read_only": s.spec.read_only,
+                        "healthy": s.up,
+                        "writable": self.book.writable(c),
+                        "last_error": s.last_error,
+                        "healthy_since": s.healthy_since.isoformat() if s.healthy_since else None,
+                    }
+                    for c, s in self.book.regions.items()
+                ],
+            }

@@ -1,0 +1,133 @@
+"""The application's entry point: every connection group, events, and the health checker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from takeover.domain.regions import EventKind, RegionEvent
+from takeover.regions.config import MultiRegionConfig, load_config
+from takeover.regions.group import Params, RegionGroup
+from takeover.regions.metrics import RegionMetrics
+
+Listener = Callable[[RegionEvent], None]
+
+
+class UnknownGroup(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MultiRegion:
+    """``query_with_failover`` and friends over the configured groups.
+
+    ``start()`` runs the health checker (probes of down regions, failback) on a daemon thread;
+    ``check()`` runs one round now. Listeners get every failover, failback and all-failed event.
+    """
+
+    def __init__(
+        self,
+        config: MultiRegionConfig,
+        registry: CollectorRegistry = REGISTRY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.metrics = RegionMetrics(registry)
+        self._listeners: dict[EventKind, list[Listener]] = {kind: [] for kind in EventKind}
+        self.groups = {g.group_id: RegionGroup(g, self.metrics, self._emit, clock) for g in config.groups}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_file(cls, path: Path, registry: CollectorRegistry = REGISTRY) -> MultiRegion:
+        return cls(load_config(path), registry)
+
+    # events -------------------------------------------------------------------------------
+    def on_failover(self, listener: Listener) -> None:
+        self._listeners[EventKind.FAILOVER].append(listener)
+
+    def on_failback(self, listener: Listener) -> None:
+        self._listeners[EventKind.FAILBACK].append(listener)
+
+    def on_all_regions_failed(self, listener: Listener) -> None:
+        self._listeners[EventKind.ALL_REGIONS_FAILED].append(listener)
+
+    def _emit(self, event: RegionEvent) -> None:
+        for listener in self._listeners[event.kind]:
+            listener(event)
+
+    # queries ------------------------------------------------------------------------------
+    def group(self, group_id: str) -> RegionGroup:
+        try:
+            return self.groups[group_id]
+        except KeyError:
+            raise UnknownGroup(f"no connection group {group_id!r}; known: {sorted(self.groups)}") from None
+
+    def query_with_failover(
+        self, group_id: str, sql: str, params: Params = None, write: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        """One statement on the group's best region; ``write`` None: decided by parsing ``sql``."""
+        return self.group(group_id).query(sql, params, write)
+
+    @contextmanager
+    def connection(self, group_id: str, write: bool) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for several statements; say whether any of them writes."""
+        with self.group(group_id).connection(write) as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self, group_id: str, write: bool) -> Iterator[psycopg.Connection[Any]]:
+        with self.connection(group_id, write) as conn, conn.transaction():
+            yield conn
+
+    # operators ----------------------------------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        return [g.status() for g in self.groups.values()]
+
+    def failover(self, group_id: str, connection_id: str) -> RegionEvent:
+        return self.group(group_id).failover_to(connection_id)
+
+    def failback(self, group_id: str) -> RegionEvent | None:
+        return self.group(group_id).failback()
+
+    def check(self, everything: bool = False) -> None:
+        """One round of health checks: the due ones, or every region."""
+        for group in self.groups.values():
+            if everything:
+                for connection_id in group.book.regions:
+                    group.probe(connection_id)
+            else:
+                group.probe_due()
+
+    def start(self, tick: float = 0.05) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(tick):
+                self.check()
+
+        self._thread = threading.Thread(target=loop, name="takeover-regions-health", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for group in self.groups.values():
+            group.close()
+
+    def __enter__(self) -> MultiRegion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

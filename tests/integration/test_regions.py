@@ -1,0 +1,173 @@
+"""takeover.regions against a real PostgreSQL primary and two streaming replicas."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from takeover.localcluster import wait_until
+from takeover.regions import (
+    AllRegionsFailed,
+    GroupConfig,
+    MultiRegion,
+    MultiRegionConfig,
+    PolicyConfig,
+    ReadOnlyRegion,
+    RegionConfig,
+    RegionEvent,
+)
+from tests.pgcluster import PostgresCluster
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def cluster() -> Iterator[PostgresCluster]:
+    c = PostgresCluster().start()
+    with psycopg.connect(c.primary.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE item (code text PRIMARY KEY, qty int)")
+        conn.execute("INSERT INTO item VALUES ('7530110', 3)")
+        conn.execute("CREATE SEQUENCE s")
+    c.wait_replicated()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def regions(cluster: PostgresCluster, **policy: Any) -> MultiRegion:
+    members = cluster.members
+    config = MultiRegionConfig(
+        groups=[
+            GroupConfig(
+                group_id="emp",
+                regions=[
+                    RegionConfig(
+                        connection_id=m.name,
+                        region=f"site-{n}",
+                        priority=n,
+                        dsn=m.dsn,
+                        read_only=n > 1,
+                    )
+                    for n, m in enumerate(members, start=1)
+                ],
+                failover_policy=PolicyConfig(
+                    **{
+                        "max_failures": 1,
+                        "health_check_interval": 100,
+                        "failback_delay": 500,
+                        "connect_timeout": 1000,
+                        **policy,
+                    }
+                ),
+            )
+        ]
+    )
+    return MultiRegion(config, registry=CollectorRegistry())
+
+
+READ = "SELECT qty FROM item WHERE code = %s"
+
+
+def test_reads_continue_on_a_replica_and_writes_are_refused_there(cluster: PostgresCluster) -> None:
+    events: list[RegionEvent] = []
+    with regions(cluster) as r:
+        r.on_failover(events.append)
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(3,)]
+        r.query_with_failover("emp", "UPDATE item SET qty = 4 WHERE code = %s", ["7530110"])
+        cluster.wait_replicated()
+
+        cluster.primary.kill()
+        started = time.monotonic()
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(4,)]  # the first read after the kill
+        elapsed = time.monotonic() - started
+        assert r.group("emp").book.current == "replica1"
+        [event] = events
+        assert (event.from_region, event.to_region) == ("primary", "replica1")
+        assert "1 failures within 60s" in event.reason
+        assert elapsed < 2
+
+        with pytest.raises(ReadOnlyRegion, match="a write needs a writable region"):
+            r.query_with_failover("emp", "UPDATE item SET qty = 5 WHERE code = %s", ["7530110"])
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # the server's own guard
+            r.query_with_failover("emp", "SELECT nextval('s')", write=False)
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(4,)]
+
+
+def test_the_primary_comes_back_and_takes_the_group_after_the_delay(cluster: PostgresCluster) -> None:
+    failbacks: list[RegionEvent] = []
+    with regions(cluster) as r:
+        r.on_failback(failbacks.append)
+        r.start()
+        cluster.primary.kill()
+        r.query_with_failover("emp", READ, ["7530110"])
+        assert r.group("emp").book.current == "replica1"
+        cluster.primary.start_existing()
+        back_at = time.monotonic()
+        wait_until(lambda: failbacks, 20, "the failback")
+        assert time.monotonic() - back_at >= 0.5  # failback_delay of continuous health
+        assert (failbacks[0].from_region, failbacks[0].to_region) == ("replica1", "primary")
+        r.query_with_failover("emp", "UPDATE item SET qty = 9 WHERE code = %s", ["7530110"])
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(9,)]
+
+
+def test_without_auto_failback_the_operator_fails_back(cluster: PostgresCluster) -> None:
+    with regions(cluster, auto_failback=False) as r:
+        r.start()
+        cluster.primary.kill()
+        r.query_with_failover("emp", READ, ["7530110"])
+        cluster.primary.start_existing()
+        wait_until(lambda: r.group("emp").book.regions["primary"].up, 20, "the primary to be seen up")
+        time.sleep(0.8)
+        assert r.group("emp").book.current == "replica1"
+        event = r.failback("emp")
+        assert event is not None
+        assert r.group("emp").book.current == "primary"
+
+
+def test_the_chain_reaches_the_tertiary_and_then_names_every_failed_region(cluster: PostgresCluster) -> None:
+    all_failed: list[RegionEvent] = []
+    with regions(cluster) as r:
+        r.on_all_regions_failed(all_failed.append)
+        cluster.primary.kill()
+        cluster.replicas[0].kill()
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(3,)]
+        assert r.group("emp").book.current == "replica2"
+        cluster.replicas[1].kill()
+        with pytest.raises(AllRegionsFailed) as error:
+            r.query_with_failover("emp", READ, ["7530110"])
+        message = str(error.value)
+        for name, site in (("primary", "site-1"), ("replica1", "site-2"), ("replica2", "site-3")):
+            assert f"{name} ({site}):" in message
+        assert "Connection refused" in message or "connection" in message.lower()
+        assert len(all_failed) == 1
+
+
+def test_writes_follow_a_promoted_replica(cluster: PostgresCluster) -> None:
+    with regions(cluster, follow_writable=True) as r:
+        cluster.primary.kill()
+        r.query_with_failover("emp", READ, ["7530110"])
+        with pytest.raises(ReadOnlyRegion):
+            r.query_with_failover("emp", "UPDATE item SET qty = 7 WHERE code = %s", ["7530110"])
+        cluster.replicas[0].promote()
+        r.check(everything=True)
+        r.query_with_failover("emp", "UPDATE item SET qty = 7 WHERE code = %s", ["7530110"])
+        with psycopg.connect(cluster.replicas[0].dsn) as conn:
+            assert conn.execute(READ, ["7530110"]).fetchone() == (7,)
+
+
+def test_several_statements_on_one_connection_say_whether_they_write(cluster: PostgresCluster) -> None:
+    with regions(cluster) as r:
+        with r.transaction("emp", write=True) as conn:
+            conn.execute("INSERT INTO item VALUES ('a', 1)")
+            conn.execute("INSERT INTO item VALUES ('b', 2)")
+        with r.connection("emp", write=False) as conn:
+            assert conn.execute("SELECT count(*) FROM item").fetchone() == (3,)
+        status = r.status()[0]
+        assert status["current_region"] == "primary"
+        assert [x["healthy"] for x in status["regions"]] == [True, True, True]
