@@ -39,7 +39,17 @@ class Member(PostgresServer):
 
     def start_existing(self) -> None:
         log = self.root / "postgres.log"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", self.options(), "-w", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(log),
+            "-o",
+            self.options(),
+            "-w",
+            "start",
+        )
 
     def pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split("\n")[0])
@@ -88,8 +98,19 @@ class PostgresCluster:
                 conn.execute(f"SELECT pg_create_physical_replication_slot('slot{n}')")
             replica._run(
                 str(replica.bin / "pg_basebackup"),
-                "-h", "127.0.0.1", "-p", str(p.port), "-U", "postgres",
-                "-D", str(replica.data), "-R", "-X", "stream", "-S", f"slot{n}",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(replica.data),
+                "-R",
+                "-X",
+                "stream",
+                "-S",
+                f"slot{n}",
             )
             replica.start_existing()
         self.wait_replicated()

@@ -26,6 +26,8 @@ from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.metrics import Metrics
 from takeover.ports import Clock
+from takeover.regions import MultiRegion, load_config
+from takeover.regions.http import health_router
 from takeover.settings import Settings
 from takeover.store import Store, make_engine, migrate
 
@@ -98,9 +100,15 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
+    regions = _regions(settings)
     app = create_app(
-        services, controllers, max_body_bytes=settings.max_body_bytes, lifespan=_lifespan(controllers)
+        services,
+        controllers,
+        max_body_bytes=settings.max_body_bytes,
+        lifespan=_lifespan(controllers, regions),
     )
+    if regions is not None:
+        app.include_router(health_router(regions))
     return Runtime(settings, store, services, controllers, app)
 
 
@@ -145,11 +153,26 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
     )
 
 
-def _lifespan(controllers: ControlLoop | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _regions(settings: Settings) -> MultiRegion | None:
+    """The application database groups to watch (TAKEOVER_REGIONS_CONFIG), served at /health/connections."""
+    if settings.regions_config is None:
+        return None
+    return MultiRegion(load_config(settings.regions_config))
+
+
+def _lifespan(
+    controllers: ControlLoop | None, regions: MultiRegion | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if regions is not None:
+            regions.start()
         if controllers is None:
-            yield
+            try:
+                yield
+            finally:
+                if regions is not None:
+                    regions.close()
             return
         stop = asyncio.Event()
         task = asyncio.create_task(controllers.run(stop))
@@ -158,5 +181,7 @@ def _lifespan(controllers: ControlLoop | None) -> Callable[[FastAPI], AbstractAs
         finally:
             stop.set()
             await task  # hands the lease over on the way out
+            if regions is not None:
+                regions.close()
 
     return lifespan

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024)
     heartbeat_batch: int = Field(1000, ge=1)
+    regions_config: Path | None = Field(
+        None, description="takeover.regions groups to health-check and serve at /health/connections"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["console", "json"] = "console"
 

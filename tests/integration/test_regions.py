@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from takeover.localcluster import wait_until
@@ -21,6 +24,8 @@ from takeover.regions import (
     RegionConfig,
     RegionEvent,
 )
+from takeover.testing import FakeClock
+from tests.conftest import make_runtime
 from tests.pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -171,3 +176,43 @@ def test_several_statements_on_one_connection_say_whether_they_write(cluster: Po
         status = r.status()[0]
         assert status["current_region"] == "primary"
         assert [x["healthy"] for x in status["regions"]] == [True, True, True]
+
+
+def test_takeover_serve_reports_the_connections_health(cluster: PostgresCluster, tmp_path: Path) -> None:
+    path = tmp_path / "regions.yaml"
+    regions_yaml = {
+        "groups": [
+            {
+                "group_id": "emp",
+                "failover_policy": {"health_check_interval": 100, "max_failures": 1},
+                "regions": [
+                    {
+                        "connection_id": m.name,
+                        "region": f"site-{n}",
+                        "priority": n,
+                        "dsn": m.dsn,
+                        "read_only": n > 1,
+                    }
+                    for n, m in enumerate(cluster.members, start=1)
+                ],
+            }
+        ]
+    }
+    path.write_text(yaml.safe_dump(regions_yaml))
+    runtime = make_runtime(f"sqlite:///{tmp_path / 't.db'}", FakeClock(), tmp_path, regions_config=str(path))
+    with TestClient(runtime.app) as client:
+        everything = client.get("/health/connections")
+        assert everything.status_code == 200
+        assert [c["connection_id"] for c in everything.json()["connections"]] == [
+            "primary",
+            "replica1",
+            "replica2",
+        ]
+        assert client.get("/health/connections/nope").status_code == 404
+        cluster.primary.kill()
+        wait_until(
+            lambda: client.get("/health/connections/primary").status_code == 503, 10, "the primary seen down"
+        )
+        assert client.get("/health/connections/replica1").json()["connections"][0]["current"] is True
+        assert client.get("/health/connections").status_code == 503
+    runtime.store.engine.dispose()

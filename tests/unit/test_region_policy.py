@@ -53,13 +53,23 @@ def test_the_chain_goes_on_and_then_everything_failed_names_each_region() -> Non
 
 def test_a_down_region_gets_only_probes_at_the_interval() -> None:
     b = book()
+    for region in ("rj", "sc"):
+        b.record_probe(region, True, T0)
     fail(b, "sp", 5, T0)
     assert b.candidates(write=False) == ["rj", "sc"]
     assert b.probes_due(T0 + 10 * S) == []
-    assert b.probes_due(T0 + 35 * S) == ["sp"]
+    assert b.probes_due(T0 + 35 * S) == ["sp", "rj", "sc"]
     assert b.record_probe("sp", False, T0 + 35 * S, "still refused") is None
-    assert b.probes_due(T0 + 40 * S) == []
-    assert b.probes_due(T0 + 66 * S) == ["sp"]
+    assert b.probes_due(T0 + 40 * S) == ["rj", "sc"]
+    assert b.probes_due(T0 + 66 * S) == ["sp", "rj", "sc"]
+
+
+def test_failed_health_checks_of_a_live_region_count_toward_failover() -> None:
+    b = book(max_failures=2)
+    assert b.record_probe("sp", False, T0, "timeout") is None
+    event = b.record_probe("sp", False, T0 + 30 * S, "timeout")
+    assert event is not None
+    assert (event.kind, b.current) == (EventKind.FAILOVER, "rj")
 
 
 def test_failback_waits_for_continuous_health_for_the_delay() -> None:

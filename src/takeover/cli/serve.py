@@ -35,6 +35,14 @@ def serve(
     from takeover.main import build, configure_logging, open_store
 
     settings = load_settings(host=host, port=port, workers=workers)
+    if settings.regions_config is not None:
+        from takeover.regions import ConfigError, load_config
+
+        try:
+            load_config(settings.regions_config)
+        except ConfigError as error:
+            err.print(f"[red]invalid setting:[/] TAKEOVER_REGIONS_CONFIG: {error}", soft_wrap=True)
+            raise typer.Exit(2) from error
     configure_logging(settings.log_level, settings.log_format)
     where = settings.store_url.split("@")[-1]
     err.print(

@@ -134,14 +134,12 @@ class GroupBook:
 
     # probes (half-open) -------------------------------------------------------------------
     def probes_due(self, now: datetime) -> list[str]:
-        """Down regions, and up regions better than the current one (their health decides failback)."""
-        due = []
-        current_priority = self.regions[self.current].spec.priority
-        for connection_id, state in self.regions.items():
-            watching = not state.up or state.spec.priority < current_priority
-            if watching and (state.next_probe_at is None or now >= state.next_probe_at):
-                due.append(connection_id)
-        return due
+        """Every region, once per ``health_check_interval``: down ones get nothing else (half-open)."""
+        return [
+            connection_id
+            for connection_id, state in self.regions.items()
+            if state.next_probe_at is None or now >= state.next_probe_at
+        ]
 
     def record_probe(
         self,
@@ -152,12 +150,16 @@ class GroupBook:
         writable: bool | None = None,
     ) -> RegionEvent | None:
         state = self.regions[connection_id]
-        state.next_probe_at = now + self.policy.health_check_interval
         if not ok:
-            state.last_error = error or "probe failed"
+            if state.up:  # a failed check of a live region counts like a failed query
+                event = self.record_failure(connection_id, error or "health check failed", now)
+                state.next_probe_at = now + self.policy.health_check_interval
+                return event
+            state.last_error = error or "health check failed"
             state.healthy_since = None
-            state.up = False
+            state.next_probe_at = now + self.policy.health_check_interval
             return None
+        state.next_probe_at = now + self.policy.health_check_interval
         if writable is not None:
             state.writable = writable
         if not state.up:

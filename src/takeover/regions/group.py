@@ -199,8 +199,6 @@ class RegionGroup:
     def probe_due(self) -> None:
         with self._lock:
             due = self.book.probes_due(self.clock())
-            if self.book.policy.follow_writable:  # a promotion elsewhere must be seen too
-                due = list(self.book.regions)
         for connection_id in due:
             self.probe(connection_id)
 
