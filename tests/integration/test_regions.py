@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from takeover.localcluster import wait_until
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
 from takeover.regions import (
     AllRegionsFailed,
     GroupConfig,
@@ -23,6 +25,7 @@ from takeover.regions import (
     ReadOnlyRegion,
     RegionConfig,
     RegionEvent,
+    load_config,
 )
 from takeover.testing import FakeClock
 from tests.conftest import make_runtime
@@ -216,3 +219,69 @@ def test_takeover_serve_reports_the_connections_health(cluster: PostgresCluster,
         assert client.get("/health/connections/replica1").json()["connections"][0]["current"] is True
         assert client.get("/health/connections").status_code == 503
     runtime.store.engine.dispose()
+
+
+def test_processes_follow_one_shared_decision_set_from_the_cli(
+    cluster: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalCluster(tmp_path / "cp") as control:
+        url = control.start_control_plane()
+        monkeypatch.setenv("TAKEOVER_TOKEN", ADMIN_TOKEN)
+        config = tmp_path / "regions.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "shared": {"url": url},
+                    "groups": [
+                        {
+                            "group_id": "emp",
+                            "failover_policy": {"health_check_interval": 100},
+                            "regions": [
+                                {"connection_id": m.name, "region": f"site-{n}", "priority": n, "dsn": m.dsn}
+                                for n, m in enumerate(cluster.members, start=1)
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        env = {**os.environ, "TAKEOVER_URL": url, "COLUMNS": "250", "TAKEOVER_REGIONS_CONFIG": str(config)}
+
+        def db(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*TAKEOVER, "db", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+
+        first = MultiRegion(load_config(config), registry=CollectorRegistry())
+        second = MultiRegion(load_config(config), registry=CollectorRegistry())
+        try:
+
+            def both_on(region: str) -> bool:
+                for process in (first, second):
+                    process.check()
+                return all(p.group("emp").book.current == region for p in (first, second))
+
+            status = db("status")
+            assert status.returncode == 0, status.stderr
+            assert "replica2" in status.stdout
+            moved = db("failover", "emp", "replica2")
+            assert moved.returncode == 0, moved.stderr
+            assert "emp -> replica2 (epoch 1)" in moved.stdout
+            wait_until(lambda: both_on("replica2"), 10, "both processes on replica2")
+            assert first.query_with_failover("emp", "SELECT 1") == [(1,)]
+
+            first.failover("emp", "replica1")  # one process decides: the other follows
+            wait_until(lambda: both_on("replica1"), 10, "both processes on replica1")
+
+            back = db("failback", "emp")
+            assert back.returncode == 0, back.stderr
+            assert "emp -> primary" in back.stdout
+            wait_until(lambda: both_on("primary"), 10, "both processes back on the primary")
+
+            cluster.replicas[0].kill()
+            checked = db("check")
+            assert checked.returncode == 1
+            assert "down emp/replica1" in checked.stdout
+        finally:
+            first.close()
+            second.close()

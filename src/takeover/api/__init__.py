@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from takeover.api.errors import install_error_handlers
-from takeover.api.routes import failovers, instances, nodes, orchestrator, system
+from takeover.api.routes import failovers, instances, nodes, orchestrator, regiongroups, system
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
 
@@ -32,7 +32,7 @@ def create_app(
     app.state.services = services
     app.state.controllers = controllers
     install_error_handlers(app)
-    for module in (nodes, instances, failovers, orchestrator):
+    for module in (nodes, instances, failovers, orchestrator, regiongroups):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(system.router)
     return app

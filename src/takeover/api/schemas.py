@@ -339,3 +339,20 @@ class VolumeOut(BaseModel):
 class InstancePatch(Request):
     failover_strategy: StrategyParam | None = None
     failover_enabled: bool | None = None
+
+
+class GroupDecisionIn(Request):
+    current_region: Annotated[
+        str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ]
+    expected_epoch: int | None = Field(None, ge=0, description="the epoch you saw; 409 if it moved since")
+    reason: Annotated[str, Field(max_length=2000)] = "manual"
+
+
+class GroupDecisionOut(BaseModel):
+    group_id: str
+    current_region: str
+    epoch: int
+    updated_at: datetime
+    updated_by: str
+    reason: str

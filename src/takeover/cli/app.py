@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from takeover.cli import failovers, instances, nodes, tokens, volumes
+from takeover.cli import db, failovers, instances, nodes, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.demo import demo
 from takeover.cli.serve import serve
@@ -18,6 +18,7 @@ app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
 app.add_typer(failovers.app, name="failover")
 app.add_typer(volumes.app, name="volumes")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

@@ -86,9 +86,17 @@ class GroupConfig(_Model):
         ]
 
 
+class SharedConfig(_Model):
+    """Where the shared decision lives: a takeover control plane (or its load balancer)."""
+
+    url: str = Field(pattern=r"^https?://")
+    token_env: str = Field("TAKEOVER_TOKEN", description="the variable holding an API token")
+
+
 class MultiRegionConfig(_Model):
     enabled: bool = True
     groups: list[GroupConfig] = Field(default_factory=list)
+    shared: SharedConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> MultiRegionConfig:

@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from takeover.domain.regions import AllRegionsFailed, EventKind, GroupBook, RegionEvent
 from takeover.regions.config import GroupConfig
 from takeover.regions.metrics import RegionMetrics
+from takeover.regions.shared import Decision, SharedDecision
 from takeover.regions.statements import is_write
 
 log = structlog.get_logger("takeover.regions")
@@ -43,7 +44,11 @@ class RegionGroup:
         emit: Callable[[RegionEvent], None],
         clock: Callable[[], datetime] = _now,
         idle_per_region: int = 4,
+        shared: SharedDecision | None = None,
     ) -> None:
+        self.shared = shared
+        self.shared_epoch = 0
+        self._next_sync: datetime | None = None
         self.config = config
         self.book = GroupBook(
             config.group_id, config.specs(), config.failover_policy.policy(), config.current_region
@@ -177,8 +182,10 @@ class RegionGroup:
         if event is not None:
             self._announce(event)
 
-    def probe(self, connection_id: str) -> None:
-        """A health check: connect, ask whether it is a standby; the book decides the rest."""
+    def probe(self, connection_id: str) -> str | None:
+        """A health check: connect, ask whether it is a standby; the book decides the rest.
+
+        Returns the error, or None when the region answered."""
         try:
             with self._connect(connection_id) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -195,6 +202,7 @@ class RegionGroup:
         self._publish()
         if event is not None:
             self._announce(event)
+        return error
 
     def probe_due(self) -> None:
         with self._lock:
@@ -215,6 +223,44 @@ class RegionGroup:
             self.metrics.failovers.labels(event.group, event.from_region, event.to_region).inc()
         if event.kind is EventKind.FAILBACK and event.to_region:
             self.metrics.failbacks.labels(event.group, event.to_region).inc()
+        self._publish()
+        self.emit(event)
+        if self.shared is not None and event.to_region and event.kind is not EventKind.ALL_REGIONS_FAILED:
+            decision = self.shared.publish(
+                self.config.group_id, event.to_region, self.shared_epoch, event.reason
+            )
+            if decision is not None:
+                self._follow(decision)
+
+    def sync_shared(self) -> None:
+        """Once per health check interval: follow the group's shared decision if it is newer."""
+        now = self.clock()
+        if self.shared is None or (self._next_sync is not None and now < self._next_sync):
+            return
+        self._next_sync = now + self.book.policy.health_check_interval
+        decision = self.shared.fetch(self.config.group_id)
+        if decision is not None:
+            self._follow(decision)
+
+    def _follow(self, decision: Decision) -> None:
+        if decision.epoch < self.shared_epoch:
+            return
+        self.shared_epoch = decision.epoch
+        with self._lock:
+            if decision.region == self.book.current or decision.region not in self.book.regions:
+                return
+            event = self.book.failover_to(decision.region, self.clock())
+        event = RegionEvent(
+            event.kind,
+            event.group,
+            event.from_region,
+            event.to_region,
+            f"shared decision by {decision.by}: {decision.reason}",
+            event.at,
+        )
+        log.warning(
+            "following the shared decision", group=event.group, to=event.to_region, reason=event.reason
+        )
         self._publish()
         self.emit(event)
 

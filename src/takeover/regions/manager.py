@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,9 +14,10 @@ import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from takeover.domain.regions import EventKind, RegionEvent
-from takeover.regions.config import MultiRegionConfig, load_config
+from takeover.regions.config import ConfigError, MultiRegionConfig, load_config
 from takeover.regions.group import Params, RegionGroup
 from takeover.regions.metrics import RegionMetrics
+from takeover.regions.shared import SharedDecision
 
 Listener = Callable[[RegionEvent], None]
 
@@ -41,7 +43,11 @@ class MultiRegion:
         self.config = config
         self.metrics = RegionMetrics(registry)
         self._listeners: dict[EventKind, list[Listener]] = {kind: [] for kind in EventKind}
-        self.groups = {g.group_id: RegionGroup(g, self.metrics, self._emit, clock) for g in config.groups}
+        self.shared = _shared(config)
+        self.groups = {
+            g.group_id: RegionGroup(g, self.metrics, self._emit, clock, shared=self.shared)
+            for g in config.groups
+        }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,14 +103,19 @@ class MultiRegion:
     def failback(self, group_id: str) -> RegionEvent | None:
         return self.group(group_id).failback()
 
-    def check(self, everything: bool = False) -> None:
-        """One round of health checks: the due ones, or every region."""
-        for group in self.groups.values():
+    def check(self, everything: bool = False) -> dict[tuple[str, str], str | None]:
+        """One round of health checks (the due ones, or every region), then the shared decision.
+
+        With ``everything``, returns each region's error now (None: it answered)."""
+        answers: dict[tuple[str, str], str | None] = {}
+        for group_id, group in self.groups.items():
             if everything:
                 for connection_id in group.book.regions:
-                    group.probe(connection_id)
+                    answers[(group_id, connection_id)] = group.probe(connection_id)
             else:
                 group.probe_due()
+            group.sync_shared()
+        return answers
 
     def start(self, tick: float = 0.05) -> None:
         if self._thread is not None:
@@ -125,9 +136,20 @@ class MultiRegion:
             self._thread = None
         for group in self.groups.values():
             group.close()
+        if self.shared is not None:
+            self.shared.close()
 
     def __enter__(self) -> MultiRegion:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shared(config: MultiRegionConfig) -> SharedDecision | None:
+    if config.shared is None:
+        return None
+    token = os.environ.get(config.shared.token_env)
+    if not token:
+        raise ConfigError(f"shared.token_env names {config.shared.token_env}, which is not set")
+    return SharedDecision(config.shared.url, token)

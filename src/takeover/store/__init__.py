@@ -10,6 +10,7 @@ from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.nodes import HeartbeatResult, NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
+from takeover.store.regiongroups import RegionGroupRepository
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
 
@@ -29,6 +30,7 @@ class Store:
         self.failovers = FailoverRepository(engine, degraded_streak, default_strategy)
         self.tokens = TokenRepository(engine)
         self.volumes = VolumeRepository(engine)
+        self.region_groups = RegionGroupRepository(engine)
         self.standbys = StandbyRepository(engine, degraded_streak)
         self.pool = PoolRepository(engine)
         self.coordinator = StoreCoordinator(engine)

@@ -181,3 +181,14 @@ events = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("data", Json, nullable=False),
 )
+
+region_groups = sa.Table(
+    "region_groups",
+    metadata,
+    sa.Column("group_id", sa.String(200), primary_key=True),
+    sa.Column("current_region", sa.String(200), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
