@@ -155,3 +155,25 @@ def test_bad_orchestrator_requests_are_clear_and_change_nothing(pool: Pool, clie
         if field:
             assert field in response.text, f"{method} {path} does not name {field}: {response.text}"
     assert dump(pool) == before
+
+
+def test_region_group_decisions_compare_and_set(pool: Pool, client: TestClient) -> None:
+    assert client.get("/api/v1/region-groups/emp").status_code == 404
+    first = client.put("/api/v1/region-groups/emp", json={"current_region": "rj", "expected_epoch": 0})
+    assert first.status_code == 200
+    assert (first.json()["epoch"], first.json()["updated_by"]) == (1, "admin")
+    stale = client.put("/api/v1/region-groups/emp", json={"current_region": "sc", "expected_epoch": 0})
+    assert stale.status_code == 409
+    assert "is at epoch 1 (region rj)" in stale.json()["detail"]
+    before = dump(pool)
+    for body, field in (
+        ({"current_region": "../x"}, "current_region"),
+        ({"current_region": "sc", "expected_epoch": -1}, "expected_epoch"),
+        ({"region": "sc"}, "current_region"),
+    ):
+        response = client.put("/api/v1/region-groups/emp", json=body)
+        assert response.status_code == 422
+        assert field in response.text
+    assert client.put("/api/v1/region-groups/bad%20name", json={"current_region": "sc"}).status_code == 422
+    assert dump(pool) == before
+    assert [g["current_region"] for g in client.get("/api/v1/region-groups").json()] == ["rj"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -285,3 +286,13 @@ def test_processes_follow_one_shared_decision_set_from_the_cli(
         finally:
             first.close()
             second.close()
+
+
+def test_asyncio_code_gets_the_same_failover(cluster: PostgresCluster) -> None:
+    async def main(r: MultiRegion) -> list[tuple[Any, ...]]:
+        cluster.primary.kill()
+        return await r.aquery_with_failover("emp", READ, ["7530110"])
+
+    with regions(cluster) as r:
+        assert asyncio.run(main(r)) == [(3,)]
+        assert r.group("emp").book.current == "replica1"

@@ -39,7 +39,9 @@ def _probed(config: Path) -> list[dict[str, object]]:
         for group in regions.status():
             for region in group["regions"]:
                 problem = answers[(group["group_id"], region["connection_id"])]
-                rows.append({"group": group["group_id"], **region, "healthy": problem is None, "last_error": problem})
+                rows.append(
+                    {"group": group["group_id"], **region, "healthy": problem is None, "last_error": problem}
+                )
         return rows
 
 

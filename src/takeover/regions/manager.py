@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -81,6 +82,12 @@ class MultiRegion:
     ) -> list[tuple[Any, ...]]:
         """One statement on the group's best region; ``write`` None: decided by parsing ``sql``."""
         return self.group(group_id).query(sql, params, write)
+
+    async def aquery_with_failover(
+        self, group_id: str, sql: str, params: Params = None, write: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The same for asyncio code: runs on a worker thread, so the event loop never blocks."""
+        return await asyncio.to_thread(self.query_with_failover, group_id, sql, params, write)
 
     @contextmanager
     def connection(self, group_id: str, write: bool) -> Iterator[psycopg.Connection[Any]]:
