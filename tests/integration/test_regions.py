@@ -296,3 +296,21 @@ def test_asyncio_code_gets_the_same_failover(cluster: PostgresCluster) -> None:
     with regions(cluster) as r:
         assert asyncio.run(main(r)) == [(3,)]
         assert r.group("emp").book.current == "replica1"
+
+
+def test_a_lagging_replica_gets_no_reads(cluster: PostgresCluster) -> None:
+    lagging = cluster.replicas[0]
+    with psycopg.connect(lagging.dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    with regions(cluster, max_lag=200) as r:
+        r.query_with_failover("emp", "UPDATE item SET qty = 8 WHERE code = %s", ["7530110"])
+        time.sleep(0.5)
+        r.check(everything=True)
+        status = {x["connection_id"]: x for x in r.status()[0]["regions"]}
+        assert status["replica1"]["lag_s"] > 0.2
+        assert status["replica2"]["lag_s"] == 0
+        cluster.primary.kill()
+        assert r.query_with_failover("emp", READ, ["7530110"]) == [(8,)]  # replica2, never the stale replica1
+        assert r.group("emp").book.current == "replica2"  # the failover skipped the lagging one too
+        with psycopg.connect(lagging.dsn) as conn:
+            assert conn.execute(READ, ["7530110"]).fetchone() == (3,)  # what replica1 would have said

@@ -116,3 +116,13 @@ def test_a_manual_failover_names_a_region_of_the_group() -> None:
         b.failover_to("xx", T0)
     with pytest.raises(ValueError, match="lists a connection id twice"):
         GroupBook("g", [REGIONS[0], REGIONS[0]], GroupPolicy())
+
+
+def test_reads_skip_a_replica_lagging_more_than_max_lag() -> None:
+    b = book(max_lag=timedelta(seconds=2))
+    fail(b, "sp", 5, T0)
+    b.record_probe("rj", True, T0, lag=timedelta(seconds=30))
+    b.record_probe("sc", True, T0, lag=timedelta(seconds=1))
+    assert b.candidates(write=False) == ["sc"]  # rj is current, but too far behind
+    b.record_probe("rj", True, T0 + 30 * S, lag=timedelta(0))
+    assert b.candidates(write=False) == ["rj", "sc"]

@@ -40,6 +40,7 @@ class GroupPolicy:
     failback_delay: timedelta = timedelta(minutes=5)
     auto_failback: bool = True
     follow_writable: bool = False  # writes go where the server says it is writable (after a promotion)
+    max_lag: timedelta | None = None  # reads never go to a replica further behind than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class RegionState:
     last_error: str | None = None
     next_probe_at: datetime | None = None
     writable: bool | None = None  # what the server said last (pg_is_in_recovery), None: not asked
+    lag: timedelta | None = None  # replication lag at the last health check (None: a primary, or unknown)
 
 
 class AllRegionsFailed(Exception):
@@ -93,7 +95,13 @@ class GroupBook:
     def candidates(self, write: bool) -> list[str]:
         """Regions to try for one query, in order: the current one, then the other up ones by priority."""
         order = [self.current, *(c for c in self.regions if c != self.current)]
-        return [c for c in order if self.regions[c].up and (not write or self.writable(c))]
+        return [
+            c for c in order if self.regions[c].up and (self.writable(c) if write else not self.lagging(c))
+        ]
+
+    def lagging(self, connection_id: str) -> bool:
+        lag, limit = self.regions[connection_id].lag, self.policy.max_lag
+        return limit is not None and lag is not None and lag > limit
 
     def all_failed_message(self) -> str:
         parts = [f"{c} ({s.spec.region}): {s.last_error or 'down'}" for c, s in self.regions.items()]
@@ -126,7 +134,8 @@ class GroupBook:
         return self._move_from(connection_id, reason, now)
 
     def _move_from(self, connection_id: str, reason: str, now: datetime) -> RegionEvent:
-        target = next((c for c in self.regions if c != connection_id and self.regions[c].up), None)
+        others = [c for c in self.regions if c != connection_id and self.regions[c].up]
+        target = next((c for c in others if not self.lagging(c)), others[0] if others else None)
         if target is None:
             return RegionEvent(EventKind.ALL_REGIONS_FAILED, self.group, connection_id, None, reason, now)
         self.current = target
@@ -148,8 +157,11 @@ class GroupBook:
         now: datetime,
         error: str | None = None,
         writable: bool | None = None,
+        lag: timedelta | None = None,
     ) -> RegionEvent | None:
         state = self.regions[connection_id]
+        if ok:
+            state.lag = lag
         if not ok:
             if state.up:  # a failed check of a live region counts like a failed query
                 event = self.record_failure(connection_id, error or "health check failed", now)

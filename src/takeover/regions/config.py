@@ -52,6 +52,7 @@ class PolicyConfig(_Model):
     auto_failback: bool = True
     follow_writable: bool = False
     connect_timeout: int = Field(1_000, ge=10, description="ms, per connection attempt")
+    max_lag: int | None = Field(None, ge=0, description="ms; reads skip replicas further behind")
 
     def policy(self) -> GroupPolicy:
         return GroupPolicy(
@@ -61,6 +62,7 @@ class PolicyConfig(_Model):
             failback_delay=timedelta(milliseconds=self.failback_delay),
             auto_failback=self.auto_failback,
             follow_writable=self.follow_writable,
+            max_lag=timedelta(milliseconds=self.max_lag) if self.max_lag is not None else None,
         )
 
 

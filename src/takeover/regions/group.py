@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,6 +26,14 @@ from takeover.regions.statements import is_write
 
 log = structlog.get_logger("takeover.regions")
 Params = Sequence[Any] | dict[str, Any] | None
+# A standby's lag: 0 when it has replayed all it received (an idle primary is not lag), else
+# the time since the last transaction it replayed.
+_HEALTH = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())) END
+"""
 
 
 class ReadOnlyRegion(Exception):
@@ -186,15 +194,20 @@ class RegionGroup:
         """A health check: connect, ask whether it is a standby; the book decides the rest.
 
         Returns the error, or None when the region answered."""
+        lag: timedelta | None = None
         try:
             with self._connect(connection_id) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            ok, error, writable = True, None, not bool(row and row[0])
+                row = conn.execute(_HEALTH).fetchone()
+            assert row is not None
+            ok, error, writable = True, None, not row[0]
+            lag = timedelta(seconds=float(row[1])) if row[1] is not None else None
         except psycopg.Error as exc:
             ok, error, writable = False, str(exc).strip().split("\n")[0], None
+        if lag is not None:
+            self.metrics.replication_lag.labels(self.config.group_id, connection_id).set(lag.total_seconds())
         with self._lock:
             was_writable = self.book.writable(connection_id)
-            event = self.book.record_probe(connection_id, ok, self.clock(), error, writable)
+            event = self.book.record_probe(connection_id, ok, self.clock(), error, writable, lag)
             if self.book.writable(connection_id) != was_writable:  # promoted: reopen without the guard
                 for conn in self._idle[connection_id]:
                     conn.close()
@@ -304,6 +317,7 @@ class RegionGroup:
                         "writable": self.book.writable(c),
                         "last_error": s.last_error,
                         "healthy_since": s.healthy_since.isoformat() if s.healthy_since else None,
+                        "lag_s": s.lag.total_seconds() if s.lag is not None else None,
                     }
                     for c, s in self.book.regions.items()
                 ],

@@ -27,6 +27,12 @@ class RegionMetrics:
         self.queries_failed = Counter(
             p + "queries_failed", "Queries that failed on the region", ["group", "region"], registry=registry
         )
+        self.replication_lag = Gauge(
+            p + "replication_lag_seconds",
+            "Replica lag at the last health check",
+            ["group", "region"],
+            registry=registry,
+        )
         self.region_health = Gauge(
             p + "region_health", "1 healthy, 0 down", ["group", "region"], registry=registry
         )
