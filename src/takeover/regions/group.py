@@ -25,6 +25,7 @@ from takeover.regions.shared import Decision, SharedDecision
 from takeover.regions.statements import is_write
 
 log = structlog.get_logger("takeover.regions")
+_ROWS = psycopg.pq.ExecStatus.TUPLES_OK
 Params = Sequence[Any] | dict[str, Any] | None
 # A standby's lag: 0 when it has replayed all it received (an idle primary is not lag), else
 # the time since the last transaction it replayed.
@@ -69,6 +70,15 @@ class RegionGroup:
         self._idle: dict[str, list[psycopg.Connection[Any]]] = {c: [] for c in self.dsn}
         self._idle_max = idle_per_region
         self._lock = threading.RLock()
+        group = config.group_id
+        self._counters = {  # bound once: labels() on every query costs more than the rest of our path
+            c: (
+                metrics.queries.labels(group, c),
+                metrics.queries_success.labels(group, c),
+                metrics.queries_failed.labels(group, c),
+            )
+            for c in self.dsn
+        }
         self._publish()
 
     # connections --------------------------------------------------------------------------
@@ -78,7 +88,8 @@ class RegionGroup:
             guarded = not self.book.writable(connection_id)
         if guarded:  # the second guard: the server itself refuses writes on this session
             conninfo = make_conninfo(conninfo, options="-c default_transaction_read_only=on")
-        return psycopg.connect(conninfo, connect_timeout=max(1, round(self.timeout)))
+        # autocommit: a single statement is one round trip; transaction() still opens a real one.
+        return psycopg.connect(conninfo, connect_timeout=max(1, round(self.timeout)), autocommit=True)
 
     def _take(self, connection_id: str) -> psycopg.Connection[Any]:
         with self._lock:
@@ -131,7 +142,7 @@ class RegionGroup:
                 self._failed(connection_id, exc)
                 last = exc
                 continue
-            self.metrics.queries.labels(self.config.group_id, connection_id).inc()
+            self._counters[connection_id][0].inc()
             try:
                 yield conn
             except psycopg.OperationalError as exc:
@@ -155,11 +166,11 @@ class RegionGroup:
         for connection_id in self._candidates(writes):
             try:
                 conn = self._take(connection_id)
-                self.metrics.queries.labels(self.config.group_id, connection_id).inc()
+                self._counters[connection_id][0].inc()
                 try:
-                    with conn.transaction():
-                        cursor = conn.execute(sql, params)
-                        rows = cursor.fetchall() if cursor.description else []
+                    cursor = conn.execute(sql, params)
+                    result = cursor.pgresult
+                    rows = cursor.fetchall() if result is not None and result.status == _ROWS else []
                 except psycopg.OperationalError:
                     conn.close()
                     raise
@@ -177,12 +188,13 @@ class RegionGroup:
 
     # what happened ------------------------------------------------------------------------
     def _succeeded(self, connection_id: str) -> None:
-        self.metrics.queries_success.labels(self.config.group_id, connection_id).inc()
-        with self._lock:
-            self.book.record_success(connection_id, self.clock())
+        self._counters[connection_id][1].inc()
+        if self.book.regions[connection_id].healthy_since is None:  # only a change needs the lock
+            with self._lock:
+                self.book.record_success(connection_id, self.clock())
 
     def _failed(self, connection_id: str, exc: Exception) -> None:
-        self.metrics.queries_failed.labels(self.config.group_id, connection_id).inc()
+        self._counters[connection_id][2].inc()
         error = str(exc).strip().split("\n")[0] or type(exc).__name__
         with self._lock:
             event = self.book.record_failure(connection_id, error, self.clock())

@@ -9,6 +9,7 @@ replica region refuses them on the server, the second guard.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -22,6 +23,7 @@ _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_write(sql: str) -> bool:
     try:
         statements = parse_sql(_PLACEHOLDER.sub(_server_side, sql))
