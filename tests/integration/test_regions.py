@@ -314,3 +314,21 @@ def test_a_lagging_replica_gets_no_reads(cluster: PostgresCluster) -> None:
         assert r.group("emp").book.current == "replica2"  # the failover skipped the lagging one too
         with psycopg.connect(lagging.dsn) as conn:
             assert conn.execute(READ, ["7530110"]).fetchone() == (3,)  # what replica1 would have said
+
+
+def test_a_write_whose_connection_broke_is_not_run_again_elsewhere(cluster: PostgresCluster) -> None:
+    """Its outcome is unknown (it may have committed), so the caller gets the error."""
+    with regions(cluster, follow_writable=True) as r:
+        r.query_with_failover("emp", "SELECT 1")  # a kept connection to the primary
+        cluster.replicas[1].promote()  # a second writable region exists
+        r.check(everything=True)
+        cluster.primary.kill()
+        with pytest.raises(psycopg.OperationalError):
+            r.query_with_failover("emp", "UPDATE item SET qty = 6 WHERE code = %s", ["7530110"])
+        with psycopg.connect(cluster.replicas[1].dsn) as conn:
+            assert conn.execute(READ, ["7530110"]).fetchone() == (3,)  # not applied on the other site
+        r.query_with_failover(
+            "emp", "UPDATE item SET qty = 6 WHERE code = %s", ["7530110"]
+        )  # a new call: fine
+        with psycopg.connect(cluster.replicas[1].dsn) as conn:
+            assert conn.execute(READ, ["7530110"]).fetchone() == (6,)

@@ -2,7 +2,9 @@
 
 Each query goes to the group's current region, or, when that fails at the connection level,
 to the next region that is up (writes only to a writable one), so the caller gets an answer
-while the policy decides when the group itself moves. SQL errors (a constraint, a typo) are
+while the policy decides when the group itself moves. A write is retried elsewhere only when
+it never left: if the connection broke after it was sent, it may have committed, and the
+error goes to the caller rather than risk running it twice. SQL errors (a constraint, a typo) are
 the caller's and pass through untouched: they say nothing about the region.
 """
 
@@ -166,21 +168,25 @@ class RegionGroup:
         for connection_id in self._candidates(writes):
             try:
                 conn = self._take(connection_id)
-                self._counters[connection_id][0].inc()
-                try:
-                    cursor = conn.execute(sql, params)
-                    result = cursor.pgresult
-                    rows = cursor.fetchall() if result is not None and result.status == _ROWS else []
-                except psycopg.OperationalError:
-                    conn.close()
-                    raise
-                except BaseException:
-                    self._give_back(connection_id, conn)
-                    raise
-            except psycopg.OperationalError as exc:
+            except psycopg.OperationalError as exc:  # nothing was sent: safe to try the next region
                 self._failed(connection_id, exc)
                 last = exc
                 continue
+            self._counters[connection_id][0].inc()
+            try:
+                cursor = conn.execute(sql, params)
+                result = cursor.pgresult
+                rows = cursor.fetchall() if result is not None and result.status == _ROWS else []
+            except psycopg.OperationalError as exc:
+                conn.close()
+                self._failed(connection_id, exc)
+                if writes:  # it may have committed before the connection broke: never run it twice
+                    raise
+                last = exc
+                continue
+            except BaseException:
+                self._give_back(connection_id, conn)
+                raise
             self._succeeded(connection_id)
             self._give_back(connection_id, conn)
             return rows
@@ -198,6 +204,9 @@ class RegionGroup:
         error = str(exc).strip().split("\n")[0] or type(exc).__name__
         with self._lock:
             event = self.book.record_failure(connection_id, error, self.clock())
+            for stale in self._idle[connection_id]:  # they point at the same failing server
+                stale.close()
+            self._idle[connection_id].clear()
         self._publish()
         if event is not None:
             self._announce(event)
