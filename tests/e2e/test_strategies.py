@@ -112,8 +112,13 @@ def test_both_falls_back_to_a_snapshot_when_the_standby_dies_too(tmp_path: Path)
         assert cluster.hit(web["id"]) == acked[-1] + 1
         [failover] = cluster.failovers(web["id"])
         log = failover["attempt_log"]
-        assert [a["strategy"] for a in log] == ["warm_pool", "cpu_standby"]
-        assert log[0]["error"].startswith("warm_pool_not_ready")
+        # The warm pool could not serve (its node stopped syncing, or died under the attempt);
+        # then snapshot restores, possibly first onto the dead standby while it still looked
+        # online (it is declared offline only offline_after after its last heartbeat).
+        assert log[0]["strategy"] == "warm_pool"
+        assert log[0]["error"]
+        assert [a["strategy"] for a in log[1:]] == ["cpu_standby"] * (len(log) - 1)
+        assert len(log) in (2, 3)
         assert failover["strategy"] == "both"
 
 

@@ -332,3 +332,12 @@ def test_a_write_whose_connection_broke_is_not_run_again_elsewhere(cluster: Post
         )  # a new call: fine
         with psycopg.connect(cluster.replicas[1].dsn) as conn:
             assert conn.execute(READ, ["7530110"]).fetchone() == (6,)
+
+
+def test_reads_can_be_spread_over_the_replicas(cluster: PostgresCluster) -> None:
+    with regions(cluster, read_balance="round_robin") as r:
+        ports = {r.query_with_failover("emp", "SELECT inet_server_port()")[0][0] for _ in range(6)}
+        assert ports == {m.port for m in cluster.members}
+        r.query_with_failover("emp", "UPDATE item SET qty = 2 WHERE code = %s", ["7530110"])  # primary only
+        with psycopg.connect(cluster.primary.dsn) as conn:
+            assert conn.execute(READ, ["7530110"]).fetchone() == (2,)

@@ -126,3 +126,20 @@ def test_reads_skip_a_replica_lagging_more_than_max_lag() -> None:
     assert b.candidates(write=False) == ["sc"]  # rj is current, but too far behind
     b.record_probe("rj", True, T0 + 30 * S, lag=timedelta(0))
     assert b.candidates(write=False) == ["rj", "sc"]
+
+
+def test_reads_can_rotate_or_go_to_the_nearest_region_and_writes_never_do() -> None:
+    from takeover.domain.regions import ReadBalance
+
+    rotating = book(read_balance=ReadBalance.ROUND_ROBIN)
+    firsts = [rotating.candidates(write=False)[0] for _ in range(6)]
+    assert sorted(set(firsts)) == ["rj", "sc", "sp"]
+    assert firsts[:3] != firsts[3:4] * 3  # it moves on each time
+    assert {rotating.candidates(write=True)[0] for _ in range(3)} == {"sp"}
+    fail(rotating, "sc", 5, T0)  # a down region leaves the rotation
+    assert {rotating.candidates(write=False)[0] for _ in range(4)} == {"sp", "rj"}
+
+    nearest = book(read_balance=ReadBalance.LOWEST_LATENCY)
+    assert nearest.candidates(write=False) == ["sp", "rj", "sc"]  # 10, 50, 80 ms
+    fail(nearest, "sp", 5, T0)
+    assert nearest.candidates(write=False) == ["rj", "sc"]

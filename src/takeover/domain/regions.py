@@ -17,6 +17,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 
+class ReadBalance(StrEnum):
+    CURRENT = "current"  # every read to the current region (the document's behaviour)
+    ROUND_ROBIN = "round_robin"  # reads rotate over every readable region
+    LOWEST_LATENCY = "lowest_latency"  # reads to the readable region with the lowest latency_ms
+
+
 class EventKind(StrEnum):
     FAILOVER = "failover"
     FAILBACK = "failback"
@@ -41,6 +47,7 @@ class GroupPolicy:
     auto_failback: bool = True
     follow_writable: bool = False  # writes go where the server says it is writable (after a promotion)
     max_lag: timedelta | None = None  # reads never go to a replica further behind than this
+    read_balance: ReadBalance = ReadBalance.CURRENT  # how reads spread over the healthy regions
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,7 @@ class GroupBook:
         if current is not None and current not in self.regions:
             raise ValueError(f"group {group} has no region {current!r}")
         self.current = current or next(iter(self.regions))
+        self._turn = 0  # round robin position
 
     # routing ------------------------------------------------------------------------------
     def writable(self, connection_id: str) -> bool:
@@ -93,11 +101,21 @@ class GroupBook:
         return not state.spec.read_only
 
     def candidates(self, write: bool) -> list[str]:
-        """Regions to try for one query, in order: the current one, then the other up ones by priority."""
+        """Regions to try for one query, in order: the current one, then the other up ones by priority.
+
+        Reads follow ``read_balance``: all to the current region, rotating over the readable ones,
+        or to the one with the lowest latency; writes always go to the current region first.
+        """
         order = [self.current, *(c for c in self.regions if c != self.current)]
-        return [
+        usable = [
             c for c in order if self.regions[c].up and (self.writable(c) if write else not self.lagging(c))
         ]
+        if write or len(usable) < 2 or self.policy.read_balance is ReadBalance.CURRENT:
+            return usable
+        if self.policy.read_balance is ReadBalance.LOWEST_LATENCY:
+            return sorted(usable, key=lambda c: self.regions[c].spec.latency_ms)
+        self._turn = (self._turn + 1) % len(usable)
+        return usable[self._turn :] + usable[: self._turn]
 
     def lagging(self, connection_id: str) -> bool:
         lag, limit = self.regions[connection_id].lag, self.policy.max_lag

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from takeover.domain.regions import GroupPolicy, RegionSpec
+from takeover.domain.regions import GroupPolicy, ReadBalance, RegionSpec
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 _PRIORITIES = {"primary": 1, "secondary": 2, "tertiary": 3, "quaternary": 4}
@@ -53,6 +53,7 @@ class PolicyConfig(_Model):
     follow_writable: bool = False
     connect_timeout: int = Field(1_000, ge=10, description="ms, per connection attempt")
     max_lag: int | None = Field(None, ge=0, description="ms; reads skip replicas further behind")
+    read_balance: ReadBalance = ReadBalance.CURRENT
 
     def policy(self) -> GroupPolicy:
         return GroupPolicy(
@@ -63,6 +64,7 @@ class PolicyConfig(_Model):
             auto_failback=self.auto_failback,
             follow_writable=self.follow_writable,
             max_lag=timedelta(milliseconds=self.max_lag) if self.max_lag is not None else None,
+            read_balance=self.read_balance,
         )
 
 
