@@ -145,7 +145,7 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
             holder,
             timedelta(seconds=lease_ttl.total_seconds()),
             metrics,
-            settings.seconds("sync_interval"),
+            settings.standby_report_interval,
         ),
         clock,
         settings.monitor_interval,

@@ -86,7 +86,8 @@ class Services:
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
-        sync = timedelta(seconds=self.agent_timings.sync_interval)
+        t = self.agent_timings
+        sync = timedelta(seconds=max(t.sync_interval, t.heartbeat_interval))  # syncs ride on heartbeats
         self.orchestrator = Orchestrator(store, clock, sync, max_attempts, wake, execute_timeout)
 
     # tokens -------------------------------------------------------------------------------

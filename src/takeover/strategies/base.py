@@ -67,7 +67,7 @@ class Situation:
 
     instance: Instance
     now: datetime
-    sync_interval: timedelta
+    sync_interval: timedelta  # how often a standby's sync reaches the store (max of sync and heartbeat)
     node_status: NodeStatus | None = None
     standby_status: NodeStatus | None = None
     standby_synced_at: datetime | None = None
