@@ -263,14 +263,12 @@ class StandbyRepository:
     ) -> Situation:
         with self._engine.connect() as conn:
             instance = _get(conn, instance_id, None)
-            statuses = {
-                r.id: NodeStatus(r.status)
-                for r in conn.execute(
-                    sa.select(nodes.c.id, nodes.c.status).where(
-                        nodes.c.id.in_([n for n in (instance.node_id, instance.standby_node_id) if n])
-                    )
-                )
-            }
+            standby_status = None
+            if instance.standby_node_id is not None:
+                found = conn.execute(
+                    sa.select(nodes.c.status).where(nodes.c.id == instance.standby_node_id)
+                ).scalar_one_or_none()
+                standby_status = NodeStatus(found) if found is not None else None
             volume_region = None
             if instance.volume_id is not None:
                 volume_region = conn.execute(
@@ -291,8 +289,7 @@ class StandbyRepository:
             instance=instance,
             now=now,
             sync_interval=sync_interval,
-            node_status=statuses.get(instance.node_id) if instance.node_id else None,
-            standby_status=statuses.get(instance.standby_node_id) if instance.standby_node_id else None,
+            standby_status=standby_status,
             standby_synced_at=instance.standby_synced_at,
             candidates=candidates,
             candidates_in_region=in_region,

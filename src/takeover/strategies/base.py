@@ -68,7 +68,6 @@ class Situation:
     instance: Instance
     now: datetime
     sync_interval: timedelta  # how often a standby's sync reaches the store (max of sync and heartbeat)
-    node_status: NodeStatus | None = None
     standby_status: NodeStatus | None = None
     standby_synced_at: datetime | None = None
     candidates: int = 0  # online nodes with a free slot, other than the instance's node
