@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.process import start, stop
+from tests.e2e.process import start, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -56,7 +56,9 @@ def test_acknowledged_writes_survive_a_sigkill(tmp_path: Path) -> None:
     threads = [threading.Thread(target=create, args=(w,)) for w in range(6)] + [threading.Thread(target=beat)]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    # Kill once both kinds of write were acknowledged (a loaded machine may take a while).
+    wait_until(lambda: len(acknowledged) > 20 and beats, timeout=30, what="acknowledged writes and heartbeats")
+    time.sleep(0.5)  # and a moment later, in the middle of more of them
     process.kill()  # SIGKILL: no shutdown, no flush
     killed.set()
     process.wait()
