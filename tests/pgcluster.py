@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.pgserver import PostgresServer, free_port
+from tests.pgserver import PostgresServer
 
 
 class Member(PostgresServer):
@@ -166,4 +166,4 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-__all__ = ["Member", "PostgresCluster", "free_port"]
+__all__ = ["Member", "PostgresCluster"]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from takeover.localcluster import free_port
 from takeover.ports import ObjectStore
 from takeover.snapshots import SnapshotRepository
 from takeover.snapshots.objects import DirectoryStore, S3Store, SnapshotStoreError, open_object_store
-from tests.pgserver import free_port
 
 DIGEST = "ab" + "0" * 62
 SNAP_A = "000000000001-20261122T000000000000Z-aaaaaa"

@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.pgserver import free_port
+from takeover.localcluster import free_port, wait_until
 
 TAKEOVER = str(Path(sys.executable).parent / "takeover")
 
@@ -33,7 +32,7 @@ def start(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(url), timeout=20, what=f"takeover serve on {url}")
-    except AssertionError:
+    except TimeoutError:
         stop(process)
         raise
     return process, url
@@ -62,12 +61,3 @@ def _healthy(url: str) -> bool:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_until(check: object, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -16,9 +16,8 @@ import psutil
 import pytest
 
 from takeover.domain.snapshots import SnapshotRef
-from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, free_port, wait_until
 from tests.e2e.tcpproxy import TcpProxy
-from tests.pgserver import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.process import start, stop, wait_until
+from takeover.localcluster import wait_until
+from tests.e2e.process import start, stop
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -57,7 +58,9 @@ def test_acknowledged_writes_survive_a_sigkill(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     # Kill once both kinds of write were acknowledged (a loaded machine may take a while).
-    wait_until(lambda: len(acknowledged) > 20 and beats, timeout=30, what="acknowledged writes and heartbeats")
+    wait_until(
+        lambda: len(acknowledged) > 20 and beats, timeout=30, what="acknowledged writes and heartbeats"
+    )
     time.sleep(0.5)  # and a moment later, in the middle of more of them
     process.kill()  # SIGKILL: no shutdown, no flush
     killed.set()

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from takeover.localcluster import wait_until
 from tests.conftest import new_store_url
-from tests.e2e.process import TAKEOVER, serve, wait_until
+from tests.e2e.process import TAKEOVER, serve
 
 pytestmark = pytest.mark.e2e
 FAST = {
