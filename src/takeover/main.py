@@ -86,14 +86,15 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     clock = clock or SystemClock()
     store = open_store(settings, migrated=migrated)
     metrics = Metrics()
-    controllers = _controllers(settings, store, clock, metrics) if settings.controllers else None
+    timings = AgentTimings(settings.heartbeat_interval, settings.fence_after, settings.sync_interval)
+    controllers = _controllers(settings, store, clock, metrics, timings) if settings.controllers else None
     services = Services(
         store,
         clock,
         metrics,
         heartbeat_batch=settings.heartbeat_batch,
         wake=controllers.wake if controllers else lambda: None,
-        agent_timings=AgentTimings(settings.heartbeat_interval, settings.fence_after, settings.sync_interval),
+        agent_timings=timings,
         max_attempts=settings.max_attempts,
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
     )
@@ -119,7 +120,9 @@ def worker_app() -> FastAPI:
     return build(settings, migrated=True).app
 
 
-def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> ControlLoop:
+def _controllers(
+    settings: Settings, store: Store, clock: Clock, metrics: Metrics, timings: AgentTimings
+) -> ControlLoop:
     holder = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
     lease_ttl = settings.seconds("lease_ttl")
     monitor_policy = MonitorPolicy(
@@ -145,7 +148,7 @@ def _controllers(settings: Settings, store: Store, clock: Clock, metrics: Metric
             holder,
             timedelta(seconds=lease_ttl.total_seconds()),
             metrics,
-            settings.standby_report_interval,
+            timings.standby_report_interval,
         ),
         clock,
         settings.monitor_interval,

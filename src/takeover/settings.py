@@ -81,10 +81,5 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'takeover.db').resolve()}"
 
-    @property
-    def standby_report_interval(self) -> timedelta:
-        """How often a standby's sync can reach the control plane: it rides on the heartbeats."""
-        return timedelta(seconds=max(self.sync_interval, self.heartbeat_interval))
-
     def seconds(self, name: str) -> timedelta:
         return timedelta(seconds=float(getattr(self, name)))

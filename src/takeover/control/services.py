@@ -64,6 +64,11 @@ class AgentTimings:
     fence_after: float = 75.0
     sync_interval: float = 10.0
 
+    @property
+    def standby_report_interval(self) -> timedelta:
+        """How often a standby's sync can reach the control plane: it rides on the heartbeats."""
+        return timedelta(seconds=max(self.sync_interval, self.heartbeat_interval))
+
 
 class Services:
     def __init__(
@@ -86,8 +91,7 @@ class Services:
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
-        t = self.agent_timings
-        sync = timedelta(seconds=max(t.sync_interval, t.heartbeat_interval))  # syncs ride on heartbeats
+        sync = self.agent_timings.standby_report_interval
         self.orchestrator = Orchestrator(store, clock, sync, max_attempts, wake, execute_timeout)
 
     # tokens -------------------------------------------------------------------------------

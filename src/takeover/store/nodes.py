@@ -187,11 +187,13 @@ class NodeRepository:
         """Apply what each runner reported; returns per node how many instances changed state."""
         reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
         per_node: Counter[UUID] = Counter()
+        hosts = {
+            node_id: urlsplit(node.base_url).hostname or "localhost" for node_id, node in senders.items()
+        }
         for instance, _ in held:
             node_id = instance.node_id
             assert node_id is not None
-            host = urlsplit(senders[node_id].base_url).hostname or "localhost"
-            changes = report_changes(instance, node_id, reports.get((node_id, instance.id)), host)
+            changes = report_changes(instance, node_id, reports.get((node_id, instance.id)), hosts[node_id])
             if not changes:
                 continue
             if "state" in changes:
