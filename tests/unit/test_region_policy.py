@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from takeover.domain.regions import EventKind, GroupBook, GroupPolicy, RegionSpec
+from takeover.domain.regions import EventKind, GroupBook, GroupPolicy, ReadBalance, RegionSpec
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -36,6 +38,17 @@ def test_failures_inside_the_window_fail_over_and_older_ones_do_not_count() -> N
     assert (event.from_region, event.to_region) == ("sp", "rj")  # type: ignore[attr-defined]
     assert "5 failures within 60s: refused" in event.reason  # type: ignore[attr-defined]
     assert b.current == "rj"
+
+
+def test_a_region_that_does_not_answer_at_all_goes_down_at_once() -> None:
+    b = book()
+    event = b.record_failure("sp", "no answer within 500 ms", T0, timed_out=True)
+    assert event is not None
+    assert event.kind is EventKind.FAILOVER
+    assert event.reason == "not answering: no answer within 500 ms"
+    assert b.candidates(write=False) == ["rj", "sc"]  # the next queries do not wait on it again
+    assert "sp" not in b.probes_due(T0 + 10 * S)  # half-open: a probe at the interval only
+    assert b.record_failure("rj", "no answer", T0, timed_out=False) is None  # a refusal still counts
 
 
 def test_the_chain_goes_on_and_then_everything_failed_names_each_region() -> None:
@@ -143,3 +156,36 @@ def test_reads_can_rotate_or_go_to_the_nearest_region_and_writes_never_do() -> N
     assert nearest.candidates(write=False) == ["sp", "rj", "sc"]  # 10, 50, 80 ms
     fail(nearest, "sp", 5, T0)
     assert nearest.candidates(write=False) == ["rj", "sc"]
+
+
+_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["fail", "timeout", "probe_ok", "probe_bad", "promoted", "lag", "manual", "failback"]
+        ),
+        st.sampled_from(["sp", "rj", "sc"]),
+        st.integers(0, 400),
+    ),
+    max_size=40,
+)
+
+
+@given(_OPERATIONS, st.sampled_from([ReadBalance.CURRENT, ReadBalance.LOWEST_LATENCY]), st.booleans())
+def test_the_cached_routes_always_match_the_state(
+    operations: list[tuple[str, str, int]], balance: ReadBalance, follow: bool
+) -> None:
+    b = book(max_failures=2, read_balance=balance, follow_writable=follow, max_lag=timedelta(seconds=5))
+    for name, region, second in operations:
+        at = T0 + second * S
+        if name in ("fail", "timeout"):
+            b.record_failure(region, "x", at, timed_out=name == "timeout")
+        elif name in ("probe_ok", "probe_bad", "lag"):
+            b.record_probe(region, name != "probe_bad", at, lag=timedelta(seconds=9 if name == "lag" else 0))
+        elif name == "promoted":
+            b.record_success(region, at, writable=True)
+        elif name == "manual":
+            b.failover_to(region, at)
+        else:
+            b.failback(at)
+        for write in (False, True):
+            assert b.candidates(write) == b._usable(write)

@@ -3,7 +3,9 @@
 One ``GroupBook`` per connection group keeps, for each region, its recent failures, whether
 it is up, since when it has been continuously healthy and when to probe it next. Failures
 inside ``failure_window`` reaching ``max_failures`` take a region down; if it was the current
-one, the group fails over to the best healthy region by priority. A down region gets no
+one, the group fails over to the best healthy region by priority. A region that does not answer
+at all within the connect timeout (hung, not refusing) goes down at once: counting to
+``max_failures`` would make the next queries each wait the timeout again. A down region gets no
 queries, only a probe every ``health_check_interval`` (half-open, as a circuit breaker). A
 region healthy for ``failback_delay`` without a break, and of higher priority than the current
 one, takes the group back (``auto_failback``). Pure: the time is always a parameter.
@@ -92,6 +94,7 @@ class GroupBook:
             raise ValueError(f"group {group} has no region {current!r}")
         self.current = current or next(iter(self.regions))
         self._turn = 0  # round robin position
+        self._routes: dict[bool, list[str]] = {}  # candidates by write; cleared by every change below
 
     # routing ------------------------------------------------------------------------------
     def writable(self, connection_id: str) -> bool:
@@ -106,16 +109,28 @@ class GroupBook:
         Reads follow ``read_balance``: all to the current region, rotating over the readable ones,
         or to the one with the lowest latency; writes always go to the current region first.
         """
+        usable = self._routes.get(write)
+        if usable is None:  # computed once per change of state: this runs for every query
+            usable = self._routes[write] = self._usable(write)
+        if write or len(usable) < 2 or self.policy.read_balance is not ReadBalance.ROUND_ROBIN:
+            return usable
+        self._turn = (self._turn + 1) % len(usable)
+        return usable[self._turn :] + usable[: self._turn]
+
+    def routes(self, write: bool) -> list[str] | None:
+        """The candidates as last computed, when they do not change per call (None: compute)."""
+        if self.policy.read_balance is ReadBalance.ROUND_ROBIN and not write:
+            return None
+        return self._routes.get(write)
+
+    def _usable(self, write: bool) -> list[str]:
         order = [self.current, *(c for c in self.regions if c != self.current)]
         usable = [
             c for c in order if self.regions[c].up and (self.writable(c) if write else not self.lagging(c))
         ]
-        if write or len(usable) < 2 or self.policy.read_balance is ReadBalance.CURRENT:
-            return usable
-        if self.policy.read_balance is ReadBalance.LOWEST_LATENCY:
-            return sorted(usable, key=lambda c: self.regions[c].spec.latency_ms)
-        self._turn = (self._turn + 1) % len(usable)
-        return usable[self._turn :] + usable[: self._turn]
+        if not write and self.policy.read_balance is ReadBalance.LOWEST_LATENCY:
+            usable.sort(key=lambda c: self.regions[c].spec.latency_ms)
+        return usable
 
     def lagging(self, connection_id: str) -> bool:
         lag, limit = self.regions[connection_id].lag, self.policy.max_lag
@@ -129,18 +144,23 @@ class GroupBook:
     def record_success(self, connection_id: str, now: datetime, writable: bool | None = None) -> None:
         state = self.regions[connection_id]
         if writable is not None:
+            self._routes.clear()
             state.writable = writable
         if state.healthy_since is None:
             state.healthy_since = now
 
-    def record_failure(self, connection_id: str, error: str, now: datetime) -> RegionEvent | None:
+    def record_failure(
+        self, connection_id: str, error: str, now: datetime, timed_out: bool = False
+    ) -> RegionEvent | None:
+        """A failed connection or query; ``timed_out``: the server did not answer at all."""
+        self._routes.clear()
         state = self.regions[connection_id]
         state.last_error = error
         state.healthy_since = None
         state.failures.append(now)
         while state.failures and now - state.failures[0] > self.policy.failure_window:
             state.failures.popleft()
-        if not state.up or len(state.failures) < self.policy.max_failures:
+        if not state.up or (len(state.failures) < self.policy.max_failures and not timed_out):
             return None
         count = len(state.failures)
         state.up = False
@@ -148,7 +168,10 @@ class GroupBook:
         state.next_probe_at = now + self.policy.health_check_interval
         if connection_id != self.current:
             return None
-        reason = f"{count} failures within {self.policy.failure_window.total_seconds():g}s: {error}"
+        if timed_out:
+            reason = f"not answering: {error}"
+        else:
+            reason = f"{count} failures within {self.policy.failure_window.total_seconds():g}s: {error}"
         return self._move_from(connection_id, reason, now)
 
     def _move_from(self, connection_id: str, reason: str, now: datetime) -> RegionEvent:
@@ -176,13 +199,15 @@ class GroupBook:
         error: str | None = None,
         writable: bool | None = None,
         lag: timedelta | None = None,
+        timed_out: bool = False,
     ) -> RegionEvent | None:
+        self._routes.clear()
         state = self.regions[connection_id]
         if ok:
             state.lag = lag
         if not ok:
             if state.up:  # a failed check of a live region counts like a failed query
-                event = self.record_failure(connection_id, error or "health check failed", now)
+                event = self.record_failure(connection_id, error or "health check failed", now, timed_out)
                 state.next_probe_at = now + self.policy.health_check_interval
                 return event
             state.last_error = error or "health check failed"
@@ -219,6 +244,7 @@ class GroupBook:
         return None
 
     def _failback(self, to: str, now: datetime, reason: str) -> RegionEvent:
+        self._routes.clear()
         event = RegionEvent(EventKind.FAILBACK, self.group, self.current, to, reason, now)
         self.current = to
         return event
@@ -229,6 +255,7 @@ class GroupBook:
         if connection_id not in self.regions:
             raise ValueError(f"group {self.group} has no region {connection_id!r}")
         event = RegionEvent(EventKind.FAILOVER, self.group, self.current, connection_id, "manual", now)
+        self._routes.clear()
         self.current = connection_id
         return event
 
