@@ -7,6 +7,7 @@ killed (SIGKILL of the postmaster), restarted, promoted or paused (SIGSTOP) by t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -67,6 +68,19 @@ class Member(PostgresServer):
         # here reaps, which a restart would take for a live server.
         (self.data / "postmaster.pid").unlink(missing_ok=True)
         (self.root / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: a hung machine, whose kernel still accepts TCP."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        pid = self.pid()
+        for process in (pid, *_children(pid)):
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(process, signum)
 
     def promote(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,68 +18,17 @@ from prometheus_client import CollectorRegistry
 from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
 from takeover.regions import (
     AllRegionsFailed,
-    GroupConfig,
     MultiRegion,
-    MultiRegionConfig,
-    PolicyConfig,
     ReadOnlyRegion,
-    RegionConfig,
     RegionEvent,
     load_config,
 )
 from takeover.testing import FakeClock
 from tests.conftest import make_runtime
+from tests.integration.conftest import READ, regions
 from tests.pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    c = PostgresCluster().start()
-    with psycopg.connect(c.primary.dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE item (code text PRIMARY KEY, qty int)")
-        conn.execute("INSERT INTO item VALUES ('7530110', 3)")
-        conn.execute("CREATE SEQUENCE s")
-    c.wait_replicated()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def regions(cluster: PostgresCluster, **policy: Any) -> MultiRegion:
-    members = cluster.members
-    config = MultiRegionConfig(
-        groups=[
-            GroupConfig(
-                group_id="emp",
-                regions=[
-                    RegionConfig(
-                        connection_id=m.name,
-                        region=f"site-{n}",
-                        priority=n,
-                        dsn=m.dsn,
-                        read_only=n > 1,
-                    )
-                    for n, m in enumerate(members, start=1)
-                ],
-                failover_policy=PolicyConfig(
-                    **{
-                        "max_failures": 1,
-                        "health_check_interval": 100,
-                        "failback_delay": 500,
-                        "connect_timeout": 1000,
-                        **policy,
-                    }
-                ),
-            )
-        ]
-    )
-    return MultiRegion(config, registry=CollectorRegistry())
-
-
-READ = "SELECT qty FROM item WHERE code = %s"
 
 
 def test_reads_continue_on_a_replica_and_writes_are_refused_there(cluster: PostgresCluster) -> None:
@@ -106,6 +54,21 @@ def test_reads_continue_on_a_replica_and_writes_are_refused_there(cluster: Postg
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # the server's own guard
             r.query_with_failover("emp", "SELECT nextval('s')", write=False)
         assert r.query_with_failover("emp", READ, ["7530110"]) == [(4,)]
+
+        def sample(name: str, **labels: str) -> float | None:
+            return r.metrics.registry.get_sample_value(
+                f"takeover_multi_region_{name}", {"group": "emp", **labels}
+            )
+
+        assert sample("queries_success_total", region="primary") == 2
+        assert sample("queries_failed_total", region="primary") == 1
+        assert sample("queries_total", region="primary") == 3
+        assert sample("queries_success_total", region="replica1") == 2
+        assert sample("queries_total", region="replica1") == 3  # and the nextval its server refused
+        assert sample("queries_failed_total", region="replica1") == 0
+        assert sample("failovers_total", **{"from": "primary", "to": "replica1"}) == 1
+        assert sample("region_health", region="primary") == 0
+        assert sample("current_region", region="replica1") == 2
 
 
 def test_the_primary_comes_back_and_takes_the_group_after_the_delay(cluster: PostgresCluster) -> None:

@@ -7,8 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from takeover.regions import ConfigError, load_config
+from takeover.regions import ConfigError, MultiRegion, MultiRegionConfig, load_config
 
 TOML = """
 [[groups]]
@@ -97,6 +98,16 @@ def test_a_yaml_file_and_the_variables_override_every_group(tmp_path: Path) -> N
             "colour: Extra inputs are not permitted",
         ),
         ("- just a list", ".yaml", "expected a table with 'groups'"),
+        (
+            YAML.replace('dsn: "host=b"', 'dsn: "host=b", url: "mssql+pyodbc://b"'),
+            ".yaml",
+            "region b: give exactly one of dsn (psycopg) or url (SQLAlchemy)",
+        ),
+        (
+            YAML.replace('dsn: "host=b"', "latency_ms: 1"),
+            ".yaml",
+            "region b: give exactly one of dsn (psycopg) or url (SQLAlchemy)",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_problem(
@@ -111,3 +122,29 @@ def test_a_bad_file_is_refused_naming_the_problem(
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml: No such file or directory"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nosuchdb://x", "url nosuchdb://x: Can't load plugin: sqlalchemy.dialects:nosuchdb"),
+        ("not a url", "url 'not a url': Could not parse SQLAlchemy URL"),
+        (
+            "postgresql+psycopg2://u:secret@h/db",
+            "url postgresql+psycopg2://u:***@h/db: No module named 'psycopg2'",
+        ),
+    ],
+)
+def test_an_sqlalchemy_url_that_cannot_be_used_is_named_without_its_password(url: str, message: str) -> None:
+    config = MultiRegionConfig.model_validate(
+        {
+            "groups": [
+                {
+                    "group_id": "g",
+                    "regions": [{"connection_id": "a", "region": "r", "priority": 1, "url": url}],
+                }
+            ]
+        }
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        MultiRegion(config, registry=CollectorRegistry())

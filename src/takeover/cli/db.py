@@ -28,12 +28,12 @@ def _probed(config: Path) -> list[dict[str, object]]:
     from takeover.regions import ConfigError, MultiRegion, load_config
 
     try:
-        loaded = load_config(config)
+        loaded = load_config(config).model_copy(update={"shared": None})  # looking, not deciding
+        regions = MultiRegion(loaded, registry=CollectorRegistry())
     except ConfigError as error:
         out.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
-    loaded = loaded.model_copy(update={"shared": None})  # looking, not deciding
-    with MultiRegion(loaded, registry=CollectorRegistry()) as regions:
+    with regions:
         answers = regions.check(everything=True)
         rows = []
         for group in regions.status():

@@ -36,10 +36,12 @@ def serve(
 
     settings = load_settings(host=host, port=port, workers=workers)
     if settings.regions_config is not None:
-        from takeover.regions import ConfigError, load_config
+        from prometheus_client import CollectorRegistry
 
-        try:
-            load_config(settings.regions_config)
+        from takeover.regions import ConfigError, MultiRegion, load_config
+
+        try:  # the file, and every region's driver (an SQLAlchemy URL's dialect must load)
+            MultiRegion(load_config(settings.regions_config), registry=CollectorRegistry()).close()
         except ConfigError as error:
             err.print(f"[red]invalid setting:[/] TAKEOVER_REGIONS_CONFIG: {error}", soft_wrap=True)
             raise typer.Exit(2) from error

@@ -34,9 +34,20 @@ class RegionConfig(_Model):
     connection_id: Id
     region: Id
     priority: int = Field(ge=1, le=100)
-    dsn: str = Field(min_length=1, description="libpq connection string or postgresql:// URL")
+    dsn: str | None = Field(None, min_length=1, description="libpq connection string or postgresql:// URL")
+    url: str | None = Field(
+        None, min_length=1, description="an SQLAlchemy URL instead of dsn, for any database it supports"
+    )
     latency_ms: float = Field(0.0, ge=0)
     read_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RegionConfig:
+        if (self.dsn is None) == (self.url is None):
+            raise ValueError(
+                f"region {self.connection_id}: give exactly one of dsn (psycopg) or url (SQLAlchemy)"
+            )
+        return self
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -51,7 +62,10 @@ class PolicyConfig(_Model):
     failback_delay: int = Field(300_000, ge=0, description="ms")
     auto_failback: bool = True
     follow_writable: bool = False
-    connect_timeout: int = Field(1_000, ge=10, description="ms, per connection attempt")
+    connect_timeout: int = Field(1_000, ge=10, description="ms, per connection attempt and health check")
+    stall_check_after: int = Field(
+        250, ge=10, description="ms; a query running this long makes the group check that its server answers"
+    )
     max_lag: int | None = Field(None, ge=0, description="ms; reads skip replicas further behind")
     read_balance: ReadBalance = ReadBalance.CURRENT
 

@@ -4,39 +4,31 @@ Each query goes to the group's current region, or, when that fails at the connec
 to the next region that is up (writes only to a writable one), so the caller gets an answer
 while the policy decides when the group itself moves. A write is retried elsewhere only when
 it never left: if the connection broke after it was sent, it may have committed, and the
-error goes to the caller rather than risk running it twice. SQL errors (a constraint, a typo) are
-the caller's and pass through untouched: they say nothing about the region.
+error goes to the caller rather than risk running it twice. SQL errors (a constraint, a typo, a
+statement timeout) are the caller's and pass through untouched: they say nothing about the
+region. A query stuck on a server that stopped answering is cut by the group's watchdog.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import structlog
-from psycopg.conninfo import make_conninfo
 
 from takeover.domain.regions import AllRegionsFailed, EventKind, GroupBook, RegionEvent
-from takeover.regions.config import GroupConfig
-from takeover.regions.metrics import RegionMetrics
+from takeover.regions.config import GroupConfig, RegionConfig
+from takeover.regions.drivers import Driver, Params, PsycopgDriver, Rows, Unreachable, first_line
+from takeover.regions.metrics import FAILED, REFUSED, SUCCEEDED, QueryTally, RegionMetrics
 from takeover.regions.shared import Decision, SharedDecision
 from takeover.regions.statements import is_write
+from takeover.regions.watchdog import Watchdog, deadline
 
 log = structlog.get_logger("takeover.regions")
-_ROWS = psycopg.pq.ExecStatus.TUPLES_OK
-Params = Sequence[Any] | dict[str, Any] | None
-# A standby's lag: 0 when it has replayed all it received (an idle primary is not lag), else
-# the time since the last transaction it replayed.
-_HEALTH = """
-SELECT pg_is_in_recovery(),
-       CASE WHEN NOT pg_is_in_recovery() THEN NULL
-            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())) END
-"""
 
 
 class ReadOnlyRegion(Exception):
@@ -45,6 +37,15 @@ class ReadOnlyRegion(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def driver_for(region: RegionConfig, timeout: float) -> Driver:
+    if region.url is not None:
+        from takeover.regions.engines import EngineDriver  # SQLAlchemy: only for groups that use it
+
+        return EngineDriver(region.url, timeout)
+    assert region.dsn is not None
+    return PsycopgDriver(region.dsn, timeout)
 
 
 class RegionGroup:
@@ -61,66 +62,60 @@ class RegionGroup:
         self.shared_epoch = 0
         self._next_sync: datetime | None = None
         self.config = config
-        self.book = GroupBook(
-            config.group_id, config.specs(), config.failover_policy.policy(), config.current_region
-        )
-        self.dsn = {r.connection_id: r.dsn for r in config.regions}
+        policy = config.failover_policy
+        self.book = GroupBook(config.group_id, config.specs(), policy.policy(), config.current_region)
+        self.timeout = policy.connect_timeout / 1000
+        self.drivers = {r.connection_id: driver_for(r, self.timeout) for r in config.regions}
+        self.native_async = all(d.native_async for d in self.drivers.values())
         self.metrics = metrics
         self.emit = emit
         self.clock = clock
-        self.timeout = config.failover_policy.connect_timeout / 1000
-        self._idle: dict[str, list[psycopg.Connection[Any]]] = {c: [] for c in self.dsn}
+        self._idle: dict[str, deque[Any]] = {c: deque() for c in self.drivers}  # append/pop: no lock
+        self._aidle: dict[str, list[Any]] = {c: [] for c in self.drivers}
+        self._astale: list[Any] = []  # async connections to close at the next async call
         self._idle_max = idle_per_region
         self._lock = threading.RLock()
         group = config.group_id
-        self._counters = {  # bound once: labels() on every query costs more than the rest of our path
-            c: (
-                metrics.queries.labels(group, c),
-                metrics.queries_success.labels(group, c),
-                metrics.queries_failed.labels(group, c),
-            )
-            for c in self.dsn
-        }
+        self.tally = metrics.tallies[group] = QueryTally(list(self.drivers))
+        self.watchdog = Watchdog(
+            policy.stall_check_after / 1000, self._answers, name=f"takeover-regions-watchdog-{group}"
+        )
         self._publish()
 
     # connections --------------------------------------------------------------------------
-    def _connect(self, connection_id: str) -> psycopg.Connection[Any]:
-        conninfo = self.dsn[connection_id]
+    def _read_only(self, connection_id: str) -> bool:
+        """The second guard: a region that must not be written gets a read-only session."""
         with self._lock:
-            guarded = not self.book.writable(connection_id)
-        if guarded:  # the second guard: the server itself refuses writes on this session
-            conninfo = make_conninfo(conninfo, options="-c default_transaction_read_only=on")
-        # autocommit: a single statement is one round trip; transaction() still opens a real one.
-        return psycopg.connect(conninfo, connect_timeout=max(1, round(self.timeout)), autocommit=True)
+            return not self.book.writable(connection_id)
 
-    def _take(self, connection_id: str) -> psycopg.Connection[Any]:
-        with self._lock:
-            idle = self._idle[connection_id]
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    return conn
-        return self._connect(connection_id)
+    def _take(self, connection_id: str) -> Any:
+        try:  # what is idle was reusable when given back; a failure empties the region's idle
+            return self._idle[connection_id].pop()
+        except IndexError:
+            return self.drivers[connection_id].connect(self._read_only(connection_id))
 
-    def _give_back(self, connection_id: str, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.close()
-            return
-        with self._lock:
-            if len(self._idle[connection_id]) < self._idle_max:
-                self._idle[connection_id].append(conn)
-                return
-        conn.close()
+    def _give_back(self, connection_id: str, conn: Any) -> None:
+        driver = self.drivers[connection_id]
+        idle = self._idle[connection_id]
+        if len(idle) < self._idle_max and driver.reusable(conn):
+            idle.append(conn)
+        else:
+            driver.close(conn)
 
     def close(self) -> None:
+        self.watchdog.close()
         with self._lock:
-            for idle in self._idle.values():
-                for conn in idle:
-                    conn.close()
-                idle.clear()
+            for connection_id in self._idle:
+                self._drop_idle(connection_id)
+            for conn in self._astale:
+                conn.pgconn.finish()  # what AsyncConnection.close() does, without a loop to await it
+            self._astale.clear()
 
     # routing ------------------------------------------------------------------------------
     def _candidates(self, write: bool) -> list[str]:
+        found = self.book.routes(write)  # without the lock: a list its holders replace, never change
+        if found:
+            return found
         with self._lock:
             found = self.book.candidates(write)
             if found:
@@ -134,109 +129,214 @@ class RegionGroup:
             raise AllRegionsFailed(self.book.all_failed_message())
 
     @contextmanager
-    def connection(self, write: bool) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, write: bool) -> Iterator[Any]:
         """A connection to the best region for this use; the region is judged by how it goes."""
         last: Exception | None = None
         for connection_id in self._candidates(write):
             try:
                 conn = self._take(connection_id)
-            except psycopg.OperationalError as exc:
-                self._failed(connection_id, exc)
+            except Unreachable as exc:
+                self._failed(connection_id, str(exc), exc.timed_out)
                 last = exc
                 continue
-            self._counters[connection_id][0].inc()
+            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
             try:
                 yield conn
-            except psycopg.OperationalError as exc:
-                conn.close()
-                self._failed(connection_id, exc)
+            except BaseException as exc:
+                self.watchdog.end(token)
+                self._after_error(connection_id, conn, exc)
                 raise
-            except BaseException:
-                if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                self._give_back(connection_id, conn)
-                raise
+            self.watchdog.end(token)
             self._succeeded(connection_id)
             self._give_back(connection_id, conn)
             return
         raise AllRegionsFailed(self.book.all_failed_message()) from last
 
-    def query(self, sql: str, params: Params = None, write: bool | None = None) -> list[tuple[Any, ...]]:
+    def _after_error(self, connection_id: str, conn: Any, exc: BaseException) -> None:
+        driver = self.drivers[connection_id]
+        if driver.broken(conn, exc):
+            driver.close(conn)
+            self._failed(connection_id, first_line(exc))
+        else:
+            self.tally.add(connection_id, REFUSED)
+            self._give_back(connection_id, conn)
+
+    def query(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
         """Run one statement with failover; rows for a query, [] for a command."""
         writes = is_write(sql) if write is None else write
         last: Exception | None = None
         for connection_id in self._candidates(writes):
+            driver = self.drivers[connection_id]
             try:
                 conn = self._take(connection_id)
-            except psycopg.OperationalError as exc:  # nothing was sent: safe to try the next region
-                self._failed(connection_id, exc)
+            except Unreachable as exc:  # nothing was sent: safe to try the next region
+                self._failed(connection_id, str(exc), exc.timed_out)
                 last = exc
                 continue
-            self._counters[connection_id][0].inc()
+            token = self.watchdog.begin(connection_id, driver.fileno(conn))
             try:
-                cursor = conn.execute(sql, params)
-                result = cursor.pgresult
-                rows = cursor.fetchall() if result is not None and result.status == _ROWS else []
-            except psycopg.OperationalError as exc:
-                conn.close()
-                self._failed(connection_id, exc)
-                if writes:  # it may have committed before the connection broke: never run it twice
+                rows = driver.run(conn, sql, params)
+            except Exception as exc:
+                self.watchdog.end(token)
+                self._after_error(connection_id, conn, exc)
+                if writes or not driver.broken(conn, exc):  # a write may have committed: never twice
                     raise
                 last = exc
                 continue
-            except BaseException:
-                self._give_back(connection_id, conn)
-                raise
+            self.watchdog.end(token)
             self._succeeded(connection_id)
             self._give_back(connection_id, conn)
             return rows
         raise AllRegionsFailed(self.book.all_failed_message()) from last
 
+    # asyncio: the same routing on psycopg's AsyncConnection, no thread per query ----------
+    async def _atake(self, connection_id: str) -> Any:
+        await self._aclose_stale()
+        idle = self._aidle[connection_id]
+        driver: PsycopgDriver = self.drivers[connection_id]  # type: ignore[assignment]
+        conn = idle.pop() if idle else None
+        if conn is not None and driver.reusable(conn):
+            return conn
+        return await driver.aconnect(self._read_only(connection_id))
+
+    async def _aclose_stale(self) -> None:
+        while self._astale:
+            await self._astale.pop().close()
+
+    async def _agive_back(self, connection_id: str, conn: Any) -> None:
+        idle = self._aidle[connection_id]
+        if self.drivers[connection_id].reusable(conn) and len(idle) < self._idle_max:
+            idle.append(conn)
+        else:
+            await conn.close()
+
+    async def _aafter_error(self, connection_id: str, conn: Any, exc: BaseException) -> None:
+        if self.drivers[connection_id].broken(conn, exc):
+            await conn.close()
+            self._failed(connection_id, first_line(exc))
+        else:
+            self.tally.add(connection_id, REFUSED)
+            await self._agive_back(connection_id, conn)
+
+    def _require_async(self) -> None:
+        if not self.native_async:
+            raise TypeError(f"group {self.config.group_id} uses SQLAlchemy engines: use the sync API")
+
+    @asynccontextmanager
+    async def aconnection(self, write: bool) -> AsyncIterator[Any]:
+        self._require_async()
+        last: Exception | None = None
+        for connection_id in self._candidates(write):
+            try:
+                conn = await self._atake(connection_id)
+            except Unreachable as exc:
+                self._failed(connection_id, str(exc), exc.timed_out)
+                last = exc
+                continue
+            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
+            try:
+                yield conn
+            except BaseException as exc:
+                self.watchdog.end(token)
+                await self._aafter_error(connection_id, conn, exc)
+                raise
+            self.watchdog.end(token)
+            self._succeeded(connection_id)
+            await self._agive_back(connection_id, conn)
+            return
+        raise AllRegionsFailed(self.book.all_failed_message()) from last
+
+    async def aquery(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
+        self._require_async()
+        writes = is_write(sql) if write is None else write
+        last: Exception | None = None
+        for connection_id in self._candidates(writes):
+            driver: PsycopgDriver = self.drivers[connection_id]  # type: ignore[assignment]
+            try:
+                conn = await self._atake(connection_id)
+            except Unreachable as exc:
+                self._failed(connection_id, str(exc), exc.timed_out)
+                last = exc
+                continue
+            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
+            try:
+                rows = await driver.arun(conn, sql, params)
+            except Exception as exc:
+                self.watchdog.end(token)
+                await self._aafter_error(connection_id, conn, exc)
+                if writes or not driver.broken(conn, exc):
+                    raise
+                last = exc
+                continue
+            self.watchdog.end(token)
+            self._succeeded(connection_id)
+            await self._agive_back(connection_id, conn)
+            return rows
+        raise AllRegionsFailed(self.book.all_failed_message()) from last
+
     # what happened ------------------------------------------------------------------------
     def _succeeded(self, connection_id: str) -> None:
-        self._counters[connection_id][1].inc()
+        self.tally.add(connection_id, SUCCEEDED)
         if self.book.regions[connection_id].healthy_since is None:  # only a change needs the lock
             with self._lock:
                 self.book.record_success(connection_id, self.clock())
 
-    def _failed(self, connection_id: str, exc: Exception) -> None:
-        self._counters[connection_id][2].inc()
-        error = str(exc).strip().split("\n")[0] or type(exc).__name__
+    def _failed(self, connection_id: str, error: str, timed_out: bool = False) -> None:
+        self.tally.add(connection_id, FAILED)
         with self._lock:
-            event = self.book.record_failure(connection_id, error, self.clock())
-            for stale in self._idle[connection_id]:  # they point at the same failing server
-                stale.close()
-            self._idle[connection_id].clear()
+            event = self.book.record_failure(connection_id, error, self.clock(), timed_out)
+            self._drop_idle(connection_id)
         self._publish()
         if event is not None:
             self._announce(event)
+
+    def _drop_idle(self, connection_id: str) -> None:
+        """Kept connections point at the same failing (or just promoted) server: not reused."""
+        idle = self._idle[connection_id]
+        while idle:
+            self.drivers[connection_id].close(idle.popleft())
+        self._astale.extend(self._aidle[connection_id])
+        self._aidle[connection_id].clear()
 
     def probe(self, connection_id: str) -> str | None:
         """A health check: connect, ask whether it is a standby; the book decides the rest.
 
-        Returns the error, or None when the region answered."""
+        The whole check has the connect deadline. Returns the error, or None when it answered."""
+        driver = self.drivers[connection_id]
         lag: timedelta | None = None
+        writable: bool | None = None
+        error: str | None = None
+        timed_out = False
         try:
-            with self._connect(connection_id) as conn:
-                row = conn.execute(_HEALTH).fetchone()
-            assert row is not None
-            ok, error, writable = True, None, not row[0]
-            lag = timedelta(seconds=float(row[1])) if row[1] is not None else None
-        except psycopg.Error as exc:
-            ok, error, writable = False, str(exc).strip().split("\n")[0], None
+            conn = driver.connect(self._read_only(connection_id))
+        except Unreachable as exc:
+            error, timed_out = str(exc), exc.timed_out
+        else:
+            try:
+                with deadline(driver.fileno(conn), self.timeout) as cut:
+                    writable, lag = driver.health(conn)
+            except Exception as exc:
+                timed_out = cut.is_set()
+                error = f"no answer within {self.timeout * 1000:g} ms" if timed_out else first_line(exc)
+            finally:
+                driver.close(conn)
         if lag is not None:
             self.metrics.replication_lag.labels(self.config.group_id, connection_id).set(lag.total_seconds())
         with self._lock:
             was_writable = self.book.writable(connection_id)
-            event = self.book.record_probe(connection_id, ok, self.clock(), error, writable, lag)
+            event = self.book.record_probe(
+                connection_id, error is None, self.clock(), error, writable, lag, timed_out
+            )
             if self.book.writable(connection_id) != was_writable:  # promoted: reopen without the guard
-                for conn in self._idle[connection_id]:
-                    conn.close()
-                self._idle[connection_id].clear()
+                self._drop_idle(connection_id)
         self._publish()
         if event is not None:
             self._announce(event)
         return error
+
+    def _answers(self, connection_id: str) -> bool:
+        """The watchdog's question about a region with a stalled query."""
+        return self.probe(connection_id) is None
 
     def probe_due(self) -> None:
         with self._lock:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from takeover.domain.regions import EventKind, RegionEvent
 from takeover.regions.config import ConfigError, MultiRegionConfig, load_config
-from takeover.regions.group import Params, RegionGroup
+from takeover.regions.drivers import Params
+from takeover.regions.group import RegionGroup
 from takeover.regions.metrics import RegionMetrics
 from takeover.regions.shared import SharedDecision
 
@@ -81,23 +82,41 @@ class MultiRegion:
         self, group_id: str, sql: str, params: Params = None, write: bool | None = None
     ) -> list[tuple[Any, ...]]:
         """One statement on the group's best region; ``write`` None: decided by parsing ``sql``."""
-        return self.group(group_id).query(sql, params, write)
+        group = self.groups.get(group_id)
+        return (group or self.group(group_id)).query(sql, params, write)
 
     async def aquery_with_failover(
         self, group_id: str, sql: str, params: Params = None, write: bool | None = None
     ) -> list[tuple[Any, ...]]:
-        """The same for asyncio code: runs on a worker thread, so the event loop never blocks."""
-        return await asyncio.to_thread(self.query_with_failover, group_id, sql, params, write)
+        """The same for asyncio code, on psycopg's AsyncConnection (SQLAlchemy groups: a thread)."""
+        group = self.group(group_id)
+        if not group.native_async:
+            return await asyncio.to_thread(group.query, sql, params, write)
+        return await group.aquery(sql, params, write)
 
     @contextmanager
-    def connection(self, group_id: str, write: bool) -> Iterator[psycopg.Connection[Any]]:
-        """A connection for several statements; say whether any of them writes."""
+    def connection(self, group_id: str, write: bool) -> Iterator[Any]:
+        """A connection for several statements (psycopg's, or SQLAlchemy's for url regions);
+        say whether any of them writes."""
         with self.group(group_id).connection(write) as conn:
             yield conn
 
     @contextmanager
-    def transaction(self, group_id: str, write: bool) -> Iterator[psycopg.Connection[Any]]:
-        with self.connection(group_id, write) as conn, conn.transaction():
+    def transaction(self, group_id: str, write: bool) -> Iterator[Any]:
+        with (
+            self.connection(group_id, write) as conn,
+            conn.transaction() if isinstance(conn, psycopg.Connection) else conn.begin(),  # SQLAlchemy's
+        ):
+            yield conn
+
+    @asynccontextmanager
+    async def aconnection(self, group_id: str, write: bool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.group(group_id).aconnection(write) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def atransaction(self, group_id: str, write: bool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.aconnection(group_id, write) as conn, conn.transaction():
             yield conn
 
     # operators ----------------------------------------------------------------------------
