@@ -6,7 +6,7 @@ while the policy decides when the group itself moves. A write is retried elsewhe
 it never left: if the connection broke after it was sent, it may have committed, and the
 error goes to the caller rather than risk running it twice. SQL errors (a constraint, a typo, a
 statement timeout) are the caller's and pass through untouched: they say nothing about the
-region. A query stuck on a server that stopped answering is cut by the group's watchdog.
+region. A query stuck on a server that stopped answering is cut (``inflight``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import structlog
 from takeover.domain.regions import AllRegionsFailed, EventKind, GroupBook, RegionEvent
 from takeover.regions.config import GroupConfig, RegionConfig
 from takeover.regions.drivers import Driver, Params, PsycopgDriver, Rows, Unreachable, first_line
-from takeover.regions.metrics import FAILED, REFUSED, SUCCEEDED, QueryTally, RegionMetrics
+from takeover.regions.inflight import FAILED, REFUSED, SUCCEEDED, InFlight, deadline
+from takeover.regions.metrics import RegionMetrics
 from takeover.regions.shared import Decision, SharedDecision
 from takeover.regions.statements import is_write
-from takeover.regions.watchdog import Watchdog, deadline
 
 log = structlog.get_logger("takeover.regions")
 
@@ -76,9 +76,11 @@ class RegionGroup:
         self._idle_max = idle_per_region
         self._lock = threading.RLock()
         group = config.group_id
-        self.tally = metrics.tallies[group] = QueryTally(list(self.drivers))
-        self.watchdog = Watchdog(
-            policy.stall_check_after / 1000, self._answers, name=f"takeover-regions-watchdog-{group}"
+        self.inflight = metrics.inflight[group] = InFlight(
+            list(self.drivers),
+            policy.stall_check_after / 1000,
+            self._answers,
+            f"takeover-regions-watchdog-{group}",
         )
         self._publish()
 
@@ -103,7 +105,7 @@ class RegionGroup:
             driver.close(conn)
 
     def close(self) -> None:
-        self.watchdog.close()
+        self.inflight.close()
         with self._lock:
             for connection_id in self._idle:
                 self._drop_idle(connection_id)
@@ -136,30 +138,31 @@ class RegionGroup:
             try:
                 conn = self._take(connection_id)
             except Unreachable as exc:
-                self._failed(connection_id, str(exc), exc.timed_out)
+                self._unreachable(connection_id, exc)
                 last = exc
                 continue
-            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
+            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
             try:
                 yield conn
             except BaseException as exc:
-                self.watchdog.end(token)
-                self._after_error(connection_id, conn, exc)
+                self._after_error(connection_id, conn, exc, watched)
                 raise
-            self.watchdog.end(token)
-            self._succeeded(connection_id)
+            self._succeeded(connection_id, watched)
             self._give_back(connection_id, conn)
             return
         raise AllRegionsFailed(self.book.all_failed_message()) from last
 
-    def _after_error(self, connection_id: str, conn: Any, exc: BaseException) -> None:
+    def _after_error(self, connection_id: str, conn: Any, exc: BaseException, watched: int | None) -> bool:
+        """Whether the error broke the connection (the region's fault) or was the caller's."""
         driver = self.drivers[connection_id]
-        if driver.broken(conn, exc):
+        broken = driver.broken(conn, exc)
+        self.inflight.end(watched, connection_id, FAILED if broken else REFUSED)
+        if broken:
             driver.close(conn)
             self._failed(connection_id, first_line(exc))
         else:
-            self.tally.add(connection_id, REFUSED)
             self._give_back(connection_id, conn)
+        return broken
 
     def query(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
         """Run one statement with failover; rows for a query, [] for a command."""
@@ -170,21 +173,18 @@ class RegionGroup:
             try:
                 conn = self._take(connection_id)
             except Unreachable as exc:  # nothing was sent: safe to try the next region
-                self._failed(connection_id, str(exc), exc.timed_out)
+                self._unreachable(connection_id, exc)
                 last = exc
                 continue
-            token = self.watchdog.begin(connection_id, driver.fileno(conn))
+            watched = self.inflight.begin(connection_id, driver.fileno(conn))
             try:
                 rows = driver.run(conn, sql, params)
             except Exception as exc:
-                self.watchdog.end(token)
-                self._after_error(connection_id, conn, exc)
-                if writes or not driver.broken(conn, exc):  # a write may have committed: never twice
-                    raise
+                if not self._after_error(connection_id, conn, exc, watched) or writes:
+                    raise  # the caller's error; or a write that may have committed: never twice
                 last = exc
                 continue
-            self.watchdog.end(token)
-            self._succeeded(connection_id)
+            self._succeeded(connection_id, watched)
             self._give_back(connection_id, conn)
             return rows
         raise AllRegionsFailed(self.book.all_failed_message()) from last
@@ -210,13 +210,17 @@ class RegionGroup:
         else:
             await conn.close()
 
-    async def _aafter_error(self, connection_id: str, conn: Any, exc: BaseException) -> None:
-        if self.drivers[connection_id].broken(conn, exc):
+    async def _aafter_error(
+        self, connection_id: str, conn: Any, exc: BaseException, watched: int | None
+    ) -> bool:
+        broken = self.drivers[connection_id].broken(conn, exc)
+        self.inflight.end(watched, connection_id, FAILED if broken else REFUSED)
+        if broken:
             await conn.close()
             self._failed(connection_id, first_line(exc))
         else:
-            self.tally.add(connection_id, REFUSED)
             await self._agive_back(connection_id, conn)
+        return broken
 
     def _require_async(self) -> None:
         if not self.native_async:
@@ -230,18 +234,16 @@ class RegionGroup:
             try:
                 conn = await self._atake(connection_id)
             except Unreachable as exc:
-                self._failed(connection_id, str(exc), exc.timed_out)
+                self._unreachable(connection_id, exc)
                 last = exc
                 continue
-            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
+            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
             try:
                 yield conn
             except BaseException as exc:
-                self.watchdog.end(token)
-                await self._aafter_error(connection_id, conn, exc)
+                await self._aafter_error(connection_id, conn, exc, watched)
                 raise
-            self.watchdog.end(token)
-            self._succeeded(connection_id)
+            self._succeeded(connection_id, watched)
             await self._agive_back(connection_id, conn)
             return
         raise AllRegionsFailed(self.book.all_failed_message()) from last
@@ -255,34 +257,34 @@ class RegionGroup:
             try:
                 conn = await self._atake(connection_id)
             except Unreachable as exc:
-                self._failed(connection_id, str(exc), exc.timed_out)
+                self._unreachable(connection_id, exc)
                 last = exc
                 continue
-            token = self.watchdog.begin(connection_id, self.drivers[connection_id].fileno(conn))
+            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
             try:
                 rows = await driver.arun(conn, sql, params)
             except Exception as exc:
-                self.watchdog.end(token)
-                await self._aafter_error(connection_id, conn, exc)
-                if writes or not driver.broken(conn, exc):
+                if not await self._aafter_error(connection_id, conn, exc, watched) or writes:
                     raise
                 last = exc
                 continue
-            self.watchdog.end(token)
-            self._succeeded(connection_id)
+            self._succeeded(connection_id, watched)
             await self._agive_back(connection_id, conn)
             return rows
         raise AllRegionsFailed(self.book.all_failed_message()) from last
 
     # what happened ------------------------------------------------------------------------
-    def _succeeded(self, connection_id: str) -> None:
-        self.tally.add(connection_id, SUCCEEDED)
+    def _succeeded(self, connection_id: str, watched: int | None) -> None:
+        self.inflight.end(watched, connection_id, SUCCEEDED)
         if self.book.regions[connection_id].healthy_since is None:  # only a change needs the lock
             with self._lock:
                 self.book.record_success(connection_id, self.clock())
 
+    def _unreachable(self, connection_id: str, exc: Unreachable) -> None:
+        self.inflight.count(connection_id, FAILED)
+        self._failed(connection_id, str(exc), exc.timed_out)
+
     def _failed(self, connection_id: str, error: str, timed_out: bool = False) -> None:
-        self.tally.add(connection_id, FAILED)
         with self._lock:
             event = self.book.record_failure(connection_id, error, self.clock(), timed_out)
             self._drop_idle(connection_id)
