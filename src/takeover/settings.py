@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         True, validation_alias=AliasChoices("TAKEOVER_CONTROLLERS", "ENABLE_CRON", "controllers")
     )
     replica_id: str | None = None
+    drain_seconds: float = Field(
+        0.0, ge=0, le=600, description="after SIGTERM, fail /readyz this long before shutting down"
+    )
 
     heartbeat_interval: float = Field(30.0, gt=0)
     offline_after: float = Field(120.0, gt=0)

@@ -4,9 +4,11 @@ instances come back on the others with a higher epoch; the CLI drives the same s
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from takeover.localcluster import wait_until
 from tests.conftest import new_store_url
-from tests.e2e.process import TAKEOVER, serve
+from tests.e2e.process import TAKEOVER, serve, start
 
 pytestmark = pytest.mark.e2e
 FAST = {
@@ -195,3 +197,25 @@ def test_sigterm_hands_the_leader_lease_over(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "takeover.db") as db:
         (expires_at,) = db.execute("SELECT expires_at FROM leases WHERE name = 'controllers'").fetchone()
     assert expires_at.startswith("1970-01-01"), "the lease was not released on shutdown"
+
+
+def test_sigterm_first_drains_then_stops(tmp_path: Path) -> None:
+    """The balancer sees /readyz fail while the replica still answers, then it stops."""
+    process, url = start(tmp_path, **FAST, TAKEOVER_DRAIN_SECONDS="2")
+    try:
+        wait_until(lambda: "takeover_leader 1.0" in httpx.get(url + "/metrics").text, 10, "leadership")
+        assert httpx.get(url + "/readyz").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_until(lambda: httpx.get(url + "/readyz").status_code == 503, 5, "readyz to fail")
+        assert httpx.get(url + "/readyz").json()["reason"] == "draining: shutting down"
+        assert httpx.get(url + "/livez").status_code == 200
+        assert process.wait(timeout=20) == -signal.SIGTERM  # uvicorn re-raises it after the graceful stop
+        assert time.monotonic() - signalled >= 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with sqlite3.connect(tmp_path / "takeover.db") as db:
+        (expires_at,) = db.execute("SELECT expires_at FROM leases WHERE name = 'controllers'").fetchone()
+    assert expires_at.startswith("1970-01-01"), "the lease was not handed over after the drain"

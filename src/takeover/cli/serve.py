@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 import uvicorn
@@ -10,6 +13,9 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from takeover.settings import Settings
+
+if TYPE_CHECKING:
+    from takeover.control.services import Services
 
 err = Console(stderr=True)
 
@@ -54,7 +60,9 @@ def serve(
     )
     host, port, level = settings.host, settings.port, settings.log_level
     if settings.workers == 1:
-        uvicorn.run(build(settings).app, host=host, port=port, log_level=level, access_log=False)
+        runtime = build(settings)
+        config = uvicorn.Config(runtime.app, host=host, port=port, log_level=level, access_log=False)
+        DrainingServer(config, runtime.services, settings.drain_seconds).run()
         return
     open_store(settings).engine.dispose()  # migrate once, before the workers start
     for name, value in (("HOST", settings.host), ("PORT", settings.port), ("WORKERS", settings.workers)):
@@ -68,3 +76,23 @@ def serve(
         log_level=level,
         access_log=False,
     )
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT: first fail /readyz for ``drain`` seconds while still serving, so the
+    load balancer moves traffic away, then shut down (the controllers hand the lease over)."""
+
+    def __init__(self, config: uvicorn.Config, services: Services, drain: float) -> None:
+        super().__init__(config)
+        self.services = services
+        self.drain = drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain > 0 and not self.services.draining:
+            self.services.draining = True
+            err.print(f"draining for {self.drain:g}s: /readyz now fails", soft_wrap=True)
+            timer = threading.Timer(self.drain, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+            return
+        super().handle_exit(sig, frame)  # no drain, or a second signal: now

@@ -83,6 +83,7 @@ class Services:
         max_attempts: int = 3,
         execute_timeout: float = 300.0,
     ) -> None:
+        self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
         self.agent_timings = agent_timings or AgentTimings()
         self.store = store
         self.clock = clock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from takeover.store.engine import make_engine, migrate
+from takeover.store.engine import make_engine, migrate, pending_migration
 from takeover.store.failovers import FailoverRepository
 from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
@@ -34,6 +34,14 @@ class Store:
         self.standbys = StandbyRepository(engine, degraded_streak)
         self.pool = PoolRepository(engine)
         self.coordinator = StoreCoordinator(engine)
+
+    def not_ready(self) -> str | None:
+        """Why this replica must not take traffic now (None: ready): store down, schema behind."""
+        try:
+            return pending_migration(self.engine)
+        except sa.exc.SQLAlchemyError as error:
+            cause = getattr(error, "orig", None) or error
+            return f"store unreachable: {str(cause).strip().splitlines()[0]}"
 
     def reachable(self) -> bool:
         try:

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_OPTION = "takeover_write"  # execution option set by store.base.transaction
@@ -70,3 +72,13 @@ def migrate(engine: sa.Engine) -> None:
                 conn.commit()
     else:
         command.upgrade(config, "head")
+
+
+def pending_migration(engine: sa.Engine) -> str | None:
+    """None when the schema is at the newest revision; else what it is at and what is expected.
+
+    A replica of an older or newer release than the schema must not take traffic (readyz)."""
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return None if current == head else f"schema at revision {current}, this release needs {head}"

@@ -23,6 +23,23 @@ def healthz(services: ServicesDep, response: Response) -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """The process answers: restart it only when this fails (nothing here touches the store)."""
+    return {"status": "alive"}
+
+
+@router.get("/readyz")
+def readyz(services: ServicesDep, response: Response) -> dict[str, str]:
+    """Send traffic here? No while draining after SIGTERM, without the store, or on a schema
+    this release does not match; load balancers check this one."""
+    problem = "draining: shutting down" if services.draining else services.store.not_ready()
+    if problem is not None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"status": "not ready", "reason": problem}
+    return {"status": "ready"}
+
+
 @router.get("/metrics")
 def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,38 @@
+"""Liveness and readiness, as load balancers and Kubernetes probes ask for them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from takeover.main import Runtime
+
+
+def test_a_migrated_replica_is_alive_and_ready(client: TestClient) -> None:
+    assert client.get("/livez", headers={}).json() == {"status": "alive"}
+    ready = client.get("/readyz", headers={})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+def test_a_schema_this_release_does_not_match_is_not_ready(runtime: Runtime, client: TestClient) -> None:
+    with runtime.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reason"].startswith("schema at revision 0003, this release needs 0")
+    assert client.get("/livez").status_code == 200  # alive: restarting would not help
+
+
+def test_a_draining_replica_is_alive_but_not_ready(runtime: Runtime, client: TestClient) -> None:
+    runtime.services.draining = True
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["reason"]) == (503, "draining: shutting down")
+    assert client.get("/api/v1/nodes").status_code == 200  # still answering what was sent to it
+
+
+def test_an_unreachable_store_is_not_ready(runtime: Runtime, client: TestClient) -> None:
+    runtime.store.engine.dispose()
+    runtime.store.engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reason"].startswith("store unreachable: connection failed")
