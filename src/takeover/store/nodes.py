@@ -169,7 +169,9 @@ class NodeRepository:
                         "status": n.status.value,
                         "last_heartbeat_at": now,
                     }
-                    for n in updated.values()
+                    # in id order: replicas applying overlapping batches lock rows in one order
+                    # (batch order deadlocked on PostgreSQL with three replicas behind HAProxy)
+                    for n in sorted(updated.values(), key=lambda n: n.id)
                 ],
             )
         for node_id, node in updated.items():
@@ -259,13 +261,13 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
 
 def _standbys(conn: sa.Connection, batch: Sequence[Heartbeat], now: datetime) -> dict[UUID, list[Instance]]:
     """Record the standby syncs these nodes report; return what each must keep a warm copy of."""
-    for hb in batch:
-        for instance_id, snapshot in hb.standbys:
-            conn.execute(
-                instances.update()
-                .where(instances.c.id == instance_id, instances.c.standby_node_id == hb.node_id)
-                .values(standby_synced_at=now, standby_snapshot=snapshot)
-            )
+    synced = sorted((i, hb.node_id, snapshot) for hb in batch for i, snapshot in hb.standbys)
+    for instance_id, node_id, snapshot in synced:  # in id order: one lock order for every replica
+        conn.execute(
+            instances.update()
+            .where(instances.c.id == instance_id, instances.c.standby_node_id == node_id)
+            .values(standby_synced_at=now, standby_snapshot=snapshot)
+        )
     node_ids = [hb.node_id for hb in batch]
     rows = conn.execute(
         sa.select(instances).where(

@@ -1,0 +1,105 @@
+"""Control-plane replicas on one PostgreSQL behind HAProxy (deploy/haproxy.cfg).
+
+- Leader takeover: three replicas; SIGKILL the leader, time until a survivor reports it leads
+  (its /metrics, polled every 20 ms), restart the killed one; --kills times.
+- Heartbeat throughput through HAProxy with one, two and three replicas: wrk (C) sends
+  heartbeats as --nodes nodes; every process (wrk, HAProxy, the replicas, PostgreSQL) shares
+  this machine's cores, so more replicas add contention as much as capacity here.
+
+    .venv/bin/python -m bench.replicas --kills 10 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import database, start, stop
+from bench.heartbeats import lua_script, register, run_wrk
+from takeover.localcluster import FAST_TIMINGS, wait_until
+from tests.e2e.balancer import haproxy, leads
+
+SERVE = {**FAST_TIMINGS, "TAKEOVER_LOG_LEVEL": "warning", "TAKEOVER_ADMIN_TOKEN": "admin-secret"}
+
+
+def replica(root: Path, store: str, n: int, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    data = root / f"replica{n}"
+    data.mkdir(exist_ok=True)
+    settings = {**SERVE, "TAKEOVER_DATABASE_URL": store, "TAKEOVER_REPLICA_ID": f"replica{n}", **env}
+    return start(data, **settings)
+
+
+def takeovers(kills: int, ttl: str) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as store:
+        root = Path(tmp)
+        running = {n: replica(root, store, n, TAKEOVER_LEASE_TTL=ttl) for n in (1, 2, 3)}
+        times = []
+        try:
+            for _ in range(kills):
+                leader = wait_until(
+                    lambda: next((n for n, (_, url) in running.items() if leads(url)), None), 30, "a leader"
+                )
+                process, _ = running.pop(leader)
+                process.kill()
+                process.wait()
+                killed = time.monotonic()
+                wait_until(lambda: any(leads(url) for _, url in running.values()), 60, "a new leader", 0.02)
+                times.append(time.monotonic() - killed)
+                running[leader] = replica(root, store, leader, TAKEOVER_LEASE_TTL=ttl)
+        finally:
+            for process, _ in running.values():
+                stop(process)
+        return times
+
+
+def throughput(replicas: int, nodes: int, duration: int, connections: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as store:
+        root = Path(tmp)
+        running = [replica(root, store, n) for n in range(1, replicas + 1)]
+        urls = [url for _, url in running] + ["http://127.0.0.1:9"] * (3 - replicas)  # unused: down
+        try:
+            with haproxy(urls, root) as lb:
+                registered = register(lb, nodes)
+                script = lua_script(registered, root / "hb.lua")
+                run_wrk(lb, script, 2, connections)  # warm-up
+                return run_wrk(lb, script, duration, connections)
+        finally:
+            for process, _ in running:
+                stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--ttl", default="3", help="TAKEOVER_LEASE_TTL, seconds")
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    times = takeovers(args.kills, args.ttl)
+    print(
+        f"leader SIGKILL -> a survivor leads (lease ttl {args.ttl} s, {args.kills} kills): "
+        f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s"
+    )
+    print(
+        f"heartbeats through HAProxy, {args.nodes} nodes, {args.connections} connections, {args.duration} s, "
+        f"{os.cpu_count()} cores shared by everything:"
+    )
+    for replicas in (1, 2, 3):
+        r = throughput(replicas, args.nodes, args.duration, args.connections)
+        print(
+            f"  {replicas} replica(s): {r['rps']:6.0f} heartbeats/s, p50 {r['p50_ms']:.1f} ms, "
+            f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']:.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
