@@ -23,6 +23,15 @@ def test_a_schema_this_release_does_not_match_is_not_ready(runtime: Runtime, cli
     assert client.get("/livez").status_code == 200  # alive: restarting would not help
 
 
+def test_a_schema_a_newer_release_migrated_keeps_this_replica_ready(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """A rolling upgrade: the first new replica migrated; the old ones must keep serving."""
+    with runtime.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    assert client.get("/readyz").status_code == 200
+
+
 def test_a_draining_replica_is_alive_but_not_ready(runtime: Runtime, client: TestClient) -> None:
     runtime.services.draining = True
     ready = client.get("/readyz")

@@ -60,25 +60,43 @@ def _alembic_config(engine: sa.Engine) -> Config:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision; safe to call from several replicas at once."""
+    """Bring the schema to the newest revision; safe to call from several replicas at once.
+
+    A schema newer than this release (a rolling upgrade, or a rollback) is left as it is."""
     config = _alembic_config(engine)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
             try:
-                command.upgrade(config, "head")
+                if not _newer_than_this_release(engine):
+                    command.upgrade(config, "head")
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
                 conn.commit()
-    else:
+    elif not _newer_than_this_release(engine):
         command.upgrade(config, "head")
 
 
-def pending_migration(engine: sa.Engine) -> str | None:
-    """None when the schema is at the newest revision; else what it is at and what is expected.
-
-    A replica of an older or newer release than the schema must not take traffic (readyz)."""
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+def _revisions(engine: sa.Engine) -> tuple[str | None, str | None, set[str]]:
+    """The schema's revision, this release's head, and every revision this release knows."""
+    script = ScriptDirectory.from_config(_alembic_config(engine))
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return None if current == head else f"schema at revision {current}, this release needs {head}"
+    return current, script.get_current_head(), {r.revision for r in script.walk_revisions()}
+
+
+def _newer_than_this_release(engine: sa.Engine) -> bool:
+    current, _, known = _revisions(engine)
+    return current is not None and current not in known
+
+
+def pending_migration(engine: sa.Engine) -> str | None:
+    """Why the schema is too old for this release (None: at its head, or newer).
+
+    A schema newer than this release's head was migrated by a newer replica during a rolling
+    upgrade; migrations only add (expand, then contract a release later), so this replica
+    still works on it and stays ready. One this release has not applied yet means: not ready."""
+    current, head, known = _revisions(engine)
+    if current == head or (current is not None and current not in known):
+        return None
+    return f"schema at revision {current}, this release needs {head}"
