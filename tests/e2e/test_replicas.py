@@ -125,6 +125,17 @@ def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
                 if n["status"] == "online" and instance["id"] in _runs(cluster, n["id"])
             ]
             assert running == [cluster.node_name(done["node_id"])]  # one runner
+
+            # a token revoked through one replica is refused by every other one at once
+            made = httpx.post(
+                successor + "/api/v1/tokens", json={"role": "user", "subject": "r"}, headers=ADMIN
+            )
+            bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+            others = [u for u in replicas if u not in (leader, successor)]
+            assert httpx.get(others[0] + "/api/v1/instances", headers=bearer).status_code == 200
+            revoked = httpx.delete(f"{others[0]}/api/v1/tokens/{made.json()['id']}", headers=ADMIN)
+            assert revoked.status_code == 204
+            assert httpx.get(successor + "/api/v1/instances", headers=bearer).status_code == 401
     finally:
         for process in replicas.values():
             stop(process)
