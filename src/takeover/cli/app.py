@@ -6,6 +6,7 @@ import typer
 
 from takeover.cli import db, failovers, instances, nodes, tokens, volumes
 from takeover.cli.agent import agent
+from takeover.cli.check import check
 from takeover.cli.demo import demo
 from takeover.cli.serve import serve
 
@@ -13,6 +14,7 @@ app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no
 app.command()(serve)
 app.command()(agent)
 app.command()(demo)
+app.command()(check)
 app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
