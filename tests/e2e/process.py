@@ -18,8 +18,9 @@ TAKEOVER = str(Path(sys.executable).parent / "takeover")
 
 
 def start(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A running `takeover serve` and its URL; the caller stops it (see ``stop``)."""
-    port = free_port()
+    """A running `takeover serve` (on env's TAKEOVER_PORT, or a free port) and its URL; the
+    caller stops it (see ``stop``)."""
+    port = int(env.pop("TAKEOVER_PORT", 0)) or free_port()
     environment = {
         **os.environ,
         "TAKEOVER_DATA_DIR": str(data_dir),
@@ -27,7 +28,7 @@ def start(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
         "TAKEOVER_ADMIN_TOKEN": "admin-secret",
         **env,
     }
-    with (data_dir / f"serve-{port}.log").open("w") as log:
+    with (data_dir / f"serve-{port}.log").open("a") as log:
         process = subprocess.Popen([TAKEOVER, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,26 +1,34 @@
 """Three `takeover serve` replicas on one PostgreSQL, behind a real HAProxy (deploy/haproxy.cfg).
 
 Agents and clients talk only to HAProxy. The leader is SIGKILLed while a failover is in flight:
-another replica takes the lease with a higher epoch and finishes that failover, once.
+another replica takes the lease with a higher epoch and finishes that failover, once. Replicas
+are SIGKILLed and restarted in a loop; afterwards the store holds every invariant.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
 from tests.conftest import new_store_url
 from tests.e2e.balancer import HAPROXY, HAPROXY_CFG, haproxy, leads
-from tests.e2e.process import start, stop
+from tests.e2e.process import TAKEOVER, start, stop
 from tests.e2e.test_agent import snapshot_after
 
 pytestmark = pytest.mark.postgres
@@ -37,108 +45,193 @@ def test_the_shipped_haproxy_config_is_valid(tmp_path: Path) -> None:
     assert "Configuration file is valid" in checked.stdout
 
 
-def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    store = new_store_url("postgres", request, tmp_path)
-    replicas: dict[str, subprocess.Popen[bytes]] = {}
+@dataclass
+class Plane:
+    """Three serve replicas on one PostgreSQL, HAProxy in front, agents a, b, c through it."""
+
+    store: str
+    root: Path
+    replicas: dict[str, subprocess.Popen[bytes]]  # by URL
+    lb: str = ""
+    cluster: LocalCluster | None = None
+
+    def restart(self, url: str) -> None:
+        """A killed replica comes back on its port (HAProxy knows it by address)."""
+        n = list(self.replicas).index(url) + 1
+        port = url.rsplit(":", 1)[1]
+        self.replicas[url] = start(
+            self.root / f"replica{n}", **_replica_env(self.store, n), TAKEOVER_PORT=port
+        )[0]
+
+
+def _replica_env(store: str, n: int) -> dict[str, str]:
+    return {
+        **FAST_TIMINGS,
+        "TAKEOVER_DATABASE_URL": store,
+        "TAKEOVER_REPLICA_ID": f"replica{n}",
+        "TAKEOVER_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+
+
+@contextmanager
+def control_plane(request: pytest.FixtureRequest, root: Path) -> Iterator[tuple[Plane, LocalCluster]]:
+    plane = Plane(new_store_url("postgres", request, root), root, {})
     try:
         for n in (1, 2, 3):
-            (tmp_path / f"replica{n}").mkdir()
-            process, url = start(
-                tmp_path / f"replica{n}",
-                **FAST_TIMINGS,
-                TAKEOVER_DATABASE_URL=store,
-                TAKEOVER_REPLICA_ID=f"replica{n}",
-                TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN,
-            )
-            replicas[url] = process
-        with haproxy(list(replicas), tmp_path) as lb, LocalCluster(tmp_path / "pool") as cluster:
+            (root / f"replica{n}").mkdir()
+            process, url = start(root / f"replica{n}", **_replica_env(plane.store, n))
+            plane.replicas[url] = process
+        with haproxy(list(plane.replicas), root) as lb, LocalCluster(root / "pool") as cluster:
+            plane.lb = lb
             cluster.url = lb
             cluster.api.base_url = httpx.URL(lb)
             for name in ("a", "b", "c"):
                 cluster.start_agent(name)
-            instance = cluster.create_counter("counter")
-            first = wait_until(lambda: cluster.serving(instance["id"]), 30, "the counter to serve")
-            acked = [cluster.hit(instance["id"]) for _ in range(5)]
-            snapshot_after(cluster, instance["id"], time.time())  # what a node death keeps (the RPO)
-            holder = cluster.node_name(first["node_id"])
-            assert holder is not None
-
-            written: list[str] = []  # API writes the balancer acknowledged, all through the kill
-            stop_writing = threading.Event()
-
-            def write() -> None:
-                while not stop_writing.is_set():
-                    try:
-                        made = httpx.post(
-                            lb + "/api/v1/tokens",
-                            json={"role": "user", "subject": "w"},
-                            headers=ADMIN,
-                            timeout=5,
-                        )
-                    except httpx.HTTPError:
-                        continue
-                    if made.status_code == 201:
-                        written.append(made.json()["id"])
-
-            writer = threading.Thread(target=write)
-            writer.start()
-            try:
-                cluster.kill_agent(holder)
-
-                def in_flight() -> dict[str, Any] | None:
-                    return next(iter(cluster.failovers(instance["id"])), None)
-
-                seen = wait_until(in_flight, 30, "the failover to open")
-                leader = wait_until(lambda: next((u for u in replicas if leads(u)), None), 10, "a leader")
-                lease_epoch = _lease_epoch(store)
-                replicas[leader].kill()
-                replicas[leader].wait()
-                killed_at = time.monotonic()
-                successor = wait_until(
-                    lambda: next((u for u in replicas if u != leader and leads(u)), None), 20, "a new leader"
-                )
-                took_over = time.monotonic() - killed_at
-                done = wait_until(
-                    lambda: cluster.serving(instance["id"], epoch=2), 60, "the counter to serve again"
-                )
-            finally:
-                stop_writing.set()
-                writer.join()
-
-            assert seen["status"] != "completed", "the leader was killed after the failover, not during it"
-            assert successor != leader
-            assert _lease_epoch(store) > lease_epoch  # the new leader fences the old one
-            assert took_over < 3 + 1 + 2, took_over  # lease ttl 3 s + 1 s, and 2 s of polling slack
-            [failover] = cluster.failovers(instance["id"])  # completed once: no second failover
-            assert failover["status"] == "completed"
-            assert done["epoch"] == 2  # one placement: no double placement
-            assert cluster.node_name(done["node_id"]) != holder
-            assert cluster.hit(instance["id"]) == acked[-1] + 1  # no acknowledged count lost
-            assert written, "no API write was acknowledged during the test"
-            listed = {t["id"] for t in cluster.api.get("/api/v1/tokens").json()}
-            assert set(written) <= listed  # no acknowledged API write lost
-            running = [
-                n["name"]
-                for n in cluster.api.get("/api/v1/nodes").json()
-                if n["status"] == "online" and instance["id"] in _runs(cluster, n["id"])
-            ]
-            assert running == [cluster.node_name(done["node_id"])]  # one runner
-
-            # a token revoked through one replica is refused by every other one at once
-            made = httpx.post(
-                successor + "/api/v1/tokens", json={"role": "user", "subject": "r"}, headers=ADMIN
-            )
-            bearer = {"Authorization": f"Bearer {made.json()['token']}"}
-            others = [u for u in replicas if u not in (leader, successor)]
-            assert httpx.get(others[0] + "/api/v1/instances", headers=bearer).status_code == 200
-            revoked = httpx.delete(f"{others[0]}/api/v1/tokens/{made.json()['id']}", headers=ADMIN)
-            assert revoked.status_code == 204
-            assert httpx.get(successor + "/api/v1/instances", headers=bearer).status_code == 401
+            yield plane, cluster
     finally:
-        for process in replicas.values():
+        for process in plane.replicas.values():
             stop(process)
+
+
+@contextmanager
+def acknowledged_writes(lb: str) -> Iterator[list[str]]:
+    """Tokens created through the balancer all along; the list holds the acknowledged ones."""
+    written: list[str] = []
+    done = threading.Event()
+
+    def write() -> None:
+        while not done.is_set():
+            try:
+                made = httpx.post(
+                    lb + "/api/v1/tokens", json={"role": "user", "subject": "w"}, headers=ADMIN, timeout=5
+                )
+            except httpx.HTTPError:
+                continue
+            if made.status_code == 201:
+                written.append(made.json()["id"])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        yield written
+    finally:
+        done.set()
+        writer.join()
+
+
+def assert_written(cluster: LocalCluster, written: list[str]) -> None:
+    assert written, "no API write was acknowledged during the test"
+    listed = {t["id"] for t in cluster.api.get("/api/v1/tokens").json()}
+    assert set(written) <= listed  # no acknowledged API write lost
+
+
+def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with control_plane(request, tmp_path) as (plane, cluster):
+        replicas = plane.replicas
+        instance = cluster.create_counter("counter")
+        first = wait_until(lambda: cluster.serving(instance["id"]), 30, "the counter to serve")
+        acked = [cluster.hit(instance["id"]) for _ in range(5)]
+        snapshot_after(cluster, instance["id"], time.time())  # what a node death keeps (the RPO)
+        holder = cluster.node_name(first["node_id"])
+        assert holder is not None
+
+        with acknowledged_writes(plane.lb) as written:
+            cluster.kill_agent(holder)
+            seen = wait_until(lambda: next(iter(cluster.failovers(instance["id"])), None), 30, "a failover")
+            leader = wait_until(lambda: next((u for u in replicas if leads(u)), None), 10, "a leader")
+            lease_epoch = _lease_epoch(plane.store)
+            replicas[leader].kill()
+            replicas[leader].wait()
+            killed_at = time.monotonic()
+            successor = wait_until(
+                lambda: next((u for u in replicas if u != leader and leads(u)), None), 20, "a new leader"
+            )
+            took_over = time.monotonic() - killed_at
+            done = wait_until(
+                lambda: cluster.serving(instance["id"], epoch=2), 60, "the counter to serve again"
+            )
+
+        assert seen["status"] != "completed", "the leader was killed after the failover, not during it"
+        assert _lease_epoch(plane.store) > lease_epoch  # the new leader fences the old one
+        assert took_over < 3 + 1 + 2, took_over  # lease ttl 3 s + 1 s, and 2 s of polling slack
+        [failover] = cluster.failovers(instance["id"])  # completed once: no second failover
+        assert failover["status"] == "completed"
+        assert done["epoch"] == 2  # one placement: no double placement
+        assert cluster.node_name(done["node_id"]) != holder
+        assert cluster.hit(instance["id"]) == acked[-1] + 1  # no acknowledged count lost
+        assert_written(cluster, written)
+        assert runners(instance["id"]) == 1
+
+        # a token revoked through one replica is refused by every other one at once
+        made = httpx.post(successor + "/api/v1/tokens", json={"role": "user", "subject": "r"}, headers=ADMIN)
+        bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+        other = next(u for u in replicas if u not in (leader, successor))
+        assert httpx.get(other + "/api/v1/instances", headers=bearer).status_code == 200
+        assert httpx.delete(f"{other}/api/v1/tokens/{made.json()['id']}", headers=ADMIN).status_code == 204
+        assert httpx.get(successor + "/api/v1/instances", headers=bearer).status_code == 401
+
+
+def test_replicas_killed_and_restarted_in_a_loop_leave_a_consistent_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """SIGKILL a random replica every 2 s for 24 s (and one node, so a failover runs through
+    it) while heartbeats and API writes flow; then `takeover check --settled`."""
+    chaos = random.Random(6)
+    with control_plane(request, tmp_path) as (plane, cluster):
+        counters = [cluster.create_counter(f"counter{n}") for n in (1, 2)]
+        for counter in counters:
+            wait_until(partial(cluster.serving, counter["id"]), 30, "the counters to serve")
+        with acknowledged_writes(plane.lb) as written:
+            ends = time.monotonic() + 24
+            victim_node = cluster.node_name(cluster.instance(counters[0]["id"])["node_id"])
+            assert victim_node is not None
+            for round_ in itertools.count():
+                if time.monotonic() > ends:
+                    break
+                url = chaos.choice(list(plane.replicas))
+                plane.replicas[url].kill()
+                plane.replicas[url].wait()
+                if round_ == 2:
+                    cluster.kill_agent(victim_node)
+                time.sleep(chaos.uniform(0.5, 1.5))
+                plane.restart(url)
+        for counter in counters:
+            wait_until(partial(cluster.serving, counter["id"]), 60, "every counter to serve again")
+        wait_until(
+            lambda: all(f["status"] in ("completed", "failed") for f in _all_failovers(cluster)),
+            60,
+            "settled",
+        )
+        checked = subprocess.run(
+            [TAKEOVER, "check", "--settled"],
+            env={**os.environ, "TAKEOVER_DATABASE_URL": plane.store},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "the store holds every invariant" in checked.stdout
+        assert_written(cluster, written)
+        assert [runners(c["id"]) for c in counters] == [1, 1]
+        moved = cluster.failovers(counters[0]["id"])
+        assert [f["status"] for f in moved] == ["completed"]
+
+
+def _all_failovers(cluster: LocalCluster) -> list[dict[str, Any]]:
+    return list(cluster.api.get("/api/v1/failovers").json())
+
+
+def runners(instance_id: str) -> int:
+    """Live processes running this instance's workload, on any agent (its cwd is the workspace)."""
+    found = 0
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline, cwd = process.info["cmdline"] or [], process.info["cwd"] or ""
+        if "takeover.examples.counter" in cmdline and cwd.endswith(instance_id):
+            found += 1
+    return found
 
 
 def _lease_epoch(store: str) -> int:
@@ -150,8 +243,3 @@ def _lease_epoch(store: str) -> int:
             )
     finally:
         engine.dispose()
-
-
-def _runs(cluster: LocalCluster, node_id: str) -> set[str]:
-    found = cluster.api.get("/api/v1/instances").json()
-    return {i["id"] for i in found if i["node_id"] == node_id and i["state"] == "running"}
