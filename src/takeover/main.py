@@ -17,6 +17,7 @@ import structlog
 from fastapi import FastAPI
 
 from takeover.api import create_app
+from takeover.api.ratelimit import Limits, MemoryCounts, RateLimit, RedisCounts
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
@@ -110,6 +111,11 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     )
     if regions is not None:
         app.include_router(health_router(regions))
+    limits = Limits(
+        settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window
+    )
+    counts = RedisCounts(settings.redis_url) if settings.redis_url else MemoryCounts()
+    app.add_middleware(RateLimit, limits=limits, counts=counts)
     return Runtime(settings, store, services, controllers, app)
 
 

@@ -1,0 +1,128 @@
+"""Requests per token and per client address in fixed windows; over the limit: 429 + Retry-After.
+
+Counts live in this process, or in Redis (TAKEOVER_REDIS_URL) so that every replica behind the
+balancer shares them. A Redis that does not answer lets requests through (logged): limiting
+must not take the control plane down with it. Probes and metrics are never limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+import structlog
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = structlog.get_logger("takeover.ratelimit")
+EXEMPT = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_token: int  # requests per window; 0: no limit
+    per_address: int
+    window: float  # seconds
+
+
+class Counts(Protocol):
+    async def hit(self, key: str, window: int, ttl: float) -> int:
+        """Count one request for ``key`` in window number ``window``; the count so far."""
+        ...
+
+
+class MemoryCounts:
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, int]] = {}  # key: window, count
+        self._lock = threading.Lock()
+
+    async def hit(self, key: str, window: int, ttl: float) -> int:
+        with self._lock:
+            seen, count = self._counts.get(key, (window, 0))
+            count = count + 1 if seen == window else 1
+            if len(self._counts) > 100_000:  # old windows of clients long gone
+                self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
+            self._counts[key] = (window, count)
+            return count
+
+
+class RedisCounts:
+    """A blocking client on a worker thread: unlike redis.asyncio's, it is bound to no event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    async def hit(self, key: str, window: int, ttl: float) -> int:
+        return await asyncio.to_thread(self._hit, f"takeover:rate:{key}:{window}", ttl)
+
+    def _hit(self, name: str, ttl: float) -> int:
+        with self.redis.pipeline(transaction=True) as pipe:  # MULTI: both or neither
+            pipe.incr(name)
+            pipe.pexpire(name, math.ceil(ttl * 1000))
+            count, _ = pipe.execute()
+        return int(count)
+
+
+class RateLimit:
+    """Pure ASGI middleware: one counter per check, no request body read."""
+
+    def __init__(
+        self, app: ASGIApp, limits: Limits, counts: Counts, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.counts = counts
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        now = self.clock()
+        window = int(now // self.limits.window)
+        for key, limit, per in self._checks(scope):
+            try:
+                count = await self.counts.hit(key, window, 2 * self.limits.window)
+            except RedisError as error:
+                log.warning("rate limit counts unavailable; letting the request through", error=str(error))
+                break
+            if count > limit:
+                retry = math.ceil((window + 1) * self.limits.window - now)
+                await _refuse(send, limit, self.limits.window, per, retry)
+                return
+        await self.app(scope, receive, send)
+
+    def _checks(self, scope: Scope) -> list[tuple[str, int, str]]:
+        checks = []
+        if self.limits.per_address and scope.get("client"):
+            checks.append((f"address:{scope['client'][0]}", self.limits.per_address, "client address"))
+        if self.limits.per_token:
+            for name, value in scope["headers"]:
+                if name == b"authorization":  # counted by what is presented, valid or not
+                    digest = hashlib.sha256(value).hexdigest()[:32]
+                    checks.append((f"token:{digest}", self.limits.per_token, "token"))
+                    break
+        return checks
+
+
+async def _refuse(send: Send, limit: int, window: float, per: str, retry: int) -> None:
+    body = json.dumps(
+        {
+            "detail": f"rate limit: more than {limit} requests per {window:g} s per {per}; retry after {retry} s"
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

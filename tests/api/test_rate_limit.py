@@ -1,0 +1,71 @@
+"""Requests per token and per client address: 429 with Retry-After, shared through Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from takeover.testing import FakeClock
+from tests.conftest import make_runtime
+from tests.redisserver import RedisServer
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+HOUR = 3600  # one window for the whole test: no boundary falls inside it
+
+
+def client(tmp_path: Path, **limits: object) -> TestClient:
+    url = f"sqlite:///{tmp_path / f'{len(list(tmp_path.iterdir()))}.db'}"
+    return TestClient(make_runtime(url, FakeClock(), tmp_path, rate_limit_window=HOUR, **limits).app)
+
+
+def test_a_token_over_its_limit_gets_429_with_retry_after(tmp_path: Path) -> None:
+    api = client(tmp_path, rate_limit_per_token=3)
+    assert [api.get("/api/v1/nodes", headers=ADMIN).status_code for _ in range(3)] == [200] * 3
+    refused = api.get("/api/v1/nodes", headers=ADMIN)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= HOUR
+    assert refused.json()["detail"].startswith(
+        "rate limit: more than 3 requests per 3600 s per token; retry after"
+    )
+    assert (
+        api.get("/api/v1/nodes", headers={"Authorization": "Bearer other"}).status_code == 401
+    )  # its own count
+    assert api.get("/readyz").status_code == 200  # probes are never limited
+
+
+def test_a_client_address_over_its_limit_gets_429(tmp_path: Path) -> None:
+    api = client(tmp_path, rate_limit_per_address=2, rate_limit_per_token=0)
+    assert [api.get("/api/v1/nodes", headers=ADMIN).status_code for _ in range(2)] == [200, 200]
+    refused = api.get("/api/v1/nodes", headers={"Authorization": "Bearer guessing"})
+    assert refused.status_code == 429
+    assert "per client address" in refused.json()["detail"]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_replicas_share_their_counts_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    first, second = (client(tmp_path, rate_limit_per_token=2, redis_url=redis_server.url) for _ in range(2))
+    assert first.get("/api/v1/nodes", headers=ADMIN).status_code == 200
+    assert second.get("/api/v1/nodes", headers=ADMIN).status_code == 200
+    assert first.get("/api/v1/nodes", headers=ADMIN).status_code == 429  # two replicas, one count
+    redis_server.stop()
+    assert second.get("/api/v1/nodes", headers={"Authorization": "Bearer admin-secret "}).status_code in (
+        200,
+        401,
+    )
+    assert second.get("/api/v1/tokens", headers=ADMIN).status_code == 200  # Redis gone: let through
+
+
+def test_a_bad_redis_url_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="redis_url"):
+        client(tmp_path, redis_url="http://127.0.0.1:6379")
