@@ -79,10 +79,15 @@ def open_psycopg(conninfo: str, timeout: float) -> RegionConnection:
     try:
         pgconn = waiting.wait_conn(generators.connect(conninfo), interval=_WAIT_INTERVAL, timeout=timeout)
     except psycopg.OperationalError as exc:
-        if type(exc).__name__ == "_WaitTimeout":  # psycopg's own, private name for its deadline
-            raise psycopg.errors.ConnectionTimeout(f"no answer within {timeout * 1000:g} ms") from None
-        raise
+        raise _named(exc, timeout) from None
     return RegionConnection(pgconn)
+
+
+def _named(exc: psycopg.OperationalError, timeout: float) -> psycopg.OperationalError:
+    """psycopg's deadline error has a private type: make it a ConnectionTimeout that says so."""
+    if type(exc).__name__ == "_WaitTimeout":
+        return psycopg.errors.ConnectionTimeout(f"no answer within {timeout * 1000:g} ms")
+    return exc
 
 
 async def aopen_psycopg(conninfo: str, timeout: float) -> AsyncRegionConnection:
@@ -91,9 +96,7 @@ async def aopen_psycopg(conninfo: str, timeout: float) -> AsyncRegionConnection:
             generators.connect(conninfo), interval=_WAIT_INTERVAL, timeout=timeout
         )
     except psycopg.OperationalError as exc:
-        if type(exc).__name__ == "_WaitTimeout":
-            raise psycopg.errors.ConnectionTimeout(f"no answer within {timeout * 1000:g} ms") from None
-        raise
+        raise _named(exc, timeout) from None
     return AsyncRegionConnection(pgconn)
 
 
@@ -141,7 +144,10 @@ class PsycopgDriver:
         conn.close()
 
     def fileno(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> int | None:
-        return conn.pgconn.socket
+        try:
+            return conn.pgconn.socket
+        except psycopg.OperationalError:  # lost while idle: the statement will say so, and fail over
+            return None
 
     def health(self, conn: psycopg.Connection[Any]) -> tuple[bool | None, timedelta | None]:
         return parse_health(conn.execute(HEALTH_SQL).fetchone())

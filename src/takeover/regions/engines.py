@@ -107,7 +107,12 @@ class EngineDriver:
 
     def fileno(self, conn: Connection) -> int | None:
         driver_connection = conn.connection.driver_connection
-        return driver_connection.pgconn.socket if isinstance(driver_connection, psycopg.Connection) else None
+        if not isinstance(driver_connection, psycopg.Connection):
+            return None  # no socket to watch with this driver
+        try:
+            return driver_connection.pgconn.socket
+        except psycopg.OperationalError:
+            return None
 
     def health(self, conn: Connection) -> tuple[bool | None, timedelta | None]:
         if self.postgres:
