@@ -111,8 +111,9 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     )
     if regions is not None:
         app.include_router(health_router(regions))
+    proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
     limits = Limits(
-        settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window
+        settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window, proxies
     )
     counts = RedisCounts(settings.redis_url) if settings.redis_url else MemoryCounts()
     app.add_middleware(RateLimit, limits=limits, counts=counts)

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     rate_limit_per_token: int = Field(2000, ge=0, description="requests per window per token; 0: off")
     rate_limit_per_address: int = Field(0, ge=0, description="per client address; 0: off (agents behind NAT)")
     rate_limit_window: float = Field(10.0, gt=0, le=3600, description="seconds")
+    trusted_proxies: str = Field(
+        "", description="comma-separated addresses of balancers whose X-Forwarded-For names the client"
+    )
     redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared rate limit counts")
     drain_seconds: float = Field(
         0.0, ge=0, le=600, description="after SIGTERM, fail /readyz this long before shutting down"

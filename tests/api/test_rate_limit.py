@@ -44,6 +44,21 @@ def test_a_client_address_over_its_limit_gets_429(tmp_path: Path) -> None:
     assert "per client address" in refused.json()["detail"]
 
 
+def test_behind_a_trusted_balancer_each_forwarded_client_counts_alone(tmp_path: Path) -> None:
+    api = client(tmp_path, rate_limit_per_address=1, rate_limit_per_token=0, trusted_proxies="testclient")
+    for address in ("10.0.0.1", "10.0.0.2"):
+        forwarded = {**ADMIN, "X-Forwarded-For": f"203.0.113.9, {address}"}  # the last hop is the client
+        assert api.get("/api/v1/nodes", headers=forwarded).status_code == 200
+    again = api.get("/api/v1/nodes", headers={**ADMIN, "X-Forwarded-For": "10.0.0.1"})
+    assert again.status_code == 429
+
+
+def test_a_client_cannot_pick_its_address_with_x_forwarded_for(tmp_path: Path) -> None:
+    api = client(tmp_path, rate_limit_per_address=1, rate_limit_per_token=0)  # no trusted proxy
+    assert api.get("/api/v1/nodes", headers={**ADMIN, "X-Forwarded-For": "10.0.0.1"}).status_code == 200
+    assert api.get("/api/v1/nodes", headers={**ADMIN, "X-Forwarded-For": "10.0.0.2"}).status_code == 429
+
+
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()

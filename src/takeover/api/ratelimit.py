@@ -31,6 +31,7 @@ class Limits:
     per_token: int  # requests per window; 0: no limit
     per_address: int
     window: float  # seconds
+    trusted_proxies: frozenset[str] = frozenset()  # their X-Forwarded-For names the client
 
 
 class Counts(Protocol):
@@ -103,7 +104,8 @@ class RateLimit:
     def _checks(self, scope: Scope) -> list[tuple[str, int, str]]:
         checks = []
         if self.limits.per_address and scope.get("client"):
-            checks.append((f"address:{scope['client'][0]}", self.limits.per_address, "client address"))
+            address = self._client(scope["client"][0], scope["headers"])
+            checks.append((f"address:{address}", self.limits.per_address, "client address"))
         if self.limits.per_token:
             for name, value in scope["headers"]:
                 if name == b"authorization":  # counted by what is presented, valid or not
@@ -111,6 +113,18 @@ class RateLimit:
                     checks.append((f"token:{digest}", self.limits.per_token, "token"))
                     break
         return checks
+
+    def _client(self, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+        """The peer, or behind trusted proxies the last address they did not add themselves."""
+        if peer not in self.limits.trusted_proxies:
+            return peer  # a client's own X-Forwarded-For is not believed
+        hops = [
+            h.strip() for n, v in headers if n == b"x-forwarded-for" for h in v.decode("latin-1").split(",")
+        ]
+        for hop in reversed(hops):
+            if hop and hop not in self.limits.trusted_proxies:
+                return hop
+        return peer
 
 
 async def _refuse(send: Send, limit: int, window: float, per: str, retry: int) -> None:
