@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,18 @@ def migrate(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _revisions(engine: sa.Engine) -> tuple[str | None, str | None, set[str]]:
+@functools.cache
+def _release() -> tuple[str | None, frozenset[str]]:
+    """This release's head and every revision it knows: read once (/readyz asks every second)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
+def _revisions(engine: sa.Engine) -> tuple[str | None, str | None, frozenset[str]]:
     """The schema's revision, this release's head, and every revision this release knows."""
-    script = ScriptDirectory.from_config(_alembic_config(engine))
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return current, script.get_current_head(), {r.revision for r in script.walk_revisions()}
+    return current, *_release()
 
 
 def _newer_than_this_release(engine: sa.Engine) -> bool:
