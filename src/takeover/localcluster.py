@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from takeover.domain.snapshots import SnapshotRef
+
 ADMIN_TOKEN = "local-admin-token"
 TAKEOVER = [sys.executable, "-m", "takeover"]
 
@@ -191,6 +193,17 @@ class LocalCluster:
         except httpx.HTTPError:
             return None
         return inst
+
+    def snapshot_after(self, instance_id: str, moment: float) -> str:
+        """Wait for a snapshot of the current runner taken after ``moment`` (a time.time()):
+        from then on a node death keeps what was acknowledged before ``moment``."""
+
+        def newer() -> str | None:
+            snap = self.instance(instance_id)["last_snapshot"]
+            return snap if snap and SnapshotRef.parse(snap).taken_at.timestamp() > moment else None
+
+        found: str = wait_until(newer, 20, "a snapshot taken after the last write")
+        return found
 
     def hit(self, instance_id: str) -> int:
         """One counted request; returns the count the instance acknowledged."""

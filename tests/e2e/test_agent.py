@@ -43,17 +43,6 @@ def gone(processes: list[psutil.Process]) -> bool:
     return all(dead(p) for p in processes)
 
 
-def snapshot_after(cluster: LocalCluster, instance_id: str, moment: float) -> str:
-    """Wait for a snapshot of the current runner taken after ``moment`` (a time.time())."""
-
-    def newer() -> str | None:
-        snap = cluster.instance(instance_id)["last_snapshot"]
-        return snap if snap and SnapshotRef.parse(snap).taken_at.timestamp() > moment else None
-
-    found: str = wait_until(newer, 20, "a snapshot taken after the last write")
-    return found
-
-
 def workspace(cluster: LocalCluster, agent: str, instance_id: str) -> Path:
     return cluster.agents[agent].data_dir / "workspaces" / instance_id
 
@@ -109,7 +98,7 @@ def node_death_restores_the_last_snapshot(cluster: LocalCluster) -> None:
     cluster.start_agent("b")
     acked = [cluster.hit(web["id"]) for _ in range(5)]
     assert acked == [1, 2, 3, 4, 5]
-    snapshot_after(cluster, web["id"], time.time())
+    cluster.snapshot_after(web["id"], time.time())
     children = workloads(cluster, "a")
     assert children, "the agent runs the workload as its child"
 
@@ -168,7 +157,7 @@ def test_a_partitioned_node_stops_its_copy_before_the_new_one_starts(cluster: Lo
         web = first_placed(cluster, "web")
         cluster.start_agent("b")
         cluster.hit(web["id"])
-        snapshot_after(cluster, web["id"], time.time())
+        cluster.snapshot_after(web["id"], time.time())
 
         proxy.cut()
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
@@ -205,9 +194,9 @@ def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluste
     web = first_placed(cluster, "web")
     cluster.start_agent("b")
     cluster.hit(web["id"])
-    good = snapshot_after(cluster, web["id"], time.time())
+    good = cluster.snapshot_after(web["id"], time.time())
     cluster.hit(web["id"])
-    bad = snapshot_after(cluster, web["id"], time.time())
+    bad = cluster.snapshot_after(web["id"], time.time())
     cluster.kill_agent("a")
 
     manifest = cluster.snapshot_dir / "snapshots" / web["id"] / f"{bad}.json"

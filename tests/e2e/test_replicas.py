@@ -29,7 +29,6 @@ from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_
 from tests.conftest import new_store_url
 from tests.e2e.balancer import HAPROXY, HAPROXY_CFG, haproxy, leads
 from tests.e2e.process import TAKEOVER, start, stop
-from tests.e2e.test_agent import snapshot_after
 
 pytestmark = pytest.mark.postgres
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -133,7 +132,7 @@ def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
         instance = cluster.create_counter("counter")
         first = wait_until(lambda: cluster.serving(instance["id"]), 30, "the counter to serve")
         acked = [cluster.hit(instance["id"]) for _ in range(5)]
-        snapshot_after(cluster, instance["id"], time.time())  # what a node death keeps (the RPO)
+        cluster.snapshot_after(instance["id"], time.time())  # what a node death keeps (the RPO)
         holder = cluster.node_name(first["node_id"])
         assert holder is not None
 

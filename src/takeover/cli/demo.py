@@ -64,7 +64,8 @@ def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
         for _ in range(5 * n):
             acked[instance_id] = cluster.hit(instance_id)
     since = time.time()
-    wait_until(lambda: all(_snapshot_after(cluster, i, since) for i in ids), 20, "snapshots of the counts")
+    for instance_id in ids:
+        cluster.snapshot_after(instance_id, since)
     console.print(_tables(cluster, ids))
     console.print("each counter answered its requests; a snapshot of each count is in the store\n")
 
@@ -138,13 +139,6 @@ def _count(inst: dict[str, Any]) -> int | None:
         return value
     except (httpx.HTTPError, ValueError, KeyError):
         return None
-
-
-def _snapshot_after(cluster: LocalCluster, instance_id: str, moment: float) -> bool:
-    from takeover.domain.snapshots import SnapshotRef
-
-    snap = cluster.instance(instance_id)["last_snapshot"]
-    return bool(snap) and SnapshotRef.parse(snap).taken_at.timestamp() > moment
 
 
 def _tables(cluster: LocalCluster, ids: list[str]) -> Group:
