@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import structlog
+
+log = structlog.get_logger("takeover.regions")
 Confirm = Callable[[str], bool]  # region -> still answering?
 SUCCEEDED, FAILED, REFUSED = 0, 1, 2  # refused: the caller's error (SQL), not the region's
 
@@ -70,7 +73,10 @@ class InFlight:
     def _loop(self) -> None:
         tick = min(0.05, self.stall_after / 4)
         while not self._stop.wait(tick):
-            self.sweep()
+            try:
+                self.sweep()
+            except Exception:  # a check that broke must not end the watching
+                log.exception("stall check failed")
 
     def sweep(self) -> None:
         """Check each region with a stalled query once; cut its queries if it does not answer."""
