@@ -62,3 +62,8 @@ def regions(cluster: PostgresCluster, sqlalchemy: bool = False, **policy: Any) -
         ]
     )
     return MultiRegion(config, registry=CollectorRegistry())
+
+
+def sample(r: MultiRegion, name: str, **labels: str) -> float | None:
+    """One of the group "emp"'s metrics, as Prometheus would scrape it."""
+    return r.metrics.registry.get_sample_value(f"takeover_multi_region_{name}", {"group": "emp", **labels})

@@ -25,7 +25,7 @@ from takeover.regions import (
 )
 from takeover.testing import FakeClock
 from tests.conftest import make_runtime
-from tests.integration.conftest import READ, regions
+from tests.integration.conftest import READ, regions, sample
 from tests.pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -55,20 +55,15 @@ def test_reads_continue_on_a_replica_and_writes_are_refused_there(cluster: Postg
             r.query_with_failover("emp", "SELECT nextval('s')", write=False)
         assert r.query_with_failover("emp", READ, ["7530110"]) == [(4,)]
 
-        def sample(name: str, **labels: str) -> float | None:
-            return r.metrics.registry.get_sample_value(
-                f"takeover_multi_region_{name}", {"group": "emp", **labels}
-            )
-
-        assert sample("queries_success_total", region="primary") == 2
-        assert sample("queries_failed_total", region="primary") == 1
-        assert sample("queries_total", region="primary") == 3
-        assert sample("queries_success_total", region="replica1") == 2
-        assert sample("queries_total", region="replica1") == 3  # and the nextval its server refused
-        assert sample("queries_failed_total", region="replica1") == 0
-        assert sample("failovers_total", **{"from": "primary", "to": "replica1"}) == 1
-        assert sample("region_health", region="primary") == 0
-        assert sample("current_region", region="replica1") == 2
+        assert sample(r, "queries_success_total", region="primary") == 2
+        assert sample(r, "queries_failed_total", region="primary") == 1
+        assert sample(r, "queries_total", region="primary") == 3
+        assert sample(r, "queries_success_total", region="replica1") == 2
+        assert sample(r, "queries_total", region="replica1") == 3  # and the nextval its server refused
+        assert sample(r, "queries_failed_total", region="replica1") == 0
+        assert sample(r, "failovers_total", **{"from": "primary", "to": "replica1"}) == 1
+        assert sample(r, "region_health", region="primary") == 0
+        assert sample(r, "current_region", region="replica1") == 2
 
 
 def test_the_primary_comes_back_and_takes_the_group_after_the_delay(cluster: PostgresCluster) -> None:
