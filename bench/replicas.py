@@ -7,6 +7,10 @@
   this machine's cores, so more replicas add contention as much as capacity here.
 
     .venv/bin/python -m bench.replicas --kills 10 --duration 10
+    .venv/bin/python -m bench.replicas --kills 10 --lease redis --takeover-only
+
+With --lease redis the replicas elect their leader in Redis through three Sentinels (a master
+and one replica); the Redis master is then SIGKILLed three times as well.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import database, start, stop
 from bench.heartbeats import lua_script, register, run_wrk
 from takeover.localcluster import FAST_TIMINGS, wait_until
 from tests.e2e.balancer import haproxy, leads
+from tests.redisserver import Sentinels
 
 SERVE = {**FAST_TIMINGS, "TAKEOVER_LOG_LEVEL": "warning", "TAKEOVER_ADMIN_TOKEN": "admin-secret"}
 
@@ -34,11 +41,38 @@ def replica(root: Path, store: str, n: int, **env: str) -> tuple[subprocess.Pope
     return start(data, **settings)
 
 
-def takeovers(kills: int, ttl: str) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as store:
+@contextmanager
+def lease_backend(lease: str) -> Iterator[tuple[dict[str, str], Sentinels | None]]:
+    """The replicas' settings for ``lease``: the store's row, or Redis found through three Sentinels."""
+    if lease == "store":
+        yield {}, None
+        return
+    sentinels = Sentinels()
+    try:
+        sentinels.start()
+        yield (
+            {
+                "TAKEOVER_LEASE_BACKEND": "redis",
+                "REDIS_SENTINEL_ENABLED": "true",
+                "REDIS_SENTINELS": sentinels.addresses,
+                "REDIS_MASTER_NAME": Sentinels.MASTER_NAME,
+            },
+            sentinels,
+        )
+    finally:
+        sentinels.stop()
+
+
+def takeovers(kills: int, ttl: str, lease: str) -> tuple[list[float], list[float]]:
+    """Seconds from SIGKILL to a new leader: of the leading replica, then (Redis) of Redis's master."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        database("postgres", Path(tmp)) as store,
+        lease_backend(lease) as (env, sentinels),
+    ):
         root = Path(tmp)
-        running = {n: replica(root, store, n, TAKEOVER_LEASE_TTL=ttl) for n in (1, 2, 3)}
-        times = []
+        running = {n: replica(root, store, n, TAKEOVER_LEASE_TTL=ttl, **env) for n in (1, 2, 3)}
+        times, redis_times = [], []
         try:
             for _ in range(kills):
                 leader = wait_until(
@@ -50,11 +84,22 @@ def takeovers(kills: int, ttl: str) -> list[float]:
                 killed = time.monotonic()
                 wait_until(lambda: any(leads(url) for _, url in running.values()), 60, "a new leader", 0.02)
                 times.append(time.monotonic() - killed)
-                running[leader] = replica(root, store, leader, TAKEOVER_LEASE_TTL=ttl)
+                running[leader] = replica(root, store, leader, TAKEOVER_LEASE_TTL=ttl, **env)
+            for _ in range(3 if sentinels else 0):
+                assert sentinels is not None
+                master = next(s for s in sentinels.servers if s.port == sentinels.master_port())
+                master.kill()
+                killed = time.monotonic()
+                time.sleep(0.5)  # the leader's next renewal fails: its /metrics says so
+                wait_until(lambda: any(leads(url) for _, url in running.values()), 60, "a leader again", 0.02)
+                redis_times.append(time.monotonic() - killed)
+                master.start()  # Sentinel makes it a replica of the new master
+                wait_until(lambda: len(sentinels.replicas()) == 1, 30, "the old master to replicate")
+                time.sleep(2 * Sentinels.FAILOVER_TIMEOUT_MS / 1000)  # Sentinel's pause between failovers
         finally:
             for process, _ in running.values():
                 stop(process)
-        return times
+        return times, redis_times
 
 
 def throughput(replicas: int, nodes: int, duration: int, connections: int) -> dict[str, float]:
@@ -79,15 +124,25 @@ def main() -> None:
     )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--ttl", default="3", help="TAKEOVER_LEASE_TTL, seconds")
+    parser.add_argument("--lease", choices=["store", "redis"], default="store", help="TAKEOVER_LEASE_BACKEND")
+    parser.add_argument("--takeover-only", action="store_true", help="skip the heartbeat throughput")
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
-    times = takeovers(args.kills, args.ttl)
+    times, redis_times = takeovers(args.kills, args.ttl, args.lease)
     print(
-        f"leader SIGKILL -> a survivor leads (lease ttl {args.ttl} s, {args.kills} kills): "
+        f"leader SIGKILL -> a survivor leads (lease in {args.lease}, ttl {args.ttl} s, {args.kills} kills): "
         f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s"
     )
+    if redis_times:
+        print(
+            f"Redis master SIGKILL -> a replica leads again (Sentinel down-after 1 s, {len(redis_times)} kills): "
+            + ", ".join(f"{t:.2f}" for t in redis_times)
+            + " s"
+        )
+    if args.takeover_only:
+        return
     print(
         f"heartbeats through HAProxy, {args.nodes} nodes, {args.connections} connections, {args.duration} s, "
         f"{os.cpu_count()} cores shared by everything:"

@@ -15,6 +15,7 @@ from takeover.settings import Settings
 from takeover.store import make_engine, migrate
 from takeover.testing import FakeClock
 from tests.pgserver import PostgresServer
+from tests.redisserver import RedisServer, Sentinels
 
 _counter = itertools.count()
 FAST = {
@@ -28,6 +29,25 @@ FAST = {
     "restore_timeout": 10.0,
     "failover_retry_after": 30.0,
 }
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sentinels() -> Iterator[Sentinels]:
+    """A Redis master, its replica, and three Sentinels watching them."""
+    watching = Sentinels()
+    try:
+        yield watching.start()
+    finally:
+        watching.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
-"""A Redis server from Debian's redis-server, on a free loopback port in a temporary directory."""
+"""Redis servers from Debian's redis-server on free loopback ports in temporary directories: one
+server, a master with a replica, and Sentinels watching them (`redis-server --sentinel`)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -15,9 +17,10 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, replica_of: int | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="takeover-redis-"))
         self.port = free_port()
+        self.replica_of = replica_of  # the master's port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,6 +39,8 @@ class RedisServer:
             "--appendonly",
             "no",
         ]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         with (self.root / "redis.log").open("w") as log:
             self.process = subprocess.Popen([*args, "--dir", str(self.root)], stdout=log, stderr=log)
         client = redis.Redis.from_url(self.url, socket_timeout=1)
@@ -43,11 +48,98 @@ class RedisServer:
         client.close()
         return self
 
-    def stop(self) -> None:
+    def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def stop(self) -> None:
+        self.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Sentinels:
+    """A master, its replica, and ``count`` Sentinels watching them as MASTER_NAME; a master
+    silent for 1 s is down. ``master`` is the first master (Sentinel may promote the replica)."""
+
+    MASTER_NAME = "mymaster"
+    FAILOVER_TIMEOUT_MS = 3000  # Sentinel fails the same master over again only after twice this
+
+    def __init__(self, count: int = 3) -> None:
+        self.master = RedisServer()
+        self.replica = RedisServer(replica_of=self.master.port)
+        self.root = Path(tempfile.mkdtemp(prefix="takeover-sentinel-"))
+        self.ports = [free_port() for _ in range(count)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def addresses(self) -> str:
+        """As REDIS_SENTINELS wants them."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self) -> Sentinels:
+        self.master.start()
+        self.replica.start()
+        quorum = len(self.ports) // 2 + 1
+        for port in self.ports:
+            config = self.root / f"sentinel-{port}.conf"  # Sentinel rewrites it: its own file
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.root}\n"
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master.port} {quorum}\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} {self.FAILOVER_TIMEOUT_MS}\n"
+            )
+            with (self.root / f"sentinel-{port}.log").open("w") as log:
+                self.processes.append(
+                    subprocess.Popen([REDIS_SERVER, str(config), "--sentinel"], stdout=log, stderr=log)
+                )
+        for port in self.ports:
+            client = redis.Redis(port=port, socket_timeout=1)
+            wait_until(partial(self._knows_replicas, client), 20, f"sentinel on {port} to see a replica")
+            client.close()
+        return self
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, self.replica]
+
+    def replicas(self) -> list[tuple[str, int]]:
+        """The replicas of the master that the first Sentinel that answers knows to be up."""
+        for port in self.ports:
+            try:
+                found = redis.Redis(port=port, socket_timeout=1, decode_responses=True).sentinel_slaves(
+                    self.MASTER_NAME
+                )
+            except redis.RedisError:
+                continue
+            return [(r["ip"], int(r["port"])) for r in found if not r["is_sdown"]]
+        return []
+
+    def master_port(self) -> int | None:
+        """The master's port as the first Sentinel that answers sees it."""
+        for port in self.ports:
+            try:
+                address = redis.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(
+                    self.MASTER_NAME
+                )
+            except redis.RedisError:
+                continue
+            return int(address[1]) if isinstance(address, tuple) else None
+        return None
+
+    def _knows_replicas(self, client: redis.Redis) -> bool:
+        try:
+            return bool(client.sentinel_slaves(self.MASTER_NAME))
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.replica.stop()
+        self.master.stop()
 
 
 def _pings(client: redis.Redis) -> bool:

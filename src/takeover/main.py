@@ -26,7 +26,9 @@ from takeover.control.services import AgentTimings, Services
 from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.metrics import Metrics
-from takeover.ports import Clock
+from takeover.ports import Clock, Coordinator
+from takeover.redisclients import redis_client
+from takeover.redislease import RedisCoordinator
 from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router
 from takeover.settings import Settings
@@ -115,7 +117,8 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     limits = Limits(
         settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window, proxies
     )
-    counts = RedisCounts(settings.redis_url) if settings.redis_url else MemoryCounts()
+    shared = redis_client(settings, retries=0)  # over the limit or not, a request never waits for Redis
+    counts = RedisCounts(shared) if shared is not None else MemoryCounts()
     app.add_middleware(RateLimit, limits=limits, counts=counts)
     return Runtime(settings, store, services, controllers, app)
 
@@ -146,8 +149,13 @@ def _controllers(
         restore_timeout=settings.seconds("restore_timeout"),
         max_attempts=settings.max_attempts,
     )
+    coordinator: Coordinator = store.coordinator
+    if settings.lease_backend == "redis":
+        client = redis_client(settings, retries=1)  # one reconnect: to the new master after a failover
+        assert client is not None  # Settings refuses the redis backend without a Redis
+        coordinator = RedisCoordinator(client, store.coordinator)
     return ControlLoop(
-        Leadership(store.coordinator, holder, lease_ttl),
+        Leadership(coordinator, holder, lease_ttl),
         NodeMonitor(store, monitor_policy, bucket, metrics),
         FailoverExecutor(
             store,

@@ -29,7 +29,30 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         "", description="comma-separated addresses of balancers whose X-Forwarded-For names the client"
     )
-    redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared rate limit counts")
+    redis_url: str | None = Field(
+        None, pattern=r"^rediss?://", description="Redis for shared rate limit counts (and the lease)"
+    )
+    redis_sentinel_enabled: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "TAKEOVER_REDIS_SENTINEL_ENABLED", "REDIS_SENTINEL_ENABLED", "redis_sentinel_enabled"
+        ),
+        description="find the Redis master through Sentinel instead of TAKEOVER_REDIS_URL",
+    )
+    redis_sentinels: str = Field(
+        "",
+        validation_alias=AliasChoices("TAKEOVER_REDIS_SENTINELS", "REDIS_SENTINELS", "redis_sentinels"),
+        description="comma-separated host:port of the Sentinels",
+    )
+    redis_master_name: str = Field(
+        "mymaster",
+        min_length=1,
+        validation_alias=AliasChoices("TAKEOVER_REDIS_MASTER_NAME", "REDIS_MASTER_NAME", "redis_master_name"),
+    )
+    redis_password: SecretStr | None = Field(None, description="for the Redis server (not the Sentinels)")
+    lease_backend: Literal["store", "redis"] = Field(
+        "store", description="where replicas elect the leader; the store fences it either way"
+    )
     drain_seconds: float = Field(
         0.0, ge=0, le=600, description="after SIGTERM, fail /readyz this long before shutting down"
     )
@@ -83,9 +106,35 @@ class Settings(BaseSettings):
                 f"lease_ttl ({self.lease_ttl}s) must exceed monitor_interval ({self.monitor_interval}s), "
                 "or the leader loses its lease between cycles"
             )
+        errors.extend(self._redis_errors())
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _redis_errors(self) -> list[str]:
+        errors = []
+        if self.redis_sentinel_enabled:
+            if self.redis_url:
+                errors.append("set TAKEOVER_REDIS_URL or REDIS_SENTINEL_ENABLED, not both")
+            try:
+                if not self.sentinels:
+                    errors.append("REDIS_SENTINEL_ENABLED needs REDIS_SENTINELS (host:port,host:port)")
+            except ValueError as error:
+                errors.append(str(error))
+        if self.lease_backend == "redis" and not (self.redis_url or self.redis_sentinel_enabled):
+            errors.append("TAKEOVER_LEASE_BACKEND=redis needs TAKEOVER_REDIS_URL or REDIS_SENTINEL_ENABLED")
+        return errors
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; ValueError naming the entry that is not host:port."""
+        found = []
+        for entry in filter(None, (e.strip() for e in self.redis_sentinels.split(","))):
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+            found.append((host.strip("[]"), int(port)))
+        return found
 
     @property
     def store_url(self) -> str:

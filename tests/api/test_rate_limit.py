@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,15 +56,6 @@ def test_a_client_cannot_pick_its_address_with_x_forwarded_for(tmp_path: Path) -
     api = client(tmp_path, rate_limit_per_address=1, rate_limit_per_token=0)  # no trusted proxy
     assert api.get("/api/v1/nodes", headers={**ADMIN, "X-Forwarded-For": "10.0.0.1"}).status_code == 200
     assert api.get("/api/v1/nodes", headers={**ADMIN, "X-Forwarded-For": "10.0.0.2"}).status_code == 429
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_replicas_share_their_counts_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -1,4 +1,4 @@
-"""Every Coordinator adapter passes this suite: in memory, SQLite, PostgreSQL."""
+"""Every Coordinator adapter passes this suite: in memory, SQLite, PostgreSQL, Redis."""
 
 from __future__ import annotations
 
@@ -7,22 +7,30 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
 from takeover.ports import Coordinator
+from takeover.redislease import RedisCoordinator
 from takeover.store import make_engine, migrate
 from takeover.store.leases import StoreCoordinator
 from takeover.testing import FakeClock, MemoryCoordinator
 from tests.conftest import BACKENDS, new_store_url
+from tests.redisserver import RedisServer
 
 TTL = timedelta(seconds=10)
 
 
-@pytest.fixture(params=["memory", *BACKENDS])
+@pytest.fixture(params=["memory", *BACKENDS, "redis"])
 def coordinator(request: pytest.FixtureRequest, tmp_path: Path) -> Coordinator:
     if request.param == "memory":
         return MemoryCoordinator()
-    engine = make_engine(new_store_url(request.param, request, tmp_path))
+    engine = make_engine(
+        new_store_url("sqlite" if request.param == "redis" else request.param, request, tmp_path)
+    )
     migrate(engine)
+    if request.param == "redis":  # fenced by a SQLite store
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return RedisCoordinator(redis.Redis(port=server.port), StoreCoordinator(engine))
     return StoreCoordinator(engine)
 
 

@@ -15,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from takeover.settings import Settings
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # Debian's nginx-light
 KUBERNETES = ["1.29.0", kubernetes_validate.latest_version()]
@@ -85,6 +87,12 @@ def test_compose_wires_three_replicas_behind_the_haproxy_config() -> None:
     urls = {services[r]["environment"]["TAKEOVER_DATABASE_URL"] for r in replicas}
     assert len(urls) == 1  # one store
     assert "@postgres:5432/" in urls.pop()
+    assert "redis" in services
+    for r in replicas:  # what each replica is given is a valid configuration
+        env = {**services[r]["environment"], "TAKEOVER_ADMIN_TOKEN": "secret"}
+        settings = Settings.model_validate({k.removeprefix("TAKEOVER_").lower(): v for k, v in env.items()})
+        assert settings.redis_url == "redis://redis:6379/0"
+        assert set(services[r]["depends_on"]) == {"postgres", "redis"}
     balancer = services["haproxy"]
     assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in balancer["volumes"]
     wanted = {f"TAKEOVER_REPLICA_{n}" for n in (1, 2, 3)}

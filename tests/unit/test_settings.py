@@ -37,3 +37,30 @@ def test_enable_cron_false_makes_a_replica_api_only(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("ENABLE_CRON")
     monkeypatch.setenv("TAKEOVER_CONTROLLERS", "0")
     assert not Settings().controllers
+
+
+def test_document_001_redis_sentinel_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINEL_ENABLED", "true")
+    monkeypatch.setenv("REDIS_SENTINELS", "redis-sentinel-1:26379, redis-sentinel-2:26379,[::1]:26380")
+    monkeypatch.setenv("REDIS_MASTER_NAME", "takeover")
+    s = Settings(lease_backend="redis")
+    assert s.sentinels == [("redis-sentinel-1", 26379), ("redis-sentinel-2", 26379), ("::1", 26380)]
+    assert s.redis_master_name == "takeover"
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"redis_sentinel_enabled": True}, "needs REDIS_SENTINELS"),
+        ({"redis_sentinel_enabled": True, "redis_sentinels": "sentinel-1"}, "'sentinel-1' is not host:port"),
+        ({"redis_sentinel_enabled": True, "redis_sentinels": "s:99999"}, "'s:99999' is not host:port"),
+        (
+            {"redis_sentinel_enabled": True, "redis_sentinels": "s:1", "redis_url": "redis://r:6379"},
+            "not both",
+        ),
+        ({"lease_backend": "redis"}, "LEASE_BACKEND=redis needs"),
+    ],
+)
+def test_redis_settings_that_cannot_work_are_refused(values: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings.model_validate(values)

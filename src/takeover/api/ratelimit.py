@@ -1,6 +1,6 @@
 """Requests per token and per client address in fixed windows; over the limit: 429 + Retry-After.
 
-Counts live in this process, or in Redis (TAKEOVER_REDIS_URL) so that every replica behind the
+Counts live in this process, or in Redis (TAKEOVER_REDIS_URL or Sentinel) so that every replica behind the
 balancer shares them. A Redis that does not answer lets requests through (logged): limiting
 must not take the control plane down with it. Probes and metrics are never limited.
 """
@@ -58,8 +58,8 @@ class MemoryCounts:
 class RedisCounts:
     """A blocking client on a worker thread: unlike redis.asyncio's, it is bound to no event loop."""
 
-    def __init__(self, url: str) -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
 
     async def hit(self, key: str, window: int, ttl: float) -> int:
         return await asyncio.to_thread(self._hit, f"takeover:rate:{key}:{window}", ttl)

@@ -25,7 +25,8 @@ class StoreCoordinator:
                 query = query.with_for_update()
             row = conn.execute(query).one_or_none()
             if row is None:
-                inserted = conn.execute(_insert_if_absent(conn, name, holder, expires)).first()
+                values = {"name": name, "holder": holder, "epoch": 1, "expires_at": expires}
+                inserted = conn.execute(_insert_if_absent(conn, values)).first()
                 if inserted is None:
                     return None  # another replica created it first
                 return LeaseToken(name, holder, 1, expires)
@@ -41,6 +42,30 @@ class StoreCoordinator:
                 .values(holder=holder, epoch=epoch, expires_at=expires)
             )
             return LeaseToken(name, holder, epoch, expires)
+
+    def record(self, token: LeaseToken) -> int | None:
+        """Take a lease decided elsewhere (Redis) as the fence: None when recorded.
+
+        Recorded when its epoch is above the stored one, or is the stored one renewed by the same
+        holder; otherwise the stored epoch is returned, which the token must move past.
+        """
+        with transaction(self._engine) as conn:
+            query = sa.select(leases).where(leases.c.name == token.name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                values = {"name": token.name, "holder": token.holder, "epoch": token.epoch}
+                inserted = conn.execute(_insert_if_absent(conn, {**values, "expires_at": token.expires_at}))
+                return None if inserted.first() is not None else token.epoch  # raced: try above it
+            if row.epoch > token.epoch or (row.epoch == token.epoch and row.holder != token.holder):
+                return int(row.epoch)
+            conn.execute(
+                leases.update()
+                .where(leases.c.name == token.name)
+                .values(holder=token.holder, epoch=token.epoch, expires_at=token.expires_at)
+            )
+            return None
 
     def release(self, token: LeaseToken) -> bool:
         with transaction(self._engine) as conn:
@@ -61,8 +86,7 @@ class StoreCoordinator:
         return LeaseToken(row.name, row.holder, row.epoch, row.expires_at) if row else None
 
 
-def _insert_if_absent(conn: sa.Connection, name: str, holder: str, expires: datetime) -> sa.Executable:
-    values = {"name": name, "holder": holder, "epoch": 1, "expires_at": expires}
+def _insert_if_absent(conn: sa.Connection, values: dict[str, object]) -> sa.Executable:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
