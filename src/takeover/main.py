@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 
 from takeover.api import create_app
-from takeover.api.ratelimit import Limits, MemoryCounts, RateLimit, RedisCounts
+from takeover.api.ratelimit import Limits, RateLimit, RedisCounts, StoreCounts
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
@@ -105,11 +105,17 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
     regions = _regions(settings)
+    shared = redis_client(settings, retries=0)  # over the limit or not, a request never waits for Redis
+    counts = (
+        RedisCounts(shared)
+        if shared is not None
+        else StoreCounts(store.rate_counts.add, settings.rate_limit_sync)
+    )
     app = create_app(
         services,
         controllers,
         max_body_bytes=settings.max_body_bytes,
-        lifespan=_lifespan(controllers, regions),
+        lifespan=_lifespan(controllers, regions, counts.close),
     )
     if regions is not None:
         app.include_router(health_router(regions))
@@ -117,8 +123,6 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     limits = Limits(
         settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window, proxies
     )
-    shared = redis_client(settings, retries=0)  # over the limit or not, a request never waits for Redis
-    counts = RedisCounts(shared) if shared is not None else MemoryCounts()
     app.add_middleware(RateLimit, limits=limits, counts=counts)
     return Runtime(settings, store, services, controllers, app)
 
@@ -179,27 +183,22 @@ def _regions(settings: Settings) -> MultiRegion | None:
 
 
 def _lifespan(
-    controllers: ControlLoop | None, regions: MultiRegion | None = None
+    controllers: ControlLoop | None, regions: MultiRegion | None, close_counts: Callable[[], None]
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if regions is not None:
             regions.start()
-        if controllers is None:
-            try:
-                yield
-            finally:
-                if regions is not None:
-                    regions.close()
-            return
         stop = asyncio.Event()
-        task = asyncio.create_task(controllers.run(stop))
+        task = asyncio.create_task(controllers.run(stop)) if controllers is not None else None
         try:
             yield
         finally:
             stop.set()
-            await task  # hands the lease over on the way out
+            if task is not None:
+                await task  # hands the lease over on the way out
             if regions is not None:
                 regions.close()
+            await asyncio.to_thread(close_counts)  # the last rate-limit counts reach the store
 
     return lifespan

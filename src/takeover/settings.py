@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     rate_limit_per_token: int = Field(2000, ge=0, description="requests per window per token; 0: off")
     rate_limit_per_address: int = Field(0, ge=0, description="per client address; 0: off (agents behind NAT)")
     rate_limit_window: float = Field(10.0, gt=0, le=3600, description="seconds")
+    rate_limit_sync: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="without Redis: seconds between adding counts to the store's; 0: each request",
+    )
     trusted_proxies: str = Field(
         "", description="comma-separated addresses of balancers whose X-Forwarded-For names the client"
     )

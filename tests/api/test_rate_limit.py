@@ -1,12 +1,17 @@
-"""Requests per token and per client address: 429 with Retry-After, shared through Redis."""
+"""Requests per token and per client address: 429 with Retry-After, shared through Redis or the store."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from takeover.api.ratelimit import StoreCounts
+from takeover.domain.errors import StoreUnavailable
+from takeover.store import make_engine, migrate
+from takeover.store.ratecounts import Hits, RateCountRepository
 from takeover.testing import FakeClock
 from tests.conftest import make_runtime
 from tests.redisserver import RedisServer
@@ -69,6 +74,52 @@ def test_replicas_share_their_counts_through_redis(tmp_path: Path, redis_server:
         401,
     )
     assert second.get("/api/v1/tokens", headers=ADMIN).status_code == 200  # Redis gone: let through
+
+
+def test_replicas_share_their_counts_through_the_store(tmp_path: Path, store_url: str) -> None:
+    first, second = (
+        TestClient(make_runtime(store_url, FakeClock(), tmp_path, rate_limit_window=HOUR, **limits).app)
+        for limits in ({"rate_limit_per_token": 2, "rate_limit_sync": 0},) * 2
+    )
+    assert first.get("/api/v1/nodes", headers=ADMIN).status_code == 200
+    assert second.get("/api/v1/nodes", headers=ADMIN).status_code == 200
+    assert first.get("/api/v1/nodes", headers=ADMIN).status_code == 429  # two replicas, one count
+
+
+def test_synced_counts_cost_no_store_write_per_request_and_catch_up_at_each_sync(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")
+    migrate(engine)
+    repository = RateCountRepository(engine)
+    a, b = StoreCounts(repository.add, 3600), StoreCounts(repository.add, 3600)  # synced by hand here
+    assert [asyncio.run(a.hit("k", 7, 1)) for _ in range(2)] == [1, 2]
+    assert asyncio.run(b.hit("k", 7, 1)) == 1  # a's hits are not in the store yet
+    assert repository.add({}) == {}
+    a.sync()
+    b.sync()
+    assert asyncio.run(b.hit("k", 7, 1)) == 4  # a's 2 + b's 1, synced, + this one
+    assert repository.add({("k", 7): 0}) == {("k", 7): 3}  # b's latest hit waits for its sync
+    a.close()
+    b.close()
+    assert repository.add({("k", 7): 0}) == {("k", 7): 4}
+
+
+def test_hits_are_kept_while_the_store_does_not_answer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")
+    migrate(engine)
+    repository = RateCountRepository(engine)
+    failing = [True]
+
+    def add(hits: Hits) -> Hits:
+        if failing.pop():
+            raise StoreUnavailable("store unavailable: test")
+        return repository.add(hits)
+
+    counts = StoreCounts(add, 3600)
+    asyncio.run(counts.hit("k", 7, 1))
+    counts.sync()  # fails: kept
+    failing.append(False)
+    counts.close()  # the last sync on the way out
+    assert repository.add({("k", 7): 0}) == {("k", 7): 1}
 
 
 def test_a_bad_redis_url_is_refused_naming_the_setting(tmp_path: Path) -> None:

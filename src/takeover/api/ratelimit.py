@@ -1,8 +1,9 @@
 """Requests per token and per client address in fixed windows; over the limit: 429 + Retry-After.
 
-Counts live in this process, or in Redis (TAKEOVER_REDIS_URL or Sentinel) so that every replica behind the
-balancer shares them. A Redis that does not answer lets requests through (logged): limiting
-must not take the control plane down with it. Probes and metrics are never limited.
+Every replica behind the balancer shares the counts: in Redis when one is configured
+(TAKEOVER_REDIS_URL or Sentinel), in the store otherwise. Counts that cannot be reached let
+requests through (logged): limiting must not take the control plane down with it. Probes and
+metrics are never limited.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import structlog
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from takeover.domain.errors import StoreUnavailable
+from takeover.store.ratecounts import Hits
+
 log = structlog.get_logger("takeover.ratelimit")
 EXEMPT = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
@@ -39,20 +43,65 @@ class Counts(Protocol):
         """Count one request for ``key`` in window number ``window``; the count so far."""
         ...
 
+    def close(self) -> None: ...
 
-class MemoryCounts:
-    def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, int]] = {}  # key: window, count
+
+class StoreCounts:
+    """Counts shared through the store, for replicas without Redis.
+
+    Hits are added to the store's counts every ``sync`` seconds in one transaction (0: on every
+    request), so a request costs no store write. Between syncs a replica knows the others' hits
+    as of its last sync: the limit can be passed by what the other replicas count in one sync.
+    A store that does not answer keeps the hits for the next sync and lets requests through.
+    """
+
+    def __init__(self, add: Callable[[Hits], Hits], sync: float) -> None:
+        self._add = add
+        self._sync = sync
+        self._pending: Hits = {}
+        self._known: Hits = {}  # every replica's count at the last sync
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
 
     async def hit(self, key: str, window: int, ttl: float) -> int:
+        if self._sync == 0:
+            totals = await asyncio.to_thread(self._add, {(key, window): 1})
+            return totals[key, window]
         with self._lock:
-            seen, count = self._counts.get(key, (window, 0))
-            count = count + 1 if seen == window else 1
-            if len(self._counts) > 100_000:  # old windows of clients long gone
-                self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
-            self._counts[key] = (window, count)
-            return count
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._run, name="rate-count-sync", daemon=True)
+                self._syncer.start()
+            pending = self._pending[key, window] = self._pending.get((key, window), 0) + 1
+            return self._known.get((key, window), 0) + pending
+
+    def sync(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            totals = self._add(pending)
+        except StoreUnavailable as error:
+            with self._lock:
+                for hit, count in pending.items():
+                    self._pending[hit] = self._pending.get(hit, 0) + count
+            log.warning("rate limit counts not shared this time; kept for the next sync", error=str(error))
+            return
+        with self._lock:
+            newest = max(window for _, window in totals)
+            self._known = {hit: n for hit, n in self._known.items() if hit[1] >= newest - 1}
+            self._known.update(totals)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        self.sync()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._sync):
+            self.sync()
 
 
 class RedisCounts:
@@ -60,6 +109,9 @@ class RedisCounts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+
+    def close(self) -> None:
+        self.redis.close()
 
     async def hit(self, key: str, window: int, ttl: float) -> int:
         return await asyncio.to_thread(self._hit, f"takeover:rate:{key}:{window}", ttl)
@@ -92,7 +144,7 @@ class RateLimit:
         for key, limit, per in self._checks(scope):
             try:
                 count = await self.counts.hit(key, window, 2 * self.limits.window)
-            except RedisError as error:
+            except (RedisError, StoreUnavailable) as error:
                 log.warning("rate limit counts unavailable; letting the request through", error=str(error))
                 break
             if count > limit:

@@ -10,6 +10,7 @@ from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.nodes import HeartbeatResult, NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
+from takeover.store.ratecounts import RateCountRepository
 from takeover.store.regiongroups import RegionGroupRepository
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
@@ -34,6 +35,7 @@ class Store:
         self.standbys = StandbyRepository(engine, degraded_streak)
         self.pool = PoolRepository(engine)
         self.coordinator = StoreCoordinator(engine)
+        self.rate_counts = RateCountRepository(engine)
 
     def not_ready(self) -> str | None:
         """Why this replica must not take traffic now (None: ready): store down, schema behind."""
