@@ -111,8 +111,11 @@ class NodeRepository:
             known = {node.id: node for _, node in owners.values() if node is not None}
             updated = self._update_nodes(conn, accepted, known, now)
             held = _held_instances(conn, list(updated))
-            changes = self._apply_reports(conn, accepted, held, updated)
-            standing_by = _standbys(conn, accepted, now)
+            changes, writes = self._report_writes(accepted, held, updated)
+            # reports and standby syncs in one instance id order: every replica locks rows alike
+            for _, write in sorted([*writes, *_standby_syncs(accepted, now)], key=lambda w: w[0]):
+                conn.execute(write)
+            standing_by = _standbys(conn, accepted)
         desired: dict[UUID, list[Instance]] = {}
         releasing: dict[UUID, list[Instance]] = {}
         for instance, leaving in held:
@@ -179,16 +182,13 @@ class NodeRepository:
                 record_event(conn, "node.online", node_id, f"node {node.name} heartbeats again", now)
         return updated
 
-    def _apply_reports(
-        self,
-        conn: sa.Connection,
-        batch: Sequence[Heartbeat],
-        held: Sequence[tuple[Instance, bool]],
-        senders: dict[UUID, Node],
-    ) -> Counter[UUID]:
-        """Apply what each runner reported; returns per node how many instances changed state."""
+    def _report_writes(
+        self, batch: Sequence[Heartbeat], held: Sequence[tuple[Instance, bool]], senders: dict[UUID, Node]
+    ) -> tuple[Counter[UUID], list[InstanceWrite]]:
+        """What each runner reported, as writes; per node, how many instances changed state."""
         reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
         per_node: Counter[UUID] = Counter()
+        writes: list[InstanceWrite] = []
         hosts = {
             node_id: urlsplit(node.base_url).hostname or "localhost" for node_id, node in senders.items()
         }
@@ -201,12 +201,15 @@ class NodeRepository:
             if "state" in changes:
                 per_node[node_id] += 1
                 changes["state"] = changes["state"].value
-            conn.execute(
-                instances.update()
-                .where(instances.c.id == instance.id, instances.c.epoch == instance.epoch)
-                .values(**changes)
+            writes.append(
+                (
+                    instance.id,
+                    instances.update()
+                    .where(instances.c.id == instance.id, instances.c.epoch == instance.epoch)
+                    .values(**changes),
+                )
             )
-        return per_node
+        return per_node, writes
 
     def mark_offline(self, node_ids: Sequence[UUID], now: datetime, fence: LeaseToken | None) -> None:
         if not node_ids:
@@ -224,6 +227,9 @@ class NodeRepository:
     def select(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
         with self._engine.connect() as conn:
             return select_node(conn, PlacementRequest(region, exclude, self._degraded_streak))
+
+
+InstanceWrite = tuple[UUID, sa.Update]  # the row's id, for the lock order
 
 
 def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str, Node | None]]:
@@ -259,15 +265,22 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
     return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
 
 
-def _standbys(conn: sa.Connection, batch: Sequence[Heartbeat], now: datetime) -> dict[UUID, list[Instance]]:
-    """Record the standby syncs these nodes report; return what each must keep a warm copy of."""
-    synced = sorted((i, hb.node_id, snapshot) for hb in batch for i, snapshot in hb.standbys)
-    for instance_id, node_id, snapshot in synced:  # in id order: one lock order for every replica
-        conn.execute(
+def _standby_syncs(batch: Sequence[Heartbeat], now: datetime) -> list[InstanceWrite]:
+    """The standby syncs these nodes report, as writes."""
+    return [
+        (
+            instance_id,
             instances.update()
-            .where(instances.c.id == instance_id, instances.c.standby_node_id == node_id)
-            .values(standby_synced_at=now, standby_snapshot=snapshot)
+            .where(instances.c.id == instance_id, instances.c.standby_node_id == hb.node_id)
+            .values(standby_synced_at=now, standby_snapshot=snapshot),
         )
+        for hb in batch
+        for instance_id, snapshot in hb.standbys
+    ]
+
+
+def _standbys(conn: sa.Connection, batch: Sequence[Heartbeat]) -> dict[UUID, list[Instance]]:
+    """What each of these nodes must keep a warm copy of."""
     node_ids = [hb.node_id for hb in batch]
     rows = conn.execute(
         sa.select(instances).where(
