@@ -101,6 +101,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         max_attempts=settings.max_attempts,
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
     )
+    services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())

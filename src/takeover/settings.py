@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         0.0, ge=0, le=600, description="after SIGTERM, fail /readyz this long before shutting down"
     )
+    drain_file: Path | None = Field(
+        None, description="set by `takeover serve --workers N` for its workers: /readyz fails once it exists"
+    )
 
     heartbeat_interval: float = Field(30.0, gt=0)
     offline_after: float = Field(120.0, gt=0)

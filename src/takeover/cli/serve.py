@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -11,6 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from uvicorn.supervisors import Multiprocess
 
 from takeover.settings import Settings
 
@@ -65,9 +70,15 @@ def serve(
         DrainingServer(config, runtime.services, settings.drain_seconds).run()
         return
     open_store(settings).engine.dispose()  # migrate once, before the workers start
-    for name, value in (("HOST", settings.host), ("PORT", settings.port), ("WORKERS", settings.workers)):
+    drain_file = Path(tempfile.mkdtemp(prefix="takeover-serve-")) / "draining"  # only ours to create
+    for name, value in (
+        ("HOST", settings.host),
+        ("PORT", settings.port),
+        ("WORKERS", settings.workers),
+        ("DRAIN_FILE", drain_file),
+    ):
         os.environ[f"TAKEOVER_{name}"] = str(value)  # the workers read the same settings
-    uvicorn.run(
+    config = uvicorn.Config(
         "takeover.main:worker_app",
         factory=True,
         workers=settings.workers,
@@ -76,6 +87,10 @@ def serve(
         log_level=level,
         access_log=False,
     )
+    try:
+        DrainingSupervisor(config, [config.bind_socket()], drain_file, settings.drain_seconds).run()
+    finally:
+        shutil.rmtree(drain_file.parent, ignore_errors=True)
 
 
 class DrainingServer(uvicorn.Server):
@@ -96,3 +111,27 @@ class DrainingServer(uvicorn.Server):
             timer.start()
             return
         super().handle_exit(sig, frame)  # no drain, or a second signal: now
+
+
+class DrainingSupervisor(Multiprocess):
+    """``--workers N``: on SIGTERM/SIGINT the parent creates ``drain_file``, so every worker's
+    /readyz fails while they all still serve, then after ``drain`` seconds stops them."""
+
+    def __init__(
+        self, config: uvicorn.Config, sockets: list[socket.socket], drain_file: Path, drain: float
+    ) -> None:
+        super().__init__(config, sockets)
+        self.drain_file = drain_file
+        self.drain = drain
+
+    def handle_term(self) -> None:
+        if self.drain > 0 and not self.drain_file.exists():
+            self.drain_file.touch()
+            err.print(f"draining for {self.drain:g}s: /readyz now fails in every worker", soft_wrap=True)
+            timer = threading.Timer(self.drain, self.should_exit.set)
+            timer.daemon = True
+            timer.start()
+            return
+        self.should_exit.set()  # no drain, or a second signal: now
+
+    handle_int = handle_term

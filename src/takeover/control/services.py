@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -84,6 +85,7 @@ class Services:
         execute_timeout: float = 300.0,
     ) -> None:
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
+        self.drain_file: Path | None = None  # in `serve --workers N`: the parent creates it on SIGTERM
         self.agent_timings = agent_timings or AgentTimings()
         self.store = store
         self.clock = clock
@@ -167,6 +169,9 @@ class Services:
         if not raw_token:
             raise Unauthenticated("missing bearer token")
         return await self.batcher.submit(hash_token(raw_token), heartbeat)
+
+    def is_draining(self) -> bool:
+        return self.draining or (self.drain_file is not None and self.drain_file.exists())
 
     def _after_batch(self, results: list[HeartbeatResult | TakeoverError]) -> None:
         accepted = sum(1 for r in results if isinstance(r, HeartbeatResult))

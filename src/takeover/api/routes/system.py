@@ -33,7 +33,7 @@ def livez() -> dict[str, str]:
 def readyz(services: ServicesDep, response: Response) -> dict[str, str]:
     """Send traffic here? No while draining after SIGTERM, without the store, or on a schema
     older than this release; load balancers check this one."""
-    problem = "draining: shutting down" if services.draining else services.store.not_ready()
+    problem = "draining: shutting down" if services.is_draining() else services.store.not_ready()
     if problem is not None:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "not ready", "reason": problem}
