@@ -23,12 +23,12 @@ from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
 from takeover.control.services import AgentTimings, Services
+from takeover.coordination.redis_client import redis_client
+from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.metrics import Metrics
 from takeover.ports import Clock, Coordinator
-from takeover.redisclients import redis_client
-from takeover.redislease import RedisCoordinator
 from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router
 from takeover.settings import Settings

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.ports import Coordinator
-from takeover.redislease import RedisCoordinator
 from takeover.store import make_engine, migrate
 from takeover.store.leases import StoreCoordinator
 from takeover.testing import FakeClock, MemoryCoordinator

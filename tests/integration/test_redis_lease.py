@@ -14,11 +14,11 @@ import redis
 import sqlalchemy as sa
 
 from takeover.control.leadership import LEASE_NAME, Leadership
+from takeover.coordination.redis_client import redis_client
+from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.errors import FencedOut, StoreUnavailable
 from takeover.localcluster import wait_until
 from takeover.ports import LeaseToken
-from takeover.redisclients import redis_client
-from takeover.redislease import RedisCoordinator
 from takeover.settings import Settings
 from takeover.store import make_engine, migrate
 from takeover.store.base import check_fence, transaction
