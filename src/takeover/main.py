@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 
 from takeover.api import create_app
-from takeover.api.ratelimit import Limits, RateLimit, RedisCounts, StoreCounts
+from takeover.api.ratelimit import Counts, Limits, RateLimit, RedisCounts, StoreCounts
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
@@ -116,7 +116,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         services,
         controllers,
         max_body_bytes=settings.max_body_bytes,
-        lifespan=_lifespan(controllers, regions, counts.close),
+        lifespan=_lifespan(controllers, regions, counts),
     )
     if regions is not None:
         app.include_router(health_router(regions))
@@ -184,10 +184,11 @@ def _regions(settings: Settings) -> MultiRegion | None:
 
 
 def _lifespan(
-    controllers: ControlLoop | None, regions: MultiRegion | None, close_counts: Callable[[], None]
+    controllers: ControlLoop | None, regions: MultiRegion | None, counts: Counts
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        counts.start()
         if regions is not None:
             regions.start()
         stop = asyncio.Event()
@@ -200,6 +201,6 @@ def _lifespan(
                 await task  # hands the lease over on the way out
             if regions is not None:
                 regions.close()
-            await asyncio.to_thread(close_counts)  # the last rate-limit counts reach the store
+            await asyncio.to_thread(counts.close)  # the last rate-limit counts reach the store
 
     return lifespan

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from takeover.main import Runtime
+from takeover.testing import FakeClock
+from tests.api.pool import Pool
+from tests.conftest import make_runtime
 
 
 def test_a_migrated_replica_is_alive_and_ready(client: TestClient) -> None:
@@ -45,3 +50,20 @@ def test_an_unreachable_store_is_not_ready(runtime: Runtime, client: TestClient)
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("store unreachable: connection failed")
+
+
+def test_any_replica_says_which_one_leads(
+    pool: Pool, runtime: Runtime, client: TestClient, tmp_path: Path
+) -> None:
+    assert client.get("/api/v1/leader").json()["holder"] is None  # no cycle ran yet
+    assert runtime.controllers is not None
+    me = runtime.controllers.leadership.holder
+    pool.cycle()
+    lease = client.get("/api/v1/leader").json()
+    assert (lease["holder"], lease["epoch"], lease["current"], lease["answered_by"]) == (me, 1, True, me)
+    node = pool.node("n1")
+    refused = client.get("/api/v1/leader", headers={"Authorization": f"Bearer {node.token}"})
+    assert refused.status_code == 403  # people only
+    api_only = make_runtime(str(runtime.store.engine.url), FakeClock(), tmp_path, controllers=False)
+    answered = TestClient(api_only.app, headers=dict(client.headers)).get("/api/v1/leader").json()
+    assert (answered["holder"], answered["answered_by"]) == (me, None)

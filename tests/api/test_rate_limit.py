@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from takeover.api.ratelimit import StoreCounts
 from takeover.domain.errors import StoreUnavailable
+from takeover.localcluster import wait_until
 from takeover.store import make_engine, migrate
 from takeover.store.ratecounts import Hits, RateCountRepository
 from takeover.testing import FakeClock
@@ -101,6 +102,19 @@ def test_synced_counts_cost_no_store_write_per_request_and_catch_up_at_each_sync
     a.close()
     b.close()
     assert repository.add({("k", 7): 0}) == {("k", 7): 4}
+
+
+def test_once_started_counts_reach_the_store_in_the_background(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")
+    migrate(engine)
+    repository = RateCountRepository(engine)
+    counts = StoreCounts(repository.add, 0.05)
+    counts.start()
+    try:
+        asyncio.run(counts.hit("k", 7, 1))
+        wait_until(lambda: repository.add({("k", 7): 0}) == {("k", 7): 1}, 10, "the background sync")
+    finally:
+        counts.close()
 
 
 def test_hits_are_kept_while_the_store_does_not_answer(tmp_path: Path) -> None:

@@ -170,6 +170,9 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         assert "draining" in cli("nodes", "drain", "cli-node")
         assert "failovers" in cli("failover", "list")
         assert "404" in cli("failover", "start", "00000000-0000-0000-0000-000000000000", ok=False)
+        leading = wait_until(lambda: "(held)" in (shown := cli("leader")) and shown, 10, "a leader")
+        assert "at epoch 1" in leading
+        assert "answered by replica" in leading
         env["TAKEOVER_TOKEN"] = "wrong"
         assert "401" in cli("nodes", "list", ok=False)
     env["TAKEOVER_TOKEN"] = "admin-secret"

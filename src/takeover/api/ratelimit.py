@@ -43,6 +43,8 @@ class Counts(Protocol):
         """Count one request for ``key`` in window number ``window``; the count so far."""
         ...
 
+    def start(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -69,9 +71,6 @@ class StoreCounts:
             totals = await asyncio.to_thread(self._add, {(key, window): 1})
             return totals[key, window]
         with self._lock:
-            if self._syncer is None:
-                self._syncer = threading.Thread(target=self._run, name="rate-count-sync", daemon=True)
-                self._syncer.start()
             pending = self._pending[key, window] = self._pending.get((key, window), 0) + 1
             return self._known.get((key, window), 0) + pending
 
@@ -93,6 +92,12 @@ class StoreCounts:
             self._known = {hit: n for hit, n in self._known.items() if hit[1] >= newest - 1}
             self._known.update(totals)
 
+    def start(self) -> None:
+        """Sync in the background until ``close`` (without it, each replica counts alone)."""
+        if self._sync > 0 and self._syncer is None:
+            self._syncer = threading.Thread(target=self._run, name="rate-count-sync", daemon=True)
+            self._syncer.start()
+
     def close(self) -> None:
         self._stop.set()
         if self._syncer is not None:
@@ -109,6 +114,9 @@ class RedisCounts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+
+    def start(self) -> None:
+        pass  # every hit goes to Redis
 
     def close(self) -> None:
         self.redis.close()

@@ -278,6 +278,17 @@ class TokenOut(BaseModel):
     revoked_at: datetime | None
 
 
+class LeaderOut(BaseModel):
+    """The leader lease as the store fences it (with the Redis backend too: Redis's grants are
+    recorded here before they are used)."""
+
+    holder: str | None = Field(description="the replica id holding the lease; null: never taken")
+    epoch: int | None = Field(description="fencing epoch: grows at every change of leader")
+    expires_at: datetime | None
+    current: bool = Field(description="false: expired or released, a replica takes it at its next cycle")
+    answered_by: str | None = Field(description="this replica's id; null when it runs no controllers")
+
+
 class TokenCreated(TokenOut):
     token: str = Field(description="shown this once; only its hash is stored")
 

@@ -8,6 +8,7 @@ from takeover.cli import db, failovers, instances, nodes, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.check import check
 from takeover.cli.demo import demo
+from takeover.cli.leader import leader
 from takeover.cli.serve import serve
 
 app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no_args_is_help=True)
@@ -15,6 +16,7 @@ app.command()(serve)
 app.command()(agent)
 app.command()(demo)
 app.command()(check)
+app.command()(leader)
 app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")

@@ -8,8 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from takeover.api.deps import AdminDep, ServicesDep
-from takeover.api.schemas import Region, TokenCreate, TokenCreated, TokenOut
+from takeover.api.deps import AdminDep, ControllersDep, PersonDep, ServicesDep
+from takeover.api.schemas import LeaderOut, Region, TokenCreate, TokenCreated, TokenOut
+from takeover.control.leadership import LEASE_NAME
 from takeover.domain.models import Role
 
 router = APIRouter(tags=["system"])
@@ -43,6 +44,22 @@ def readyz(services: ServicesDep, response: Response) -> dict[str, str]:
 @router.get("/metrics")
 def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/leader")
+def leader(services: ServicesDep, controllers: ControllersDep, _: PersonDep) -> LeaderOut:
+    """Which replica runs the controllers now; any replica answers, API-only ones too."""
+    lease = services.store.coordinator.current(LEASE_NAME)
+    mine = controllers.leadership.holder if controllers is not None else None
+    if lease is None:
+        return LeaderOut(holder=None, epoch=None, expires_at=None, current=False, answered_by=mine)
+    return LeaderOut(
+        holder=lease.holder,
+        epoch=lease.epoch,
+        expires_at=lease.expires_at,
+        current=lease.expires_at > services.clock.now(),
+        answered_by=mine,
+    )
 
 
 @router.post("/api/v1/tokens", status_code=status.HTTP_201_CREATED)
