@@ -8,14 +8,20 @@ too are written in one order, or a report in one batch and a sync in another cro
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
 
 from takeover.control.services import hash_token
 from takeover.domain.heartbeat import Heartbeat, InstanceReport
 from takeover.domain.models import InstanceState
+from takeover.localcluster import wait_until
 from takeover.main import Runtime
-from takeover.store.tables import instances
+from takeover.store.tables import instances, nodes
 from tests.api.pool import NodeHandle, Pool
 
 Batch = list[tuple[str, Heartbeat]]
@@ -75,3 +81,57 @@ def test_a_report_in_one_batch_and_a_standby_sync_in_another_both_apply(pool: Po
         first = [beat(a, runs=x, n=n), beat(d, syncs=y, n=n)]
         second = [beat(c, runs=y, n=n), beat(b, syncs=x, n=n)]
         assert apply_at_once(runtime, [first, second]) == []
+
+
+def _blocked_on_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        ).scalar_one()
+    return bool(waiting)
+
+
+@contextmanager
+def batch_in_thread(runtime: Runtime, batch: Batch) -> Iterator[list[BaseException]]:
+    """The batch runs in a thread while the block holds its locks; its errors, once it ended."""
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: errors.extend(apply_at_once(runtime, [batch])))
+    thread.start()
+    wait_until(lambda: _blocked_on_a_lock(runtime.store.engine), 10, "the batch to wait for a lock")
+    try:
+        yield errors
+    finally:
+        thread.join()
+
+
+def test_a_batch_waits_for_an_instance_without_holding_its_node(pool: Pool, runtime: Runtime) -> None:
+    """Placements lock an instance, then nodes; a batch takes them in the same order."""
+    if runtime.store.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite has one lock for the whole database")
+    n1, _, web = pool.two_nodes_running_web()
+    report = InstanceReport(UUID(web["id"]), web["epoch"], InstanceState.RUNNING, last_snapshot="new")
+    batch = [(hash_token(n1.token), Heartbeat(UUID(n1.id), 0.1, 0.1, 5.0, (report,)))]
+    with runtime.store.engine.connect() as other:
+        placing = other.begin()  # as FailoverRepository.place: the instance first, then a node
+        other.execute(sa.select(instances.c.id).where(instances.c.id == UUID(web["id"])).with_for_update())
+        with batch_in_thread(runtime, batch) as errors:
+            # the batch waits for the instance holding nothing of ours: the node is free at once
+            # (holding it, the batch would deadlock with us and PostgreSQL abort one of the two)
+            other.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
+            other.execute(nodes.update().where(nodes.c.id == UUID(n1.id)).values(current_instances=1))
+            placing.commit()
+    assert errors == []
+
+
+def test_a_batch_that_loses_a_deadlock_is_run_again(pool: Pool, runtime: Runtime) -> None:
+    if runtime.store.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite has one lock for the whole database")
+    low, high = sorted((pool.node("n1"), pool.node("n2")), key=lambda n: UUID(n.id))
+    batch = [(hash_token(n.token), Heartbeat(UUID(n.id), 0.1, 0.1, 5.0)) for n in (low, high)]
+    with runtime.store.engine.connect() as other:
+        crossing = other.begin()  # the high node, then the low one: against the batch's order
+        other.execute(sa.select(nodes.c.id).where(nodes.c.id == UUID(high.id)).with_for_update())
+        with batch_in_thread(runtime, batch) as errors:
+            other.execute(nodes.update().where(nodes.c.id == UUID(low.id)).values(priority=1))
+            crossing.commit()  # PostgreSQL broke the cycle by aborting the batch, which waited first
+    assert errors == []

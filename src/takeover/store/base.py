@@ -27,7 +27,17 @@ def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     except exc.IntegrityError as error:
         raise Conflict(f"conflicts with stored data: {error.orig}") from error
     except (exc.OperationalError, exc.InterfaceError) as error:
+        if getattr(error.orig, "sqlstate", None) in _ABORTED_FOR_ANOTHER:
+            raise Contended(f"store unavailable: {error.orig}") from error
         raise StoreUnavailable(f"store unavailable: {error.orig}") from error
+
+
+class Contended(StoreUnavailable):
+    """PostgreSQL aborted the transaction to let another one through (a deadlock it broke, a
+    serialization failure): nothing was written, so running the same transaction again is safe."""
+
+
+_ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 def check_fence(conn: sa.Connection, token: LeaseToken | None, now: datetime) -> None:

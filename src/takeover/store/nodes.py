@@ -18,9 +18,11 @@ from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_he
 from takeover.domain.models import Instance, Node, NodeStatus, Role
 from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
-from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.base import Contended, check_fence, record_event, transaction
 from takeover.store.rows import instance_from_row, node_from_row
 from takeover.store.tables import failovers, instances, nodes, tokens
+
+_ATTEMPTS = 3  # a batch PostgreSQL aborted to break a deadlock runs again at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +106,30 @@ class NodeRepository:
         The token check reads the store inside this transaction, so a revoked token is
         refused at its next heartbeat.
         """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._apply_heartbeats(batch, now)
+            except Contended:  # nothing was written; the other transaction has gone through
+                if attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _apply_heartbeats(
+        self, batch: Sequence[tuple[str, Heartbeat]], now: datetime
+    ) -> list[HeartbeatResult | TakeoverError]:
         with transaction(self._engine) as conn:
             owners = _token_owners(conn, {h for h, _ in batch})
             refusals = [_refusal(owners.get(h), hb.node_id) for h, hb in batch]
             accepted = [hb for (_, hb), refused in zip(batch, refusals, strict=True) if refused is None]
             known = {node.id: node for _, node in owners.values() if node is not None}
-            updated = self._update_nodes(conn, accepted, known, now)
+            updated = self._heartbeat_nodes(accepted, known, now)
             held = _held_instances(conn, list(updated))
             changes, writes = self._report_writes(accepted, held, updated)
-            # reports and standby syncs in one instance id order: every replica locks rows alike
+            # Instances before nodes, as placements lock them; each table in id order, so every
+            # replica's batches and the executor take row locks alike.
             for _, write in sorted([*writes, *_standby_syncs(accepted, now)], key=lambda w: w[0]):
                 conn.execute(write)
+            self._write_nodes(conn, updated, known, now)
             standing_by = _standbys(conn, accepted)
         desired: dict[UUID, list[Instance]] = {}
         releasing: dict[UUID, list[Instance]] = {}
@@ -137,9 +152,10 @@ class NodeRepository:
                 )
         return results
 
-    def _update_nodes(
-        self, conn: sa.Connection, batch: Sequence[Heartbeat], known: dict[UUID, Node], now: datetime
+    def _heartbeat_nodes(
+        self, batch: Sequence[Heartbeat], known: dict[UUID, Node], now: datetime
     ) -> dict[UUID, Node]:
+        """Each sender as its heartbeat leaves it."""
         updated: dict[UUID, Node] = {}
         for hb in batch:  # a node twice in one batch: the later heartbeat wins
             node = updated.get(hb.node_id) or known.get(hb.node_id)
@@ -158,6 +174,11 @@ class NodeRepository:
                 status=status_after_heartbeat(node.status),
                 last_heartbeat_at=now,
             )
+        return updated
+
+    def _write_nodes(
+        self, conn: sa.Connection, updated: dict[UUID, Node], known: dict[UUID, Node], now: datetime
+    ) -> None:
         if updated:
             conn.execute(
                 nodes.update().where(nodes.c.id == sa.bindparam("b_id")),
@@ -180,7 +201,6 @@ class NodeRepository:
         for node_id, node in updated.items():
             if known[node_id].status is NodeStatus.OFFLINE:
                 record_event(conn, "node.online", node_id, f"node {node.name} heartbeats again", now)
-        return updated
 
     def _report_writes(
         self, batch: Sequence[Heartbeat], held: Sequence[tuple[Instance, bool]], senders: dict[UUID, Node]
