@@ -25,6 +25,10 @@ from takeover.store.tables import instances, nodes
 from tests.api.pool import NodeHandle, Pool
 
 Batch = list[tuple[str, Heartbeat]]
+# Row locks are PostgreSQL's: SQLite has one lock for the whole database.
+ROW_LOCKS = pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def apply_at_once(runtime: Runtime, batches: list[Batch]) -> list[BaseException]:
@@ -104,10 +108,9 @@ def batch_in_thread(runtime: Runtime, batch: Batch) -> Iterator[list[BaseExcepti
         thread.join()
 
 
+@ROW_LOCKS
 def test_a_batch_waits_for_an_instance_without_holding_its_node(pool: Pool, runtime: Runtime) -> None:
     """Placements lock an instance, then nodes; a batch takes them in the same order."""
-    if runtime.store.engine.dialect.name != "postgresql":
-        pytest.skip("row locks: SQLite has one lock for the whole database")
     n1, _, web = pool.two_nodes_running_web()
     report = InstanceReport(UUID(web["id"]), web["epoch"], InstanceState.RUNNING, last_snapshot="new")
     batch = [(hash_token(n1.token), Heartbeat(UUID(n1.id), 0.1, 0.1, 5.0, (report,)))]
@@ -123,9 +126,8 @@ def test_a_batch_waits_for_an_instance_without_holding_its_node(pool: Pool, runt
     assert errors == []
 
 
+@ROW_LOCKS
 def test_a_batch_that_loses_a_deadlock_is_run_again(pool: Pool, runtime: Runtime) -> None:
-    if runtime.store.engine.dialect.name != "postgresql":
-        pytest.skip("row locks: SQLite has one lock for the whole database")
     low, high = sorted((pool.node("n1"), pool.node("n2")), key=lambda n: UUID(n.id))
     batch = [(hash_token(n.token), Heartbeat(UUID(n.id), 0.1, 0.1, 5.0)) for n in (low, high)]
     with runtime.store.engine.connect() as other:
