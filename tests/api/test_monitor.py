@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
@@ -7,7 +8,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from takeover.domain.errors import FencedOut
+from takeover.domain.errors import Contended, FencedOut
 from takeover.testing import FakeClock
 from tests.api.pool import Pool
 from tests.conftest import make_runtime
@@ -129,3 +130,33 @@ def test_a_replica_that_loses_the_lease_stops_acting(pool: Pool) -> None:
     outcome = pool.cycle()
     assert not outcome.leader
     assert outcome.monitor is None
+
+
+def test_a_cycle_that_lost_a_deadlock_runs_again_at_once(
+    store_url: str, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(store_url, clock, tmp_path, monitor_interval=10.0, lease_ttl=30.0)
+    controllers = runtime.controllers
+    assert controllers is not None
+    cycles: list[int] = []
+
+    def executor_cycle(now: object, token: object) -> list[str]:
+        cycles.append(len(cycles))
+        if len(cycles) == 1:
+            raise Contended("store unavailable: deadlock detected")
+        return []
+
+    monkeypatch.setattr(controllers._executor, "run_cycle", executor_cycle)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(controllers.run(stop))
+        for _ in range(100):  # 5 s, half the interval: only a wake-up runs the second cycle
+            if len(cycles) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(run())
+    assert len(cycles) >= 2

@@ -12,7 +12,7 @@ import structlog
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.monitor import MonitorOutcome, NodeMonitor
-from takeover.domain.errors import FencedOut, StoreUnavailable
+from takeover.domain.errors import Contended, FencedOut, StoreUnavailable
 from takeover.metrics import Metrics
 from takeover.ports import Clock
 
@@ -69,6 +69,10 @@ class ControlLoop:
             self.leadership.token = None
             outcome.error = str(error)
             log.warning("fenced out; standing down", error=str(error))
+        except Contended as error:  # nothing written; the other transaction is through: again now
+            outcome.error = str(error)
+            log.info("a step lost a deadlock; running the cycle again", error=str(error))
+            self.wake()
         except StoreUnavailable as error:
             outcome.error = str(error)
             log.warning("store unavailable during cycle", error=str(error))

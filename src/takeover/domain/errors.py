@@ -56,5 +56,10 @@ class StoreUnavailable(TakeoverError):
     pass
 
 
+class Contended(StoreUnavailable):
+    """The store aborted a transaction to let another through (a deadlock it broke, a
+    serialization failure): nothing was written, so running it again is safe."""
+
+
 class FencedOut(TakeoverError):
     pass

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from takeover.domain.errors import Conflict, FencedOut, StoreUnavailable
+from takeover.domain.errors import Conflict, Contended, FencedOut, StoreUnavailable
 from takeover.ports import LeaseToken
 from takeover.store.engine import WRITE_OPTION
 from takeover.store.tables import events, leases
@@ -30,11 +30,6 @@ def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
         if getattr(error.orig, "sqlstate", None) in _ABORTED_FOR_ANOTHER:
             raise Contended(f"store unavailable: {error.orig}") from error
         raise StoreUnavailable(f"store unavailable: {error.orig}") from error
-
-
-class Contended(StoreUnavailable):
-    """PostgreSQL aborted the transaction to let another one through (a deadlock it broke, a
-    serialization failure): nothing was written, so running the same transaction again is safe."""
 
 
 _ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure

@@ -12,13 +12,13 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
+from takeover.domain.errors import Conflict, Contended, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.health import health_score, next_low_score_streak
 from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_heartbeat
 from takeover.domain.models import Instance, Node, NodeStatus, Role
 from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
-from takeover.store.base import Contended, check_fence, record_event, transaction
+from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.rows import instance_from_row, node_from_row
 from takeover.store.tables import failovers, instances, nodes, tokens
 
