@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import redis
 import sqlalchemy as sa
 
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
 from tests.conftest import new_store_url
 from tests.e2e.balancer import HAPROXY, HAPROXY_CFG, haproxy, leads
 from tests.e2e.process import TAKEOVER, start, stop
+from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.postgres
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -53,32 +55,33 @@ class Plane:
     replicas: dict[str, subprocess.Popen[bytes]]  # by URL
     lb: str = ""
     cluster: LocalCluster | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more settings for every replica
 
     def restart(self, url: str) -> None:
         """A killed replica comes back on its port (HAProxy knows it by address)."""
         n = list(self.replicas).index(url) + 1
         port = url.rsplit(":", 1)[1]
-        self.replicas[url] = start(
-            self.root / f"replica{n}", **_replica_env(self.store, n), TAKEOVER_PORT=port
-        )[0]
+        self.replicas[url] = start(self.root / f"replica{n}", **self.replica_env(n), TAKEOVER_PORT=port)[0]
 
-
-def _replica_env(store: str, n: int) -> dict[str, str]:
-    return {
-        **FAST_TIMINGS,
-        "TAKEOVER_DATABASE_URL": store,
-        "TAKEOVER_REPLICA_ID": f"replica{n}",
-        "TAKEOVER_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
+    def replica_env(self, n: int) -> dict[str, str]:
+        return {
+            **FAST_TIMINGS,
+            "TAKEOVER_DATABASE_URL": self.store,
+            "TAKEOVER_REPLICA_ID": f"replica{n}",
+            "TAKEOVER_ADMIN_TOKEN": ADMIN_TOKEN,
+            **self.env,
+        }
 
 
 @contextmanager
-def control_plane(request: pytest.FixtureRequest, root: Path) -> Iterator[tuple[Plane, LocalCluster]]:
-    plane = Plane(new_store_url("postgres", request, root), root, {})
+def control_plane(
+    request: pytest.FixtureRequest, root: Path, **env: str
+) -> Iterator[tuple[Plane, LocalCluster]]:
+    plane = Plane(new_store_url("postgres", request, root), root, {}, env=env)
     try:
         for n in (1, 2, 3):
             (root / f"replica{n}").mkdir()
-            process, url = start(root / f"replica{n}", **_replica_env(plane.store, n))
+            process, url = start(root / f"replica{n}", **plane.replica_env(n))
             plane.replicas[url] = process
         with haproxy(list(plane.replicas), root) as lb, LocalCluster(root / "pool") as cluster:
             plane.lb = lb
@@ -172,13 +175,20 @@ def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
         assert httpx.get(successor + "/api/v1/instances", headers=bearer).status_code == 401
 
 
+@pytest.mark.parametrize("lease", ["store", "redis"])
 def test_replicas_killed_and_restarted_in_a_loop_leave_a_consistent_store(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, lease: str
 ) -> None:
     """SIGKILL a random replica every 2 s for 24 s (and one node, so a failover runs through
-    it) while heartbeats and API writes flow; then `takeover check --settled`."""
+    it) while heartbeats and API writes flow; then `takeover check --settled`. With the lease
+    in Redis, Redis also loses everything it holds once (FLUSHALL), as a restart without
+    persistence would."""
     chaos = random.Random(6)
-    with control_plane(request, tmp_path) as (plane, cluster):
+    redis_env: dict[str, str] = {}
+    if lease == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        redis_env = {"TAKEOVER_LEASE_BACKEND": "redis", "TAKEOVER_REDIS_URL": server.url}
+    with control_plane(request, tmp_path, **redis_env) as (plane, cluster):
         counters = [cluster.create_counter(f"counter{n}") for n in (1, 2)]
         for counter in counters:
             wait_until(partial(cluster.serving, counter["id"]), 30, "the counters to serve")
@@ -194,6 +204,8 @@ def test_replicas_killed_and_restarted_in_a_loop_leave_a_consistent_store(
                 plane.replicas[url].wait()
                 if round_ == 2:
                     cluster.kill_agent(victim_node)
+                if round_ == 5 and redis_env:
+                    redis.Redis.from_url(redis_env["TAKEOVER_REDIS_URL"]).flushall()
                 time.sleep(chaos.uniform(0.5, 1.5))
                 plane.restart(url)
         for counter in counters:
@@ -217,6 +229,15 @@ def test_replicas_killed_and_restarted_in_a_loop_leave_a_consistent_store(
         assert [runners(c["id"]) for c in counters] == [1, 1]
         moved = cluster.failovers(counters[0]["id"])
         assert [f["status"] for f in moved] == ["completed"]
+        if redis_env:  # Redis forgot the lease once; its epoch went on from the store's, not from 1
+            client = redis.Redis.from_url(redis_env["TAKEOVER_REDIS_URL"])
+
+            def agreed() -> int | None:
+                in_redis = client.hget("takeover:lease:controllers", "epoch")
+                stored = _lease_epoch(plane.store)
+                return stored if in_redis is not None and int(in_redis) == stored else None
+
+            assert wait_until(agreed, 10, "Redis and the store to agree on the epoch") > 1
 
 
 def _all_failovers(cluster: LocalCluster) -> list[dict[str, Any]]:
