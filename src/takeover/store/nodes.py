@@ -106,13 +106,14 @@ class NodeRepository:
         The token check reads the store inside this transaction, so a revoked token is
         refused at its next heartbeat.
         """
-        for attempt in range(1, _ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 return self._apply_heartbeats(batch, now)
             except Contended:  # nothing was written; the other transaction has gone through
                 if attempt == _ATTEMPTS:
                     raise
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _apply_heartbeats(
         self, batch: Sequence[tuple[str, Heartbeat]], now: datetime
