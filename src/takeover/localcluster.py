@@ -214,6 +214,20 @@ class LocalCluster:
     def failovers(self, instance_id: str) -> list[dict[str, Any]]:
         return [f for f in self.api.get("/api/v1/failovers").json() if f["instance_id"] == instance_id]
 
+    def ended_failovers(self, instance_id: str, timeout: float = 10) -> list[dict[str, Any]]:
+        """The instance's failovers once none is still open: a heartbeat records the new copy
+        running, the leader's next cycle completes the failover (on another replica, later)."""
+        ended: list[dict[str, Any]] = wait_until(
+            lambda: (
+                (found := self.failovers(instance_id))
+                and all(f["status"] in ("completed", "failed") for f in found)
+                and found
+            ),
+            timeout,
+            f"the failovers of {instance_id} to end",
+        )
+        return ended
+
     def close(self) -> None:
         for agent in self.agents.values():
             _terminate(agent.process)

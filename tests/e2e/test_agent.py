@@ -108,7 +108,7 @@ def node_death_restores_the_last_snapshot(cluster: LocalCluster) -> None:
 
     assert cluster.node_name(moved["node_id"]) == "b"
     assert cluster.hit(web["id"]) == 6  # every acknowledged request was in the restored snapshot
-    [failover] = cluster.failovers(web["id"])
+    [failover] = cluster.ended_failovers(web["id"])
     assert (failover["reason"], failover["status"]) == ("node_failure", "completed")
     assert failover["backup_id"] == moved["restored_from"]
     assert 0 <= failover["backup_age_s"] < 10
@@ -143,7 +143,7 @@ def test_a_manual_failover_loses_no_acknowledged_request(tmp_path: Path) -> None
         assert len(set(acked)) == len(acked), "two runners counted from the same state"
         assert acked == sorted(acked)
         assert cluster.hit(web["id"]) > max(acked)
-        [failover] = cluster.failovers(web["id"])
+        [failover] = cluster.ended_failovers(web["id"])
         assert failover["status"] == "completed"
         assert failover["backup_id"] == cluster.instance(web["id"])["restored_from"]
         assert failover["backup_age_s"] == 0  # the handover snapshot, taken after the failover began
@@ -235,7 +235,7 @@ def test_a_target_that_dies_during_the_restore_is_replaced_by_the_next(cluster: 
     cluster.kill_agent(first_target)  # still starting (STARTUP_DELAY): dies mid-restore
 
     moved = wait_until(lambda: cluster.serving(web["id"], epoch=3), 40, "web on the last node")
-    [failover] = cluster.failovers(web["id"])
+    [failover] = cluster.ended_failovers(web["id"])
     assert failover["status"] == "completed"
     assert failover["attempts"] == 2
     assert [cluster.node_name(n) for n in failover["tried_node_ids"]] == [

@@ -158,7 +158,7 @@ def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
         assert seen["status"] != "completed", "the leader was killed after the failover, not during it"
         assert _lease_epoch(plane.store) > lease_epoch  # the new leader fences the old one
         assert took_over < 3 + 1 + 2, took_over  # lease ttl 3 s + 1 s, and 2 s of polling slack
-        [failover] = cluster.failovers(instance["id"])  # completed once: no second failover
+        [failover] = cluster.ended_failovers(instance["id"])  # completed once: no second failover
         assert failover["status"] == "completed"
         assert done["epoch"] == 2  # one placement: no double placement
         assert cluster.node_name(done["node_id"]) != holder

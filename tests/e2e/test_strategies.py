@@ -79,7 +79,7 @@ def test_warm_pool_promotes_the_standby_and_makes_a_new_one(tmp_path: Path) -> N
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on its standby")
         assert moved["node_id"] == standby
         assert cluster.hit(web["id"]) == acked[-1] + 1
-        [failover] = cluster.failovers(web["id"])
+        [failover] = cluster.ended_failovers(web["id"])
         assert [a["strategy"] for a in failover["attempt_log"]] == ["warm_pool"]
         assert failover["status"] == "completed"
         promoted_on = cluster.node_name(standby)
@@ -110,7 +110,7 @@ def test_both_falls_back_to_a_snapshot_when_the_standby_dies_too(tmp_path: Path)
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 40, "web on the last node")
         assert cluster.node_name(moved["node_id"]) == ({"b", "c"} - {standby}).pop()
         assert cluster.hit(web["id"]) == acked[-1] + 1
-        [failover] = cluster.failovers(web["id"])
+        [failover] = cluster.ended_failovers(web["id"])
         log = failover["attempt_log"]
         # The warm pool could not serve (its node stopped syncing, or died under the attempt);
         # then snapshot restores, possibly first onto the dead standby while it still looked
@@ -144,7 +144,7 @@ def test_a_regional_volume_keeps_every_write_made_before_the_kill(tmp_path: Path
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on eu-2")
         assert cluster.node_name(moved["node_id"]) == "eu-2"
         assert cluster.hit(web["id"]) == acked[-1] + 1
-        [failover] = cluster.failovers(web["id"])
+        [failover] = cluster.ended_failovers(web["id"])
         assert [a["strategy"] for a in failover["attempt_log"]] == ["regional_volume"]
 
         cluster.start_agent("eu-1")  # back: move it home through document 002's volume failover
