@@ -108,9 +108,12 @@ def _report(cluster: LocalCluster, moving: list[str], acked: dict[str, int], rec
     ok = len(rec.serving_at) == len(moving)
     for instance_id in moving:
         inst = cluster.instance(instance_id)
-        failovers = cluster.failovers(instance_id)
-        f = failovers[-1] if failovers else {}
         serving = rec.serving_at.get(instance_id)
+        try:  # serving comes first; the leader's next cycle records the failover completed
+            failovers = cluster.ended_failovers(instance_id, timeout=5 if serving else 0)
+        except TimeoutError:
+            failovers = cluster.failovers(instance_id)
+        f = failovers[-1] if failovers else {}
         now_count = _count(inst) if serving else None
         ok = ok and now_count == acked[instance_id]
         total = f.get("timings", {}).get("total_ms")
