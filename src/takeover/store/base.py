@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
 
 from takeover.domain.errors import Conflict, Contended, FencedOut, StoreUnavailable
 from takeover.ports import LeaseToken
@@ -33,6 +34,11 @@ def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 _ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can take ON CONFLICT, which SQLAlchemy builds per dialect."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def check_fence(conn: sa.Connection, token: LeaseToken | None, now: datetime) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from takeover.ports import LeaseToken
-from takeover.store.base import transaction
+from takeover.store.base import dialect_insert, transaction
 from takeover.store.tables import leases
 
 
@@ -20,10 +21,7 @@ class StoreCoordinator:
     def acquire(self, name: str, holder: str, ttl: timedelta, now: datetime) -> LeaseToken | None:
         expires = now + ttl
         with transaction(self._engine) as conn:
-            query = sa.select(leases).where(leases.c.name == name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).one_or_none()
+            row = _locked_row(conn, name)
             if row is None:
                 values = {"name": name, "holder": holder, "epoch": 1, "expires_at": expires}
                 inserted = conn.execute(_insert_if_absent(conn, values)).first()
@@ -50,10 +48,7 @@ class StoreCoordinator:
         holder; otherwise the stored epoch is returned, which the token must move past.
         """
         with transaction(self._engine) as conn:
-            query = sa.select(leases).where(leases.c.name == token.name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).one_or_none()
+            row = _locked_row(conn, token.name)
             if row is None:
                 values = {"name": token.name, "holder": token.holder, "epoch": token.epoch}
                 inserted = conn.execute(_insert_if_absent(conn, {**values, "expires_at": token.expires_at}))
@@ -86,11 +81,12 @@ class StoreCoordinator:
         return LeaseToken(row.name, row.holder, row.epoch, row.expires_at) if row else None
 
 
-def _insert_if_absent(conn: sa.Connection, values: dict[str, object]) -> sa.Executable:
+def _locked_row(conn: sa.Connection, name: str) -> sa.Row[Any] | None:
+    query = sa.select(leases).where(leases.c.name == name)
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        query = query.with_for_update()
+    return conn.execute(query).one_or_none()
 
-        return pg_insert(leases).values(values).on_conflict_do_nothing().returning(leases.c.name)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(leases).values(values).on_conflict_do_nothing().returning(leases.c.name)
+def _insert_if_absent(conn: sa.Connection, values: dict[str, object]) -> sa.Executable:
+    return dialect_insert(conn, leases).values(values).on_conflict_do_nothing().returning(leases.c.name)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from takeover.store.base import transaction
+from takeover.store.base import dialect_insert, transaction
 from takeover.store.tables import rate_counts
 
 Hits = dict[tuple[str, int], int]  # (key, window number): requests
@@ -28,7 +27,7 @@ class RateCountRepository:
         rows = [{"key": k, "window": w, "count": n} for (k, w), n in sorted(hits.items())]  # one lock order
         with transaction(self._engine) as conn:
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                values = _upsert(conn).values(rows[start : start + _ROWS_PER_STATEMENT])
+                values = dialect_insert(conn, rate_counts).values(rows[start : start + _ROWS_PER_STATEMENT])
                 stmt = values.on_conflict_do_update(
                     index_elements=[rate_counts.c.key, rate_counts.c.window],
                     set_={"count": rate_counts.c.count + values.excluded.count},
@@ -39,9 +38,3 @@ class RateCountRepository:
                 conn.execute(rate_counts.delete().where(rate_counts.c.window < oldest))
         self._pruned_below = max(self._pruned_below, oldest)
         return totals
-
-
-def _upsert(conn: sa.Connection) -> postgresql.Insert | sqlite.Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(rate_counts)
-    return sqlite.insert(rate_counts)
