@@ -50,15 +50,7 @@ def lease_backend(lease: str) -> Iterator[tuple[dict[str, str], Sentinels | None
     sentinels = Sentinels()
     try:
         sentinels.start()
-        yield (
-            {
-                "TAKEOVER_LEASE_BACKEND": "redis",
-                "REDIS_SENTINEL_ENABLED": "true",
-                "REDIS_SENTINELS": sentinels.addresses,
-                "REDIS_MASTER_NAME": Sentinels.MASTER_NAME,
-            },
-            sentinels,
-        )
+        yield sentinels.lease_env, sentinels
     finally:
         sentinels.stop()
 

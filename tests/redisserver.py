@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -100,31 +102,37 @@ class Sentinels:
         return self
 
     @property
+    def lease_env(self) -> dict[str, str]:
+        """What a `takeover serve` replica needs to elect its leader through these Sentinels."""
+        return {
+            "TAKEOVER_LEASE_BACKEND": "redis",
+            "REDIS_SENTINEL_ENABLED": "true",
+            "REDIS_SENTINELS": self.addresses,
+            "REDIS_MASTER_NAME": self.MASTER_NAME,
+        }
+
+    @property
     def servers(self) -> list[RedisServer]:
         return [self.master, self.replica]
 
     def replicas(self) -> list[tuple[str, int]]:
         """The replicas of the master that the first Sentinel that answers knows to be up."""
-        for port in self.ports:
-            try:
-                found = redis.Redis(port=port, socket_timeout=1, decode_responses=True).sentinel_slaves(
-                    self.MASTER_NAME
-                )
-            except redis.RedisError:
-                continue
-            return [(r["ip"], int(r["port"])) for r in found if not r["is_sdown"]]
-        return []
+        found = self._first_answer(lambda sentinel: sentinel.sentinel_slaves(self.MASTER_NAME))
+        return [(r["ip"], int(r["port"])) for r in found or () if not r["is_sdown"]]
 
     def master_port(self) -> int | None:
         """The master's port as the first Sentinel that answers sees it."""
+        address = self._first_answer(
+            lambda sentinel: sentinel.sentinel_get_master_addr_by_name(self.MASTER_NAME)
+        )
+        return int(address[1]) if isinstance(address, tuple) else None
+
+    def _first_answer(self, ask: Callable[[redis.Redis], Any]) -> Any:
         for port in self.ports:
             try:
-                address = redis.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(
-                    self.MASTER_NAME
-                )
+                return ask(redis.Redis(port=port, socket_timeout=1, decode_responses=True))
             except redis.RedisError:
                 continue
-            return int(address[1]) if isinstance(address, tuple) else None
         return None
 
     def _knows_replicas(self, client: redis.Redis) -> bool:

@@ -34,10 +34,7 @@ def test_replicas_elect_their_leader_in_redis_through_sentinel(
         **FAST_TIMINGS,
         "TAKEOVER_DATABASE_URL": store,
         "TAKEOVER_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TAKEOVER_LEASE_BACKEND": "redis",
-        "REDIS_SENTINEL_ENABLED": "true",
-        "REDIS_SENTINELS": sentinels.addresses,
-        "REDIS_MASTER_NAME": Sentinels.MASTER_NAME,
+        **sentinels.lease_env,  # document 001's variables
     }
     replicas: dict[str, subprocess.Popen[bytes]] = {}
     try:
