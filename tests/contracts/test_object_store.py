@@ -48,12 +48,32 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 
 
 def test_chunks_round_trip_and_missing_ones_read_as_none(store: ObjectStore) -> None:
-    assert not store.has_chunk(DIGEST)
+    assert store.chunk_size(DIGEST) is None
     assert store.get_chunk(DIGEST) is None
     store.put_chunk(DIGEST, b"data")
     store.put_chunk(DIGEST, b"data")  # again: allowed, changes nothing
-    assert store.has_chunk(DIGEST)
+    assert store.chunk_size(DIGEST) == 4
     assert store.get_chunk(DIGEST) == b"data"
+
+
+def test_a_quarantined_chunk_is_gone_until_put_again(store: ObjectStore) -> None:
+    store.put_chunk(DIGEST, b"")  # damaged: truncated to nothing
+    assert store.chunk_size(DIGEST) == 0
+    store.quarantine_chunk(DIGEST)
+    assert store.chunk_size(DIGEST) is None
+    assert store.get_chunk(DIGEST) is None
+    store.quarantine_chunk(DIGEST)  # again: nothing to set aside, no error
+    store.put_chunk(DIGEST, b"data")
+    assert store.get_chunk(DIGEST) == b"data"
+
+
+def test_instances_are_listed_by_their_manifests(store: ObjectStore) -> None:
+    assert store.list_instances() == []
+    store.put_manifest("i2", SNAP_A, b"a")
+    store.put_manifest("i1", SNAP_A, b"a")
+    store.put_manifest("i3", SNAP_A, b"a")
+    store.quarantine("i3", SNAP_A)
+    assert store.list_instances() == ["i1", "i2"]
 
 
 def test_manifests_list_sorted_per_instance(store: ObjectStore) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from takeover.domain.snapshots import SnapshotRef, restore_candidates
 from takeover.snapshots import CorruptSnapshot, DirectoryStore, SnapshotRepository
 from takeover.snapshots.archive import CHUNK_BYTES, Manifest, restore_snapshot, take_snapshot
+from takeover.snapshots.check import check_store
 
 
 def tree(root: Path) -> dict[str, tuple[bytes | str, int]]:
@@ -175,8 +176,96 @@ def test_the_repository_restores_the_newest_good_snapshot_of_an_earlier_epoch(tm
     assert (tmp_path / "out2" / "count").read_text() == "two"
     assert len(again.refused) == 1
     assert newest.id in again.refused[0]
-    assert newest.id not in [r.id for r in repo.refs("i1")]  # quarantined: never chosen again
-    assert repo.restore("i1", 1, tmp_path / "out3").manifest is None  # nothing before epoch 1
+    # The manifest is sound: the chunk is set aside, so a later snapshot of the same content
+    # writes it anew and the refused snapshot is whole again.
+    assert not (tmp_path / "store" / "chunks" / chunk[:2] / chunk).exists()
+    assert newest.id in [r.id for r in repo.refs("i1")]
+    (ws / "count").write_text("two-later")
+    repo.take(ws, "i1", 3)
+    assert restore_snapshot(repo.store, "i1", newest.id, tmp_path / "out3").id == newest.id
+    assert repo.restore("i1", 1, tmp_path / "out4").manifest is None  # nothing before epoch 1
+
+
+def test_a_garbled_manifest_is_quarantined_and_never_chosen_again(tmp_path: Path) -> None:
+    repo = SnapshotRepository(DirectoryStore(tmp_path / "store"))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "count").write_text("1")
+    old = repo.take(ws, "i1", 1).manifest
+    (ws / "count").write_text("2")
+    new = repo.take(ws, "i1", 1).manifest
+    (tmp_path / "store" / "snapshots" / "i1" / f"{new.id}.json").write_bytes(b"\x00garbage")
+    restored = repo.restore("i1", 2, tmp_path / "out")
+    assert restored.manifest is not None
+    assert restored.manifest.id == old.id
+    assert [r.id for r in repo.refs("i1")] == [old.id]
+
+
+def chunk_path(store_root: Path, digest: str) -> Path:
+    return store_root / "chunks" / digest[:2] / digest
+
+
+def test_a_reused_chunk_truncated_to_nothing_is_written_anew(tmp_path: Path) -> None:
+    """Two instances share a chunk; it is damaged; the next snapshot of either must not point at it."""
+    store = DirectoryStore(tmp_path / "store")
+    blob = os.urandom(CHUNK_BYTES)
+    workspaces = []
+    for name in ("i1", "i2"):
+        ws = tmp_path / name
+        ws.mkdir()
+        (ws / "model.bin").write_bytes(blob)
+        workspaces.append(ws)
+    first = take_snapshot(store, workspaces[0], "i1", 1).manifest
+    take_snapshot(store, workspaces[1], "i2", 1)
+    digest = first.files[0].chunks[0]
+    chunk_path(tmp_path / "store", digest).write_bytes(b"")
+    # i2's agent has no previous manifest naming the chunk (a new node): it must still notice.
+    result = take_snapshot(store, workspaces[1], "i2", 2)
+    assert result.repaired == (digest,)
+    assert result.bytes_written > 0
+    restore_snapshot(store, "i2", result.manifest.id, tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == blob
+    assert restore_snapshot(store, "i1", first.id, tmp_path / "out1").id == first.id  # healed too
+
+
+def test_an_unchanged_file_whose_chunk_was_lost_is_read_again(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    ws = make_workspace(tmp_path / "ws")
+    age(ws, 60)
+    first = take_snapshot(store, ws, "i1", 1)
+    big = next(f for f in first.manifest.files if f.path == "data/big.bin")
+    damaged = chunk_path(tmp_path / "store", big.chunks[1])
+    damaged.write_bytes(damaged.read_bytes()[:100])  # same name, wrong size
+    second = take_snapshot(store, ws, "i1", 1, previous=first.manifest)
+    assert second.bytes_read == big.size  # only the file naming the damaged chunk was read
+    assert second.repaired == (big.chunks[1],)
+    restore_snapshot(store, "i1", second.manifest.id, tmp_path / "out")
+    assert tree(tmp_path / "out") == tree(ws)
+
+
+def test_the_store_check_names_each_damaged_chunk_and_what_it_breaks(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    ws = make_workspace(tmp_path / "ws")
+    a = take_snapshot(store, ws, "i1", 1).manifest
+    b = take_snapshot(store, ws, "i2", 1).manifest
+    assert check_store(store, read_data=True).ok
+    big = next(f for f in a.files if f.path == "data/big.bin")
+    truncated, flipped = (chunk_path(tmp_path / "store", d) for d in big.chunks[:2])
+    truncated.write_bytes(b"")
+    data = flipped.read_bytes()
+    flipped.write_bytes(data[:50] + bytes([data[50] ^ 1]) + data[51:])  # same size: only a read finds it
+    (tmp_path / "store" / "snapshots" / "i2" / f"{b.id}.json").write_text("{}")
+
+    quick = check_store(store)
+    assert [(c.digest, c.problem) for c in quick.chunks_damaged] == [(big.chunks[0], "empty (0 bytes)")]
+    assert quick.chunks_damaged[0].snapshots == (f"i1/{a.id}",)  # i2's manifest cannot be read
+    assert [(m.instance_id, m.snapshot_id) for m in quick.manifests] == [("i2", b.id)]
+    full = check_store(store, read_data=True)
+    assert {c.digest: c.problem for c in full.chunks_damaged} == {
+        big.chunks[0]: "empty (0 bytes)",
+        big.chunks[1]: "fails its checksum",
+    }
+    assert full.broken_snapshots == {f"i1/{a.id}", f"i2/{b.id}"}
 
 
 def test_old_snapshots_are_pruned(tmp_path: Path) -> None:

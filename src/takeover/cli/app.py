@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from takeover.cli import db, failovers, instances, nodes, tokens, volumes
+from takeover.cli import db, failovers, instances, nodes, snapshots, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.check import check
 from takeover.cli.demo import demo
@@ -23,6 +23,7 @@ app.add_typer(instances.app, name="instances")
 app.add_typer(failovers.app, name="failover")
 app.add_typer(volumes.app, name="volumes")
 app.add_typer(db.app, name="db")
+app.add_typer(snapshots.app, name="snapshots")
 
 
 def main() -> None:

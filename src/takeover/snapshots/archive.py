@@ -1,9 +1,13 @@
 """Taking and restoring workspace snapshots: fixed-size chunks, SHA-256 named, zstd compressed.
 
-A chunk already in the store is never written again, and a file whose size and mtime match the
-previous snapshot (and was last modified well before that snapshot began) is not even read:
-an unchanged workspace costs a directory walk and a manifest. A restore checks every chunk's
-checksum into a temporary directory and swaps it in only when all of it verified.
+A chunk already in the store is not written again once its stored size matches what its
+content compresses to, and a file whose size and mtime match the previous snapshot (and was
+last modified well before that snapshot began) is not even read: an unchanged workspace costs a
+directory walk, one stat per chunk it names, and a manifest. Reusing a chunk on trust would let
+one damaged file poison every later snapshot of the same content (restic and borg check their
+packs for the same reason), so a reused chunk of the wrong size is set aside and written anew.
+A restore checks every chunk's checksum into a temporary directory and swaps it in only when
+all of it verified; ``takeover snapshots check --read-data`` does the same for a whole store.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ class CorruptSnapshot(SnapshotError):
     pass
 
 
+class DamagedChunk(CorruptSnapshot):
+    """A chunk the snapshot names is missing or does not hold its content; the manifest is fine."""
+
+    def __init__(self, message: str, digest: str, missing: bool) -> None:
+        super().__init__(message)
+        self.digest, self.missing = digest, missing
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     path: str
@@ -48,6 +60,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     chunks: list[str]
+    packed: list[int] = field(default_factory=list)  # each chunk's stored size (older manifests: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,7 @@ class TakeResult:
     manifest: Manifest
     bytes_read: int
     bytes_written: int
+    repaired: tuple[str, ...] = ()  # damaged chunks found in the store and written anew
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -126,7 +140,7 @@ def take_snapshot(
     files: list[FileEntry] = []
     dirs: list[str] = []
     links: dict[str, str] = {}
-    jobs: list[tuple[int, Path, int]] = []  # (file index, path, offset)
+    unread: list[int] = []  # files taken from ``previous`` without reading them
     for rel, st in _walk(workspace):
         if stat.S_ISDIR(st.st_mode):
             dirs.append(rel)
@@ -135,21 +149,35 @@ def take_snapshot(
         elif stat.S_ISREG(st.st_mode):
             old = known.get(rel)
             if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns < racy_after:
+                unread.append(len(files))
                 files.append(old)
                 continue
             files.append(FileEntry(rel, stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, []))
-            jobs.extend((len(files) - 1, workspace / rel, off) for off in range(0, st.st_size, CHUNK_BYTES))
+    sizes = _packed_sizes(previous)
     with ThreadPoolExecutor(_WORKERS) as pool:
-        results = list(pool.map(lambda job: _store_chunk(store, job[1], job[2]), jobs))
+        intact = list(pool.map(lambda i: _chunks_intact(store, files[i]), unread))
+        kept = {i for i, ok in zip(unread, intact, strict=True) if ok}
+        to_read = [i for i in range(len(files)) if i not in kept]
+        for index in to_read:  # new, changed, or naming a chunk the store lost: read it
+            old = files[index]
+            files[index] = FileEntry(old.path, old.mode, old.size, old.mtime_ns, [])
+        jobs = [(i, off) for i in to_read for off in range(0, files[i].size, CHUNK_BYTES)]
+        results = list(
+            pool.map(lambda job: _store_chunk(store, workspace / files[job[0]].path, job[1], sizes), jobs)
+        )
     read = written = 0
-    for (index, _, _), (digest, n_read, n_written) in zip(jobs, results, strict=True):
+    repaired = []
+    for (index, _), (digest, packed, n_read, n_written, damaged) in zip(jobs, results, strict=True):
         files[index].chunks.append(digest)
+        files[index].packed.append(packed)
         read += n_read
         written += n_written
+        if damaged:
+            repaired.append(digest)
     ref = SnapshotRef.make(epoch, taken_at, secrets.token_hex(3))
     manifest = Manifest(ref.id, instance_id, epoch, taken_at.isoformat(), started_ns, files, dirs, links)
     store.put_manifest(instance_id, ref.id, manifest.encode())
-    return TakeResult(manifest, read, written)
+    return TakeResult(manifest, read, written, tuple(repaired))
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -166,15 +194,45 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
             yield os.path.relpath(path, root), st
 
 
-def _store_chunk(store: ObjectStore, path: Path, offset: int) -> tuple[str, int, int]:
+def _packed_sizes(manifest: Manifest | None) -> dict[str, int]:
+    if manifest is None:
+        return {}
+    return {d: n for f in manifest.files for d, n in zip(f.chunks, f.packed, strict=False)}
+
+
+def chunk_intact(store: ObjectStore, digest: str, packed: int | None) -> bool:
+    """The cheap check of a chunk a manifest names: present, not empty, the size it was stored with."""
+    size = store.chunk_size(digest)
+    return size is not None and size > 0 and (packed is None or size == packed)
+
+
+def _chunks_intact(store: ObjectStore, entry: FileEntry) -> bool:
+    return all(chunk_intact(store, d, n) for d, n in entry_chunks(entry))
+
+
+def entry_chunks(entry: FileEntry) -> list[tuple[str, int | None]]:
+    """Each chunk of a file with its stored size, None where an older manifest did not record it."""
+    packed: list[int | None] = list(entry.packed) or [None] * len(entry.chunks)
+    return list(zip(entry.chunks, packed, strict=True))
+
+
+def _store_chunk(
+    store: ObjectStore, path: Path, offset: int, sizes: dict[str, int]
+) -> tuple[str, int, int, int, bool]:
+    """(digest, stored size, bytes read, bytes written, whether a damaged copy was replaced)."""
     with open(path, "rb") as f:
         data = os.pread(f.fileno(), CHUNK_BYTES, offset)
     digest = hashlib.sha256(data).hexdigest()
-    if store.has_chunk(digest):
-        return digest, len(data), 0
+    stored = store.chunk_size(digest)
+    if stored is not None and stored == sizes.get(digest):
+        return digest, stored, len(data), 0, False
     packed = _compressor().compress(data)
+    if stored == len(packed):  # put by another file, instance or node: the same bytes
+        return digest, stored, len(data), 0, False
+    if stored is not None:
+        store.quarantine_chunk(digest)  # not what this content compresses to: damaged
     store.put_chunk(digest, packed)
-    return digest, len(data), len(packed)
+    return digest, len(packed), len(data), len(packed), stored is not None
 
 
 def _wall_ns() -> int:
@@ -237,14 +295,22 @@ def _restore_chunk(
 ) -> None:
     packed = store.get_chunk(digest)
     if packed is None:
-        raise CorruptSnapshot(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} is missing")
+        raise DamagedChunk(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} is missing", digest, True)
+    data, problem = unpack_chunk(packed, digest)
+    if problem is not None:
+        raise DamagedChunk(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} {problem}", digest, False)
+    os.pwrite(fd, data, offset)
+
+
+def unpack_chunk(packed: bytes, digest: str) -> tuple[bytes, str | None]:
+    """A chunk's content, and why its stored bytes are not the content named ``digest`` (or None)."""
     try:
         data = _decompressor().decompress(packed)
-    except zstandard.ZstdError as exc:
-        raise CorruptSnapshot(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} is damaged") from exc
+    except zstandard.ZstdError:
+        return b"", "is damaged (not a zstd frame)"
     if hashlib.sha256(data).hexdigest() != digest:
-        raise CorruptSnapshot(f"snapshot {snapshot_id}: chunk {digest[:12]} of {path} fails its checksum")
-    os.pwrite(fd, data, offset)
+        return data, "fails its checksum"
+    return data, None
 
 
 def _inside(rel: str, snapshot_id: str) -> str:

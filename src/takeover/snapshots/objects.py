@@ -8,6 +8,7 @@ the manifest is written last, so a snapshot cut short is invisible rather than h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -31,8 +32,11 @@ class DirectoryStore:
     def _manifest(self, instance_id: str, snapshot_id: str) -> Path:
         return self.root / "snapshots" / instance_id / f"{snapshot_id}.json"
 
-    def has_chunk(self, digest: str) -> bool:
-        return self._chunk(digest).exists()
+    def chunk_size(self, digest: str) -> int | None:
+        try:
+            return self._chunk(digest).stat().st_size
+        except FileNotFoundError:
+            return None
 
     def put_chunk(self, digest: str, data: bytes) -> None:
         _write_atomic(self._chunk(digest), data)
@@ -43,6 +47,11 @@ class DirectoryStore:
         except FileNotFoundError:
             return None
 
+    def quarantine_chunk(self, digest: str) -> None:
+        path = self._chunk(digest)
+        with contextlib.suppress(FileNotFoundError):
+            path.replace(path.with_name(f"{digest}.corrupt"))
+
     def put_manifest(self, instance_id: str, snapshot_id: str, data: bytes) -> None:
         _write_atomic(self._manifest(instance_id, snapshot_id), data)
 
@@ -51,6 +60,10 @@ class DirectoryStore:
             return self._manifest(instance_id, snapshot_id).read_bytes()
         except FileNotFoundError:
             return None
+
+    def list_instances(self) -> list[str]:
+        folder = self.root / "snapshots"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.json")))
 
     def list_snapshots(self, instance_id: str) -> list[str]:
         folder = self.root / "snapshots" / instance_id
@@ -109,14 +122,14 @@ class S3Store:
         except self.s3.exceptions.NoSuchKey:
             return None
 
-    def has_chunk(self, digest: str) -> bool:
+    def chunk_size(self, digest: str) -> int | None:
         try:
-            self.s3.head_object(Bucket=self.bucket, Key=self._chunk(digest))
-            return True
+            head = self.s3.head_object(Bucket=self.bucket, Key=self._chunk(digest))
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
+        return int(head["ContentLength"])
 
     def put_chunk(self, digest: str, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self._chunk(digest), Body=data)
@@ -124,11 +137,33 @@ class S3Store:
     def get_chunk(self, digest: str) -> bytes | None:
         return self._get(self._chunk(digest))
 
+    def quarantine_chunk(self, digest: str) -> None:
+        self._set_aside(self._chunk(digest), f"{self._chunk(digest)}.corrupt")
+
+    def _set_aside(self, key: str, to: str) -> None:
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=to, CopySource={"Bucket": self.bucket, "Key": key})
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
     def put_manifest(self, instance_id: str, snapshot_id: str, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self._manifest(instance_id, snapshot_id), Body=data)
 
     def get_manifest(self, instance_id: str, snapshot_id: str) -> bytes | None:
         return self._get(self._manifest(instance_id, snapshot_id))
+
+    def list_instances(self) -> list[str]:
+        folder = f"{self.prefix}snapshots/"
+        found = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                instance, _, name = item["Key"].removeprefix(folder).partition("/")
+                if name.endswith(".json") and "/" not in name:
+                    found.add(instance)
+        return sorted(found)
 
     def list_snapshots(self, instance_id: str) -> list[str]:
         folder = f"{self.prefix}snapshots/{instance_id}/"
@@ -141,13 +176,9 @@ class S3Store:
         return sorted(ids)
 
     def quarantine(self, instance_id: str, snapshot_id: str) -> None:
-        key = self._manifest(instance_id, snapshot_id)
-        self.s3.copy_object(
-            Bucket=self.bucket,
-            Key=self._manifest(instance_id, snapshot_id, ".corrupt"),
-            CopySource={"Bucket": self.bucket, "Key": key},
+        self._set_aside(
+            self._manifest(instance_id, snapshot_id), self._manifest(instance_id, snapshot_id, ".corrupt")
         )
-        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def delete_manifest(self, instance_id: str, snapshot_id: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._manifest(instance_id, snapshot_id))

@@ -11,6 +11,7 @@ from takeover.domain.snapshots import SnapshotRef, restore_candidates
 from takeover.ports import ObjectStore
 from takeover.snapshots.archive import (
     CorruptSnapshot,
+    DamagedChunk,
     Manifest,
     TakeResult,
     load_manifest,
@@ -45,6 +46,8 @@ class SnapshotRepository:
 
     def take(self, workspace: Path, instance_id: str, epoch: int) -> TakeResult:
         result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id))
+        for digest in result.repaired:
+            log.warning("a damaged chunk in the store was written anew", instance=instance_id, chunk=digest)
         self._last[instance_id] = result.manifest
         self.prune(instance_id)
         return result
@@ -52,17 +55,17 @@ class SnapshotRepository:
     def restore(self, instance_id: str, epoch: int, dest: Path) -> Restored:
         """Restore the newest snapshot from an earlier epoch that verifies.
 
-        A snapshot that fails verification is quarantined (renamed, never chosen again) and the
-        next older one is tried; ``refused`` says what was skipped, for the failover record.
+        A snapshot that fails verification is refused and the next older one tried; ``refused``
+        says what was skipped, for the failover record. A damaged manifest is quarantined (renamed,
+        never chosen again); a damaged chunk is, so that the next snapshot of that content writes
+        it anew, which makes whole again every snapshot that names it.
         """
-        refused = []
+        refused: list[str] = []
         for ref in restore_candidates(self.refs(instance_id), epoch):
             try:
                 manifest = restore_snapshot(self.store, instance_id, ref.id, dest)
             except CorruptSnapshot as exc:
-                log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
-                refused.append(str(exc))
-                self.store.quarantine(instance_id, ref.id)
+                self._refuse(instance_id, ref.id, exc, refused)
                 continue
             self._last[instance_id] = manifest
             return Restored(manifest, refused)
@@ -80,12 +83,19 @@ class SnapshotRepository:
             try:
                 manifest = sync_snapshot(self.store, instance_id, ref.id, dest, previous)
             except CorruptSnapshot as exc:
-                log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
-                refused.append(str(exc))
-                self.store.quarantine(instance_id, ref.id)
+                self._refuse(instance_id, ref.id, exc, refused)
                 continue
             return Restored(manifest, refused)
         return Restored(None, refused)
+
+    def _refuse(self, instance_id: str, snapshot_id: str, exc: CorruptSnapshot, refused: list[str]) -> None:
+        log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
+        refused.append(str(exc))
+        if isinstance(exc, DamagedChunk):
+            if not exc.missing:
+                self.store.quarantine_chunk(exc.digest)
+        else:
+            self.store.quarantine(instance_id, snapshot_id)
 
     def manifest(self, instance_id: str, snapshot_id: str) -> Manifest:
         return load_manifest(self.store, instance_id, snapshot_id)
