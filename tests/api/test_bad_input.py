@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -191,6 +192,82 @@ def test_malformed_json_and_oversized_bodies_are_refused(pool: Pool, client: Tes
     )
     assert streamed.status_code == 413
     assert dump(pool) == before
+
+
+RAW_BODIES = [
+    # (path, raw JSON text, the field the 422 must name)
+    ("/api/v1/instances", r'{"name": "a\ud800b", "spec": {"command": ["x"]}}', "name"),
+    ("/api/v1/instances", r'{"name": "ok", "spec": {"command": ["x\udfffy"]}}', "command"),
+    ("/api/v1/instances", r'{"name": "ok", "spec": {"command": ["x\u0000"]}}', "command"),
+    ("/api/v1/instances", r'{"name": "ok", "spec": {"command": ["x"], "env": {"A\u0000": "v"}}}', "env"),
+    (
+        "/api/v1/nodes",
+        r'{"name": "n", "region": "r", "base_url": "http://h", "labels": {"k": NaN}}',
+        "labels",
+    ),
+    (
+        "/api/v1/nodes",
+        r'{"name": "n", "region": "r", "base_url": "http://h", "priority": Infinity}',
+        "priority",
+    ),
+    ("/api/v1/failover/regional-volume/failover", r'{"volume_id": "x", "max_price": NaN}', "max_price"),
+    ("/api/v1/failover/regional-volume/failover", r'{"volume_id": "x", "max_price": -Infinity}', "max_price"),
+    ("/api/v1/tokens", r'{"role": "user", "subject": "\ud83d"}', "subject"),
+]
+
+
+def test_unencodable_text_and_non_finite_numbers_are_a_422_naming_the_field(
+    pool: Pool, client: TestClient, seeded: Any
+) -> None:
+    """Python's json accepts them; PostgreSQL and a 422 that echoes them do not (each was a 500)."""
+    a, _, inst = seeded
+    before = dump(pool)
+    hb = f"/api/v1/nodes/{a.id}/heartbeat"
+    node_bodies = [
+        (hb, r'{"cpu_load": NaN, "memory_load": 0.1}', "cpu_load"),
+        (
+            hb,
+            r'{{"cpu_load": 0.1, "memory_load": 0.1, "instances": [{{"id": "{}", "epoch": 1, '
+            r'"state": "failed", "error": "boom\u0000"}}]}}'.format(inst["id"]),
+            "error",
+        ),
+    ]
+    as_a = {"Authorization": f"Bearer {a.token}"}
+    for path, raw, field, field_headers in [
+        *[(p, r, f, {}) for p, r, f in RAW_BODIES],
+        *[(p, r, f, as_a) for p, r, f in node_bodies],
+    ]:
+        response = client.post(
+            path, content=raw.encode(), headers={"Content-Type": "application/json", **field_headers}
+        )
+        assert response.status_code == 422, f"{raw}: {response.status_code} {response.text}"
+        assert field in json.dumps(response.json()["detail"]), f"{raw} does not name {field}: {response.text}"
+    assert client.get("/healthz").status_code == 200  # the connection survived every one
+    assert dump(pool) == before
+
+
+@pytest.mark.parametrize("query", ["region=a%00b", "status=online&region=%00", "a%00=1"])
+def test_a_nul_in_a_query_is_a_422_naming_the_parameter(client: TestClient, query: str) -> None:
+    response = client.get(f"/api/v1/nodes?{query}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "query"
+    assert "NUL" in response.json()["detail"][0]["msg"]
+
+
+def test_a_surrogate_pair_is_text_like_any_other(client: TestClient) -> None:
+    created = client.post(
+        "/api/v1/tokens",
+        content=rb'{"role": "user", "subject": "ok"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert created.status_code == 201
+    label = client.post(
+        "/api/v1/nodes",
+        content=rb'{"name": "n1", "region": "r", "base_url": "http://h", "labels": {"owner": "\ud83d\ude00"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert label.status_code == 201, label.text
+    assert label.json()["labels"] == {"owner": "\U0001f600"}
 
 
 def test_no_capacity_is_503_with_the_reason_and_creates_nothing(pool: Pool, client: TestClient) -> None:

@@ -7,7 +7,8 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from takeover.api.errors import install_error_handlers
+from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
+from takeover.api.inputs import RefuseNul
 from takeover.api.routes import failovers, instances, nodes, orchestrator, regiongroups, system
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
@@ -32,9 +33,10 @@ def create_app(
     app.state.services = services
     app.state.controllers = controllers
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)
     for module in (nodes, instances, failovers, orchestrator, regiongroups):
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(system.router)
+        app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
+    app.include_router(system.router, responses=ERROR_RESPONSES)
     return app
 
 

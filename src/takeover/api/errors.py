@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from takeover.api.inputs import validation_errors
 from takeover.domain import errors
 
 STATUS: list[tuple[type[errors.TakeoverError], int]] = [
@@ -33,4 +36,30 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": "5"}
         return JSONResponse(body, status_code=status, headers=headers)
 
+    async def on_invalid_request(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return JSONResponse({"detail": validation_errors(error)}, status_code=422)
+
     app.add_exception_handler(errors.TakeoverError, on_takeover_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    field: str | None = None
+
+
+# Documented on every operation, so clients (and schemathesis) know each one can answer so.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in [
+        (400, "invalid parameters (document 002's endpoints)"),
+        (401, "missing, unknown or revoked bearer token"),
+        (403, "the token's role may not do this"),
+        (404, "not found, or not yours"),
+        (409, "conflicts with the current state (a failover in progress, a node not empty)"),
+        (413, "request body too large"),
+        (429, "rate limit: retry after the Retry-After header's seconds"),
+        (503, "no capacity, or the store is unreachable: retry"),
+    ]
+}

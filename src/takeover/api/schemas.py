@@ -19,7 +19,7 @@ LabelValue = str | int | float | bool
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NodeCreate(Request):

@@ -144,9 +144,10 @@ class Services:
         return self.store.nodes.find(status, region)
 
     def get_node(self, who: Principal, node_id: UUID) -> Node:
+        if who.role is Role.NODE and who.subject != str(node_id):
+            raise Forbidden("a node token may read only its own node")
         node = self.store.nodes.get(node_id)
-        own = who.role is Role.NODE and who.subject == str(node_id)
-        if not (who.is_admin or own or node.status is NodeStatus.ONLINE):
+        if not (who.role is not Role.USER or node.status is NodeStatus.ONLINE):
             raise NotFound(f"node {node_id} not found")
         return node
 

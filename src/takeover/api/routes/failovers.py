@@ -7,10 +7,11 @@ from uuid import UUID
 from fastapi import APIRouter, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import FailoverCreate, FailoverFinish, FailoverOut
 from takeover.domain.failover import FailoverStatus
 
-router = APIRouter(prefix="/failovers", tags=["failovers"])
+router = APIRouter(prefix="/failovers", tags=["failovers"], route_class=StrictJSONRoute)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)

@@ -7,10 +7,11 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch
 from takeover.control.services import InstanceDraft
 
-router = APIRouter(prefix="/instances", tags=["instances"])
+router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

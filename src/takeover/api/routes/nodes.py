@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, BearerDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import (
     CheckOfflineOut,
     DesiredInstance,
@@ -27,7 +28,7 @@ from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import Instance, NodeStatus
 from takeover.domain.placement import Ineligible
 
-router = APIRouter(prefix="/nodes", tags=["nodes"])
+router = APIRouter(prefix="/nodes", tags=["nodes"], route_class=StrictJSONRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

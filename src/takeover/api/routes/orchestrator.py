@@ -11,11 +11,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from takeover.api.deps import PersonDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import ExecuteIn, StrategyParam, VolumeCreate, VolumeFailoverIn, VolumeOut
 from takeover.control.services import Services
 from takeover.domain.failover import Failover
 
-router = APIRouter(prefix="/failover", tags=["orchestrator"])
+router = APIRouter(prefix="/failover", tags=["orchestrator"], route_class=StrictJSONRoute)
 
 
 async def _finished(services: Services, failover: Failover) -> Failover:

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from takeover.api.deps import PersonDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import GroupDecisionIn, GroupDecisionOut
 
-router = APIRouter(prefix="/region-groups", tags=["regions"])
+router = APIRouter(prefix="/region-groups", tags=["regions"], route_class=StrictJSONRoute)
 GroupId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from takeover.api.deps import AdminDep, ControllersDep, PersonDep, ServicesDep
+from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import LeaderOut, Region, TokenCreate, TokenCreated, TokenOut
 from takeover.control.leadership import LEASE_NAME
 from takeover.domain.models import Role
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz")
