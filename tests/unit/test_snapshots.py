@@ -327,3 +327,30 @@ def test_a_warm_copy_syncs_in_place_rewriting_only_what_changed(tmp_path: Path) 
     sync_snapshot(store, "i1", second.id, copy, synced)
     assert tree(copy) == tree(ws)
     assert big.stat().st_ino == inode  # the unchanged 8 MB file was not rewritten
+
+
+def test_snapshots_check_exits_1_naming_the_damage_and_0_on_a_sound_store(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from takeover.cli.app import app
+
+    store = DirectoryStore(tmp_path / "store")
+    manifest = take_snapshot(store, make_workspace(tmp_path / "ws"), "i1", 1).manifest
+    runner = CliRunner()
+    sound = runner.invoke(app, ["snapshots", "check", "--store", str(tmp_path / "store"), "--read-data"])
+    assert sound.exit_code == 0, sound.output
+    assert "no damage found" in sound.output
+    digest = next(f for f in manifest.files if f.path == "data/big.bin").chunks[0]
+    chunk_path(tmp_path / "store", digest).unlink()
+    damaged = runner.invoke(
+        app,
+        ["snapshots", "check"],
+        env={"TAKEOVER_SNAPSHOT_STORE": str(tmp_path / "store"), "COLUMNS": "200"},
+    )
+    assert damaged.exit_code == 1, damaged.output
+    assert digest[:16] in damaged.output
+    assert "missing" in damaged.output
+    assert manifest.id in damaged.output
+    nowhere = runner.invoke(app, ["snapshots", "check", "--store", str(tmp_path / "nope")])
+    assert nowhere.exit_code == 2
+    assert "does not exist" in nowhere.output
