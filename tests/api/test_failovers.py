@@ -130,7 +130,7 @@ def test_no_room_anywhere_fails_the_failover_with_the_reason(pool: Pool) -> None
     pool.cycle()
     failover = pool.get(f"/api/v1/failovers?instance_id={web['id']}")[0]
     assert failover["status"] == "failed"
-    assert failover["error"] == "no eligible node (1 excluded, 1 full)"
+    assert failover["error"] == "gave up: no eligible node (1 excluded, 1 full)"
 
 
 def test_complete_follows_the_state_machine(pool: Pool, client: TestClient) -> None:
@@ -198,3 +198,41 @@ def test_assign_moves_only_an_instance_whose_node_is_offline(pool: Pool, client:
     assert (moved.json()["node_id"], moved.json()["epoch"]) == (n2.id, 2)
     assert pool.get(f"/api/v1/nodes/{n2.id}")["current_instances"] == 1
     assert pool.get(f"/api/v1/nodes/{n1.id}")["current_instances"] == 0
+
+
+def test_only_an_admin_may_start_an_instance_empty_and_never_while_it_runs(pool: Pool) -> None:
+    n1, n2, web = pool.two_nodes_running_web()
+    alice = pool.client.post("/api/v1/tokens", json={"role": "user", "subject": "alice"}).json()
+    as_alice = {"Authorization": f"Bearer {alice['token']}"}
+    body = {"instance_id": web["id"], "start_empty": True}
+    mine = pool.client.post(
+        "/api/v1/instances", json={"name": "hers", "spec": {"command": ["x"]}}, headers=as_alice
+    )
+    refused = pool.client.post(
+        "/api/v1/failovers", json={**body, "instance_id": mine.json()["id"]}, headers=as_alice
+    )
+    assert refused.status_code == 403
+    assert "only an admin" in refused.text
+    running = pool.client.post("/api/v1/failovers", json=body)
+    assert running.status_code == 409
+    assert "start_empty" in running.text
+    assert pool.get(f"/api/v1/failovers?instance_id={web['id']}") == []  # nothing half-written
+
+    n1.running.clear()  # its runner failed: no snapshot could be restored
+    pool.client.post(
+        f"/api/v1/nodes/{n1.id}/heartbeat",
+        json={
+            "cpu_load": 0.1,
+            "memory_load": 0.1,
+            "instances": [{"id": web["id"], "epoch": 1, "state": "failed"}],
+        },
+        headers={"Authorization": f"Bearer {n1.token}"},
+    )
+    accepted = pool.client.post("/api/v1/failovers", json=body)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["start_empty"] is True
+    assert pool.get(f"/api/v1/instances/{web['id']}")["start_empty"] is True
+    pool.cycle()
+    pool.cycle()
+    [desired] = pool.beat(n2)["desired"]
+    assert (desired["id"], desired["start_empty"]) == (web["id"], True)

@@ -215,6 +215,51 @@ def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluste
     assert cluster.hit(web["id"]) == 2  # the count of the good snapshot (1), plus this request
 
 
+def test_an_instance_whose_every_snapshot_is_refused_never_starts_empty(cluster: LocalCluster) -> None:
+    """Garbage over every manifest: the failover fails, nothing runs; only an admin's choice starts it empty."""
+    cluster.start_agent("a")
+    web = first_placed(cluster, "web")
+    cluster.start_agent("b")
+    assert [cluster.hit(web["id"]) for _ in range(3)] == [1, 2, 3]
+    cluster.snapshot_after(web["id"], time.time())
+    cluster.kill_agent("a")
+    manifests = list((cluster.snapshot_dir / "snapshots" / web["id"]).glob("*.json"))
+    assert manifests
+    for manifest in manifests:
+        manifest.write_bytes(b"overwritten with garbage")
+
+    [failed] = cluster.ended_failovers(web["id"], timeout=40)
+    assert failed["status"] == "failed"
+    assert "will not start empty" in failed["error"]
+    assert "unreadable manifest" in failed["error"]
+    stuck = cluster.instance(web["id"])
+    assert stuck["state"] == "failed"
+    assert stuck["endpoint"] is None
+    assert stuck["recovery_point"] is not None
+    assert workloads(cluster, "b") == []  # it never ran on b, not even briefly
+    assert not workspace(cluster, "b", web["id"]).exists()
+
+    cluster.start_agent("c")
+    wait_until(lambda: (cluster.node("c") or {}).get("status") == "online", 20, "c to join")
+    env = {**os.environ, "TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN}
+    cli = subprocess.run(
+        [*TAKEOVER, "failover", "start", web["id"], "--start-empty"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    restarted = wait_until(lambda: cluster.serving(web["id"], epoch=3), 30, "web to start empty on c")
+    assert cluster.node_name(restarted["node_id"]) == "c"
+    assert cluster.hit(web["id"]) == 1  # empty, as the admin accepted
+    chosen = next(f for f in cluster.ended_failovers(web["id"]) if f["status"] == "completed")
+    assert chosen["start_empty"] is True
+    events = cluster.api.get("/api/v1/events", params={"kind": "instance.start_empty"}).json()
+    assert [e["subject"] for e in events] == [web["id"]]
+
+
 def test_a_target_that_dies_during_the_restore_is_replaced_by_the_next(cluster: LocalCluster) -> None:
     cluster.start_agent("a")
     web = first_placed(

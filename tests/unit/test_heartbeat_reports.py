@@ -4,6 +4,7 @@ from uuid import uuid4
 
 from takeover.domain.heartbeat import InstanceReport, report_changes
 from takeover.domain.models import InstanceState
+from takeover.domain.snapshots import empty_start_refusal, newest_snapshot
 from tests.unit.factories import instance
 
 SNAP = "000000000001-20261122T000000000000Z-abcdef"
@@ -17,6 +18,7 @@ def test_a_running_report_with_a_port_sets_the_endpoint() -> None:
         "state": InstanceState.RUNNING,
         "endpoint": "10.0.0.5:20001",
         "restored_from": SNAP,
+        "recovery_point": SNAP,
     }
 
 
@@ -60,3 +62,42 @@ def test_a_failure_carries_its_error() -> None:
         "endpoint": None,
         "last_error": "command not found: nope",
     }
+
+
+LATER = "000000000002-20261122T000000000000Z-abcdef"
+
+
+def test_the_recovery_point_is_the_newest_snapshot_ever_reported_and_survives_moves() -> None:
+    node = uuid4()
+    inst = instance(node, epoch=2, recovery_point=LATER)
+    older = InstanceReport(inst.id, 2, InstanceState.RUNNING, restored_from=SNAP)
+    assert "recovery_point" not in report_changes(inst, node, older, "h")  # never moves backwards
+    newer = "000000000002-20261123T000000000000Z-abcdef"
+    taken = InstanceReport(inst.id, 2, InstanceState.RUNNING, last_snapshot=newer)
+    assert report_changes(inst, node, taken, "h")["recovery_point"] == newer
+
+
+def test_an_empty_start_is_allowed_only_until_the_instance_has_data_again() -> None:
+    node = uuid4()
+    inst = instance(node, recovery_point=SNAP, start_empty=True, state=InstanceState.RUNNING)
+    running = InstanceReport(inst.id, 1, InstanceState.RUNNING)
+    assert "start_empty" not in report_changes(inst, node, running, "h")
+    snapshotted = InstanceReport(inst.id, 1, InstanceState.RUNNING, last_snapshot=LATER)
+    assert report_changes(inst, node, snapshotted, "h")["start_empty"] is False
+
+
+def test_a_runner_may_start_empty_only_where_nothing_is_lost() -> None:
+    assert empty_start_refusal(None, [], start_empty=False) is None  # a new instance
+    refused = empty_start_refusal(SNAP, [], start_empty=False)
+    assert refused is not None
+    assert SNAP in refused
+    assert "--start-empty" in refused
+    damaged = empty_start_refusal(None, ["snapshot x: unreadable manifest"], start_empty=False)
+    assert damaged is not None
+    assert "unreadable manifest" in damaged
+    assert empty_start_refusal(SNAP, ["snapshot x: damaged"], start_empty=True) is None  # the admin chose
+
+
+def test_newest_snapshot_orders_by_epoch_then_time_and_skips_junk() -> None:
+    assert newest_snapshot(None, LATER, SNAP, "junk") == LATER
+    assert newest_snapshot(None, "") is None

@@ -27,7 +27,8 @@ import structlog
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.settings import AgentSettings
 from takeover.domain.models import InstanceSpec, InstanceState
-from takeover.snapshots import Manifest, SnapshotRepository
+from takeover.domain.snapshots import empty_start_refusal
+from takeover.snapshots import Manifest, Restored, SnapshotRepository
 from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
@@ -320,7 +321,7 @@ class Agent:
             return
         copy = self.warm.pop(instance_id, None)
         if copy is not None and copy.path.is_dir():
-            self._promote(runner, copy)
+            self._promote(runner, copy, item)
             return
         if local.get("epoch") == epoch and workspace.is_dir():
             log.info("starting from the local workspace", instance=instance_id, epoch=epoch)
@@ -330,7 +331,7 @@ class Agent:
         self._submit(
             runner,
             lambda: self.snapshots.restore(instance_id, epoch, workspace),
-            lambda restored: self._restored(runner, restored),
+            lambda restored: self._restored(runner, restored, item),
             lambda exc: self._fail(runner, f"restore failed: {exc}"),
         )
 
@@ -349,7 +350,7 @@ class Agent:
         log.info("starting on its regional volume", instance=runner.instance_id, volume=volume_id)
         self._start(runner)
 
-    def _promote(self, runner: Runner, copy: WarmCopy) -> None:
+    def _promote(self, runner: Runner, copy: WarmCopy, item: dict[str, Any]) -> None:
         """Warm pool: the standby copy becomes the workspace, catches up with any newer snapshot, starts."""
         shutil.rmtree(runner.workspace, ignore_errors=True)
         copy.path.rename(runner.workspace)
@@ -357,16 +358,30 @@ class Agent:
         self._submit(
             runner,
             lambda: self.snapshots.sync(runner.instance_id, runner.epoch, runner.workspace, copy.manifest),
-            lambda restored: self._restored(runner, restored),
+            lambda restored: self._restored(runner, restored, item, copy.manifest),
             lambda exc: self._fail(runner, f"promotion failed: {exc}"),
         )
 
-    def _restored(self, runner: Runner, restored: Any) -> None:
-        if restored.manifest is None:
+    def _restored(
+        self, runner: Runner, restored: Restored, item: dict[str, Any], synced: Manifest | None = None
+    ) -> None:
+        """Start from what was restored; with nothing restored, start empty only where that loses nothing.
+
+        ``synced``: a promoted warm copy already holds that verified snapshot, whatever the store
+        says now.
+        """
+        manifest = restored.manifest or synced
+        if manifest is None:
+            refusal = empty_start_refusal(
+                item.get("recovery_point"), restored.refused, bool(item.get("start_empty"))
+            )
+            if refusal is not None:
+                self._fail(runner, refusal)
+                return
             shutil.rmtree(runner.workspace, ignore_errors=True)
             runner.workspace.mkdir(parents=True)
         else:
-            runner.restored_from = restored.manifest.id
+            runner.restored_from = manifest.id
         if restored.refused:
             runner.warning = "refused: " + "; ".join(restored.refused)
         self._start(runner)

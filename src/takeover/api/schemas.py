@@ -130,6 +130,10 @@ class DesiredInstance(BaseModel):
     spec: SpecOut
     snapshot_requested_at: datetime | None = Field(None, description="take a snapshot if none is newer")
     volume_id: UUID | None = Field(None, description="a regional volume to use as the workspace")
+    recovery_point: str | None = Field(
+        None, description="the newest snapshot known: if none can be restored, do not start empty"
+    )
+    start_empty: bool = Field(False, description="an operator accepted starting it empty")
 
 
 class ReleaseInstance(BaseModel):
@@ -195,6 +199,10 @@ class InstanceOut(BaseModel):
     standby_node_id: UUID | None
     standby_synced_at: datetime | None
     standby_snapshot: str | None
+    recovery_point: str | None = Field(
+        description="the newest snapshot any runner took or started from; it never starts empty after one"
+    )
+    start_empty: bool = Field(description="an operator chose to start it empty if nothing restores")
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:
@@ -209,6 +217,11 @@ class FailoverCreate(Request):
     instance_id: UUID
     reason: FailoverReason = FailoverReason.MANUAL
     target_node_id: UUID | None = None
+    start_empty: bool = Field(
+        False,
+        description="admin only: if no snapshot can be restored, start it with an empty workspace "
+        "(its data is lost); refused while it runs",
+    )
 
     @field_validator("reason")
     @classmethod
@@ -239,6 +252,7 @@ class FailoverOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     strategy: str | None = Field(description="the strategy chain this failover runs")
+    start_empty: bool = Field(description="an operator allowed an empty start if nothing restores")
     attempt_log: list[dict[str, Any]] = Field(description="each try: strategy, node_id, ms, error")
     backup_taken_at: datetime | None = Field(description="when the restored snapshot was taken")
     backup_age_s: float | None = Field(

@@ -24,12 +24,18 @@ def start(
     instance_id: str,
     target: str | None = typer.Option(None, help="target node name or id (admin only)"),
     reason: str = typer.Option("manual", help="manual, load_balance, maintenance or health_degraded"),
+    start_empty: bool = typer.Option(
+        False,
+        "--start-empty",
+        help="admin only: if no snapshot can be restored, start it with an empty workspace (its data is lost)",
+    ),
 ) -> None:
     """Ask the control plane to move an instance; prints the failover id to follow."""
     body = {
         "instance_id": instance_id,
         "reason": reason,
         "target_node_id": resolve_node(target) if target else None,
+        "start_empty": start_empty,
     }
     failover = call("POST", "/api/v1/failovers", json=body)
     out.print(f"failover {failover['id']} {failover['status']}")

@@ -107,17 +107,25 @@ class FailoverExecutor:
             )
             plan = self._plan(failover, situation, skipped)
             if isinstance(plan, NotPossible):
-                last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
-                error = "; ".join(e for e in (last, f"gave up: {plan.reason}") if e)
                 return failovers.advance(
-                    failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped
+                    failover,
+                    FailoverStatus.FAILED,
+                    now,
+                    fence,
+                    error=_gave_up(failover, plan.reason),
+                    skipped=skipped,
                 )
             placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped)
             if not isinstance(placed, Ineligible):
                 return placed is not None
             if plan.target is None:  # placement found nothing: no other attempt would
                 return failovers.advance(
-                    failover, FailoverStatus.FAILED, now, fence, error=placed.reason, skipped=skipped
+                    failover,
+                    FailoverStatus.FAILED,
+                    now,
+                    fence,
+                    error=_gave_up(failover, placed.reason),
+                    skipped=skipped,
                 )
             skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
         return failovers.advance(
@@ -142,6 +150,12 @@ class FailoverExecutor:
                 skipped.append(Attempt(name, None, 0.0, plan.reason))  # it could not even try
             reasons.append(plan.reason)
         return NotPossible("; ".join(reasons))
+
+
+def _gave_up(failover: Failover, reason: str) -> str:
+    """Why the failover ends: the last attempt's own error first, it is usually the cause."""
+    last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
+    return "; ".join(e for e in (last, f"gave up: {reason}") if e)
 
 
 def _attempt(logged: dict[str, Any]) -> Attempt:

@@ -224,13 +224,25 @@ class Services:
 
     # failovers ----------------------------------------------------------------------------
     def start_failover(
-        self, who: Principal, instance_id: UUID, reason: FailoverReason, target_node_id: UUID | None
+        self,
+        who: Principal,
+        instance_id: UUID,
+        reason: FailoverReason,
+        target_node_id: UUID | None,
+        start_empty: bool = False,
     ) -> Failover:
         """Record the intent; the leader's executor does the work (woken up now)."""
         if not who.is_admin and target_node_id is not None:
             raise Forbidden("only an admin may choose the target node")
+        if not who.is_admin and start_empty:
+            raise Forbidden("only an admin may accept starting an instance empty (its data is lost)")
         failover = self.store.failovers.open(
-            instance_id, reason, self.clock.now(), owner=owner_scope(who), requested_target_id=target_node_id
+            instance_id,
+            reason,
+            self.clock.now(),
+            owner=owner_scope(who),
+            requested_target_id=target_node_id,
+            start_empty=start_empty,
         )
         self.metrics.failovers_opened.labels(reason.value).inc()
         self.wake()

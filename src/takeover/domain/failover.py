@@ -83,6 +83,7 @@ class Failover:
     completed_at: datetime | None = None
     strategy: str | None = None  # the chain this failover runs (force_strategy, the instance's, default)
     attempt_log: tuple[dict[str, Any], ...] = ()  # {strategy, node_id, started_at, ms, error} per try
+    start_empty: bool = False  # an operator's choice: start it empty if no snapshot can be restored
 
     @property
     def is_open(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from takeover.domain.models import Instance, InstanceState, NodeStatus
+from takeover.domain.snapshots import newest_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,11 @@ def report_changes(
         "last_error": report.error,
         "restored_from": report.restored_from or instance.restored_from,
         "last_snapshot": report.last_snapshot or instance.last_snapshot,
+        "recovery_point": newest_snapshot(
+            instance.recovery_point, report.restored_from, report.last_snapshot
+        ),
+        # New data exists again: from now on it must be restored like any other.
+        "start_empty": instance.start_empty and report.last_snapshot is None,
     }
     changes.update({k: v for k, v in fields.items() if getattr(instance, k) != v})
     return changes

@@ -87,6 +87,10 @@ class Instance:
     standby_node_id: UUID | None = None  # warm_pool: the node keeping a synced copy
     standby_synced_at: datetime | None = None  # when the standby last caught up
     standby_snapshot: str | None = None  # the snapshot the standby holds
+    # The newest snapshot any runner took or started from, kept across moves: once set, a new
+    # runner must restore, and may start empty only when an operator chose ``start_empty``.
+    recovery_point: str | None = None
+    start_empty: bool = False  # an operator accepted that no snapshot can be restored
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ cannot shadow the current runner's data: the newest snapshot is the one with the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,3 +37,32 @@ class SnapshotRef:
 def restore_candidates(refs: Iterable[SnapshotRef], epoch: int) -> list[SnapshotRef]:
     """Snapshots a runner at ``epoch`` may restore, best first: earlier epochs, newest first."""
     return sorted((r for r in refs if r.epoch < epoch), reverse=True)
+
+
+def newest_snapshot(*ids: str | None) -> str | None:
+    """The newest of some snapshot ids by (epoch, time); unparsable ones are ignored."""
+    refs = []
+    for snapshot_id in ids:
+        if snapshot_id:
+            try:
+                refs.append(SnapshotRef.parse(snapshot_id))
+            except ValueError:
+                continue
+    return max(refs).id if refs else None
+
+
+def empty_start_refusal(recovery_point: str | None, refused: Sequence[str], start_empty: bool) -> str | None:
+    """Why a runner that found no snapshot to restore must not start empty; None when it may.
+
+    An instance that has had a snapshot (the control plane knows one, or the store held some that
+    failed verification) has data that starting empty would silently throw away. Only an
+    operator's explicit ``start_empty`` accepts that.
+    """
+    if start_empty or (recovery_point is None and not refused):
+        return None
+    had = f"its newest known snapshot is {recovery_point}" if recovery_point else "it had snapshots"
+    why = f" (refused: {'; '.join(refused)})" if refused else ""
+    return (
+        f"no snapshot could be restored{why}; {had}, so it will not start empty. "
+        "Repair the snapshot store, or accept the loss: takeover failover start ID --start-empty"
+    )

@@ -7,6 +7,7 @@ process already took is skipped rather than repeated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -53,11 +54,34 @@ class FailoverRepository:
         requested_target_id: UUID | None = None,
         fence: LeaseToken | None = None,
         strategy: str | None = None,
+        start_empty: bool = False,
     ) -> Failover:
-        """``strategy`` overrides the instance's (document 002's force_strategy)."""
+        """``strategy`` overrides the instance's (document 002's force_strategy); ``start_empty``
+        records an operator's acceptance that the instance may start with no data."""
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            return self._open(conn, instance_id, reason, now, owner, requested_target_id, strategy)
+            failover = self._open(conn, instance_id, reason, now, owner, requested_target_id, strategy)
+            if start_empty:
+                self._allow_empty_start(conn, failover, now)
+            return replace(failover, start_empty=start_empty)
+
+    def _allow_empty_start(self, conn: sa.Connection, failover: Failover, now: datetime) -> None:
+        instance = get_instance(conn, failover.instance_id, None)
+        if instance.state is InstanceState.RUNNING:
+            raise Conflict(
+                "the instance runs: starting it empty would throw away a live workspace; "
+                "start_empty is for an instance no snapshot can restore",
+                field="start_empty",
+            )
+        conn.execute(failovers.update().where(failovers.c.id == failover.id).values(start_empty=True))
+        conn.execute(instances.update().where(instances.c.id == instance.id).values(start_empty=True))
+        record_event(
+            conn,
+            "instance.start_empty",
+            instance.id,
+            f"{instance.name} may start empty if no snapshot restores (failover {failover.id})",
+            now,
+        )
 
     def open_many(
         self, intents: Sequence[tuple[UUID, FailoverReason]], now: datetime, fence: LeaseToken | None

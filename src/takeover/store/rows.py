@@ -74,6 +74,8 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         standby_node_id=row.standby_node_id,
         standby_synced_at=row.standby_synced_at,
         standby_snapshot=row.standby_snapshot,
+        recovery_point=row.recovery_point,
+        start_empty=row.start_empty,
     )
 
 
@@ -96,4 +98,5 @@ def failover_from_row(row: sa.Row[Any]) -> Failover:
         completed_at=row.completed_at,
         strategy=row.strategy,
         attempt_log=tuple(row.attempt_log or ()),
+        start_empty=row.start_empty,
     )

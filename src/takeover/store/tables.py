@@ -101,6 +101,8 @@ instances = sa.Table(
     sa.Column("standby_node_id", sa.Uuid, nullable=True, index=True),
     sa.Column("standby_synced_at", UtcDateTime, nullable=True),
     sa.Column("standby_snapshot", sa.String(200), nullable=True),
+    sa.Column("recovery_point", sa.String(200), nullable=True),
+    sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("owner", "name"),
 )
 
@@ -132,6 +134,7 @@ failovers = sa.Table(
     sa.Column("completed_at", UtcDateTime, nullable=True),
     sa.Column("strategy", sa.String(30), nullable=True),
     sa.Column("attempt_log", Json, nullable=False, server_default="[]"),
+    sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
     # At most one open failover per instance, enforced by the store itself.
     sa.Index(
         "uq_failovers_open_instance",

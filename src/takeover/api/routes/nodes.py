@@ -124,4 +124,6 @@ def _desired(i: Instance) -> DesiredInstance:
         spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
         snapshot_requested_at=i.snapshot_requested_at,
         volume_id=i.volume_id,
+        recovery_point=i.recovery_point,
+        start_empty=i.start_empty,
     )
