@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,14 @@ class LocalCluster:
     def _env(self, **env: str) -> dict[str, str]:
         return {**os.environ, "TAKEOVER_LOG_LEVEL": "info", **self.extra_env, **env}
 
-    def start_control_plane(self) -> str:
+    def start_control_plane(self, host: str = "127.0.0.1") -> str:
+        """``host``: the address it listens on and agents reach it at (tests may use a veth's)."""
         port = free_port()
         data = self.root / "control-plane"
         data.mkdir(parents=True, exist_ok=True)
         env = self._env(
             TAKEOVER_DATA_DIR=str(data),
+            TAKEOVER_HOST=host,
             TAKEOVER_PORT=str(port),
             TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN,
             **self.timings,
@@ -102,7 +104,7 @@ class LocalCluster:
             self.server = subprocess.Popen(
                 [*TAKEOVER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
         self.api.base_url = httpx.URL(self.url)
         wait_until(self._healthy, 30, f"the control plane on {self.url}")
         return self.url
@@ -116,9 +118,17 @@ class LocalCluster:
             return False
 
     def start_agent(
-        self, name: str, region: str | None = None, url: str | None = None, **env: str
+        self,
+        name: str,
+        region: str | None = None,
+        url: str | None = None,
+        wrapper: Sequence[str] = (),
+        **env: str,
     ) -> AgentProcess:
-        """Start (or restart, keeping its data directory and settings) the agent ``name``."""
+        """Start (or restart, keeping its data directory and settings) the agent ``name``.
+
+        ``wrapper`` runs it through another command, e.g. ``ip netns exec NS`` for a test host.
+        """
         before = self._agent_settings.get(name, {})
         region = region or before.get("region", "local")
         url = url or before.get("url")
@@ -142,7 +152,7 @@ class LocalCluster:
         )
         with open(self.root / f"agent-{name}.log", "ab") as log:
             process = subprocess.Popen(
-                [*TAKEOVER, "agent"], env=environment, stdout=log, stderr=subprocess.STDOUT
+                [*wrapper, *TAKEOVER, "agent"], env=environment, stdout=log, stderr=subprocess.STDOUT
             )
         agent = AgentProcess(name, process, data, url or self.url)
         self.agents[name] = agent

@@ -17,6 +17,7 @@ import pytest
 
 from takeover.domain.snapshots import SnapshotRef
 from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, free_port, wait_until
+from tests.e2e import netns
 from tests.e2e.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -187,6 +188,45 @@ def test_a_partitioned_node_stops_its_copy_before_the_new_one_starts(cluster: Lo
         assert (after["epoch"], after["node_id"], after["state"]) == (2, moved["node_id"], "running")
     finally:
         proxy.close()
+
+
+@pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))
+def test_a_node_cut_off_in_its_network_namespace_stops_its_copy_before_the_new_one_starts(
+    tmp_path: Path,
+) -> None:
+    """As the TCP-proxy partition above, with a real network: agent a on a test host behind a veth."""
+    with netns.TestHost() as host, LocalCluster(tmp_path) as cluster:
+        cluster.start_control_plane(host=host.host_ip)
+        cluster.start_agent("a", wrapper=host.wrapper, NODE_HOST=host.ip)
+        spec = {"command": [sys.executable, "-m", "takeover.examples.counter"], "env": {"HOST": "0.0.0.0"}}
+        web = first_placed(cluster, "web", spec=spec)
+        assert web["endpoint"].startswith(f"{host.ip}:")  # served from inside the namespace
+        cluster.start_agent("b")
+        assert [cluster.hit(web["id"]) for _ in range(2)] == [1, 2]
+        cluster.snapshot_after(web["id"], time.time())
+
+        host.cut()
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
+        assert cluster.node_name(moved["node_id"]) == "b"
+        assert cluster.agents["a"].process.poll() is None, "a is cut off, not dead"
+        old, new = workspace(cluster, "a", web["id"]), workspace(cluster, "b", web["id"])
+        started_new = next(
+            float(line.split()[2])
+            for line in (new / "runs.log").read_text().split("\n")
+            if line.startswith("start 2 ")
+        )
+        runs_old = (old / "runs.log").read_text().split("\n")
+        stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
+        assert float((old / "alive-1").read_text()) < started_new
+        assert stopped_old < started_new
+        assert cluster.hit(web["id"]) == 3  # every acknowledged request survived the move
+
+        host.heal()
+        wait_until(lambda: (cluster.node("a") or {}).get("status") == "online", 20, "a to come back")
+        time.sleep(2.5)  # a few heartbeats: it must not start its old copy again
+        assert workloads(cluster, "a") == []
+        after = cluster.instance(web["id"])
+        assert (after["epoch"], after["node_id"], after["state"]) == (2, moved["node_id"], "running")
 
 
 def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluster: LocalCluster) -> None:
