@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.common import ROOT, ensure_debian_tool  # noqa: F401  (ROOT puts the repository on sys.path)
 from takeover.snapshots import DirectoryStore, SnapshotRepository
+from takeover.snapshots.check import check_store
 
 
 def make_workspace(root: Path, size_mb: int) -> int:
@@ -73,8 +74,11 @@ def main() -> None:
         repo = SnapshotRepository(DirectoryStore(scratch / "store"))
         rows: list[tuple[str, float]] = []
         rows.append(("takeover snapshot (first)", timed(lambda: repo.take(ws, "bench", 1))))
-        rows.append(("takeover snapshot (unchanged)", timed(lambda: repo.take(ws, "bench", 1))))
+        unchanged = sorted(timed(lambda: repo.take(ws, "bench", 1)) for _ in range(7))
+        rows.append(("takeover snapshot (unchanged, median)", unchanged[3]))
         rows.append(("takeover restore", timed(lambda: repo.restore("bench", 2, scratch / "restored"))))
+        rows.append(("takeover snapshots check", timed(lambda: check_store(repo.store))))
+        rows.append(("takeover snapshots check --read-data", timed(lambda: check_store(repo.store, True))))
         tar = f"tar -C {ws} -cf - ."
         rows.append(
             (
@@ -100,8 +104,11 @@ def main() -> None:
             f"workspace {mb:.0f} MB in {len(list(ws.iterdir()))} files; takeover store {stored / 1e6:.0f} MB, "
             f"tar.zst {(scratch / 'a.zst').stat().st_size / 1e6:.0f} MB"
         )
+        print(
+            f"unchanged snapshot, 7 runs (each stats every chunk it reuses): {', '.join(f'{t * 1000:.1f}' for t in unchanged)} ms"
+        )
         for label, seconds in rows:
-            print(f"{label:34s} {seconds:7.3f} s  {mb / seconds:8.0f} MB/s")
+            print(f"{label:38s} {seconds:7.3f} s  {mb / seconds:8.0f} MB/s")
         times = dict(rows)
         print(
             f"snapshot vs tar|zstd -3: {times['tar | zstd (level 3, 1 thread)'] / times['takeover snapshot (first)']:.2f}x, "

@@ -1,4 +1,4 @@
-"""`takeover check`: the store against ARCHITECTURE.md's invariants, e.g. after a restore."""
+"""`takeover check`: the store against the invariants of docs/architecture.md, e.g. after a restore."""
 
 from __future__ import annotations
 

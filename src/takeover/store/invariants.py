@@ -1,4 +1,4 @@
-"""ARCHITECTURE.md's invariants, checked on what the store holds (after a crash, a restore,
+"""the invariants of docs/architecture.md, checked on what the store holds (after a crash, a restore,
 a test that kills replicas in a loop). Each violation is one sentence naming the row."""
 
 from __future__ import annotations
