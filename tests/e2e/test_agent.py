@@ -165,29 +165,36 @@ def test_a_partitioned_node_stops_its_copy_before_the_new_one_starts(cluster: Lo
         assert cluster.node_name(moved["node_id"]) == "b"
         assert cluster.agents["a"].process.poll() is None, "a is cut off, not dead"
 
-        old = workspace(cluster, "a", web["id"])
-        new = workspace(cluster, "b", web["id"])
-        last_alive_old = float((old / "alive-1").read_text())
-        runs_old = (old / "runs.log").read_text().split("\n")
-        started_new = next(
-            float(line.split()[2])
-            for line in (new / "runs.log").read_text().split("\n")
-            if line.startswith("start 2 ")
-        )
-        stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
-        assert last_alive_old < started_new
-        assert stopped_old < started_new
-        time.sleep(0.3)
-        assert float((old / "alive-1").read_text()) == last_alive_old, "the old copy is still alive"
-
+        old_stopped_before_new_started(cluster, web["id"])
         proxy.heal()
-        wait_until(lambda: (cluster.node("a") or {}).get("status") == "online", 20, "a to come back")
-        time.sleep(2.5)  # a few heartbeats: it must not start its old copy again
-        assert workloads(cluster, "a") == []
-        after = cluster.instance(web["id"])
-        assert (after["epoch"], after["node_id"], after["state"]) == (2, moved["node_id"], "running")
+        not_started_again_after_healing(cluster, web["id"], moved["node_id"])
     finally:
         proxy.close()
+
+
+def old_stopped_before_new_started(cluster: LocalCluster, instance_id: str) -> None:
+    """a's copy (epoch 1) stopped, and stays stopped, before b's (epoch 2) started: never two."""
+    old, new = workspace(cluster, "a", instance_id), workspace(cluster, "b", instance_id)
+    last_alive_old = float((old / "alive-1").read_text())
+    runs_old = (old / "runs.log").read_text().split("\n")
+    started_new = next(
+        float(line.split()[2])
+        for line in (new / "runs.log").read_text().split("\n")
+        if line.startswith("start 2 ")
+    )
+    stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
+    assert last_alive_old < started_new
+    assert stopped_old < started_new
+    time.sleep(0.3)
+    assert float((old / "alive-1").read_text()) == last_alive_old, "the old copy is still alive"
+
+
+def not_started_again_after_healing(cluster: LocalCluster, instance_id: str, new_node: str) -> None:
+    wait_until(lambda: (cluster.node("a") or {}).get("status") == "online", 20, "a to come back")
+    time.sleep(2.5)  # a few heartbeats: it must not start its old copy again
+    assert workloads(cluster, "a") == []
+    after = cluster.instance(instance_id)
+    assert (after["epoch"], after["node_id"], after["state"]) == (2, new_node, "running")
 
 
 @pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))
@@ -209,24 +216,10 @@ def test_a_node_cut_off_in_its_network_namespace_stops_its_copy_before_the_new_o
         moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web to serve on b")
         assert cluster.node_name(moved["node_id"]) == "b"
         assert cluster.agents["a"].process.poll() is None, "a is cut off, not dead"
-        old, new = workspace(cluster, "a", web["id"]), workspace(cluster, "b", web["id"])
-        started_new = next(
-            float(line.split()[2])
-            for line in (new / "runs.log").read_text().split("\n")
-            if line.startswith("start 2 ")
-        )
-        runs_old = (old / "runs.log").read_text().split("\n")
-        stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
-        assert float((old / "alive-1").read_text()) < started_new
-        assert stopped_old < started_new
+        old_stopped_before_new_started(cluster, web["id"])
         assert cluster.hit(web["id"]) == 3  # every acknowledged request survived the move
-
         host.heal()
-        wait_until(lambda: (cluster.node("a") or {}).get("status") == "online", 20, "a to come back")
-        time.sleep(2.5)  # a few heartbeats: it must not start its old copy again
-        assert workloads(cluster, "a") == []
-        after = cluster.instance(web["id"])
-        assert (after["epoch"], after["node_id"], after["state"]) == (2, moved["node_id"], "running")
+        not_started_again_after_healing(cluster, web["id"], moved["node_id"])
 
 
 def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluster: LocalCluster) -> None:

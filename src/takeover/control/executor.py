@@ -100,6 +100,13 @@ class FailoverExecutor:
         """Ask the failover's strategies for the next attempt and place it; fail when none is left."""
         failovers = self._store.failovers
         skipped: list[Attempt] = []
+
+        def give_up(reason: str) -> bool:
+            error = _gave_up(failover, reason)
+            return failovers.advance(
+                failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped
+            )
+
         for _ in range(len(StrategyName) + 1):
             tried = tuple(_attempt(a) for a in failover.attempt_log) + tuple(skipped)
             situation = self._store.standbys.situation(
@@ -107,26 +114,12 @@ class FailoverExecutor:
             )
             plan = self._plan(failover, situation, skipped)
             if isinstance(plan, NotPossible):
-                return failovers.advance(
-                    failover,
-                    FailoverStatus.FAILED,
-                    now,
-                    fence,
-                    error=_gave_up(failover, plan.reason),
-                    skipped=skipped,
-                )
+                return give_up(plan.reason)
             placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped)
             if not isinstance(placed, Ineligible):
                 return placed is not None
             if plan.target is None:  # placement found nothing: no other attempt would
-                return failovers.advance(
-                    failover,
-                    FailoverStatus.FAILED,
-                    now,
-                    fence,
-                    error=_gave_up(failover, placed.reason),
-                    skipped=skipped,
-                )
+                return give_up(placed.reason)
             skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
         return failovers.advance(
             failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it"
