@@ -122,3 +122,12 @@ def test_metrics_expose_pool_counts(pool: Pool, client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'takeover_nodes{status="online"} 1.0' in text
     assert "takeover_heartbeats_total 1.0" in text
+
+
+def test_instances_created_at_once_spread_over_equal_nodes(pool: Pool) -> None:
+    """No heartbeat between them: each placement counts against its node before the next."""
+    nodes = [pool.node(f"n{i}") for i in range(3)]
+    for n in nodes:
+        pool.beat(n)
+    placed = [pool.instance(f"web-{i}")["node_id"] for i in range(3)]
+    assert sorted(placed) == sorted(n.id for n in nodes)

@@ -60,7 +60,7 @@ def failover(instance_id: UUID, source: UUID | None, **fields: Any) -> Failover:
     return Failover(**values)
 
 
-def nodes_strategy(max_size: int) -> st.SearchStrategy[list[Node]]:
+def nodes_strategy(max_size: int, min_size: int = 0) -> st.SearchStrategy[list[Node]]:
     """Small pools with many ties, so that every tie-breaker of placement gets exercised."""
     one = st.builds(
         lambda name, score, used, cap, prio, status, region, streak: node(
@@ -83,4 +83,4 @@ def nodes_strategy(max_size: int) -> st.SearchStrategy[list[Node]]:
         st.sampled_from(["r1", "r2"]),
         st.integers(0, 3),
     )
-    return st.lists(one, max_size=max_size, unique_by=lambda n: n.name)
+    return st.lists(one, min_size=min_size, max_size=max_size, unique_by=lambda n: n.name)

@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from takeover.domain.models import Node, NodeStatus
-from takeover.domain.placement import Ineligible, PlacementRequest, rank_key, select_best_node
+from takeover.domain.placement import Ineligible, PlacementRequest, assume_placed, rank_key, select_best_node
 from tests.unit.factories import node, nodes_strategy
 
 
@@ -66,3 +66,22 @@ def test_the_chosen_node_is_eligible_and_no_eligible_node_ranks_better(
     pool = local or eligible
     assert result in pool
     assert all(rank_key(result) <= rank_key(n) for n in pool)
+
+
+def test_a_burst_spreads_because_each_placement_counts_before_the_next_heartbeat() -> None:
+    pool = [
+        node(n, health_score=score, max_instances=10) for n, score in (("a", 90.0), ("b", 88.0), ("c", 85.0))
+    ]
+    chosen = []
+    for _ in range(4):
+        best = select_best_node(pool, PlacementRequest())
+        assert isinstance(best, Node)
+        chosen.append(best.name)
+        pool = [assume_placed(n) if n.id == best.id else n for n in pool]
+    assert chosen == ["a", "b", "c", "a"]  # 90 -> 80 < 88; 88 -> 78 < 85; then a (80) again
+
+
+def test_an_assumed_placement_costs_a_node_s_share_and_never_goes_below_zero() -> None:
+    small = assume_placed(node("s", health_score=30.0, max_instances=4, current_instances=1))
+    assert (small.health_score, small.current_instances) == (5.0, 2)
+    assert assume_placed(node("t", health_score=10.0, max_instances=2)).health_score == 0.0

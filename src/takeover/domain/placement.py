@@ -4,13 +4,18 @@ A node is eligible when it is online, has a free slot, is not excluded and is no
 Among eligible nodes the preferred region wins; inside it (or, when it has none, across the
 pool) the order is ``health_score DESC, free capacity DESC, priority DESC, name ASC``; the
 name makes the order total so that every store picks the same node.
+
+A node's score changes only when it heartbeats, so a burst of placements would all pick the
+same best node. As the Kubernetes scheduler counts assumed pods, each placement counts against
+its node at once (``assume_placed``): one slot, and the share of the node one instance is
+expected to use (100 / max_instances score points) until the next heartbeat measures it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from takeover.domain.models import Node, NodeStatus
@@ -44,6 +49,22 @@ def ineligibility(node: Node, request: PlacementRequest) -> str | None:
     if request.degraded_streak and node.low_score_streak >= request.degraded_streak:
         return "degraded"
     return None
+
+
+ASSUMED_SHARE = 100.0  # score points one node's worth of instances is expected to cost
+
+
+def assumed_cost(node: Node) -> float:
+    return ASSUMED_SHARE / node.max_instances
+
+
+def assume_placed(node: Node) -> Node:
+    """``node`` as the next placement sees it, before its next heartbeat says how it really is."""
+    return replace(
+        node,
+        current_instances=node.current_instances + 1,
+        health_score=max(0.0, node.health_score - assumed_cost(node)),
+    )
 
 
 def rank_key(node: Node) -> tuple[float, int, int, str]:

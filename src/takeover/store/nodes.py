@@ -16,7 +16,7 @@ from takeover.domain.errors import Conflict, Contended, Forbidden, NotFound, Tak
 from takeover.domain.health import health_score, next_low_score_streak
 from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_heartbeat
 from takeover.domain.models import Instance, Node, NodeStatus, Role
-from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
+from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.rows import instance_from_row, node_from_row
@@ -402,6 +402,9 @@ def claim_slot(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligi
 
 
 def take_slot(conn: sa.Connection, node_id: UUID) -> bool:
+    """One slot, and the placement counted against the score until the next heartbeat
+    (``takeover.domain.placement.assume_placed``, in SQL)."""
+    cost = ASSUMED_SHARE / sa.cast(nodes.c.max_instances, sa.Float)
     claimed = conn.execute(
         nodes.update()
         .where(
@@ -409,7 +412,10 @@ def take_slot(conn: sa.Connection, node_id: UUID) -> bool:
             nodes.c.status == NodeStatus.ONLINE.value,
             nodes.c.current_instances < nodes.c.max_instances,
         )
-        .values(current_instances=nodes.c.current_instances + 1)
+        .values(
+            current_instances=nodes.c.current_instances + 1,
+            health_score=sa.case((nodes.c.health_score > cost, nodes.c.health_score - cost), else_=0.0),
+        )
     )
     return claimed.rowcount == 1
 
