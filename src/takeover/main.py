@@ -30,7 +30,7 @@ from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.metrics import Metrics
 from takeover.ports import Clock, Coordinator
 from takeover.regions import MultiRegion, load_config
-from takeover.regions.http import health_router
+from takeover.regions.http import health_router, no_regions_router
 from takeover.settings import Settings
 from takeover.store import Store, make_engine, migrate
 
@@ -120,6 +120,8 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     )
     if regions is not None:
         app.include_router(health_router(regions))
+    else:
+        app.include_router(no_regions_router())
     proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
     limits = Limits(
         settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window, proxies

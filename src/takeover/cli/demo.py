@@ -95,7 +95,7 @@ def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
 
 
 def _report(cluster: LocalCluster, moving: list[str], acked: dict[str, int], rec: Recovery) -> bool:
-    table = Table(title="recovery, measured from the SIGKILL")
+    table = Table()
     for column in (
         "instance",
         "new node",
@@ -125,6 +125,7 @@ def _report(cluster: LocalCluster, moving: list[str], acked: dict[str, int], rec
             f"{f['backup_age_s']:.2f} s" if f.get("backup_age_s") is not None else "-",
             f"{f.get('status', '-')} in {total:.0f} ms" if total is not None else f.get("status", "-"),
         )
+    console.print("\n[bold]recovery, measured from the SIGKILL[/]")  # after Live's last frame
     console.print(table)
     if rec.offline_at is not None:
         console.print(f"detection: node offline {rec.offline_at - rec.killed_at:.2f} s after the kill")

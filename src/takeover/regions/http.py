@@ -40,3 +40,19 @@ def health_router(regions: MultiRegion) -> APIRouter:
         return JSONResponse({"healthy": healthy, "connections": found}, status_code=200 if healthy else 503)
 
     return router
+
+
+def no_regions_router() -> APIRouter:
+    """What /health/connections answers when ``takeover serve`` watches no groups: why, not a bare 404."""
+    router = APIRouter(prefix="/health/connections", tags=["regions"])
+
+    @router.get("", include_in_schema=False)
+    @router.get("/{connection_id}", include_in_schema=False)
+    def not_configured() -> JSONResponse:
+        detail = (
+            "no application database groups are watched here: set TAKEOVER_REGIONS_CONFIG to a "
+            "takeover.regions groups file and restart takeover serve (docs/regions.md)"
+        )
+        return JSONResponse({"detail": detail}, status_code=404)
+
+    return router
