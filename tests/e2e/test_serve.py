@@ -4,6 +4,7 @@ instances come back on the others with a higher epoch; the CLI drives the same s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -156,20 +157,36 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         assert "base_url" in cli(
             "nodes", "register", "other", "--region", "x", "--base-url", "nope", ok=False
         )
-        user_token = cli("token", "create", "--role", "user", "--subject", "alice").strip().splitlines()[-1]
+        elsewhere = tmp_path / "elsewhere"  # as a user's shell: no TAKEOVER_DATA_DIR, another folder
+        elsewhere.mkdir()
+        made = subprocess.run(
+            [TAKEOVER, "token", "create", "--role", "user", "--subject", "alice"],
+            env={k: v for k, v in env.items() if k != "TAKEOVER_DATA_DIR"},
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        user_token = made.stdout.strip().splitlines()[-1]
         assert user_token.startswith("tko_")
+        as_alice = httpx.get(url + "/api/v1/instances", headers={"Authorization": f"Bearer {user_token}"})
+        assert as_alice.status_code == 200  # made by the server at TAKEOVER_URL, not in a stray store
+        assert list(elsewhere.iterdir()) == []
+        assert "alice" in cli("token", "list")
         cli("nodes", "register", "spare", "--region", "br-south", "--base-url", "http://127.0.0.1:9101")
         assert "no node named" in cli("nodes", "drain", "ghost", ok=False)
         created = cli(
             "instances", "create", "web", "--env", "PORT=8000", "--", "python3", "-m", "http.server"
         )
-        assert "placed on node" in created
+        assert re.search(r"placed on (cli-node|spare) at epoch 1", created)  # a name, not an id
         assert "web" in cli("instances", "list")
         assert "give the command after --" in cli("instances", "create", "bare", ok=False)
         assert "already exists" in cli("instances", "create", "web", "--", "true", ok=False)
         assert "draining" in cli("nodes", "drain", "cli-node")
         assert "failovers" in cli("failover", "list")
-        assert "404" in cli("failover", "start", "00000000-0000-0000-0000-000000000000", ok=False)
+        assert "no instance named 'ghost'" in cli("failover", "start", "ghost", ok=False)
+        assert "relative path" in cli("instances", "create", "rel", "--", ".venv/bin/python", ok=False)
         leading = wait_until(lambda: "(held)" in (shown := cli("leader")) and shown, 10, "a leader")
         assert "at epoch 1" in leading
         assert "answered by replica" in leading

@@ -113,6 +113,19 @@ class SpecIn(Request):
     ] = Field(default_factory=dict, max_length=256)
     workspace: Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = None
 
+    @field_validator("command")
+    @classmethod
+    def _program_is_absolute_or_on_path(cls, command: list[str]) -> list[str]:
+        program = command[0]
+        if "/" in program and not program.startswith("/"):
+            raise ValueError(
+                f"the program {program!r} is a relative path, which the agent would look up in the "
+                "instance's workspace on the node; give an absolute path (e.g. $PWD/"
+                + program.removeprefix("./")
+                + ") or a program name found on the node's PATH"
+            )
+        return command
+
     def to_spec(self) -> InstanceSpec:
         return InstanceSpec(tuple(self.command), dict(self.env), self.workspace)
 
@@ -364,6 +377,7 @@ class VolumeOut(BaseModel):
 class InstancePatch(Request):
     failover_strategy: StrategyParam | None = None
     failover_enabled: bool | None = None
+    preferred_region: Region | None = Field(None, description="where its failovers go first")
 
 
 class GroupDecisionIn(Request):

@@ -8,6 +8,7 @@ from takeover.cli import db, failovers, instances, nodes, snapshots, tokens, vol
 from takeover.cli.agent import agent
 from takeover.cli.check import check
 from takeover.cli.demo import demo
+from takeover.cli.events import events
 from takeover.cli.leader import leader
 from takeover.cli.serve import serve
 
@@ -17,6 +18,7 @@ app.command()(agent)
 app.command()(demo)
 app.command()(check)
 app.command()(leader)
+app.command()(events)
 app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")

@@ -43,7 +43,22 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text
     detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, list):  # FastAPI validation errors: name each field
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+    if isinstance(detail, list):  # validation errors: each field in a person's words
+        return "; ".join(_field_error(d) for d in detail if isinstance(d, dict))
     field = f" (field: {body['field']})" if isinstance(body, dict) and body.get("field") else ""
     return f"{detail}{field}"
+
+
+_WORDS = {
+    "uuid_parsing": "is not a valid id",
+    "missing": "is required",
+    "extra_forbidden": "is not a field this accepts",
+}
+
+
+def _field_error(error: dict[str, Any]) -> str:
+    """``body.spec.command: Value error, ...`` becomes ``spec.command: ...``."""
+    loc = [str(p) for p in error.get("loc", [])]
+    where = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc) or "request"
+    message = _WORDS.get(str(error.get("type")), str(error.get("msg", "is invalid")))
+    return f"{where}: {message.removeprefix('Value error, ')}"

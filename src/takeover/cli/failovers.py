@@ -1,27 +1,87 @@
-"""`takeover failover`: list and start."""
+"""`takeover failover`: list, show, start, and document 002's strategies, readiness and execute."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.nodes import resolve_node
+from takeover.cli.output import Output, OutputOption, emit, emit_one
 from takeover.cli.tables import out, print_table
 
 app = typer.Typer(help="Failovers", no_args_is_help=True)
 
 
 @app.command("list")
-def list_failovers(instance: str | None = None, status: str | None = None) -> None:
-    rows = call("GET", "/api/v1/failovers", params={"instance_id": instance, "status": status})
+def list_failovers(
+    instance: str | None = typer.Option(None, help="only this instance's (name or id)"),
+    status: str | None = None,
+    output: Output = OutputOption,
+) -> None:
+    """Failovers, newest first: where from and to, how long, and the snapshot restored and its age."""
+    instance_id = resolve.instance(instance)["id"] if instance else None
+    rows = call("GET", "/api/v1/failovers", params={"instance_id": instance_id, "status": status})
+    _describe(rows, output)
+    emit(
+        "failovers",
+        rows,
+        ("id", "instance", "reason", "status", "route", "took", "snap_age"),
+        output,
+        wide=("strategy", "attempts", "backup_id", "start_empty", "created_at", "error"),
+    )
+
+
+def _describe(rows: list[dict[str, Any]], output: Output) -> None:
+    """Names and readable figures beside the ids, for people (JSON keeps the records as they are)."""
+    if output is Output.JSON:
+        return
+    names = {i["id"]: i["name"] for i in call("GET", "/api/v1/instances")}
+    nodes = resolve.node_names()
     for row in rows:
-        row["total_ms"] = row["timings"].get("total_ms")
-    print_table("failovers", ("id", "instance_id", "reason", "status", "attempts", "total_ms", "error"), rows)
+        total = row["timings"].get("total_ms")
+        row["instance"] = names.get(row["instance_id"], row["instance_id"][:8])
+        row["route"] = " -> ".join(
+            nodes.get(n, n[:8]) if n else "?" for n in (row["source_node_id"], row["target_node_id"])
+        )
+        row["took"] = f"{total / 1000:.1f} s" if total is not None else "-"
+        age = row["backup_age_s"]
+        row["snap_age"] = f"{age:.1f} s" if age is not None else "-"
+
+
+@app.command("show")
+def show(
+    failover: str = typer.Argument(help="the failover's id or the start of it"), output: Output = OutputOption
+) -> None:
+    """One failover: steps and their timings, every attempt, the snapshot restored and its age."""
+    record = call("GET", f"/api/v1/failovers/{resolve.failover(failover)['id']}")
+    if output is Output.JSON:
+        emit_one("failover", record, output)
+        return
+    _describe([record], output)
+    out.print(
+        f"failover {record['id']} of {record['instance']}: {record['reason']}, {record['status']}"
+        f" ({record['route']}, {record['took']})"
+    )
+    if record["backup_id"]:
+        out.print(f"restored snapshot {record['backup_id']}, {record['snap_age']} old when it began")
+    if record["start_empty"]:
+        out.print("[yellow]an admin allowed it to start empty if no snapshot restored[/]")
+    if record["error"]:
+        out.print(f"[red]error:[/] {record['error']}", soft_wrap=True)
+    steps = [{"step": k.removesuffix("_ms"), "ms": v} for k, v in record["timings"].items()]
+    print_table("steps", ("step", "ms"), steps)
+    attempts = [
+        {**a, "node": resolve.node_names().get(a.get("node_id") or "", a.get("node_id"))}
+        for a in record["attempt_log"]
+    ]
+    print_table("attempts", ("strategy", "node", "ms", "error"), attempts)
 
 
 @app.command("start")
 def start(
-    instance_id: str,
+    instance: str = typer.Argument(help="the instance's name, id, or the start of its id"),
     target: str | None = typer.Option(None, help="target node name or id (admin only)"),
     reason: str = typer.Option("manual", help="manual, load_balance, maintenance or health_degraded"),
     start_empty: bool = typer.Option(
@@ -32,9 +92,9 @@ def start(
 ) -> None:
     """Ask the control plane to move an instance; prints the failover id to follow."""
     body = {
-        "instance_id": instance_id,
+        "instance_id": resolve.instance(instance)["id"],
         "reason": reason,
-        "target_node_id": resolve_node(target) if target else None,
+        "target_node_id": resolve.node(target)["id"] if target else None,
         "start_empty": start_empty,
     }
     failover = call("POST", "/api/v1/failovers", json=body)
@@ -49,7 +109,11 @@ def set_strategy(
     ),
 ) -> None:
     """Choose how this instance fails over."""
-    instance = call("PATCH", f"/api/v1/instances/{instance_id}", json={"failover_strategy": strategy})
+    instance = call(
+        "PATCH",
+        f"/api/v1/instances/{resolve.instance(instance_id)['id']}",
+        json={"failover_strategy": strategy},
+    )
     out.print(f"{instance['name']} fails over with {instance['failover_strategy']}")
 
 
@@ -63,6 +127,7 @@ def strategies() -> None:
 @app.command("readiness")
 def readiness(instance_id: str) -> None:
     """Could each strategy fail this instance over now, and what to do if not."""
+    instance_id = resolve.instance(instance_id)["id"]
     ready = call("GET", f"/api/v1/failover/readiness/{instance_id}")
     status = call("GET", f"/api/v1/failover/status/{instance_id}")
     rows = [
@@ -85,6 +150,7 @@ def execute(
     dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be tried"),
 ) -> None:
     """Fail over now and wait for the outcome (document 002's execute)."""
+    instance_id = resolve.instance(instance_id)["id"]
     if dry_run:
         result = call(
             "POST", f"/api/v1/failover/test/{instance_id}", params={"dry_run": True, "strategy": strategy}

@@ -1,4 +1,4 @@
-"""`takeover instances`: list, show, create, snapshot."""
+"""`takeover instances`: list, show, create, update, delete, snapshot (names or short ids)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,46 @@ import time
 
 import typer
 
+from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.tables import out, parse_pairs, print_table
+from takeover.cli.output import Output, OutputOption, emit, emit_one
+from takeover.cli.tables import out, parse_pairs
 
 app = typer.Typer(help="Instances placed on the pool", no_args_is_help=True)
+Ref = typer.Argument(help="the instance's name, id, or the start of its id")
 
 
 @app.command("list")
-def list_instances() -> None:
+def list_instances(output: Output = OutputOption) -> None:
+    """Where each instance runs and serves, and its last snapshot."""
     rows = call("GET", "/api/v1/instances")
-    columns = ("name", "id", "owner", "node_id", "epoch", "state", "endpoint", "last_snapshot", "last_error")
-    print_table("instances", columns, rows)
+    names = resolve.node_names() if output is not Output.JSON else {}
+    for row in rows:
+        row["node"] = names.get(row["node_id"], (row["node_id"] or "-")[:8])
+    emit(
+        "instances",
+        rows,
+        ("name", "id", "node", "epoch", "state", "endpoint"),
+        output,
+        wide=("owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
+    )
 
 
 @app.command("show")
-def show(instance_id: str) -> None:
+def show(instance: str = Ref, output: Output = OutputOption) -> None:
     """Everything about one instance, including where it serves now (endpoint)."""
-    instance = call("GET", f"/api/v1/instances/{instance_id}")
-    print_table(instance["name"], ("field", "value"), [{"field": k, "value": v} for k, v in instance.items()])
+    record = call("GET", f"/api/v1/instances/{resolve.instance(instance)['id']}")
+    emit_one(record["name"], record, output)
 
 
 @app.command("snapshot")
 def snapshot(
-    instance_id: str,
+    instance: str = Ref,
     wait: bool = typer.Option(True, help="wait until the node reports the new snapshot"),
     timeout: float = typer.Option(120.0, min=1, help="seconds to wait"),
 ) -> None:
     """Ask the instance's node for a snapshot of its workspace now (on demand)."""
+    instance_id = resolve.instance(instance)["id"]
     before = call("POST", f"/api/v1/instances/{instance_id}/snapshot")
     out.print(f"snapshot of {before['name']} requested; its node takes it after its next heartbeat")
     if not wait:
@@ -62,7 +75,7 @@ def create(
     """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...]"""
     if not ctx.args:
         out.print(
-            "[red]error:[/] give the command after --, e.g. takeover instances create web -- python -m http.server"
+            "[red]error:[/] give the command after --, e.g. takeover instances create web -- python3 -m http.server"
         )
         raise typer.Exit(2)
     spec = {"command": ctx.args, "env": parse_pairs(env, "env"), "workspace": workspace}
@@ -75,6 +88,36 @@ def create(
         "volume_id": volume,
     }
     instance = call("POST", "/api/v1/instances", json=body)
+    node = resolve.node_names().get(instance["node_id"], instance["node_id"])
     out.print(
-        f"instance {instance['name']} ({instance['id']}) placed on node {instance['node_id']} at epoch {instance['epoch']}"
+        f"instance {instance['name']} ({instance['id'][:8]}) placed on {node} at epoch {instance['epoch']}"
     )
+
+
+@app.command("update")
+def update(
+    instance: str = Ref,
+    strategy: str | None = typer.Option(None, help="warm_pool, cpu_standby, both, regional_volume, disabled"),
+    failover: bool | None = typer.Option(None, "--failover/--no-failover", help="fail over automatically"),
+    region: str | None = typer.Option(None, help="preferred region for its failovers"),
+) -> None:
+    """Change how an instance fails over."""
+    changes = {"failover_strategy": strategy, "failover_enabled": failover, "preferred_region": region}
+    body = {k: v for k, v in changes.items() if v is not None}
+    if not body:
+        out.print("[red]error:[/] nothing to change: give --strategy, --failover/--no-failover or --region")
+        raise typer.Exit(2)
+    record = call("PATCH", f"/api/v1/instances/{resolve.instance(instance)['id']}", json=body)
+    out.print(
+        f"{record['name']}: strategy {record['failover_strategy'] or 'default'}, "
+        f"automatic failover {'on' if record['failover_enabled'] else 'off'}, "
+        f"preferred region {record['preferred_region'] or '-'}"
+    )
+
+
+@app.command("delete")
+def delete(instance: str = Ref) -> None:
+    """Remove an instance: its node stops it at its next heartbeat."""
+    record = resolve.instance(instance)
+    call("DELETE", f"/api/v1/instances/{record['id']}")
+    out.print(f"instance {record['name']} deleted; its node stops it")

@@ -1,28 +1,39 @@
-"""`takeover nodes`: list, register, drain."""
+"""`takeover nodes`: list, show, register, drain, maintenance, activate, delete (names or short ids)."""
 
 from __future__ import annotations
 
 import typer
 
+from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.tables import out, parse_pairs, print_table
+from takeover.cli.output import Output, OutputOption, emit, emit_one
+from takeover.cli.tables import out, parse_pairs
 
 app = typer.Typer(help="Nodes of the pool", no_args_is_help=True)
-COLUMNS = (
-    "name",
-    "id",
-    "region",
-    "status",
-    "health_score",
-    "current_instances",
-    "max_instances",
-    "last_heartbeat_at",
-)
+Ref = typer.Argument(help="the node's name, id, or the start of its id")
 
 
 @app.command("list")
-def list_nodes(status: str | None = None, region: str | None = None) -> None:
-    print_table("nodes", COLUMNS, call("GET", "/api/v1/nodes", params={"status": status, "region": region}))
+def list_nodes(status: str | None = None, region: str | None = None, output: Output = OutputOption) -> None:
+    """Every node with its health score, load and capacity."""
+    rows = call("GET", "/api/v1/nodes", params={"status": status, "region": region})
+    for row in rows:
+        row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
+        row["score"] = row["health_score"]
+    emit(
+        "nodes",
+        rows,
+        ("name", "id", "region", "status", "score", "instances", "last_heartbeat_at"),
+        output,
+        wide=("cpu_load", "memory_load", "avg_latency_ms", "priority", "base_url", "labels"),
+    )
+
+
+@app.command("show")
+def show(node: str = Ref, output: Output = OutputOption) -> None:
+    """One node: status, score and its parts, capacity, labels, last heartbeat."""
+    record = resolve.node(node)
+    emit_one(record["name"], record, output)
 
 
 @app.command("register")
@@ -49,20 +60,42 @@ def register(
     print(f"NODE_ID={node['id']}\nNODE_TOKEN={node['api_token']}")
 
 
+def _set_status(node: str, status: str) -> dict[str, object]:
+    result: dict[str, object] = call(
+        "PATCH", f"/api/v1/nodes/{resolve.node(node)['id']}", json={"status": status}
+    )
+    return result
+
+
 @app.command("drain")
 def drain(
-    node: str, maintenance: bool = typer.Option(False, help="mark as maintenance instead of draining")
+    node: str = Ref, maintenance: bool = typer.Option(False, help="mark as maintenance instead of draining")
 ) -> None:
-    """Stop placing on a node and move its instances off (NODE is a name or an id)."""
-    node_id = resolve_node(node)
-    status = "maintenance" if maintenance else "draining"
-    result = call("PATCH", f"/api/v1/nodes/{node_id}", json={"status": status})
+    """Stop placing on a node and move its instances off."""
+    result = _set_status(node, "maintenance" if maintenance else "draining")
     out.print(f"node {result['name']} is {result['status']}; its instances are moving off")
 
 
-def resolve_node(name_or_id: str) -> str:
-    for node in call("GET", "/api/v1/nodes"):
-        if name_or_id in (node["id"], node["name"]):
-            return str(node["id"])
-    out.print(f"[red]error:[/] no node named or with id {name_or_id!r}")
-    raise typer.Exit(1)
+@app.command("maintenance")
+def maintenance(node: str = Ref) -> None:
+    """Planned work: as drain, recorded as maintenance."""
+    result = _set_status(node, "maintenance")
+    out.print(f"node {result['name']} is in maintenance; its instances are moving off")
+
+
+@app.command("activate")
+def activate(node: str = Ref) -> None:
+    """Leave draining or maintenance: the node takes new instances again."""
+    if resolve.node(node)["status"] == "offline":
+        out.print(f"[red]error:[/] node {node} is offline: it is online again once its agent heartbeats")
+        raise typer.Exit(1)
+    result = _set_status(node, "online")
+    out.print(f"node {result['name']} is {result['status']} and takes new instances")
+
+
+@app.command("delete")
+def delete(node: str = Ref) -> None:
+    """Remove a node that runs nothing (drain it first); its token stops working."""
+    record = resolve.node(node)
+    call("DELETE", f"/api/v1/nodes/{record['id']}")
+    out.print(f"node {record['name']} deleted")

@@ -211,7 +211,7 @@ class Services:
         self.store.instances.delete(instance_id, owner_scope(who), self.clock.now())
 
     def update_instance(self, who: Principal, instance_id: UUID, changes: dict[str, Any]) -> Instance:
-        """Failover settings only: the strategy (validated) and whether failover is automatic."""
+        """Failover settings only: the strategy (validated), whether failover is automatic, where to."""
         if changes.get("failover_strategy"):
             changes["failover_strategy"] = parse_strategy(changes["failover_strategy"]).value
         return self.store.instances.update_settings(instance_id, owner_scope(who), changes, self.clock.now())

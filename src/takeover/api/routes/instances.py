@@ -47,7 +47,7 @@ def delete_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) ->
 def update_instance(
     instance_id: UUID, body: InstancePatch, services: ServicesDep, who: PersonDep
 ) -> InstanceOut:
-    """Failover settings: failover_strategy, failover_enabled."""
+    """Failover settings: failover_strategy, failover_enabled, preferred_region."""
     return InstanceOut.of(services.update_instance(who, instance_id, body.model_dump(exclude_unset=True)))
 
 

@@ -1,0 +1,44 @@
+"""Names and short ids wherever the CLI takes an id: the API takes full UUIDs only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import typer
+
+from takeover.cli.client import call
+from takeover.cli.tables import out
+
+
+def pick(kind: str, ref: str, records: Iterable[dict[str, Any]], names: bool = True) -> dict[str, Any]:
+    """The one record whose id is ``ref``, whose name is ``ref``, or whose id starts with it."""
+    records = list(records)
+    ref_id = ref.lower()
+    exact = [r for r in records if r["id"] == ref_id or (names and r.get("name") == ref)]
+    found = exact or ([r for r in records if r["id"].startswith(ref_id)] if len(ref_id) >= 4 else [])
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        out.print(f"[red]error:[/] no {kind} named {ref!r} or with an id starting so")
+    else:
+        ids = ", ".join(r["id"][:12] for r in found)
+        out.print(f"[red]error:[/] {ref!r} matches several {kind}s ({ids}): give more of the id")
+    raise typer.Exit(1)
+
+
+def instance(ref: str) -> dict[str, Any]:
+    return pick("instance", ref, call("GET", "/api/v1/instances"))
+
+
+def node(ref: str) -> dict[str, Any]:
+    return pick("node", ref, call("GET", "/api/v1/nodes"))
+
+
+def failover(ref: str) -> dict[str, Any]:
+    return pick("failover", ref, call("GET", "/api/v1/failovers"), names=False)
+
+
+def node_names() -> dict[str, str]:
+    """Node id -> name, for tables that show where things run."""
+    return {n["id"]: n["name"] for n in call("GET", "/api/v1/nodes")}
