@@ -240,7 +240,8 @@ def test_unencodable_text_and_non_finite_numbers_are_a_422_naming_the_field(
         response = client.post(
             path, content=raw.encode(), headers={"Content-Type": "application/json", **field_headers}
         )
-        assert response.status_code == 422, f"{raw}: {response.status_code} {response.text}"
+        expected = 400 if path.startswith("/api/v1/failover/") else 422  # document 002's own table
+        assert response.status_code == expected, f"{raw}: {response.status_code} {response.text}"
         assert field in json.dumps(response.json()["detail"]), f"{raw} does not name {field}: {response.text}"
     assert client.get("/healthz").status_code == 200  # the connection survived every one
     assert dump(pool) == before

@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from takeover.api.inputs import validation_errors
 from takeover.domain import errors
 
+ORCHESTRATOR_PREFIX = "/api/v1/failover/"
 STATUS: list[tuple[type[errors.TakeoverError], int]] = [
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),
@@ -36,16 +37,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": "5"}
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def on_invalid_request(_: Request, error: Exception) -> JSONResponse:
+    async def on_invalid_request(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        return JSONResponse({"detail": validation_errors(error)}, status_code=422)
+        # Document 002's error table answers invalid parameters with 400; the rest of the API
+        # keeps FastAPI's 422. The body is the same list naming each field.
+        status = 400 if request.url.path.startswith(ORCHESTRATOR_PREFIX) else 422
+        return JSONResponse({"detail": validation_errors(error)}, status_code=status)
 
     app.add_exception_handler(errors.TakeoverError, on_takeover_error)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
 
 
 class ErrorOut(BaseModel):
-    detail: str
+    detail: str | list[dict[str, Any]] = Field(description="why; for invalid fields, a list naming each")
     field: str | None = None
 
 

@@ -66,6 +66,10 @@ class NodeCreated(NodeOut):
     api_token: str = Field(description="shown this once; only its hash is stored")
 
 
+# Wherever an instance or volume id is taken, its short number is too (document 002's ids are integers).
+Ref = UUID | Annotated[int, Field(ge=1, le=2**62)]
+
+
 SnapshotId = Annotated[str, Field(max_length=200, pattern=r"^[0-9]{12}-[0-9]{8}T[0-9]{12}Z-[0-9a-f]+$")]
 
 
@@ -183,7 +187,7 @@ class InstanceCreate(Request):
     failover_strategy: (
         Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"] | None
     ) = None
-    volume_id: UUID | None = Field(None, description="a regional volume: the instance runs in its region")
+    volume_id: Ref | None = Field(None, description="a regional volume: the instance runs in its region")
 
 
 class AssignIn(Request):
@@ -192,6 +196,7 @@ class AssignIn(Request):
 
 class InstanceOut(BaseModel):
     id: UUID
+    number: int = Field(description="a short id, accepted wherever the id is")
     owner: str
     name: str
     spec: SpecOut
@@ -227,7 +232,7 @@ class InstanceOut(BaseModel):
 
 
 class FailoverCreate(Request):
-    instance_id: UUID
+    instance_id: Ref
     reason: FailoverReason = FailoverReason.MANUAL
     target_node_id: UUID | None = None
     start_empty: bool = Field(
@@ -323,11 +328,32 @@ class TokenCreated(TokenOut):
 StrategyParam = Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"]
 
 
+def not_acted_on(body: BaseModel, fields: dict[str, str]) -> dict[str, str]:
+    """Document 002's fields a request set that takeover accepts but does not use (yet), each with
+    why: answers name them under ``not_acted_on`` rather than ignore them silently."""
+    return {f: why for f, why in fields.items() if f in body.model_fields_set}
+
+
+EXECUTE_NOT_ACTED_ON = {
+    "gpu_instance_id": "not needed: the control plane knows which node runs the instance",
+    "ssh_host": "not needed: the control plane knows where the instance runs",
+    "ssh_port": "not needed: the control plane knows where the instance runs",
+    "workspace_path": "not needed: the agent knows the instance's workspace",
+}
+VOLUME_FAILOVER_NOT_ACTED_ON = {
+    "region": "not needed: the volume's own region is used",
+    "old_instance_id": "not needed: the instance attached to the volume is failed over",
+    "use_spot": "not acted on: takeover rents no machines yet, it places on the pool's nodes",
+    "docker_image": "not acted on: instances are processes until container instances land",
+    "mount_path": "not acted on: the volume is the instance's workspace directory",
+}
+
+
 class ExecuteIn(Request):
     """Document 002's request; gpu_instance_id, ssh_host, ssh_port and workspace_path are accepted
     for compatibility and not needed: the control plane knows where the instance runs."""
 
-    machine_id: UUID
+    machine_id: Ref
     force_strategy: StrategyParam | None = None
     gpu_instance_id: int | None = Field(None, ge=0)
     ssh_host: Annotated[str, Field(max_length=255)] | None = None
@@ -338,13 +364,15 @@ class ExecuteIn(Request):
 class VolumeCreate(Request):
     region: Region
     size_gb: int = Field(ge=1, le=1_000_000)
-    name: Name
+    name: Name | None = Field(
+        None, description="default: volume-<region>-<random>, as document 002 names none"
+    )
 
 
 class VolumeFailoverIn(Request):
-    volume_id: UUID
+    volume_id: Ref
     region: Region | None = None
-    old_instance_id: UUID | None = None
+    old_instance_id: Ref | None = None
     preferred_gpus: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
     max_price: float | None = Field(None, ge=0, allow_inf_nan=False)
     use_spot: bool = False
@@ -354,6 +382,7 @@ class VolumeFailoverIn(Request):
 
 class VolumeOut(BaseModel):
     volume_id: UUID
+    number: int = Field(description="a short id, accepted wherever the volume id is")
     name: str
     region: str
     size_gb: int
@@ -365,6 +394,7 @@ class VolumeOut(BaseModel):
     def of(cls, volume: Volume) -> VolumeOut:
         return cls(
             volume_id=volume.id,
+            number=volume.number,
             name=volume.name,
             region=volume.region,
             size_gb=volume.size_gb,

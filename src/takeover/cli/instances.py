@@ -27,7 +27,7 @@ def list_instances(output: Output = OutputOption) -> None:
         rows,
         ("name", "id", "node", "epoch", "state", "endpoint"),
         output,
-        wide=("owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
+        wide=("number", "owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
     )
 
 

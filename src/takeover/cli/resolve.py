@@ -12,10 +12,14 @@ from takeover.cli.tables import out
 
 
 def pick(kind: str, ref: str, records: Iterable[dict[str, Any]], names: bool = True) -> dict[str, Any]:
-    """The one record whose id is ``ref``, whose name is ``ref``, or whose id starts with it."""
+    """The one record whose id, name or number is ``ref``, or whose id starts with it."""
     records = list(records)
     ref_id = ref.lower()
-    exact = [r for r in records if r["id"] == ref_id or (names and r.get("name") == ref)]
+    exact = [
+        r
+        for r in records
+        if r["id"] == ref_id or (names and r.get("name") == ref) or str(r.get("number", "")) == ref
+    ]
     found = exact or ([r for r in records if r["id"].startswith(ref_id)] if len(ref_id) >= 4 else [])
     if len(found) == 1:
         return found[0]

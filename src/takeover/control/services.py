@@ -204,6 +204,13 @@ class Services:
     def list_instances(self, who: Principal) -> list[Instance]:
         return self.store.instances.find(owner=owner_scope(who))
 
+    def instance_ref(self, who: Principal, ref: UUID | int) -> UUID:
+        """An id as it is; a number (document 002's integer ids) is looked up among what ``who`` sees."""
+        return ref if isinstance(ref, UUID) else self.store.instances.id_of(ref, owner_scope(who))
+
+    def volume_ref(self, who: Principal, ref: UUID | int) -> UUID:
+        return ref if isinstance(ref, UUID) else self.store.volumes.id_of(ref, owner_scope(who))
+
     def get_instance(self, who: Principal, instance_id: UUID) -> Instance:
         return self.store.instances.get(instance_id, owner_scope(who))
 

@@ -91,6 +91,7 @@ class Instance:
     # runner must restore, and may start empty only when an operator chose ``start_empty``.
     recovery_point: str | None = None
     start_empty: bool = False  # an operator accepted that no snapshot can be restored
+    number: int = 0  # short id beside the UUID (document 002's integer ids); set by the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Volume:
     size_gb: int
     created_at: datetime
     attached_to: UUID | None = None  # the instance using it
+    number: int = 0  # short id beside the UUID (document 002's integer ids); set by the store
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,3 +68,17 @@ def record_event(
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, bool, str, type(None))) else str(v) for k, v in data.items()}
+
+
+def next_number(conn: sa.Connection, table: sa.Table) -> int:
+    """The next short number of ``table`` (instances, volumes), inside the inserting transaction.
+
+    SQLite serializes writers already; on PostgreSQL a transaction-scoped advisory lock per table
+    keeps two concurrent inserts from taking the same number.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"takeover.{table.name}.number")))
+        )
+    highest = conn.execute(sa.select(sa.func.max(table.c.number))).scalar_one_or_none()
+    return int(highest or 0) + 1

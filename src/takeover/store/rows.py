@@ -76,6 +76,7 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         standby_snapshot=row.standby_snapshot,
         recovery_point=row.recovery_point,
         start_empty=row.start_empty,
+        number=row.number,
     )
 
 

@@ -74,6 +74,7 @@ volumes = sa.Table(
     sa.Column("region", sa.String(100), nullable=False),
     sa.Column("size_gb", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.UniqueConstraint("owner", "name"),
 )
 
@@ -103,6 +104,8 @@ instances = sa.Table(
     sa.Column("standby_snapshot", sa.String(200), nullable=True),
     sa.Column("recovery_point", sa.String(200), nullable=True),
     sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A short number beside the UUID: document 002's requests carry integer ids.
+    sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.UniqueConstraint("owner", "name"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.models import Volume
-from takeover.store.base import record_event, transaction
+from takeover.store.base import next_number, record_event, transaction
 from takeover.store.tables import instances, volumes
 
 
@@ -21,7 +22,9 @@ def _query() -> sa.Select[Any]:
 
 
 def _volume(row: sa.Row[Any]) -> Volume:
-    return Volume(row.id, row.owner, row.name, row.region, row.size_gb, row.created_at, row.attached_to)
+    return Volume(
+        row.id, row.owner, row.name, row.region, row.size_gb, row.created_at, row.attached_to, row.number
+    )
 
 
 def get_volume(conn: sa.Connection, volume_id: UUID, owner: str | None) -> Volume:
@@ -53,6 +56,7 @@ class VolumeRepository:
                     region=volume.region,
                     size_gb=volume.size_gb,
                     created_at=volume.created_at,
+                    number=(number := next_number(conn, volumes)),
                 )
             )
             record_event(
@@ -62,7 +66,18 @@ class VolumeRepository:
                 f"volume {volume.name} in {volume.region}",
                 volume.created_at,
             )
-            return volume
+            return replace(volume, number=number)
+
+    def id_of(self, number: int, owner: str | None) -> UUID:
+        """The id of the volume numbered ``number`` (someone else's is NotFound)."""
+        query = sa.select(volumes.c.id).where(volumes.c.number == number)
+        if owner is not None:
+            query = query.where(volumes.c.owner == owner)
+        with self._engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        if found is None:
+            raise NotFound(f"volume {number} not found")
+        return UUID(str(found))
 
     def get(self, volume_id: UUID, owner: str | None) -> Volume:
         with self._engine.connect() as conn:

@@ -17,7 +17,13 @@ router = APIRouter(prefix="/failovers", tags=["failovers"], route_class=StrictJS
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 def start_failover(body: FailoverCreate, services: ServicesDep, who: PersonDep) -> FailoverOut:
     return FailoverOut.of(
-        services.start_failover(who, body.instance_id, body.reason, body.target_node_id, body.start_empty)
+        services.start_failover(
+            who,
+            services.instance_ref(who, body.instance_id),
+            body.reason,
+            body.target_node_id,
+            body.start_empty,
+        )
     )
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch
+from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, Ref
 from takeover.control.services import InstanceDraft
 
 router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
@@ -22,7 +20,7 @@ def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep)
         body.preferred_region,
         body.failover_enabled,
         body.failover_strategy,
-        body.volume_id,
+        services.volume_ref(who, body.volume_id) if body.volume_id is not None else None,
     )
     return InstanceOut.of(services.create_instance(who, draft))
 
@@ -33,30 +31,34 @@ def list_instances(services: ServicesDep, who: PersonDep) -> list[InstanceOut]:
 
 
 @router.get("/{instance_id}")
-def get_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> InstanceOut:
-    return InstanceOut.of(services.get_instance(who, instance_id))
+def get_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> InstanceOut:
+    return InstanceOut.of(services.get_instance(who, services.instance_ref(who, instance_id)))
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> Response:
-    services.delete_instance(who, instance_id)
+def delete_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> Response:
+    services.delete_instance(who, services.instance_ref(who, instance_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.patch("/{instance_id}")
 def update_instance(
-    instance_id: UUID, body: InstancePatch, services: ServicesDep, who: PersonDep
+    instance_id: Ref, body: InstancePatch, services: ServicesDep, who: PersonDep
 ) -> InstanceOut:
     """Failover settings: failover_strategy, failover_enabled, preferred_region."""
-    return InstanceOut.of(services.update_instance(who, instance_id, body.model_dump(exclude_unset=True)))
+    return InstanceOut.of(
+        services.update_instance(
+            who, services.instance_ref(who, instance_id), body.model_dump(exclude_unset=True)
+        )
+    )
 
 
 @router.post("/{instance_id}/snapshot", status_code=status.HTTP_202_ACCEPTED)
-def snapshot_instance(instance_id: UUID, services: ServicesDep, who: PersonDep) -> InstanceOut:
+def snapshot_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> InstanceOut:
     """Its node snapshots it after its next heartbeat; ``last_snapshot`` then names a newer snapshot."""
-    return InstanceOut.of(services.request_snapshot(who, instance_id))
+    return InstanceOut.of(services.request_snapshot(who, services.instance_ref(who, instance_id)))
 
 
 @router.post("/{instance_id}/assign")
-def assign_instance(instance_id: UUID, body: AssignIn, services: ServicesDep, _: AdminDep) -> InstanceOut:
-    return InstanceOut.of(services.assign_instance(instance_id, body.node_id))
+def assign_instance(instance_id: Ref, body: AssignIn, services: ServicesDep, who: AdminDep) -> InstanceOut:
+    return InstanceOut.of(services.assign_instance(services.instance_ref(who, instance_id), body.node_id))

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from dataclasses import asdict
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
 from takeover.api.deps import PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import ExecuteIn, StrategyParam, VolumeCreate, VolumeFailoverIn, VolumeOut
+from takeover.api.schemas import (
+    EXECUTE_NOT_ACTED_ON,
+    VOLUME_FAILOVER_NOT_ACTED_ON,
+    ExecuteIn,
+    Ref,
+    StrategyParam,
+    VolumeCreate,
+    VolumeFailoverIn,
+    VolumeOut,
+    not_acted_on,
+)
 from takeover.control.services import Services
 from takeover.domain.failover import Failover
 
@@ -32,29 +42,30 @@ async def _finished(services: Services, failover: Failover) -> Failover:
 async def execute(body: ExecuteIn, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
     """Fail the instance over now and answer when it is done (success) or has failed."""
     orchestrator = services.orchestrator
-    failover = await asyncio.to_thread(orchestrator.start, who, body.machine_id, body.force_strategy)
+    machine_id = services.instance_ref(who, body.machine_id)
+    failover = await asyncio.to_thread(orchestrator.start, who, machine_id, body.force_strategy)
     done = await _finished(services, failover)
     response = await asyncio.to_thread(orchestrator.response, done)
     if done.is_open:
         response["error"] = (
             f"still running after {orchestrator.execute_timeout:.0f} s; see GET /api/v1/failovers/{done.id}"
         )
-    return response
+    return {**response, "not_acted_on": not_acted_on(body, EXECUTE_NOT_ACTED_ON)}
 
 
 @router.get("/readiness/{machine_id}")
-def readiness(machine_id: UUID, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
-    return services.orchestrator.readiness(who, machine_id)
+def readiness(machine_id: Ref, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.readiness(who, services.instance_ref(who, machine_id))
 
 
 @router.get("/status/{machine_id}")
-def failover_status(machine_id: UUID, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
-    return services.orchestrator.status(who, machine_id)
+def failover_status(machine_id: Ref, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.status(who, services.instance_ref(who, machine_id))
 
 
 @router.post("/test/{machine_id}")
 async def trial_failover(
-    machine_id: UUID,
+    machine_id: Ref,
     services: ServicesDep,
     who: PersonDep,
     strategy: Annotated[StrategyParam | None, Query(description="strategy to test")] = None,
@@ -62,9 +73,10 @@ async def trial_failover(
 ) -> dict[str, Any]:
     """dry_run=true (the default) computes the plan and writes nothing; false runs it for real."""
     orchestrator = services.orchestrator
+    instance_id = services.instance_ref(who, machine_id)
     if dry_run:
-        return await asyncio.to_thread(orchestrator.dry_run, who, machine_id, strategy)
-    failover = await asyncio.to_thread(orchestrator.start, who, machine_id, strategy)
+        return await asyncio.to_thread(orchestrator.dry_run, who, instance_id, strategy)
+    failover = await asyncio.to_thread(orchestrator.start, who, instance_id, strategy)
     done = await _finished(services, failover)
     return {"dry_run": False, **(await asyncio.to_thread(orchestrator.response, done))}
 
@@ -89,8 +101,16 @@ def strategies(services: ServicesDep, _: PersonDep) -> dict[str, Any]:
 
 @router.post("/regional-volume/create")
 def create_volume(body: VolumeCreate, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
-    volume = services.orchestrator.create_volume(who, body.name, body.region, body.size_gb)
-    return {"success": True, "volume_id": volume.id, "region": volume.region, "size_gb": volume.size_gb}
+    name = body.name or f"volume-{body.region}-{secrets.token_hex(3)}".lower()
+    volume = services.orchestrator.create_volume(who, name, body.region, body.size_gb)
+    return {
+        "success": True,
+        "volume_id": volume.id,
+        "number": volume.number,
+        "name": volume.name,
+        "region": volume.region,
+        "size_gb": volume.size_gb,
+    }
 
 
 @router.post("/regional-volume/failover")
@@ -98,7 +118,11 @@ async def volume_failover(body: VolumeFailoverIn, services: ServicesDep, who: Pe
     orchestrator = services.orchestrator
     started = time.monotonic()
     volume, failover = await asyncio.to_thread(
-        orchestrator.volume_failover, who, body.volume_id, body.preferred_gpus, body.max_price
+        orchestrator.volume_failover,
+        who,
+        services.volume_ref(who, body.volume_id),
+        body.preferred_gpus,
+        body.max_price,
     )
     done = await _finished(services, failover)
     result = await asyncio.to_thread(orchestrator.response, done)
@@ -115,6 +139,7 @@ async def volume_failover(body: VolumeFailoverIn, services: ServicesDep, who: Pe
         "message": "Failover completed successfully" if result["success"] else (result["error"] or "failed"),
         "ssh_host": result["new_ssh_host"],
         "ssh_port": result["new_ssh_port"],
+        "not_acted_on": not_acted_on(body, VOLUME_FAILOVER_NOT_ACTED_ON),
     }
 
 
@@ -139,11 +164,11 @@ def search(
 
 
 @router.get("/regional-volume/{volume_id}")
-def get_volume(volume_id: UUID, services: ServicesDep, who: PersonDep) -> VolumeOut:
-    return VolumeOut.of(services.orchestrator.volume(who, volume_id))
+def get_volume(volume_id: Ref, services: ServicesDep, who: PersonDep) -> VolumeOut:
+    return VolumeOut.of(services.orchestrator.volume(who, services.volume_ref(who, volume_id)))
 
 
 @router.delete("/regional-volume/{volume_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_volume(volume_id: UUID, services: ServicesDep, who: PersonDep) -> Response:
-    services.orchestrator.delete_volume(who, volume_id)
+def delete_volume(volume_id: Ref, services: ServicesDep, who: PersonDep) -> Response:
+    services.orchestrator.delete_volume(who, services.volume_ref(who, volume_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
