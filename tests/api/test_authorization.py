@@ -118,6 +118,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         {"failover_enabled": False},
     ),
     ("POST", "/api/v1/instances/{instance_id}/snapshot"): ("/api/v1/instances/{instance_id}/snapshot", None),
+    ("GET", "/api/v1/instances/{instance_id}/logs"): ("/api/v1/instances/{instance_id}/logs", None),
     ("POST", "/api/v1/instances/{instance_id}/assign"): (
         "/api/v1/instances/{instance_id}/assign",
         {"node_id": "{other_node}"},
@@ -219,6 +220,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/api/v1/instances/{instance_id}"): (204, 204, 404, 403, 403, 401, 401),
     ("PATCH", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401),
     ("POST", "/api/v1/instances/{instance_id}/snapshot"): (409, 409, 404, 403, 403, 401, 401),
+    ("GET", "/api/v1/instances/{instance_id}/logs"): (200, 200, 404, 403, 403, 401, 401),
     ("POST", "/api/v1/instances/{instance_id}/assign"): (409, 403, 403, 403, 403, 401, 401),
     ("POST", "/api/v1/failovers"): (202, 202, 404, 403, 403, 401, 401),
     ("GET", "/api/v1/failovers"): (200, 200, 200, 403, 403, 401, 401),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.api.pool import Pool
+from tests.api.pool import NodeHandle, Pool
 
 
 def test_register_shows_the_token_once_and_stores_only_its_hash(pool: Pool, client: TestClient) -> None:
@@ -131,3 +131,36 @@ def test_instances_created_at_once_spread_over_equal_nodes(pool: Pool) -> None:
         pool.beat(n)
     placed = [pool.instance(f"web-{i}")["node_id"] for i in range(3)]
     assert sorted(placed) == sorted(n.id for n in nodes)
+
+
+def test_a_runner_s_output_shipped_in_heartbeats_is_read_back_by_its_owner(
+    pool: Pool, client: TestClient
+) -> None:
+    n1, n2 = pool.node("n1"), pool.node("n2")
+    pool.beat(n1, cpu=0.0)
+    pool.beat(n2, cpu=0.9)
+    web = pool.instance("web")
+    assert web["node_id"] == n1.id
+
+    def ship(node: NodeHandle, epoch: int, text: str) -> None:
+        report = {"id": web["id"], "epoch": epoch, "state": "running", "log": text}
+        response = client.post(
+            f"/api/v1/nodes/{node.id}/heartbeat",
+            json={"cpu_load": 0.1, "memory_load": 0.1, "instances": [report]},
+            headers={"Authorization": f"Bearer {node.token}"},
+        )
+        assert response.status_code == 200, response.text
+
+    ship(n1, 1, "started\n")
+    ship(n1, 1, "served one\n")
+    ship(n1, 0, "a replaced runner's\n")  # not the current epoch: dropped
+    ship(n2, 1, "not its node\n")  # n2 does not hold it: dropped
+    page = client.get(f"/api/v1/instances/{web['id']}/logs").json()
+    assert [c["text"] for c in page["chunks"]] == ["started\n", "served one\n"]
+    assert {c["node_id"] for c in page["chunks"]} == {n1.id}
+    ship(n1, 1, "later\n")
+    newer = client.get(f"/api/v1/instances/{web['number']}/logs", params={"after": page["next"]}).json()
+    assert [c["text"] for c in newer["chunks"]] == ["later\n"]
+    bob = client.post("/api/v1/tokens", json={"role": "user", "subject": "bob"}).json()["token"]
+    hidden = client.get(f"/api/v1/instances/{web['id']}/logs", headers={"Authorization": f"Bearer {bob}"})
+    assert hidden.status_code == 404

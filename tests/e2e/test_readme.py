@@ -35,11 +35,13 @@ wait_for() {  # what a person does: look again until it is so (up to 60 s)
   echo "gave up waiting for: $1" >&2; return 1
 }
 """
-# After which tour line to wait for what (a substring of the line -> a shell condition).
+# After which tour line to wait for what (a substring of the line -> a shell condition; no
+# grep -q, which could end a pipe early and fail it under pipefail).
 WAITS = {
     "NODE_NAME=vps-2": "[ \"$($T nodes list -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')\" = 2 ]",
-    "instances create web": '$T instances show web -o json | grep -q \'"state": "running"\'',
-    "failover start web": '$T failover list -o json | grep -q \'"status": "completed"\'',
+    "instances create web": '$T instances show web -o json | grep \'"state": "running"\' '
+    "&& $T instances logs web | grep 'counter serving'",
+    "failover start web": '$T failover list -o json | grep \'"status": "completed"\'',
 }
 
 
@@ -85,6 +87,7 @@ def test_the_readme_tour_works_verbatim(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert re.search(r'"count": 1\b', output), "the counter did not answer: " + output[-2000:]
     assert re.search(r"snapshot [0-9]{12}-\S+ stored", output)
+    assert re.search(r"counter serving on port \d+ at epoch 1, count 0", output)  # instances logs
     assert re.search(r"user token for alice \(id [0-9a-f-]+\):\ntko_", output)
 
 

@@ -34,6 +34,8 @@ from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 log = structlog.get_logger("takeover.agent")
 _TICK = 0.1
 _FENCE_GRACE = 1.0  # a fenced instance gets this long after SIGTERM before SIGKILL
+_LOG_CHUNK = 16 * 1024  # bytes of one instance's output per heartbeat
+_LOG_BUDGET = 256 * 1024  # of all of them together: a heartbeat body stays far under its 1 MiB limit
 
 
 class AgentError(Exception):
@@ -169,10 +171,11 @@ class Agent:
 
     def heartbeat(self) -> bool:
         assert self.credentials is not None
+        reports, shipped = self._reports()
         body = {
             **self._metrics(),
             "avg_latency_ms": round(self.latency_ms, 2),
-            "instances": [self._report(r) for r in self.runners.values()],
+            "instances": reports,
             "standbys": [
                 {"id": c.instance_id, "snapshot": c.manifest.id if c.manifest else None}
                 for c in self.warm.values()
@@ -208,6 +211,8 @@ class Agent:
         self.sync_interval = float(reply.get("sync_interval", self.sync_interval))
         for copy in reported_syncs:
             copy.to_report = False
+        for runner, end in shipped:
+            runner.log_shipped = end
         if self.fenced:
             log.info("control plane reachable again; no longer fenced")
             self.fenced = False
@@ -222,6 +227,21 @@ class Agent:
             "cpu_load": round(min(1.0, os.getloadavg()[0] / cores), 4),
             "memory_load": round(psutil.virtual_memory().percent / 100, 4),
         }
+
+    def _reports(self) -> tuple[list[dict[str, Any]], list[tuple[Runner, int]]]:
+        """Each runner's report with its output since the last accepted heartbeat, and where each
+        shipped log would then end (applied only once the control plane accepted it)."""
+        reports, shipped, budget = [], [], _LOG_BUDGET
+        for runner in self.runners.values():
+            report = self._report(runner)
+            if budget > 0:
+                text, end = runner.unsent_log(min(_LOG_CHUNK, budget))
+                if text:
+                    report["log"] = text
+                    shipped.append((runner, end))
+                    budget -= end - runner.log_shipped
+            reports.append(report)
+        return reports, shipped
 
     def _report(self, runner: Runner) -> dict[str, Any]:
         report: dict[str, Any] = {
@@ -301,6 +321,8 @@ class Agent:
         port = int(local.get("port") or self._free_port())
         log_path = self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log"
         runner = Runner(instance_id, item["name"], epoch, spec, workspace, port, log_path, self.policy)
+        # What an earlier runner on this node printed was shipped then, or is history.
+        runner.log_shipped = log_path.stat().st_size if log_path.exists() else 0
         # A request made before this runner existed is answered by its own snapshots anyway.
         runner.snapshot_request = runner.snapshot_served = item.get("snapshot_requested_at")
         self.runners[instance_id] = runner

@@ -57,6 +57,21 @@ class Runner:
     snapshot_request: str | None = None  # the control plane's latest on-demand request
     snapshot_served: str | None = None  # the request the last snapshot answered
     extra_env: dict[str, str] = field(default_factory=dict)
+    log_shipped: int = 0  # bytes of log_path the control plane has acknowledged
+
+    def unsent_log(self, most: int) -> tuple[str, int]:
+        """Output not yet shipped, at most ``most`` bytes cut at a line end where one is, and
+        where it ends. NUL bytes become U+FFFD: the API refuses NUL in text."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_shipped)
+                data = log.read(most)
+        except FileNotFoundError:
+            return "", self.log_shipped
+        if len(data) == most and b"\n" in data:
+            data = data[: data.rindex(b"\n") + 1]
+        text = data.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return text, self.log_shipped + len(data)
 
     def start(self) -> None:
         env = {

@@ -87,10 +87,20 @@ class InstanceReportIn(Request):
     error: Annotated[str, Field(max_length=2000)] | None = None
     restored_from: SnapshotId | None = Field(None, description="snapshot this runner started from")
     last_snapshot: SnapshotId | None = Field(None, description="newest snapshot this runner took")
+    log: Annotated[str, Field(max_length=65_536)] | None = Field(
+        None, description="what the runner printed since the last accepted heartbeat"
+    )
 
     def to_report(self) -> InstanceReport:
         return InstanceReport(
-            self.id, self.epoch, self.state, self.port, self.error, self.restored_from, self.last_snapshot
+            self.id,
+            self.epoch,
+            self.state,
+            self.port,
+            self.error,
+            self.restored_from,
+            self.last_snapshot,
+            self.log,
         )
 
 
@@ -229,6 +239,19 @@ class InstanceOut(BaseModel):
         return cls.model_validate(
             {**data, "spec": {"command": list(spec.command), "env": spec.env, "workspace": spec.workspace}}
         )
+
+
+class LogChunk(BaseModel):
+    id: int
+    epoch: int
+    node_id: UUID
+    at: datetime
+    text: str
+
+
+class LogsOut(BaseModel):
+    chunks: list[LogChunk] = Field(description="oldest first")
+    next: int = Field(description="pass as ?after= to get only what comes next")
 
 
 class FailoverCreate(Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import typer
@@ -121,3 +122,30 @@ def delete(instance: str = Ref) -> None:
     record = resolve.instance(instance)
     call("DELETE", f"/api/v1/instances/{record['id']}")
     out.print(f"instance {record['name']} deleted; its node stops it")
+
+
+@app.command("logs")
+def logs(
+    instance: str = Ref,
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new output until Ctrl-C"),
+    tail: int = typer.Option(100, min=1, max=1000, help="how many of the newest chunks to start with"),
+) -> None:
+    """What the instance printed, on whichever node ran it (its agents ship it in heartbeats)."""
+    instance_id = resolve.instance(instance)["id"]
+    page = call("GET", f"/api/v1/instances/{instance_id}/logs", params={"limit": tail})
+    _write(page["chunks"])
+    try:
+        while follow:
+            time.sleep(1.0)
+            page = call(
+                "GET", f"/api/v1/instances/{instance_id}/logs", params={"after": page["next"], "limit": 1000}
+            )
+            _write(page["chunks"])
+    except KeyboardInterrupt:
+        return
+
+
+def _write(chunks: list[dict[str, object]]) -> None:
+    for chunk in chunks:
+        sys.stdout.write(str(chunk["text"]))
+    sys.stdout.flush()

@@ -214,6 +214,12 @@ class Services:
     def get_instance(self, who: Principal, instance_id: UUID) -> Instance:
         return self.store.instances.get(instance_id, owner_scope(who))
 
+    def instance_logs(
+        self, who: Principal, instance_id: UUID, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        instance = self.store.instances.get(instance_id, owner_scope(who))  # someone else's: NotFound
+        return self.store.logs.read(instance.id, after, limit)
+
     def delete_instance(self, who: Principal, instance_id: UUID) -> None:
         self.store.instances.delete(instance_id, owner_scope(who), self.clock.now())
 

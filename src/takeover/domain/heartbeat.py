@@ -23,6 +23,7 @@ class InstanceReport:
     error: str | None = None
     restored_from: str | None = None
     last_snapshot: str | None = None
+    log: str | None = None  # what the runner printed since the last accepted heartbeat
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     _log_run("start")
+    print(f"counter serving on port {server.server_port} at epoch {EPOCH}, count {COUNTER.value}", flush=True)
     threading.Thread(target=_alive, daemon=True).start()
     server.serve_forever()
 

@@ -8,6 +8,7 @@ from takeover.store.engine import make_engine, migrate, pending_migration
 from takeover.store.failovers import FailoverRepository
 from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
+from takeover.store.logs import LogRepository
 from takeover.store.nodes import HeartbeatResult, NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
 from takeover.store.ratecounts import RateCountRepository
@@ -31,6 +32,7 @@ class Store:
         self.failovers = FailoverRepository(engine, degraded_streak, default_strategy)
         self.tokens = TokenRepository(engine)
         self.volumes = VolumeRepository(engine)
+        self.logs = LogRepository(engine)
         self.region_groups = RegionGroupRepository(engine)
         self.standbys = StandbyRepository(engine, degraded_streak)
         self.pool = PoolRepository(engine)

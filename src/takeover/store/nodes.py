@@ -19,6 +19,7 @@ from takeover.domain.models import Instance, Node, NodeStatus, Role
 from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.logs import append_logs
 from takeover.store.rows import instance_from_row, node_from_row
 from takeover.store.tables import failovers, instances, nodes, tokens
 
@@ -131,6 +132,7 @@ class NodeRepository:
             for _, write in sorted([*writes, *_standby_syncs(accepted, now)], key=lambda w: w[0]):
                 conn.execute(write)
             self._write_nodes(conn, updated, known, now)
+            append_logs(conn, _log_chunks(accepted, held), now)
             standing_by = _standbys(conn, accepted)
         desired: dict[UUID, list[Instance]] = {}
         releasing: dict[UUID, list[Instance]] = {}
@@ -284,6 +286,19 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
         .order_by(instances.c.name)
     )
     return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
+
+
+def _log_chunks(
+    batch: Sequence[Heartbeat], held: Sequence[tuple[Instance, bool]]
+) -> list[tuple[UUID, int, UUID, str]]:
+    """Output of the runners each sender holds at their current epoch; a replaced runner's is dropped."""
+    current = {(i.node_id, i.id, i.epoch) for i, _ in held}
+    return sorted(
+        (r.id, r.epoch, hb.node_id, r.log)
+        for hb in batch
+        for r in hb.instances
+        if r.log and (hb.node_id, r.id, r.epoch) in current
+    )
 
 
 def _standby_syncs(batch: Sequence[Heartbeat], now: datetime) -> list[InstanceWrite]:

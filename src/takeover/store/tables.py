@@ -197,6 +197,20 @@ events = sa.Table(
     sa.Column("data", Json, nullable=False),
 )
 
+# What each instance's runners printed, as their agents shipped it in heartbeats; the newest
+# rows of each instance are kept (store/logs.py).
+instance_logs = sa.Table(
+    "instance_logs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("instance_id", sa.Uuid, sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("node_id", sa.Uuid, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_instance_logs_instance_id", "instance_id", "id"),
+)
+
 region_groups = sa.Table(
     "region_groups",
     metadata,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, Ref
+from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, LogsOut, Ref
 from takeover.control.services import InstanceDraft
 
 router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
@@ -62,3 +64,16 @@ def snapshot_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -
 @router.post("/{instance_id}/assign")
 def assign_instance(instance_id: Ref, body: AssignIn, services: ServicesDep, who: AdminDep) -> InstanceOut:
     return InstanceOut.of(services.assign_instance(services.instance_ref(who, instance_id), body.node_id))
+
+
+@router.get("/{instance_id}/logs")
+def instance_logs(
+    instance_id: Ref,
+    services: ServicesDep,
+    who: PersonDep,
+    after: Annotated[int, Query(ge=0, description="the last chunk id you have: newer ones only")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LogsOut:
+    """What its runners printed, shipped by their agents in heartbeats (the newest are kept)."""
+    chunks = services.instance_logs(who, services.instance_ref(who, instance_id), after, limit)
+    return LogsOut(chunks=chunks, next=chunks[-1]["id"] if chunks else after)
