@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from takeover.domain.errors import Conflict, Contended, FencedOut, StoreUnavailable
+from takeover.domain.errors import Conflict, Contended, FencedOut, NotFound, StoreUnavailable
 from takeover.ports import LeaseToken
 from takeover.store.engine import WRITE_OPTION
 from takeover.store.tables import events, leases
@@ -82,3 +83,15 @@ def next_number(conn: sa.Connection, table: sa.Table) -> int:
         )
     highest = conn.execute(sa.select(sa.func.max(table.c.number))).scalar_one_or_none()
     return int(highest or 0) + 1
+
+
+def id_by_number(engine: sa.Engine, table: sa.Table, number: int, owner: str | None) -> UUID:
+    """The id of the row of ``table`` numbered ``number``; someone else's is NotFound."""
+    query = sa.select(table.c.id).where(table.c.number == number)
+    if owner is not None:
+        query = query.where(table.c.owner == owner)
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"{table.name.removesuffix('s')} {number} not found")
+    return UUID(str(found))

@@ -14,7 +14,7 @@ from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.ports import LeaseToken
-from takeover.store.base import check_fence, next_number, record_event, transaction
+from takeover.store.base import check_fence, id_by_number, next_number, record_event, transaction
 from takeover.store.nodes import claim_slot, get_node, release_slot, select_node, take_slot
 from takeover.store.rows import NEW_RUNNER, instance_from_row, spec_to_json
 from takeover.store.tables import failovers, instances, nodes, volumes
@@ -63,15 +63,7 @@ class InstanceRepository:
             return placed
 
     def id_of(self, number: int, owner: str | None) -> UUID:
-        """The id of the instance numbered ``number`` (someone else's is NotFound)."""
-        query = sa.select(instances.c.id).where(instances.c.number == number)
-        if owner is not None:
-            query = query.where(instances.c.owner == owner)
-        with self._engine.connect() as conn:
-            found = conn.execute(query).scalar_one_or_none()
-        if found is None:
-            raise NotFound(f"instance {number} not found")
-        return UUID(str(found))
+        return id_by_number(self._engine, instances, number, owner)
 
     def get(self, instance_id: UUID, owner: str | None = None) -> Instance:
         """``owner`` set: someone else's instance is NotFound, as if it did not exist."""

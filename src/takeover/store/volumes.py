@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.models import Volume
-from takeover.store.base import next_number, record_event, transaction
+from takeover.store.base import id_by_number, next_number, record_event, transaction
 from takeover.store.tables import instances, volumes
 
 
@@ -69,15 +69,7 @@ class VolumeRepository:
             return replace(volume, number=number)
 
     def id_of(self, number: int, owner: str | None) -> UUID:
-        """The id of the volume numbered ``number`` (someone else's is NotFound)."""
-        query = sa.select(volumes.c.id).where(volumes.c.number == number)
-        if owner is not None:
-            query = query.where(volumes.c.owner == owner)
-        with self._engine.connect() as conn:
-            found = conn.execute(query).scalar_one_or_none()
-        if found is None:
-            raise NotFound(f"volume {number} not found")
-        return UUID(str(found))
+        return id_by_number(self._engine, volumes, number, owner)
 
     def get(self, volume_id: UUID, owner: str | None) -> Volume:
         with self._engine.connect() as conn:
