@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from takeover.cli.client import call
+from takeover.cli.output import Output, OutputOption, emit
 from takeover.cli.tables import out, print_table
 
 app = typer.Typer(
@@ -21,19 +22,24 @@ def create(
         "/api/v1/failover/regional-volume/create",
         json={"name": name, "region": region, "size_gb": size_gb},
     )
-    out.print(f"volume {volume['volume_id']} in {volume['region']}")
+    out.print(
+        f"volume {volume['name']} (number {volume['number']}, id {volume['volume_id']}) in {volume['region']}"
+    )
 
 
 @app.command("list")
-def list_volumes() -> None:
+def list_volumes(output: Output = OutputOption) -> None:
     rows = call("GET", "/api/v1/failover/regional-volume/list")["volumes"]
-    print_table("volumes", ("name", "volume_id", "region", "size_gb", "status", "attached_to"), rows)
+    emit(
+        "volumes", rows, ("name", "number", "volume_id", "region", "size_gb", "status", "attached_to"), output
+    )
 
 
 @app.command("delete")
-def delete(volume_id: str) -> None:
-    call("DELETE", f"/api/v1/failover/regional-volume/{volume_id}")
-    out.print(f"volume {volume_id} deleted (its directory on the region's storage is left in place)")
+def delete(volume: str = typer.Argument(help="the volume's id or number")) -> None:
+    """Forget a volume no instance uses; its directory on the region's storage is left in place."""
+    call("DELETE", f"/api/v1/failover/regional-volume/{volume}")
+    out.print(f"volume {volume} deleted (its directory on the region's storage is left in place)")
 
 
 @app.command("search")
