@@ -92,6 +92,26 @@ def test_warm_pool_promotes_the_standby_and_makes_a_new_one(tmp_path: Path) -> N
         assert cluster.node_name(renewed["standby_node_id"]) in ("b", "c")
 
 
+def test_a_warm_copy_is_promoted_from_what_it_holds_when_every_snapshot_is_refused(tmp_path: Path) -> None:
+    """The store's manifests turn to garbage after the standby synced: it starts from its copy."""
+    with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
+        cluster.start_control_plane()
+        cluster.start_agent("a")
+        web = serving_first(cluster, "web", failover_strategy="warm_pool")
+        cluster.start_agent("b")
+        acked = [cluster.hit(web["id"]) for _ in range(3)]
+        moment = time.time()
+        snapshotted(cluster, web["id"], moment)
+        held = standby_synced(cluster, web["id"], moment)["standby_snapshot"]
+        cluster.kill_agent("a")
+        for manifest in (cluster.snapshot_dir / "snapshots" / web["id"]).glob("*.json"):
+            manifest.write_bytes(b"garbage")
+        moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 30, "web on its standby")
+        assert cluster.node_name(moved["node_id"]) == "b"
+        assert SnapshotRef.parse(moved["restored_from"]) >= SnapshotRef.parse(held)
+        assert cluster.hit(web["id"]) == acked[-1] + 1  # every acknowledged request, nothing lost
+
+
 def test_both_falls_back_to_a_snapshot_when_the_standby_dies_too(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, timings=TIMINGS) as cluster:
         cluster.start_control_plane()

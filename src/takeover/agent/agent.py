@@ -457,7 +457,8 @@ class Agent:
 
     def _sync_warm(self, copy: WarmCopy) -> None:
         def done(restored: Any) -> None:
-            copy.manifest, copy.to_report = restored.manifest, True
+            # Nothing verifiable in the store (all refused): the copy still holds what it had.
+            copy.manifest, copy.to_report = restored.manifest or copy.manifest, True
 
         def failed(exc: Exception) -> None:
             log.error("warm copy sync failed", instance=copy.instance_id, error=str(exc))
