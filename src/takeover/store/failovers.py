@@ -329,11 +329,12 @@ class FailoverRepository:
                 tried_node_ids=tried,
                 attempt_log=log,
             )
+            name = conn.execute(sa.select(nodes.c.name).where(nodes.c.id == target)).scalar_one()
             record_event(
                 conn,
                 "failover.placed",
                 failover.id,
-                f"{instance.name} placed on {target} at epoch {epoch}",
+                f"{instance.name} placed on {name} ({plan.strategy.value}) at epoch {epoch}",
                 now,
             )
             return _get(conn, failover.id, None)
