@@ -253,3 +253,9 @@ def test_invalid_parameters_under_failover_are_400_naming_the_field(client: Test
     assert bad.json()["detail"][0]["loc"][:2] == ["body", "machine_id"]
     elsewhere = client.post("/api/v1/failovers", json={"instance_id": "not-an-id"})
     assert elsewhere.status_code == 422  # FastAPI's convention outside document 002's endpoints
+
+
+def test_a_nul_in_a_query_under_failover_is_a_400_too(client: TestClient) -> None:
+    response = client.get("/api/v1/failover/regional-volume/search/US?gpu_name=a%00b")
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["loc"] == ["query", "gpu_name"]

@@ -9,10 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from takeover.api.inputs import validation_errors
+from takeover.api.inputs import ORCHESTRATOR_PREFIX, validation_errors
 from takeover.domain import errors
 
-ORCHESTRATOR_PREFIX = "/api/v1/failover/"
 STATUS: list[tuple[type[errors.TakeoverError], int]] = [
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _SUSPECT = (b"\\u0000", b"\\ud", b"\\uD", b"NaN", b"Infinity")
+ORCHESTRATOR_PREFIX = "/api/v1/failover/"  # document 002's endpoints answer invalid input with 400
 
 
 Loc = list[str | int]
@@ -106,7 +107,8 @@ class RefuseNul:
             where = _nul_in(scope)
             if where is not None:
                 detail = [{"type": "nul_character", "loc": where, "msg": "NUL characters are not allowed"}]
-                await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+                status = 400 if scope["path"].startswith(ORCHESTRATOR_PREFIX) else 422
+                await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
