@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from takeover.api.schemas import Ref
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden
@@ -60,3 +62,21 @@ async def require_person(who: PrincipalDep) -> Principal:
 
 AdminDep = Annotated[Principal, Depends(require_admin)]
 PersonDep = Annotated[Principal, Depends(require_person)]
+
+
+# Path ids: a UUID, or the short number document 002's requests carry, resolved once here.
+def _instance_id(instance_id: Ref, services: ServicesDep, who: PrincipalDep) -> UUID:
+    return services.instance_ref(who, instance_id)
+
+
+def _machine_id(machine_id: Ref, services: ServicesDep, who: PrincipalDep) -> UUID:
+    return services.instance_ref(who, machine_id)
+
+
+def _volume_id(volume_id: Ref, services: ServicesDep, who: PrincipalDep) -> UUID:
+    return services.volume_ref(who, volume_id)
+
+
+InstanceIdDep = Annotated[UUID, Depends(_instance_id)]
+MachineIdDep = Annotated[UUID, Depends(_machine_id)]
+VolumeIdDep = Annotated[UUID, Depends(_volume_id)]

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.deps import AdminDep, InstanceIdDep, PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, LogsOut, Ref
+from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, LogsOut
 from takeover.control.services import InstanceDraft
 
 router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
@@ -33,47 +33,45 @@ def list_instances(services: ServicesDep, who: PersonDep) -> list[InstanceOut]:
 
 
 @router.get("/{instance_id}")
-def get_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> InstanceOut:
-    return InstanceOut.of(services.get_instance(who, services.instance_ref(who, instance_id)))
+def get_instance(instance_id: InstanceIdDep, services: ServicesDep, who: PersonDep) -> InstanceOut:
+    return InstanceOut.of(services.get_instance(who, instance_id))
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> Response:
-    services.delete_instance(who, services.instance_ref(who, instance_id))
+def delete_instance(instance_id: InstanceIdDep, services: ServicesDep, who: PersonDep) -> Response:
+    services.delete_instance(who, instance_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.patch("/{instance_id}")
 def update_instance(
-    instance_id: Ref, body: InstancePatch, services: ServicesDep, who: PersonDep
+    instance_id: InstanceIdDep, body: InstancePatch, services: ServicesDep, who: PersonDep
 ) -> InstanceOut:
     """Failover settings: failover_strategy, failover_enabled, preferred_region."""
-    return InstanceOut.of(
-        services.update_instance(
-            who, services.instance_ref(who, instance_id), body.model_dump(exclude_unset=True)
-        )
-    )
+    return InstanceOut.of(services.update_instance(who, instance_id, body.model_dump(exclude_unset=True)))
 
 
 @router.post("/{instance_id}/snapshot", status_code=status.HTTP_202_ACCEPTED)
-def snapshot_instance(instance_id: Ref, services: ServicesDep, who: PersonDep) -> InstanceOut:
+def snapshot_instance(instance_id: InstanceIdDep, services: ServicesDep, who: PersonDep) -> InstanceOut:
     """Its node snapshots it after its next heartbeat; ``last_snapshot`` then names a newer snapshot."""
-    return InstanceOut.of(services.request_snapshot(who, services.instance_ref(who, instance_id)))
+    return InstanceOut.of(services.request_snapshot(who, instance_id))
 
 
 @router.post("/{instance_id}/assign")
-def assign_instance(instance_id: Ref, body: AssignIn, services: ServicesDep, who: AdminDep) -> InstanceOut:
-    return InstanceOut.of(services.assign_instance(services.instance_ref(who, instance_id), body.node_id))
+def assign_instance(
+    instance_id: InstanceIdDep, body: AssignIn, services: ServicesDep, _: AdminDep
+) -> InstanceOut:
+    return InstanceOut.of(services.assign_instance(instance_id, body.node_id))
 
 
 @router.get("/{instance_id}/logs")
 def instance_logs(
-    instance_id: Ref,
+    instance_id: InstanceIdDep,
     services: ServicesDep,
     who: PersonDep,
     after: Annotated[int, Query(ge=0, description="the last chunk id you have: newer ones only")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LogsOut:
     """What its runners printed, shipped by their agents in heartbeats (the newest are kept)."""
-    chunks = services.instance_logs(who, services.instance_ref(who, instance_id), after, limit)
+    chunks = services.instance_logs(who, instance_id, after, limit)
     return LogsOut(chunks=chunks, next=chunks[-1]["id"] if chunks else after)

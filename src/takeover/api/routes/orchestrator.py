@@ -10,13 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from takeover.api.deps import PersonDep, ServicesDep
+from takeover.api.deps import MachineIdDep, PersonDep, ServicesDep, VolumeIdDep
 from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import (
     EXECUTE_NOT_ACTED_ON,
     VOLUME_FAILOVER_NOT_ACTED_ON,
     ExecuteIn,
-    Ref,
     StrategyParam,
     VolumeCreate,
     VolumeFailoverIn,
@@ -54,18 +53,18 @@ async def execute(body: ExecuteIn, services: ServicesDep, who: PersonDep) -> dic
 
 
 @router.get("/readiness/{machine_id}")
-def readiness(machine_id: Ref, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
-    return services.orchestrator.readiness(who, services.instance_ref(who, machine_id))
+def readiness(machine_id: MachineIdDep, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.readiness(who, machine_id)
 
 
 @router.get("/status/{machine_id}")
-def failover_status(machine_id: Ref, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
-    return services.orchestrator.status(who, services.instance_ref(who, machine_id))
+def failover_status(machine_id: MachineIdDep, services: ServicesDep, who: PersonDep) -> dict[str, Any]:
+    return services.orchestrator.status(who, machine_id)
 
 
 @router.post("/test/{machine_id}")
 async def trial_failover(
-    machine_id: Ref,
+    machine_id: MachineIdDep,
     services: ServicesDep,
     who: PersonDep,
     strategy: Annotated[StrategyParam | None, Query(description="strategy to test")] = None,
@@ -73,10 +72,9 @@ async def trial_failover(
 ) -> dict[str, Any]:
     """dry_run=true (the default) computes the plan and writes nothing; false runs it for real."""
     orchestrator = services.orchestrator
-    instance_id = services.instance_ref(who, machine_id)
     if dry_run:
-        return await asyncio.to_thread(orchestrator.dry_run, who, instance_id, strategy)
-    failover = await asyncio.to_thread(orchestrator.start, who, instance_id, strategy)
+        return await asyncio.to_thread(orchestrator.dry_run, who, machine_id, strategy)
+    failover = await asyncio.to_thread(orchestrator.start, who, machine_id, strategy)
     done = await _finished(services, failover)
     return {"dry_run": False, **(await asyncio.to_thread(orchestrator.response, done))}
 
@@ -164,11 +162,11 @@ def search(
 
 
 @router.get("/regional-volume/{volume_id}")
-def get_volume(volume_id: Ref, services: ServicesDep, who: PersonDep) -> VolumeOut:
-    return VolumeOut.of(services.orchestrator.volume(who, services.volume_ref(who, volume_id)))
+def get_volume(volume_id: VolumeIdDep, services: ServicesDep, who: PersonDep) -> VolumeOut:
+    return VolumeOut.of(services.orchestrator.volume(who, volume_id))
 
 
 @router.delete("/regional-volume/{volume_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_volume(volume_id: Ref, services: ServicesDep, who: PersonDep) -> Response:
-    services.orchestrator.delete_volume(who, services.volume_ref(who, volume_id))
+def delete_volume(volume_id: VolumeIdDep, services: ServicesDep, who: PersonDep) -> Response:
+    services.orchestrator.delete_volume(who, volume_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
