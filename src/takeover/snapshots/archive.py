@@ -156,11 +156,12 @@ def take_snapshot(
     sizes = _packed_sizes(previous)
     with ThreadPoolExecutor(_WORKERS) as pool:
         intact = list(pool.map(lambda i: _chunks_intact(store, files[i]), unread))
+        for index, ok in zip(unread, intact, strict=True):
+            if not ok:  # unchanged, but naming a chunk the store lost or damaged: read it again
+                old = files[index]
+                files[index] = FileEntry(old.path, old.mode, old.size, old.mtime_ns, [])
         kept = {i for i, ok in zip(unread, intact, strict=True) if ok}
         to_read = [i for i in range(len(files)) if i not in kept]
-        for index in to_read:  # new, changed, or naming a chunk the store lost: read it
-            old = files[index]
-            files[index] = FileEntry(old.path, old.mode, old.size, old.mtime_ns, [])
         jobs = [(i, off) for i in to_read for off in range(0, files[i].size, CHUNK_BYTES)]
         results = list(
             pool.map(lambda job: _store_chunk(store, workspace / files[job[0]].path, job[1], sizes), jobs)
@@ -200,14 +201,21 @@ def _packed_sizes(manifest: Manifest | None) -> dict[str, int]:
     return {d: n for f in manifest.files for d, n in zip(f.chunks, f.packed, strict=False)}
 
 
-def chunk_intact(store: ObjectStore, digest: str, packed: int | None) -> bool:
-    """The cheap check of a chunk a manifest names: present, not empty, the size it was stored with."""
+def chunk_size_problem(store: ObjectStore, digest: str, packed: int | None) -> str | None:
+    """The cheap check of a chunk a manifest names (present, not empty, the size it was stored
+    with): what is wrong, or None."""
     size = store.chunk_size(digest)
-    return size is not None and size > 0 and (packed is None or size == packed)
+    if size is None:
+        return "missing"
+    if size == 0:
+        return "empty (0 bytes)"
+    if packed is not None and size != packed:
+        return f"stored size {size} B, recorded {packed} B"
+    return None
 
 
 def _chunks_intact(store: ObjectStore, entry: FileEntry) -> bool:
-    return all(chunk_intact(store, d, n) for d, n in entry_chunks(entry))
+    return all(chunk_size_problem(store, d, n) is None for d, n in entry_chunks(entry))
 
 
 def entry_chunks(entry: FileEntry) -> list[tuple[str, int | None]]:

@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from takeover.ports import ObjectStore
-from takeover.snapshots.archive import CorruptSnapshot, Manifest, entry_chunks, unpack_chunk
+from takeover.snapshots.archive import (
+    CorruptSnapshot,
+    Manifest,
+    chunk_size_problem,
+    entry_chunks,
+    unpack_chunk,
+)
 
 _WORKERS = 8
 
@@ -92,15 +98,9 @@ def _chunk_problem(
     store: ObjectStore, digest: str, packed: int | None, read_data: bool
 ) -> tuple[str | None, int]:
     """(what is wrong with the chunk or None, bytes read)."""
-    size = store.chunk_size(digest)
-    if size is None:
-        return "missing", 0
-    if size == 0:
-        return "empty (0 bytes)", 0
-    if packed is not None and size != packed:
-        return f"stored size {size} B, recorded {packed} B", 0
-    if not read_data:
-        return None, 0
+    problem = chunk_size_problem(store, digest, packed)
+    if problem is not None or not read_data:
+        return problem, 0
     data = store.get_chunk(digest)
     if data is None:
         return "missing", 0
