@@ -147,7 +147,7 @@ class Services:
         if who.role is Role.NODE and who.subject != str(node_id):
             raise Forbidden("a node token may read only its own node")
         node = self.store.nodes.get(node_id)
-        if not (who.role is not Role.USER or node.status is NodeStatus.ONLINE):
+        if who.role is Role.USER and node.status is not NodeStatus.ONLINE:
             raise NotFound(f"node {node_id} not found")
         return node
 

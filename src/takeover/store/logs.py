@@ -44,11 +44,14 @@ class LogRepository:
 
     def read(self, instance_id: UUID, after: int, limit: int) -> list[dict[str, Any]]:
         """Chunks newer than ``after`` (a chunk id), oldest first; ``after=0`` with a limit: the tail."""
-        query = sa.select(instance_logs).where(instance_logs.c.instance_id == instance_id)
-        if after:
-            query = query.where(instance_logs.c.id > after).order_by(instance_logs.c.id).limit(limit)
-            with self._engine.connect() as conn:
-                return [dict(r._mapping) for r in conn.execute(query)]
-        query = query.order_by(instance_logs.c.id.desc()).limit(limit)
+        tail = not after
+        order = instance_logs.c.id.desc() if tail else instance_logs.c.id
+        query = (
+            sa.select(instance_logs)
+            .where(instance_logs.c.instance_id == instance_id, instance_logs.c.id > after)
+            .order_by(order)
+            .limit(limit)
+        )
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in reversed(conn.execute(query).all())]
+            rows = conn.execute(query).all()
+        return [dict(r._mapping) for r in (reversed(rows) if tail else rows)]
