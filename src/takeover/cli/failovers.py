@@ -33,10 +33,11 @@ def list_failovers(
     )
 
 
-def _describe(rows: list[dict[str, Any]], output: Output) -> None:
-    """Names and readable figures beside the ids, for people (JSON keeps the records as they are)."""
+def _describe(rows: list[dict[str, Any]], output: Output) -> dict[str, str]:
+    """Names and readable figures beside the ids, for people (JSON keeps the records as they are);
+    the node names it used."""
     if output is Output.JSON:
-        return
+        return {}
     names = {i["id"]: i["name"] for i in call("GET", "/api/v1/instances")}
     nodes = resolve.node_names()
     for row in rows:
@@ -48,6 +49,7 @@ def _describe(rows: list[dict[str, Any]], output: Output) -> None:
         row["took"] = f"{total / 1000:.1f} s" if total is not None else "-"
         age = row["backup_age_s"]
         row["snap_age"] = f"{age:.1f} s" if age is not None else "-"
+    return nodes
 
 
 @app.command("show")
@@ -55,11 +57,11 @@ def show(
     failover: str = typer.Argument(help="the failover's id or the start of it"), output: Output = OutputOption
 ) -> None:
     """One failover: steps and their timings, every attempt, the snapshot restored and its age."""
-    record = call("GET", f"/api/v1/failovers/{resolve.failover(failover)['id']}")
+    record = resolve.failover(failover)
     if output is Output.JSON:
         emit_one("failover", record, output)
         return
-    _describe([record], output)
+    nodes = _describe([record], output)
     out.print(
         f"failover {record['id']} of {record['instance']}: {record['reason']}, {record['status']}"
         f" ({record['route']}, {record['took']})"
@@ -73,8 +75,7 @@ def show(
     steps = [{"step": k.removesuffix("_ms"), "ms": v} for k, v in record["timings"].items()]
     print_table("steps", ("step", "ms"), steps)
     attempts = [
-        {**a, "node": resolve.node_names().get(a.get("node_id") or "", a.get("node_id"))}
-        for a in record["attempt_log"]
+        {**a, "node": nodes.get(a.get("node_id") or "", a.get("node_id"))} for a in record["attempt_log"]
     ]
     print_table("attempts", ("strategy", "node", "ms", "error"), attempts)
 

@@ -35,7 +35,7 @@ def list_instances(output: Output = OutputOption) -> None:
 @app.command("show")
 def show(instance: str = Ref, output: Output = OutputOption) -> None:
     """Everything about one instance, including where it serves now (endpoint)."""
-    record = call("GET", f"/api/v1/instances/{resolve.instance(instance)['id']}")
+    record = resolve.instance(instance)
     emit_one(record["name"], record, output)
 
 

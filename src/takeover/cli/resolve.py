@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 import typer
 
@@ -40,7 +41,11 @@ def node(ref: str) -> dict[str, Any]:
 
 
 def failover(ref: str) -> dict[str, Any]:
-    return pick("failover", ref, call("GET", "/api/v1/failovers"), names=False)
+    """A full id is asked for directly: the list holds only the newest 500."""
+    try:
+        return dict(call("GET", f"/api/v1/failovers/{UUID(ref)}"))
+    except ValueError:
+        return pick("failover", ref, call("GET", "/api/v1/failovers"), names=False)
 
 
 def node_names() -> dict[str, str]:
