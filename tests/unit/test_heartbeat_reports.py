@@ -1,9 +1,10 @@
 """What one runner's report changes on its instance."""
 
+from dataclasses import replace
 from uuid import uuid4
 
 from takeover.domain.heartbeat import InstanceReport, report_changes
-from takeover.domain.models import InstanceState
+from takeover.domain.models import InstanceSpec, InstanceState
 from takeover.domain.snapshots import empty_start_refusal, newest_snapshot
 from tests.unit.factories import instance
 
@@ -101,3 +102,25 @@ def test_a_runner_may_start_empty_only_where_nothing_is_lost() -> None:
 def test_newest_snapshot_orders_by_epoch_then_time_and_skips_junk() -> None:
     assert newest_snapshot(None, LATER, SNAP, "junk") == LATER
     assert newest_snapshot(None, "") is None
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_the_first_runner_pins_its_image_digest_and_later_ones_change_nothing() -> None:
+    node = uuid4()
+    spec = InstanceSpec((), image="docker.io/pytorch/pytorch:latest")
+    inst = instance(node, spec=spec, endpoint="h:1")
+    report = InstanceReport(inst.id, 1, InstanceState.RUNNING, port=1, image_digest=DIGEST)
+    changes = report_changes(inst, node, report, "h")
+    assert changes == {"spec": replace(spec, image_digest=DIGEST)}
+    pinned = replace(inst, spec=changes["spec"])
+    other = InstanceReport(inst.id, 1, InstanceState.RUNNING, port=1, image_digest="sha256:" + "cd" * 32)
+    assert report_changes(pinned, node, other, "h") == {}  # a moved tag does not move the pin
+
+
+def test_a_process_instance_records_no_digest() -> None:
+    node = uuid4()
+    inst = instance(node, endpoint="h:1")
+    report = InstanceReport(inst.id, 1, InstanceState.RUNNING, port=1, image_digest=DIGEST)
+    assert report_changes(inst, node, report, "h") == {}

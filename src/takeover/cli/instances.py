@@ -72,14 +72,22 @@ def create(
     failover: bool = typer.Option(True, help="fail over automatically when its node dies"),
     strategy: str | None = typer.Option(None, help="warm_pool, cpu_standby, both, regional_volume, disabled"),
     volume: str | None = typer.Option(None, help="a regional volume id to use as the workspace"),
+    image: str | None = typer.Option(None, help="run this container image (the command is then optional)"),
+    mount_path: str | None = typer.Option(None, help="where the container sees its workspace (/workspace)"),
 ) -> None:
-    """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...]"""
-    if not ctx.args:
+    """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...],
+    or a container: takeover instances create NAME --image IMAGE [-- COMMAND [ARGS...]]"""
+    if not ctx.args and image is None:
         out.print(
-            "[red]error:[/] give the command after --, e.g. takeover instances create web -- python3 -m http.server"
+            "[red]error:[/] give the command after --, e.g. takeover instances create web -- python3 -m http.server,"
+            " or an image with --image"
         )
         raise typer.Exit(2)
-    spec = {"command": ctx.args, "env": parse_pairs(env, "env"), "workspace": workspace}
+    spec: dict[str, object] = {"command": ctx.args, "env": parse_pairs(env, "env"), "workspace": workspace}
+    if image is not None:
+        spec["image"] = image
+    if mount_path is not None:
+        spec["mount_path"] = mount_path
     body = {
         "name": name,
         "spec": spec,

@@ -6,7 +6,7 @@ report about an older epoch comes from a runner that has been replaced and chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +24,7 @@ class InstanceReport:
     restored_from: str | None = None
     last_snapshot: str | None = None
     log: str | None = None  # what the runner printed since the last accepted heartbeat
+    image_digest: str | None = None  # a container's image, as the runner resolved it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,4 +81,7 @@ def report_changes(
         "start_empty": instance.start_empty and report.last_snapshot is None,
     }
     changes.update({k: v for k, v in fields.items() if getattr(instance, k) != v})
+    if instance.spec.image is not None and instance.spec.image_digest is None and report.image_digest:
+        # The first runner's image is every later runner's: pinned, so a moved tag changes nothing.
+        changes["spec"] = replace(instance.spec, image_digest=report.image_digest)
     return changes

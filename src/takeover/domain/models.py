@@ -55,13 +55,25 @@ class Node:
         return self.max_instances - self.current_instances
 
 
+DEFAULT_MOUNT_PATH = "/workspace"
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """What an agent needs to run an instance: argv, environment, workspace directory name."""
+    """What an agent needs to run an instance: a process (argv) or a container image, its
+    environment and workspace directory name.
+
+    With an ``image`` the command is optional (empty: the image's own) and the workspace is
+    mounted at ``mount_path``; ``image_digest`` is set by the control plane from the first
+    runner's report, so that every later runner runs the same image whatever its tag says then.
+    """
 
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     workspace: str | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    mount_path: str = DEFAULT_MOUNT_PATH
 
 
 @dataclass(frozen=True, slots=True)

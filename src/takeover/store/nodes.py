@@ -20,7 +20,7 @@ from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementReques
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.logs import append_logs
-from takeover.store.rows import instance_from_row, node_from_row
+from takeover.store.rows import instance_from_row, node_from_row, spec_to_json
 from takeover.store.tables import failovers, instances, nodes, tokens
 
 _ATTEMPTS = 3  # a batch PostgreSQL aborted to break a deadlock runs again at once
@@ -224,6 +224,8 @@ class NodeRepository:
             if "state" in changes:
                 per_node[node_id] += 1
                 changes["state"] = changes["state"].value
+            if "spec" in changes:
+                changes["spec"] = spec_to_json(changes["spec"])
             writes.append(
                 (
                     instance.id,

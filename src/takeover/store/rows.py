@@ -8,7 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
-from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus
+from takeover.domain.models import DEFAULT_MOUNT_PATH, Instance, InstanceSpec, InstanceState, Node, NodeStatus
 
 
 def node_from_row(row: sa.Row[Any]) -> Node:
@@ -33,12 +33,20 @@ def node_from_row(row: sa.Row[Any]) -> Node:
 
 
 def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
-    return {"command": list(spec.command), "env": dict(spec.env), "workspace": spec.workspace}
+    data: dict[str, Any] = {"command": list(spec.command), "env": dict(spec.env), "workspace": spec.workspace}
+    if spec.image is not None:  # process specs keep the shape they had before containers
+        data.update(image=spec.image, image_digest=spec.image_digest, mount_path=spec.mount_path)
+    return data
 
 
 def spec_from_json(data: dict[str, Any]) -> InstanceSpec:
     return InstanceSpec(
-        command=tuple(data["command"]), env=dict(data.get("env") or {}), workspace=data.get("workspace")
+        command=tuple(data["command"]),
+        env=dict(data.get("env") or {}),
+        workspace=data.get("workspace"),
+        image=data.get("image"),
+        image_digest=data.get("image_digest"),
+        mount_path=data.get("mount_path") or DEFAULT_MOUNT_PATH,
     )
 
 

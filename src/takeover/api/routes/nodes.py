@@ -121,7 +121,7 @@ def _desired(i: Instance) -> DesiredInstance:
         id=i.id,
         name=i.name,
         epoch=i.epoch,
-        spec=SpecOut(command=list(i.spec.command), env=i.spec.env, workspace=i.spec.workspace),
+        spec=SpecOut.of(i.spec),
         snapshot_requested_at=i.snapshot_requested_at,
         volume_id=i.volume_id,
         recovery_point=i.recovery_point,
