@@ -2,16 +2,21 @@
 
 Each agent is a separate `takeover agent` process with its own data directory; all share one
 snapshot directory, as nodes would share an NFS path. Killing an agent with SIGKILL kills its
-workloads too (they die with their parent), which is what a dead machine looks like.
+workloads too (they die with their parent), which is what a dead machine looks like; container
+workloads (``containers=True``: the counter image in a Podman storage of the cluster's own) are
+stopped by their keepers at the node's fence deadline instead.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from typing import Any
 import httpx
 
 from takeover.domain.snapshots import SnapshotRef
+from takeover.examples.image import COUNTER_IMAGE, import_counter_image
 
 ADMIN_TOKEN = "local-admin-token"
 TAKEOVER = [sys.executable, "-m", "takeover"]
@@ -72,6 +78,7 @@ class LocalCluster:
         timings: dict[str, str] | None = None,
         snapshot_interval: float = 1.0,
         extra_env: dict[str, str] | None = None,
+        containers: bool = False,
     ) -> None:
         self.root = root
         self.timings = {**FAST_TIMINGS, **(timings or {})}
@@ -84,6 +91,39 @@ class LocalCluster:
         self.api = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
         self._ports = 20000
         self._agent_settings: dict[str, dict[str, Any]] = {}
+        self.containers = containers
+        self.container_cli: list[str] = []
+        self._runroot: Path | None = None
+        if containers:
+            self._set_up_podman()
+
+    def _set_up_podman(self) -> None:
+        """A Podman storage of this cluster's own, with the counter image imported offline.
+
+        The options are the ones this kind of machine needs (cgroups v1 hybrid, restricted
+        rlimits): runc rather than crun, no default ulimits, vfs storage, cgroupfs, file events.
+        """
+        base = self.root / "containers"
+        base.mkdir(parents=True, exist_ok=True)
+        conf = base / "containers.conf"
+        conf.write_text("[containers]\ndefault_ulimits = []\n")
+        self._runroot = Path(tempfile.mkdtemp(prefix="tkr-"))  # podman refuses one over 50 characters
+        options = (
+            f"--root {shlex.quote(str(base / 'storage'))} --runroot {self._runroot} --storage-driver vfs"
+            " --runtime runc --cgroup-manager cgroupfs --events-backend file"
+        )
+        self.extra_env.update(
+            CONTAINERS_CONF=str(conf), NODE_CONTAINER_RUNTIME="podman", NODE_CONTAINER_OPTIONS=options
+        )
+        self.container_cli = ["podman", *shlex.split(options)]
+        import_counter_image(self.container_cli, env=self._env())
+
+    def podman(self, *args: str) -> str:
+        """A podman command on the cluster's storage; its output."""
+        done = subprocess.run(
+            [*self.container_cli, *args], env=self._env(), capture_output=True, text=True, check=True
+        )
+        return done.stdout
 
     def _env(self, **env: str) -> dict[str, str]:
         return {**os.environ, "TAKEOVER_LOG_LEVEL": "info", **self.extra_env, **env}
@@ -181,7 +221,10 @@ class LocalCluster:
         return next((n["name"] for n in self.api.get("/api/v1/nodes").json() if n["id"] == node_id), None)
 
     def create_counter(self, name: str, **extra: Any) -> dict[str, Any]:
-        spec = {"command": [sys.executable, "-m", "takeover.examples.counter"]}
+        """The counter workload: a process, or its image in a cluster with containers."""
+        spec: dict[str, Any] = {"command": [sys.executable, "-m", "takeover.examples.counter"]}
+        if self.containers:
+            spec = {"image": COUNTER_IMAGE}
         response = self.api.post("/api/v1/instances", json={"name": name, "spec": spec, **extra})
         response.raise_for_status()
         return dict(response.json())
@@ -244,6 +287,15 @@ class LocalCluster:
         if self.server is not None:
             _terminate(self.server)
         self.api.close()
+        if self.container_cli:  # what a killed agent's keepers have not stopped yet
+            subprocess.run(
+                [*self.container_cli, "rm", "-a", "-f", "--time", "0"],
+                env=self._env(),
+                capture_output=True,
+                check=False,
+            )
+        if self._runroot is not None:
+            shutil.rmtree(self._runroot, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self

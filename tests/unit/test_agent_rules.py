@@ -9,6 +9,7 @@ import pytest
 
 from takeover.agent.agent import Agent
 from takeover.agent.settings import AgentSettings, load_agent_settings
+from takeover.api.schemas import DesiredInstance
 from takeover.domain.models import InstanceState
 
 
@@ -27,18 +28,20 @@ def agent(tmp_path: Path) -> Agent:
 def test_a_workspace_outside_the_data_dir_is_refused(tmp_path: Path, workspace: str) -> None:
     a = agent(tmp_path)
     instance_id = str(uuid4())
-    item = {
-        "id": instance_id,
-        "name": "x",
-        "epoch": 1,
-        "spec": {"command": ["true"], "env": {}, "workspace": workspace},
-    }
+    item = DesiredInstance.model_validate(
+        {
+            "id": instance_id,
+            "name": "x",
+            "epoch": 1,
+            "spec": {"command": ["true"], "env": {}, "workspace": workspace},
+        }
+    )
     a.reconcile([item], {})
     runner = a.runners[instance_id]
     assert runner.state is InstanceState.FAILED
     assert runner.error is not None
     assert "is outside" in runner.error
-    assert runner.proc is None
+    assert runner.handle is None
     assert not (tmp_path / "etc").exists()
     a.shutdown()
 

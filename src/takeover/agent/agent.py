@@ -24,9 +24,14 @@ import httpx
 import psutil
 import structlog
 
+from takeover.agent.containers import ContainerRuntime
+from takeover.agent.fence import Fence
+from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
+from takeover.agent.runtime import LaunchError, Leftover, Runtime
 from takeover.agent.settings import AgentSettings
-from takeover.domain.models import InstanceSpec, InstanceState
+from takeover.api.schemas import DesiredInstance, HeartbeatOut
+from takeover.domain.models import InstanceState
 from takeover.domain.snapshots import empty_start_refusal
 from takeover.snapshots import Manifest, Restored, SnapshotRepository
 from takeover.snapshots.objects import SnapshotStoreError, open_object_store
@@ -85,9 +90,17 @@ class Agent:
         self.policy = RestartPolicy(settings.max_restarts, settings.restart_backoff, settings.ready_after)
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
-        self.fence_after: float | None = None  # learnt from the first reply
-        self.last_ok: float | None = None  # when the last successful heartbeat was *sent*
-        self.fenced = False
+        self.fence = Fence(self.data_dir / "fence")
+        self.processes = ProcessRuntime()
+        self.containers: Runtime | None = None
+        if settings.container_runtime != "none":
+            self.containers = ContainerRuntime(
+                settings.container_runtime,
+                settings.container_options,
+                self.fence.path,
+                min(settings.stop_grace, _FENCE_GRACE),
+            )
+        self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
         self.latency_ms = 0.0
         self.stop_event = threading.Event()
         self._workers = ThreadPoolExecutor(2, thread_name_prefix="snapshots")
@@ -95,7 +108,7 @@ class Agent:
         self.warm: dict[str, WarmCopy] = {}
         self.sync_interval = 10.0
         self._next_snapshot: dict[str, float] = {}
-        self._wanted: dict[str, dict[str, Any]] = {}  # the last reply's desired instances
+        self._wanted: dict[str, DesiredInstance] = {}  # the last reply's desired instances
         self.credentials: Credentials | None = None
 
     # start-up -----------------------------------------------------------------------------
@@ -142,6 +155,7 @@ class Agent:
     def run(self) -> None:
         self.credentials = self.register()
         log.info("agent started", node=str(self.credentials.node_id), url=self.settings.takeover_url)
+        self._find_leftovers()
         next_beat = 0.0
         reported: set[tuple[str, int, InstanceState]] = set()
         try:
@@ -184,11 +198,7 @@ class Agent:
         }
         reported_syncs = [c for c in self.warm.values() if c.to_report]
         sent = time.monotonic()
-        timeout = self.heartbeat_interval
-        if (
-            not self.fenced and self.last_ok is not None and self.fence_after is not None
-        ):  # not past the fence
-            timeout = max(0.2, min(timeout, self.last_ok + self.fence_after - sent))
+        timeout = self.fence.request_timeout(self.heartbeat_interval, sent)
         try:
             response = self.client.post(
                 f"/api/v1/nodes/{self.credentials.node_id}/heartbeat",
@@ -202,23 +212,22 @@ class Agent:
         if response.status_code != 200:
             log.error("heartbeat refused", status=response.status_code, detail=_detail(response))
             return False
-        reply = response.json()
+        try:
+            reply = HeartbeatOut.model_validate_json(response.content)
+        except ValueError as exc:
+            log.error("heartbeat reply not understood", error=str(exc)[:500])
+            return False
         rtt = (time.monotonic() - sent) * 1000
-        self.latency_ms = rtt if self.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
-        self.last_ok = sent
-        self.heartbeat_interval = float(reply["heartbeat_interval"])
-        self.fence_after = float(reply["fence_after"])
-        self.sync_interval = float(reply.get("sync_interval", self.sync_interval))
+        self.latency_ms = rtt if self.fence.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
+        self.heartbeat_interval = reply.heartbeat_interval
+        self.sync_interval = reply.sync_interval
+        if self.fence.acknowledged(sent, reply.fence_after):
+            log.info("control plane reachable again; no longer fenced")
         for copy in reported_syncs:
             copy.to_report = False
         for runner, end in shipped:
             runner.log_shipped = end
-        if self.fenced:
-            log.info("control plane reachable again; no longer fenced")
-            self.fenced = False
-        self.reconcile(
-            reply["desired"], {r["id"]: r["epoch"] for r in reply["release"]}, reply.get("standby", [])
-        )
+        self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
         return True
 
     def _metrics(self) -> dict[str, float]:
@@ -253,7 +262,7 @@ class Agent:
             report["port"] = runner.port
         if runner.error or runner.warning:
             report["error"] = (runner.error or runner.warning or "")[:2000]
-        for key in ("restored_from", "last_snapshot"):
+        for key in ("restored_from", "last_snapshot", "image_digest"):
             if getattr(runner, key):
                 report[key] = getattr(runner, key)
         return report
@@ -262,20 +271,21 @@ class Agent:
 
     def reconcile(
         self,
-        desired: list[dict[str, Any]],
+        desired: list[DesiredInstance],
         release: dict[str, int],
-        standby: list[dict[str, Any]] | None = None,
+        standby: list[DesiredInstance] | None = None,
     ) -> None:
         """Stop what must stop, and only then start what is new: never two runners at once."""
-        wanted = {d["id"]: d for d in desired}
-        self._keep_warm({s["id"]: int(s["epoch"]) for s in standby or []}, wanted)
+        wanted = {str(d.id): d for d in desired}
+        self._settle_leftovers(wanted)
+        self._keep_warm({str(s.id): s.epoch for s in standby or []}, wanted)
         stopping, handovers = [], []
         for instance_id, runner in list(self.runners.items()):
             if release.get(instance_id) == runner.epoch:
                 if not runner.released:
                     runner.released, runner.state = True, InstanceState.STOPPING
                     handovers.append(runner)
-            elif instance_id not in wanted or wanted[instance_id]["epoch"] != runner.epoch:
+            elif instance_id not in wanted or wanted[instance_id].epoch != runner.epoch:
                 stopping.append(runner)
                 del self.runners[instance_id]
                 log.info("stopping", instance=instance_id, epoch=runner.epoch, why="no longer desired here")
@@ -283,7 +293,7 @@ class Agent:
                 runner.released = False
                 runner.start()
             if instance_id in wanted:
-                runner.snapshot_request = wanted[instance_id].get("snapshot_requested_at")
+                runner.snapshot_request = _request(wanted[instance_id])
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
             log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
@@ -300,7 +310,47 @@ class Agent:
             if instance_id not in self.runners and not busy:
                 self._prepare(item)
 
-    def _keep_warm(self, standby: dict[str, int], wanted: dict[str, Any]) -> None:
+    def _find_leftovers(self) -> None:
+        """Containers an earlier life of this agent started: settled by the first reply."""
+        runtime = self.containers
+        if runtime is None or shutil.which(self.settings.container_runtime) is None:
+            self._leftovers = []
+            return
+        assert self.credentials is not None
+        try:
+            self._leftovers = runtime.leftovers(str(self.credentials.node_id))
+        except LaunchError as exc:
+            log.warning("cannot list containers from an earlier life", error=str(exc))
+            self._leftovers = []
+        if self._leftovers:
+            log.info("found containers from an earlier life", count=len(self._leftovers))
+
+    def _settle_leftovers(self, wanted: dict[str, DesiredInstance]) -> None:
+        """Adopt what still runs at the epoch the control plane wants here; remove everything else.
+        Never a second copy: an adopted container is supervised, not started again."""
+        found, self._leftovers = self._leftovers or [], []
+        for left in found:
+            item = wanted.get(left.instance_id)
+            port = int(self._local_state(left.instance_id).get("port") or 0)
+            keep = left.running and item is not None and item.epoch == left.epoch and port
+            if not keep or item is None or left.instance_id in self.runners or self.containers is None:
+                log.info("removing a container from an earlier life", container=left.name)
+                if self.containers is not None:
+                    self.containers.remove(left)
+                continue
+            runner = self._runner(item, port)
+            runner.image_digest = item.spec.image_digest
+            if item.volume_id is not None and self.settings.volume_root is not None:
+                runner.workspace, runner.on_volume = (
+                    (self.settings.volume_root / str(item.volume_id)).resolve(),
+                    True,
+                )
+            runner.adopt(self.containers.adopt(left, runner.log_path))
+            self.runners[left.instance_id] = runner
+            self._next_snapshot[left.instance_id] = time.monotonic() + self.settings.snapshot_interval
+            log.info("adopted a container from an earlier life", container=left.name, epoch=left.epoch)
+
+    def _keep_warm(self, standby: dict[str, int], wanted: dict[str, DesiredInstance]) -> None:
         """Track the copies the reply lists; drop the others, unless one is about to be promoted here."""
         for instance_id in list(self.warm):
             if instance_id not in standby and instance_id not in wanted:
@@ -311,21 +361,29 @@ class Agent:
             else:
                 self.warm[instance_id] = WarmCopy(instance_id, epoch, self.data_dir / "standby" / instance_id)
 
-    def _prepare(self, item: dict[str, Any]) -> None:
-        spec = InstanceSpec(
-            tuple(item["spec"]["command"]), dict(item["spec"]["env"]), item["spec"]["workspace"]
-        )
-        instance_id, epoch = item["id"], int(item["epoch"])
-        local = self._local_state(instance_id)
+    def _runner(self, item: DesiredInstance, port: int) -> Runner:
+        spec = item.spec.to_spec()
+        instance_id = str(item.id)
         workspace = (self.workspaces / (spec.workspace or instance_id)).resolve()
-        port = int(local.get("port") or self._free_port())
-        log_path = self.data_dir / "logs" / f"{item['name']}-{instance_id[:8]}.log"
-        runner = Runner(instance_id, item["name"], epoch, spec, workspace, port, log_path, self.policy)
+        log_path = self.data_dir / "logs" / f"{item.name}-{instance_id[:8]}.log"
+        runtime = self.processes if spec.image is None else self.containers or self.processes
+        runner = Runner(
+            instance_id, item.name, item.epoch, spec, workspace, port, log_path, self.policy, runtime
+        )
+        if self.credentials is not None:
+            runner.labels = {"takeover.node": str(self.credentials.node_id)}
         # What an earlier runner on this node printed was shipped then, or is history.
         runner.log_shipped = log_path.stat().st_size if log_path.exists() else 0
         # A request made before this runner existed is answered by its own snapshots anyway.
-        runner.snapshot_request = runner.snapshot_served = item.get("snapshot_requested_at")
+        runner.snapshot_request = runner.snapshot_served = _request(item)
+        return runner
+
+    def _prepare(self, item: DesiredInstance) -> None:
+        instance_id = str(item.id)
+        local = self._local_state(instance_id)
+        runner = self._runner(item, int(local.get("port") or self._free_port()))
         self.runners[instance_id] = runner
+        workspace, port = runner.workspace, runner.port
         if not workspace.is_relative_to(self.workspaces):
             runner.state, runner.error = (
                 InstanceState.FAILED,
@@ -338,8 +396,27 @@ class Agent:
                 f"no free port in NODE_PORT_RANGE {self.settings.port_range}",
             )
             return
-        if item.get("volume_id"):
-            self._attach_volume(runner, str(item["volume_id"]))
+        if runner.spec.image is not None:  # the image first: a node that cannot get it runs nothing
+            image, digest = runner.spec.image, runner.spec.image_digest
+
+            def resolved(found: tuple[str, str]) -> None:
+                runner.image_ref, runner.image_digest = found
+                self._place(runner, item, local)
+
+            self._submit(
+                runner,
+                lambda: runner.runtime.resolve(image, digest),
+                resolved,
+                lambda exc: self._fail(runner, str(exc)),
+            )
+            return
+        self._place(runner, item, local)
+
+    def _place(self, runner: Runner, item: DesiredInstance, local: dict[str, Any]) -> None:
+        """Its workspace: the regional volume, the promoted warm copy, the local one, or a restore."""
+        instance_id, epoch, workspace = runner.instance_id, runner.epoch, runner.workspace
+        if item.volume_id is not None:
+            self._attach_volume(runner, str(item.volume_id))
             return
         copy = self.warm.pop(instance_id, None)
         if copy is not None and copy.path.is_dir():
@@ -372,7 +449,7 @@ class Agent:
         log.info("starting on its regional volume", instance=runner.instance_id, volume=volume_id)
         self._start(runner)
 
-    def _promote(self, runner: Runner, copy: WarmCopy, item: dict[str, Any]) -> None:
+    def _promote(self, runner: Runner, copy: WarmCopy, item: DesiredInstance) -> None:
         """Warm pool: the standby copy becomes the workspace, catches up with any newer snapshot, starts."""
         shutil.rmtree(runner.workspace, ignore_errors=True)
         copy.path.rename(runner.workspace)
@@ -385,7 +462,7 @@ class Agent:
         )
 
     def _restored(
-        self, runner: Runner, restored: Restored, item: dict[str, Any], synced: Manifest | None = None
+        self, runner: Runner, restored: Restored, item: DesiredInstance, synced: Manifest | None = None
     ) -> None:
         """Start from what was restored; with nothing restored, start empty only where that loses nothing.
 
@@ -394,9 +471,7 @@ class Agent:
         """
         manifest = restored.manifest or synced
         if manifest is None:
-            refusal = empty_start_refusal(
-                item.get("recovery_point"), restored.refused, bool(item.get("start_empty"))
-            )
+            refusal = empty_start_refusal(item.recovery_point, restored.refused, item.start_empty)
             if refusal is not None:
                 self._fail(runner, refusal)
                 return
@@ -495,7 +570,7 @@ class Agent:
         failed: Callable[[Exception], None],
     ) -> None:
         def current() -> bool:
-            return self.runners.get(runner.instance_id) is runner and not self.fenced
+            return self.runners.get(runner.instance_id) is runner and not self.fence.fenced
 
         self._jobs[runner.instance_id] = Job(self._workers.submit(work), done, failed, current)
 
@@ -518,12 +593,9 @@ class Agent:
     # fencing ------------------------------------------------------------------------------
 
     def _fence_if_silent(self) -> None:
-        if self.fenced or self.last_ok is None or self.fence_after is None:
+        if not self.fence.due():
             return
-        silent = time.monotonic() - self.last_ok
-        if silent <= self.fence_after:
-            return
-        self.fenced = True
+        silent = time.monotonic() - (self.fence.last_ok or 0.0)
         log.error("no heartbeat accepted; fencing", silent_s=round(silent, 2), instances=len(self.runners))
         stop_all(list(self.runners.values()), min(self.settings.stop_grace, _FENCE_GRACE))
         self.runners.clear()
@@ -559,6 +631,11 @@ class Agent:
                     continue
             return port
         return 0
+
+
+def _request(item: DesiredInstance) -> str | None:
+    at = item.snapshot_requested_at
+    return at.isoformat() if at is not None else None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -1,29 +1,20 @@
-"""One supervised instance process: start, readiness, restarts with backoff, stop by process group.
+"""One supervised instance: start, readiness, restarts with backoff, stop, through a runtime.
 
-Children get PR_SET_PDEATHSIG: if the agent dies, so do they. A node whose agent is gone can
-no longer fence itself, so its workloads must not outlive it (one runner per instance).
+Which runtime (a process, a container) is the runtime port's business (agent/runtime.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from takeover.agent.runtime import Handle, Launch, LaunchError, Runtime
 from takeover.domain.models import InstanceSpec, InstanceState
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+_LAST_LINES = 10  # of output, in the error of a runner that gave up
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +34,23 @@ class Runner:
     port: int
     log_path: Path
     policy: RestartPolicy
+    runtime: Runtime
     state: InstanceState = InstanceState.STARTING
     error: str | None = None
     warning: str | None = None  # lasts for this runner: e.g. newer snapshots refused as corrupt
     restored_from: str | None = None
     last_snapshot: str | None = None
     restarts: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    handle: Handle | None = None
     started_at: float = 0.0
     restart_at: float | None = None
     released: bool = False  # a handover: stop, take a final snapshot, report stopped
     on_volume: bool = False  # the workspace is a regional volume: no snapshots, no restores
     snapshot_request: str | None = None  # the control plane's latest on-demand request
     snapshot_served: str | None = None  # the request the last snapshot answered
-    extra_env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # a container's, beside instance and epoch
+    image_ref: str | None = None  # a container's image as resolved on this node (pinned)
+    image_digest: str | None = None
     log_shipped: int = 0  # bytes of log_path the control plane has acknowledged
 
     def unsent_log(self, most: int) -> tuple[str, int]:
@@ -68,43 +62,67 @@ class Runner:
                 data = log.read(most)
         except FileNotFoundError:
             return "", self.log_shipped
-        if len(data) == most and b"\n" in data:
+        framed = self.runtime.name != "process"  # a container's log is framed line by line
+        if (framed or len(data) == most) and b"\n" in data:
             data = data[: data.rindex(b"\n") + 1]
-        text = data.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        elif framed:
+            return "", self.log_shipped
+        text = self.runtime.decode_log(data).replace("\x00", "\ufffd")
         return text, self.log_shipped + len(data)
 
-    def start(self) -> None:
+    def last_lines(self) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, 2) - 16 * 1024))
+                data = log.read()
+        except FileNotFoundError:
+            return ""
+        lines = self.runtime.decode_log(data[data.find(b"\n") + 1 :] if len(data) == 16 * 1024 else data)
+        return "\n".join(lines.rstrip("\n").splitlines()[-_LAST_LINES:])
+
+    def launch(self) -> Launch:
+        container = self.spec.image is not None
         env = {
-            **os.environ,
             **self.spec.env,
-            **self.extra_env,
             "PORT": str(self.port),
             "TAKEOVER_INSTANCE_ID": self.instance_id,
             "TAKEOVER_EPOCH": str(self.epoch),
-            "TAKEOVER_WORKSPACE": str(self.workspace),
+            "TAKEOVER_WORKSPACE": self.spec.mount_path if container else str(self.workspace),
         }
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        return Launch(
+            self.instance_id,
+            self.epoch,
+            self.spec.command,
+            env,
+            self.workspace,
+            self.port,
+            self.log_path,
+            image=self.image_ref if container else None,
+            mount_path=self.spec.mount_path,
+            labels=self.labels,
+        )
+
+    def start(self) -> None:
         try:
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    list(self.spec.command),
-                    cwd=self.workspace,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509  (only the main thread spawns)
-                )
-        except FileNotFoundError:
-            self._give_up(f"command not found: {self.spec.command[0]}")
+            self.handle = self.runtime.start(self.launch())
+        except LaunchError as exc:
+            self._give_up(str(exc))
             return
-        except PermissionError:
-            self._give_up(f"command not executable: {self.spec.command[0]}")
-            return
+        self._follow_log(self.handle.log_path)
         self.state = InstanceState.STARTING
         self.started_at = time.monotonic()
         self.restart_at = None
+
+    def adopt(self, handle: Handle) -> None:
+        """A container an earlier agent started at this epoch: supervised from now on, not restarted."""
+        self.handle = handle
+        self._follow_log(handle.log_path)
+        self.state = InstanceState.STARTING
+        self.started_at = time.monotonic()
+
+    def _follow_log(self, path: Path) -> None:
+        if path != self.log_path:  # a runtime that gives each start a log file of its own
+            self.log_path, self.log_shipped = path, 0
 
     def supervise(self, now: float) -> None:
         """Notice exits (restart or give up) and readiness; called every loop tick."""
@@ -115,13 +133,17 @@ class Runner:
                 self.restarts += 1
                 self.start()
             return
-        if self.proc is None:
+        if self.handle is None:
             return
-        code = self.proc.poll()
+        code = self.handle.exit_code()
         if code is not None:
-            self.proc = None
+            self.handle = None
             if self.restarts >= self.policy.max_restarts:
-                self._give_up(f"exited with code {code}; gave up after {self.restarts} restart(s)")
+                output = self.last_lines()
+                self._give_up(
+                    f"exited with code {code}; gave up after {self.restarts} restart(s)"
+                    + (f"; its last output:\n{output}" if output else "")
+                )
             else:
                 self.error = f"exited with code {code}; restarting"
                 self.state = InstanceState.STARTING
@@ -134,23 +156,20 @@ class Runner:
             self.error = None
 
     def signal(self, sig: signal.Signals) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
+        if self.handle is not None:
+            self.handle.signal(sig)
 
     def wait_stopped(self, deadline: float) -> None:
-        """After SIGTERM: wait until ``deadline``, then SIGKILL the whole process group."""
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait()
-            self.proc = None
+        """After SIGTERM: wait until ``deadline``, then SIGKILL the whole workload."""
+        if self.handle is not None:
+            if not self.handle.wait(deadline - time.monotonic()):
+                self.handle.signal(signal.SIGKILL)
+                self.handle.wait(30.0)
+            self.handle = None
         self.restart_at = None
 
     def _give_up(self, error: str) -> None:
-        self.proc = None
+        self.handle = None
         self.state = InstanceState.FAILED
         self.error = error
         self.restart_at = None

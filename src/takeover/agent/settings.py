@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,16 @@ class AgentSettings(BaseSettings):
         validation_alias=_env("NODE_VOLUME_ROOT"),
         description="where this node mounts its region's shared storage (regional volumes)",
     )
+    container_runtime: Literal["podman", "docker", "none"] = Field(
+        "podman",
+        validation_alias=_env("NODE_CONTAINER_RUNTIME"),
+        description="what runs instances that name an image (none: this node runs processes only)",
+    )
+    container_options: str = Field(
+        "",
+        validation_alias=_env("NODE_CONTAINER_OPTIONS"),
+        description="global options for every podman/docker call, e.g. --runtime runc",
+    )
     heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
     snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))
@@ -63,6 +74,10 @@ class AgentSettings(BaseSettings):
             raise ValueError("set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN (an admin token) to register")
         if self.node_id is not None and self.node_token is None:
             raise ValueError("NODE_ID is set but NODE_TOKEN is missing")
+        try:
+            shlex.split(self.container_options)
+        except ValueError as exc:
+            raise ValueError(f"NODE_CONTAINER_OPTIONS cannot be split into words: {exc}") from None
         low, high = self.ports
         if not 1024 <= low <= high <= 65535:
             raise ValueError(f"NODE_PORT_RANGE {low}-{high} must lie within 1024-65535")

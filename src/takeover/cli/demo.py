@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from takeover.examples.image import COUNTER_IMAGE
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
 
 console = Console()
@@ -32,12 +34,27 @@ def demo(
     keep_running: bool = typer.Option(False, "--keep-running", help="leave the pool up to explore"),
     instances: int = typer.Option(3, min=1, max=12, help="counter instances to place"),
     timeout: float = typer.Option(45.0, min=5, help="seconds to wait for the recovery"),
+    containers: bool = typer.Option(
+        False, "--containers", help="run the counters as containers (Podman, an image built offline)"
+    ),
 ) -> None:
     """Start a control plane and 3 agents, place counters, SIGKILL a node, watch them come back."""
     root = Path(tempfile.mkdtemp(prefix="takeover-demo-"))
     started = time.monotonic()
     try:
-        with LocalCluster(root) as cluster:
+        try:
+            cluster = LocalCluster(root, containers=containers)
+        except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+            detail = (
+                exc.stderr.decode(errors="replace").strip()
+                if isinstance(exc, subprocess.CalledProcessError)
+                else exc
+            )
+            console.print(f"[red]error:[/] cannot set up containers: {detail}")
+            raise typer.Exit(2) from None
+        if containers:
+            console.print(f"counters run as containers of {COUNTER_IMAGE} under Podman (runc)")
+        with cluster:
             ok = _run(cluster, instances, timeout)
             console.print(f"\n[bold]demo finished in {time.monotonic() - started:.1f} s[/]")
             if keep_running:

@@ -1,0 +1,80 @@
+"""The counter workload as a container image, built offline from Debian's busybox-static.
+
+The same contract as examples/counter.py, in a shell: ``GET /`` adds one and answers
+``{"count": n}`` once the new count is synced to the workspace, ``GET /count`` reads it. It is
+busybox's httpd with one CGI script, listening on $PORT, its state in $TAKEOVER_WORKSPACE (the
+mounted workspace). Built with ``podman import`` (or ``docker import``) of a root filesystem
+made here, so the demo, the tests and the benches need no registry.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+COUNTER_IMAGE = "localhost/takeover-counter:1"
+BUSYBOX = Path("/bin/busybox")
+
+_ADD = """#!/bin/sh
+cd "$TAKEOVER_WORKSPACE" || exit 1
+n=$(cat count 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > .count.tmp && sync .count.tmp && mv .count.tmp count && sync .
+printf 'Content-Type: application/json\\r\\n\\r\\n{"count": %s}\\n' "$n"
+"""
+
+_SERVE = """#!/bin/sh
+cd "$TAKEOVER_WORKSPACE" || exit 1
+mkdir -p cgi-bin && cp /app/add cgi-bin/index.cgi
+[ -f count ] || echo 0 > count
+echo "started $TAKEOVER_EPOCH" >> runs.log && sync runs.log
+echo "counter on port $PORT, epoch $TAKEOVER_EPOCH, count $(cat count)"
+exec httpd -f -p "127.0.0.1:$PORT" -h "$TAKEOVER_WORKSPACE"
+"""
+
+_APPLETS = ("sh", "httpd", "cat", "cp", "mkdir", "mv", "sync", "sleep", "echo", "printf")
+
+
+def rootfs_tar(busybox: Path = BUSYBOX) -> bytes:
+    """A root filesystem: a static busybox, its applets, the two scripts."""
+    if not busybox.exists():
+        raise FileNotFoundError(f"{busybox} is missing: install Debian's busybox-static")
+    data = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for folder in ("bin", "app", "tmp", "workspace"):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755, now
+            tar.addfile(info)
+        tar.add(busybox, "bin/busybox")
+        for applet in _APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname, info.mtime = tarfile.SYMTYPE, "busybox", now
+            tar.addfile(info)
+        for name, text in (("app/add", _ADD), ("app/serve", _SERVE)):
+            body = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(body), 0o755, now
+            tar.addfile(info, io.BytesIO(body))
+    return data.getvalue()
+
+
+def import_counter_image(
+    cli: Sequence[str], tag: str = COUNTER_IMAGE, env: dict[str, str] | None = None
+) -> str:
+    """Import the image into the runtime ``cli`` names (e.g. ``["podman", "--root", ...]``)."""
+    if shutil.which(cli[0]) is None:
+        raise FileNotFoundError(f"{cli[0]} is not installed")
+    subprocess.run(
+        [*cli, "import", "--change", 'CMD ["/app/serve"]', "-", tag],
+        input=rootfs_tar(),
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    return tag

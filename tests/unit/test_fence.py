@@ -1,0 +1,54 @@
+"""The node's fence on an injected clock, and the keeper's reading of its deadline file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from takeover.agent.fence import Fence
+from takeover.agent.keeper import deadline_passed, write_deadline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_fence_falls_once_at_the_deadline_of_the_last_acknowledged_send(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    assert not fence.due()  # nothing acknowledged yet: nothing to fence
+    fence.acknowledged(sent=99.0, fence_after=2.0)
+    clock.now = 101.0
+    assert not fence.due()
+    clock.now = 101.01
+    assert fence.due()
+    assert not fence.due()  # once
+    assert fence.acknowledged(sent=101.5, fence_after=2.0)  # lifted by a newer acknowledgement
+    assert not fence.fenced
+
+
+def test_the_deadline_file_is_what_the_keepers_read(tmp_path: Path) -> None:
+    fence = Fence(tmp_path / "fence", Clock())
+    fence.acknowledged(sent=50.0, fence_after=3.0)
+    assert not deadline_passed(fence.path, 53.0)
+    assert deadline_passed(fence.path, 53.001)
+
+
+def test_a_heartbeat_never_waits_past_the_deadline(tmp_path: Path) -> None:
+    fence = Fence(tmp_path / "fence", Clock())
+    assert fence.request_timeout(5.0, sent=0.0) == 5.0
+    fence.acknowledged(sent=10.0, fence_after=3.0)
+    assert fence.request_timeout(5.0, sent=11.0) == 2.0
+    assert fence.request_timeout(5.0, sent=12.95) == 0.2  # a floor: the request can still be made
+
+
+def test_a_missing_or_damaged_deadline_counts_as_passed(tmp_path: Path) -> None:
+    path = tmp_path / "fence"
+    assert deadline_passed(path, 0.0)
+    path.write_text("not a number")
+    assert deadline_passed(path, 0.0)
+    write_deadline(path, 10.0)
+    assert not deadline_passed(path, 9.0)
