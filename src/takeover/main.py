@@ -103,6 +103,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     )
     services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
+    metrics.watch_gpus(store.nodes.find)
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
     regions = _regions(settings)

@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from takeover.domain.models import Gpu, Node
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -48,6 +50,36 @@ class Metrics:
     def watch_pool(self, read: Callable[[], dict[str, dict[str, int]]]) -> None:
         """Expose counts read from the store at scrape time (shared by every replica)."""
         self.registry.register(_PoolCollector(read))
+
+    def watch_gpus(self, read: Callable[[], list[Node]]) -> None:
+        """Each node's GPUs as its agent last reported them (NVML), read at scrape time."""
+        self.registry.register(_GpuCollector(read))
+
+
+_GPU_GAUGES: tuple[tuple[str, str, Callable[[Gpu], float]], ...] = (
+    ("utilization_ratio", "GPU utilization, 0..1", lambda g: g.utilization),
+    ("memory_used_bytes", "GPU memory in use", lambda g: g.memory_used_mb * 2**20),
+    ("memory_total_bytes", "GPU memory", lambda g: g.memory_total_mb * 2**20),
+    ("temperature_celsius", "GPU temperature", lambda g: g.temperature_c),
+)
+
+
+class _GpuCollector(Collector):
+    def __init__(self, read: Callable[[], list[Node]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pool = self._read()
+        count = GaugeMetricFamily("takeover_node_gpus", "GPUs a node reports", labels=["node", "region"])
+        for node in pool:
+            count.add_metric([node.name, node.region], len(node.gpus))
+        yield count
+        for name, doc, value in _GPU_GAUGES:
+            family = GaugeMetricFamily(f"takeover_node_gpu_{name}", doc, labels=["node", "gpu", "model"])
+            for node in pool:
+                for gpu in node.gpus:
+                    family.add_metric([node.name, str(gpu.index), gpu.name], float(value(gpu)))
+            yield family
 
 
 class _PoolCollector(Collector):

@@ -19,6 +19,8 @@ class NodeHandle:
     token: str
     running: dict[str, int] = field(default_factory=dict)  # instance id -> epoch it runs
     released: dict[str, int] = field(default_factory=dict)  # handed over: reported stopped
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # what its NVML would report
+    gpu_indices: dict[str, list[int]] = field(default_factory=dict)  # instance id -> GPUs it holds
 
 
 class Pool:
@@ -48,12 +50,19 @@ class Pool:
         reports += [{"id": i, "epoch": e, "state": "stopped"} for i, e in node.released.items()]
         response = self.client.post(
             f"/api/v1/nodes/{node.id}/heartbeat",
-            json={"cpu_load": cpu, "memory_load": memory, "avg_latency_ms": latency, "instances": reports},
+            json={
+                "cpu_load": cpu,
+                "memory_load": memory,
+                "avg_latency_ms": latency,
+                "instances": reports,
+                "gpus": node.gpus,
+            },
             headers={"Authorization": f"Bearer {node.token}"},
         )
         assert response.status_code == 200, response.text
         reply: dict[str, Any] = response.json()
         node.running = {d["id"]: d["epoch"] for d in reply["desired"]}
+        node.gpu_indices = {d["id"]: d["gpu_indices"] for d in reply["desired"]}
         node.released = {r["id"]: r["epoch"] for r in reply["release"]}
         return reply
 

@@ -145,8 +145,12 @@ def test_a_restarted_agent_removes_a_container_its_instance_no_longer_wants(clus
     cluster.kill_agent("a")
     assert cluster.api.delete(f"/api/v1/instances/{web['id']}").status_code == 204
     cluster.start_agent("a")
-    wait_until(lambda: not running_containers(cluster, web["id"]), 20, "the orphan to be removed")
-    assert cluster.podman("ps", "-a", "--filter", f"label=takeover.instance={web['id']}", "-q") == ""
+    wait_until(
+        lambda: cluster.podman("ps", "-a", "--filter", f"label=takeover.instance={web['id']}", "-q") == "",
+        20,
+        "the orphan to be removed",
+    )
+    assert "removing a container from an earlier life" in (cluster.root / "agent-a.log").read_text()
 
 
 def test_a_partitioned_agent_stops_its_container_before_the_copy_starts(cluster: LocalCluster) -> None:

@@ -26,6 +26,7 @@ import structlog
 
 from takeover.agent.containers import ContainerRuntime
 from takeover.agent.fence import Fence
+from takeover.agent.gpus import GpuReader
 from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import LaunchError, Leftover, Runtime
@@ -74,7 +75,7 @@ class Job:
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, client: httpx.Client | None = None) -> None:
+    def __init__(self, settings: AgentSettings, client: httpx.Client | None = None, nvml: Any = None) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.workspaces = self.data_dir / "workspaces"
@@ -101,6 +102,8 @@ class Agent:
                 min(settings.stop_grace, _FENCE_GRACE),
             )
         self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
+        self.gpus = GpuReader(nvml)
+        self._gpu_count = 0
         self.latency_ms = 0.0
         self.stop_event = threading.Event()
         self._workers = ThreadPoolExecutor(2, thread_name_prefix="snapshots")
@@ -186,8 +189,11 @@ class Agent:
     def heartbeat(self) -> bool:
         assert self.credentials is not None
         reports, shipped = self._reports()
+        gpus = self.gpus.read()
+        self._gpu_count = len(gpus)
         body = {
             **self._metrics(),
+            "gpus": gpus,
             "avg_latency_ms": round(self.latency_ms, 2),
             "instances": reports,
             "standbys": [
@@ -372,6 +378,7 @@ class Agent:
         )
         if self.credentials is not None:
             runner.labels = {"takeover.node": str(self.credentials.node_id)}
+        runner.gpu_indices, runner.node_has_gpus = tuple(item.gpu_indices), self._gpu_count > 0
         # What an earlier runner on this node printed was shipped then, or is history.
         runner.log_shipped = log_path.stat().st_size if log_path.exists() else 0
         # A request made before this runner existed is answered by its own snapshots anyway.

@@ -146,6 +146,8 @@ class ContainerRuntime:
         for key, value in launch.env.items():
             args += ["--env", f"{key}={value}"]
         args += ["--volume", f"{launch.workspace}:{launch.mount_path}"]
+        for index in launch.gpus:  # CDI names (nvidia-ctk cdi generate): the GPUs it holds, no others
+            args += ["--device", f"nvidia.com/gpu={index}"]
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.flavor == "podman":
             args += ["--log-driver", "k8s-file", "--log-opt", f"path={launch.log_path}"]

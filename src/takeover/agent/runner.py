@@ -51,6 +51,8 @@ class Runner:
     labels: dict[str, str] = field(default_factory=dict)  # a container's, beside instance and epoch
     image_ref: str | None = None  # a container's image as resolved on this node (pinned)
     image_digest: str | None = None
+    gpu_indices: tuple[int, ...] = ()  # this node's GPUs it holds
+    node_has_gpus: bool = False  # a process that holds none must not see them
     log_shipped: int = 0  # bytes of log_path the control plane has acknowledged
 
     def unsent_log(self, most: int) -> tuple[str, int]:
@@ -89,6 +91,8 @@ class Runner:
             "TAKEOVER_EPOCH": str(self.epoch),
             "TAKEOVER_WORKSPACE": self.spec.mount_path if container else str(self.workspace),
         }
+        if self.gpu_indices or (self.node_has_gpus and not container):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_indices))
         return Launch(
             self.instance_id,
             self.epoch,
@@ -100,6 +104,7 @@ class Runner:
             image=self.image_ref if container else None,
             mount_path=self.spec.mount_path,
             labels=self.labels,
+            gpus=self.gpu_indices,
         )
 
     def start(self) -> None:

@@ -31,6 +31,7 @@ class Launch:
     image: str | None = None
     mount_path: str = "/workspace"
     labels: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[int, ...] = ()  # the node's GPU indices it may use (a container gets them by CDI)
 
 
 class Handle(Protocol):

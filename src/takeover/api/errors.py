@@ -13,6 +13,7 @@ from takeover.api.inputs import ORCHESTRATOR_PREFIX, validation_errors
 from takeover.domain import errors
 
 STATUS: list[tuple[type[errors.TakeoverError], int]] = [
+    (errors.Unsatisfiable, 422),
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),
     (errors.Forbidden, 403),

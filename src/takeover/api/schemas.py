@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -14,6 +15,8 @@ from takeover.domain.heartbeat import InstanceReport
 from takeover.domain.images import DIGEST, parse_image
 from takeover.domain.models import (
     DEFAULT_MOUNT_PATH,
+    Gpu,
+    GpuRequest,
     Instance,
     InstanceSpec,
     InstanceState,
@@ -50,6 +53,48 @@ class NodePatch(Request):
     labels: dict[Annotated[str, Field(max_length=100)], LabelValue] | None = Field(None, max_length=100)
 
 
+class GpuIn(Request):
+    """One GPU as NVML reads it."""
+
+    index: int = Field(ge=0, le=1023)
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    memory_total_mb: int = Field(ge=0, le=2**31)
+    memory_used_mb: int = Field(0, ge=0, le=2**31)
+    utilization: float = Field(0.0, ge=0, le=1, description="0..1, of the last sample period")
+    temperature_c: float = Field(0.0, ge=-50, le=200)
+
+    def to_gpu(self) -> Gpu:
+        return Gpu(**self.model_dump())
+
+
+class GpuOut(BaseModel):
+    index: int
+    name: str
+    memory_total_mb: int
+    memory_used_mb: int
+    utilization: float
+    temperature_c: float
+
+
+class GpuRequestIn(Request):
+    count: int = Field(1, ge=1, le=64)
+    names: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="accepted models, the first preferred (document 002's preferred_gpus); empty: any",
+    )
+    shared: bool = Field(False, description="may use GPUs other shared instances use")
+
+    def to_request(self) -> GpuRequest:
+        return GpuRequest(self.count, tuple(self.names), self.shared)
+
+
+class GpuRequestOut(BaseModel):
+    count: int
+    names: list[str]
+    shared: bool
+
+
 class NodeOut(BaseModel):
     id: UUID
     name: str
@@ -64,12 +109,14 @@ class NodeOut(BaseModel):
     avg_latency_ms: float
     priority: int
     labels: dict[str, Any]
+    gpus: list[GpuOut] = Field(default_factory=list, description="as its agent last read them")
     last_heartbeat_at: datetime | None
     created_at: datetime | None
 
     @classmethod
     def of(cls, node: Node) -> NodeOut:
-        return cls.model_validate({f: getattr(node, f) for f in cls.model_fields})
+        data = {f: getattr(node, f) for f in cls.model_fields}
+        return cls.model_validate({**data, "gpus": [asdict(g) for g in node.gpus]})
 
 
 class NodeCreated(NodeOut):
@@ -131,6 +178,15 @@ class HeartbeatIn(Request):
     standbys: list[StandbyReportIn] = Field(
         default_factory=list, max_length=10_000, description="warm copies synced since the last heartbeat"
     )
+    gpus: list[GpuIn] = Field(default_factory=list, max_length=1024, description="this node's GPUs (NVML)")
+
+    @field_validator("gpus")
+    @classmethod
+    def _one_report_per_gpu(cls, gpus: list[GpuIn]) -> list[GpuIn]:
+        indices = [g.index for g in gpus]
+        if len(set(indices)) != len(indices):
+            raise ValueError("each GPU index may appear once")
+        return gpus
 
 
 class SpecIn(Request):
@@ -234,6 +290,9 @@ class DesiredInstance(BaseModel):
         None, description="the newest snapshot known: if none can be restored, do not start empty"
     )
     start_empty: bool = Field(False, description="an operator accepted starting it empty")
+    gpu_indices: list[int] = Field(
+        default_factory=list, description="this node's GPUs it runs on (CUDA_VISIBLE_DEVICES / CDI)"
+    )
 
 
 class ReleaseInstance(BaseModel):
@@ -271,6 +330,7 @@ class InstanceCreate(Request):
         Literal["warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"] | None
     ) = None
     volume_id: Ref | None = Field(None, description="a regional volume: the instance runs in its region")
+    gpus: GpuRequestIn | None = Field(None, description="GPUs it needs, of one model")
 
 
 class AssignIn(Request):
@@ -304,11 +364,17 @@ class InstanceOut(BaseModel):
         description="the newest snapshot any runner took or started from; it never starts empty after one"
     )
     start_empty: bool = Field(description="an operator chose to start it empty if nothing restores")
+    gpus: GpuRequestOut | None = Field(None, description="the GPUs it asks for")
+    gpu_indices: list[int] = Field(default_factory=list, description="its node's GPUs it holds")
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:
-        data = {f: getattr(instance, f) for f in cls.model_fields if f != "spec"}
-        return cls.model_validate({**data, "spec": SpecOut.of(instance.spec)})
+        data = {f: getattr(instance, f) for f in cls.model_fields if f not in ("spec", "gpus")}
+        gpus = instance.gpus
+        request = None
+        if gpus is not None:
+            request = GpuRequestOut(count=gpus.count, names=list(gpus.names), shared=gpus.shared)
+        return cls.model_validate({**data, "spec": SpecOut.of(instance.spec), "gpus": request})
 
 
 class LogChunk(BaseModel):

@@ -74,6 +74,9 @@ def create(
     volume: str | None = typer.Option(None, help="a regional volume id to use as the workspace"),
     image: str | None = typer.Option(None, help="run this container image (the command is then optional)"),
     mount_path: str | None = typer.Option(None, help="where the container sees its workspace (/workspace)"),
+    gpus: int = typer.Option(0, min=0, help="GPUs it needs, of one model"),
+    gpu_model: list[str] = typer.Option([], help="an accepted GPU model, preferred first; repeatable"),
+    shared_gpus: bool = typer.Option(False, help="may share its GPUs with other shared instances"),
 ) -> None:
     """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...],
     or a container: takeover instances create NAME --image IMAGE [-- COMMAND [ARGS...]]"""
@@ -96,6 +99,8 @@ def create(
         "failover_strategy": strategy,
         "volume_id": volume,
     }
+    if gpus or gpu_model:
+        body["gpus"] = {"count": gpus or 1, "names": gpu_model, "shared": shared_gpus}
     instance = call("POST", "/api/v1/instances", json=body)
     node = resolve.node_names().get(instance["node_id"], instance["node_id"])
     out.print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from takeover.cli import resolve
@@ -17,16 +19,45 @@ Ref = typer.Argument(help="the node's name, id, or the start of its id")
 def list_nodes(status: str | None = None, region: str | None = None, output: Output = OutputOption) -> None:
     """Every node with its health score, load and capacity."""
     rows = call("GET", "/api/v1/nodes", params={"status": status, "region": region})
-    for row in rows:
-        row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
-        row["score"] = row["health_score"]
+    if output is not Output.JSON:
+        for row in rows:
+            row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
+            row["score"] = row["health_score"]
+            row.update(gpu_columns(row.get("gpus") or []))
     emit(
         "nodes",
         rows,
-        ("name", "id", "region", "status", "score", "instances", "last_heartbeat_at"),
+        ("name", "id", "region", "status", "score", "instances", "gpus", "last_heartbeat_at"),
         output,
-        wide=("cpu_load", "memory_load", "avg_latency_ms", "priority", "base_url", "labels"),
+        wide=(
+            "cpu_load",
+            "memory_load",
+            "avg_latency_ms",
+            "gpu_util",
+            "gpu_memory",
+            "gpu_temp",
+            "priority",
+            "base_url",
+            "labels",
+        ),
     )
+
+
+def gpu_columns(gpus: list[dict[str, Any]]) -> dict[str, str]:
+    """A node's GPUs in a few characters: "2x NVIDIA A100", mean utilization, memory, hottest."""
+    if not gpus:
+        return {"gpus": "-", "gpu_util": "-", "gpu_memory": "-", "gpu_temp": "-"}
+    models: dict[str, int] = {}
+    for gpu in gpus:
+        models[gpu["name"]] = models.get(gpu["name"], 0) + 1
+    used = sum(g["memory_used_mb"] for g in gpus) / 1024
+    total = sum(g["memory_total_mb"] for g in gpus) / 1024
+    return {
+        "gpus": ", ".join(f"{n}x {model}" for model, n in sorted(models.items())),
+        "gpu_util": f"{100 * sum(g['utilization'] for g in gpus) / len(gpus):.0f}%",
+        "gpu_memory": f"{used:.1f}/{total:.1f} GiB",
+        "gpu_temp": f"{max(g['temperature_c'] for g in gpus):.0f} C",
+    }
 
 
 @app.command("show")

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
+from takeover.domain.gpus import matches
 from takeover.domain.models import Instance, Node, Principal, Volume
 from takeover.ports import Clock, Offer, Provider
 from takeover.providers.local import LocalProvider
@@ -154,7 +155,7 @@ class Orchestrator:
             "strategy_succeeded": succeeded,
             "new_node_id": node.id if node else None,
             "new_node_name": node.name if node else None,
-            "new_gpu_name": node.labels.get("gpu_name") if node else None,
+            **_gpus_given(node, instance),
             "new_ssh_host": host or None,
             "new_ssh_port": int(port) if port.isdigit() else None,
             "warm_pool_attempt_ms": spent("warm_pool"),
@@ -200,7 +201,8 @@ class Orchestrator:
         candidates = [
             o
             for o in self.search(volume.region, max_price, None)
-            if o.offer_id != str(instance.node_id) and (not gpus or o.gpu_name in gpus)
+            if o.offer_id != str(instance.node_id)
+            and (not gpus or any(o.gpu_name and matches(g, o.gpu_name) for g in gpus))
         ]
         if not candidates:
             raise Conflict(
@@ -219,3 +221,18 @@ class Orchestrator:
 
 
 _SINGLE = (StrategyName.WARM_POOL, StrategyName.CPU_STANDBY, StrategyName.REGIONAL_VOLUME)
+
+
+def _gpus_given(node: Node | None, instance: Instance) -> dict[str, str | None]:
+    """Document 002's new_gpu_name / new_gpu_id, from the GPUs the placement gave the instance
+    (a node that reports none: its gpu_name label, as before GPUs were read)."""
+    if node is None:
+        return {"new_gpu_name": None, "new_gpu_id": None}
+    if instance.node_id == node.id and instance.gpu_indices:
+        names = {g.index: g.name for g in node.gpus}
+        return {
+            "new_gpu_name": names.get(instance.gpu_indices[0]),
+            "new_gpu_id": f"{node.name}:{','.join(map(str, instance.gpu_indices))}",
+        }
+    label = node.labels.get("gpu_name")
+    return {"new_gpu_name": str(label) if label is not None else None, "new_gpu_id": None}

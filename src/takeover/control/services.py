@@ -20,7 +20,16 @@ from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import Heartbeat
-from takeover.domain.models import Instance, InstanceSpec, InstanceState, Node, NodeStatus, Principal, Role
+from takeover.domain.models import (
+    GpuRequest,
+    Instance,
+    InstanceSpec,
+    InstanceState,
+    Node,
+    NodeStatus,
+    Principal,
+    Role,
+)
 from takeover.domain.placement import Ineligible
 from takeover.metrics import Metrics
 from takeover.ports import Clock
@@ -55,6 +64,7 @@ class InstanceDraft:
     failover_enabled: bool = True
     failover_strategy: str | None = None
     volume_id: UUID | None = None
+    gpus: GpuRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,7 @@ class Services:
             else None,
             volume_id=draft.volume_id,
             created_at=self.clock.now(),
+            gpus=draft.gpus,
         )
         return self.store.instances.create(instance, self.clock.now())
 

@@ -2,6 +2,7 @@
 
 TakeoverError
 ├── InvalidInput          400  a value is wrong in a way a schema cannot say
+│   └── Unsatisfiable     422  well formed, but no node of the pool could ever meet it
 ├── Unauthenticated       401  no token, or an unknown / revoked one
 ├── Forbidden             403  the token's role may not do this
 ├── NotFound              404  unknown id, or one the caller may not see
@@ -25,6 +26,10 @@ class TakeoverError(Exception):
 
 
 class InvalidInput(TakeoverError):
+    pass
+
+
+class Unsatisfiable(InvalidInput):
     pass
 
 

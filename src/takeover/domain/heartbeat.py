@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-from takeover.domain.models import Instance, InstanceState, NodeStatus
+from takeover.domain.models import Gpu, Instance, InstanceState, NodeStatus
 from takeover.domain.snapshots import newest_snapshot
 
 
@@ -35,6 +35,7 @@ class Heartbeat:
     avg_latency_ms: float
     instances: tuple[InstanceReport, ...] = ()
     standbys: tuple[tuple[UUID, str | None], ...] = ()  # (instance, snapshot it holds) after a sync
+    gpus: tuple[Gpu, ...] = ()  # as NVML reads them now
 
 
 def status_after_heartbeat(status: NodeStatus) -> NodeStatus:

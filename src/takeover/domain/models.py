@@ -32,6 +32,28 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Gpu:
+    """One GPU of a node, as its agent last read it (NVML)."""
+
+    index: int
+    name: str  # NVML's model name, e.g. "NVIDIA GeForce RTX 4090"
+    memory_total_mb: int
+    memory_used_mb: int = 0
+    utilization: float = 0.0  # 0..1
+    temperature_c: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRequest:
+    """What an instance asks for: ``count`` GPUs of one model, the earlier of ``names`` preferred
+    (empty: any model). ``shared``: it may use GPUs another instance uses."""
+
+    count: int = 1
+    names: tuple[str, ...] = ()
+    shared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     id: UUID
     name: str
@@ -46,6 +68,7 @@ class Node:
     memory_load: float = 0.0
     avg_latency_ms: float = 0.0
     labels: dict[str, Any] = field(default_factory=dict)
+    gpus: tuple[Gpu, ...] = ()
     low_score_streak: int = 0
     last_heartbeat_at: datetime | None = None
     created_at: datetime | None = None
@@ -104,6 +127,8 @@ class Instance:
     recovery_point: str | None = None
     start_empty: bool = False  # an operator accepted that no snapshot can be restored
     number: int = 0  # short id beside the UUID (document 002's integer ids); set by the store
+    gpus: GpuRequest | None = None
+    gpu_indices: tuple[int, ...] = ()  # the GPUs of its node it holds at this epoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,12 @@
-"""The local provider: the pool's own online nodes, described by their labels."""
+"""The local provider: the pool's own online nodes, with the GPUs they report free.
+
+A node that reports no GPUs (no NVIDIA driver, or an agent from before GPUs were read) is
+described by its labels ``gpu_name`` and ``num_gpus``, as before.
+"""
 
 from __future__ import annotations
 
+from takeover.domain.gpus import matches
 from takeover.domain.models import Node, NodeStatus
 from takeover.ports import Offer
 from takeover.store import Store
@@ -15,33 +20,59 @@ class LocalProvider:
 
     def offers(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]:
         found = []
+        used = self.store.nodes.gpus_in_use()
         for node in self.store.nodes.find(NodeStatus.ONLINE, region):
-            offer = _offer(node)
-            if offer.free_slots <= 0:
+            offer = _offer(node, used.get(node.id, {}), gpu_name)
+            if offer is None or offer.free_slots <= 0:
                 continue
             if max_price is not None and (offer.price_per_hour is None or offer.price_per_hour > max_price):
                 continue
-            if gpu_name is not None and offer.gpu_name != gpu_name:
-                continue
             found.append(offer)
         return sorted(
-            found, key=lambda o: (o.price_per_hour is None, o.price_per_hour or 0, -o.reliability, o.name)
+            found,
+            key=lambda o: (
+                o.price_per_hour is None,
+                o.price_per_hour or 0,
+                -o.num_gpus,
+                -o.reliability,
+                o.name,
+            ),
         )
 
 
-def _offer(node: Node) -> Offer:
+def _offer(node: Node, used: dict[int, bool], gpu_name: str | None) -> Offer | None:
+    """The node as an offer: its free GPUs of the asked model (the most numerous model if none is
+    asked); None when it has none of that model."""
     price = node.labels.get("price_per_hour")
-    gpus = node.labels.get("num_gpus", 0)
-    gpu = node.labels.get("gpu_name")
+    model, count = _free_gpus(node, used, gpu_name)
+    if model is None and gpu_name is not None:
+        return None
     return Offer(
         offer_id=str(node.id),
         name=node.name,
         region=node.region,
-        gpu_name=str(gpu) if gpu is not None else None,
-        num_gpus=int(gpus) if isinstance(gpus, int | float) else 0,
+        gpu_name=model,
+        num_gpus=count,
         price_per_hour=float(price)
         if isinstance(price, int | float) and not isinstance(price, bool)
         else None,
         reliability=round(node.health_score / 100, 4),
         free_slots=node.free_capacity,
     )
+
+
+def _free_gpus(node: Node, used: dict[int, bool], gpu_name: str | None) -> tuple[str | None, int]:
+    if not node.gpus:
+        label, labelled = node.labels.get("gpu_name"), node.labels.get("num_gpus", 0)
+        name = str(label) if label is not None else None
+        if gpu_name is not None and (name is None or not matches(gpu_name, name)):
+            return None, 0
+        return name, int(labelled) if isinstance(labelled, int | float) else 0
+    free: dict[str, int] = {}
+    for gpu in node.gpus:
+        if gpu.index not in used and (gpu_name is None or matches(gpu_name, gpu.name)):
+            free[gpu.name] = free.get(gpu.name, 0) + 1
+    if not free:
+        return None, 0
+    model = max(free, key=lambda m: (free[m], m))
+    return model, free[model]

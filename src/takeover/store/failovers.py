@@ -28,7 +28,7 @@ from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.instances import _get as get_instance
-from takeover.store.nodes import claim_slot, get_node, release_slot, take_slot
+from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
 from takeover.store.rows import NEW_RUNNER, failover_from_row, instance_from_row
 from takeover.store.tables import failovers, instances, nodes
 from takeover.strategies.base import Attempt, AttemptPlan
@@ -304,14 +304,28 @@ class FailoverRepository:
                 self._degraded_streak,
                 plan.region is not None,
             )
-            target = _claim_target(conn, fixed, request)
-            if isinstance(target, Ineligible):
-                return target
+            indices: tuple[int, ...] = ()
+            if instance.gpus is not None:  # its GPUs are slots of the target too
+                choice = claim_gpus(conn, request, instance.gpus, fixed)
+                if isinstance(choice, Ineligible):
+                    return choice
+                target, indices = choice.node.id, choice.indices
+            else:
+                claimed = _claim_target(conn, fixed, request)
+                if isinstance(claimed, Ineligible):
+                    return claimed
+                target = claimed
             epoch = instance.epoch + 1
             conn.execute(
                 instances.update()
                 .where(instances.c.id == instance.id)
-                .values(node_id=target, epoch=epoch, state=InstanceState.ASSIGNED.value, **NEW_RUNNER)
+                .values(
+                    node_id=target,
+                    epoch=epoch,
+                    state=InstanceState.ASSIGNED.value,
+                    gpu_indices=list(indices),
+                    **NEW_RUNNER,
+                )
             )
             release_slot(conn, instance.node_id)
             tried = [*(str(n) for n in failover.tried_node_ids), str(target)]

@@ -9,14 +9,21 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import Conflict, NoCapacity, NotFound
+from takeover.domain.errors import Conflict, NoCapacity, NotFound, Unsatisfiable
 from takeover.domain.failover import OPEN_STATUSES
+from takeover.domain.gpus import impossible
 from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, id_by_number, next_number, record_event, transaction
-from takeover.store.nodes import claim_slot, get_node, release_slot, select_node, take_slot
-from takeover.store.rows import NEW_RUNNER, instance_from_row, spec_to_json
+from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, select_node, take_slot
+from takeover.store.rows import (
+    NEW_RUNNER,
+    gpu_request_to_json,
+    instance_from_row,
+    node_from_row,
+    spec_to_json,
+)
 from takeover.store.tables import failovers, instances, nodes, volumes
 from takeover.store.volumes import get_volume
 from takeover.strategies.base import Attempt, Situation
@@ -46,11 +53,26 @@ class InstanceRepository:
                     raise Conflict(f"volume {volume.name} is attached to instance {volume.attached_to}")
                 instance = replace(instance, preferred_region=volume.region)
                 request = replace(request, preferred_region=volume.region, region_only=True)
-            node = claim_slot(conn, request)
-            if isinstance(node, Ineligible):
-                raise NoCapacity(f"no node can take the instance: {node.reason}")
+            indices: tuple[int, ...] = ()
+            if instance.gpus is not None:
+                refusal = impossible(
+                    [node_from_row(r) for r in conn.execute(sa.select(nodes))], instance.gpus
+                )
+                if refusal is not None:
+                    status, message = refusal
+                    raise (Unsatisfiable(message, field="gpus") if status == 422 else NoCapacity(message))
+                choice = claim_gpus(conn, request, instance.gpus)
+                if isinstance(choice, Ineligible):
+                    raise NoCapacity(f"no node can take the instance: {choice.reason}")
+                node, indices = choice.node, choice.indices
+            else:
+                claimed = claim_slot(conn, request)
+                if isinstance(claimed, Ineligible):
+                    raise NoCapacity(f"no node can take the instance: {claimed.reason}")
+                node = claimed
             placed = replace(
                 instance,
+                gpu_indices=indices,
                 node_id=node.id,
                 epoch=1,
                 state=InstanceState.ASSIGNED,
@@ -130,7 +152,13 @@ class InstanceRepository:
                         f"instance runs on node {current.name} ({current.status}); "
                         "move it with POST /failovers and target_node_id"
                     )
-            if not take_slot(conn, target.id):
+            indices: tuple[int, ...] = ()
+            if instance.gpus is not None:
+                choice = claim_gpus(conn, PlacementRequest(), instance.gpus, fixed=target.id)
+                if isinstance(choice, Ineligible):
+                    raise Conflict(f"node {target.name} cannot take it: {choice.reason}", field="node_id")
+                indices = choice.indices
+            elif not take_slot(conn, target.id):
                 raise Conflict(
                     f"node {target.name} cannot take it ({target.status}, "
                     f"{target.current_instances}/{target.max_instances})",
@@ -139,6 +167,7 @@ class InstanceRepository:
             release_slot(conn, instance.node_id)
             moved = replace(
                 instance,
+                gpu_indices=indices,
                 node_id=target.id,
                 epoch=instance.epoch + 1,
                 state=InstanceState.ASSIGNED,
@@ -150,7 +179,13 @@ class InstanceRepository:
             conn.execute(
                 instances.update()
                 .where(instances.c.id == instance_id)
-                .values(node_id=target.id, epoch=moved.epoch, state=moved.state.value, **NEW_RUNNER)
+                .values(
+                    node_id=target.id,
+                    epoch=moved.epoch,
+                    state=moved.state.value,
+                    gpu_indices=list(indices),
+                    **NEW_RUNNER,
+                )
             )
             record_event(
                 conn,
@@ -198,6 +233,8 @@ def _values(instance: Instance) -> dict[str, object]:
         "created_at": instance.created_at,
         "volume_id": instance.volume_id,
         "number": instance.number,
+        "gpus": gpu_request_to_json(instance.gpus),
+        "gpu_indices": list(instance.gpu_indices),
     }
 
 

@@ -13,14 +13,15 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Contended, Forbidden, NotFound, TakeoverError, Unauthenticated
+from takeover.domain.gpus import GpuChoice, choose_gpus, select_gpu_node
 from takeover.domain.health import health_score, next_low_score_streak
 from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_heartbeat
-from takeover.domain.models import Instance, Node, NodeStatus, Role
+from takeover.domain.models import GpuRequest, Instance, Node, NodeStatus, Role
 from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.logs import append_logs
-from takeover.store.rows import instance_from_row, node_from_row, spec_to_json
+from takeover.store.rows import gpus_to_json, instance_from_row, node_from_row, spec_to_json
 from takeover.store.tables import failovers, instances, nodes, tokens
 
 _ATTEMPTS = 3  # a batch PostgreSQL aborted to break a deadlock runs again at once
@@ -164,9 +165,10 @@ class NodeRepository:
             node = updated.get(hb.node_id) or known.get(hb.node_id)
             if node is None:
                 continue
-            score = health_score(hb.cpu_load, hb.memory_load, hb.avg_latency_ms)
+            score = health_score(hb.cpu_load, hb.memory_load, hb.avg_latency_ms, hb.gpus)
             updated[hb.node_id] = replace(
                 node,
+                gpus=hb.gpus,
                 cpu_load=hb.cpu_load,
                 memory_load=hb.memory_load,
                 avg_latency_ms=hb.avg_latency_ms,
@@ -192,6 +194,7 @@ class NodeRepository:
                         "memory_load": n.memory_load,
                         "avg_latency_ms": n.avg_latency_ms,
                         "health_score": n.health_score,
+                        "gpus": gpus_to_json(n.gpus),
                         "low_score_streak": n.low_score_streak,
                         "status": n.status.value,
                         "last_heartbeat_at": now,
@@ -248,6 +251,10 @@ class NodeRepository:
             )
             for node_id in node_ids:
                 record_event(conn, "node.offline", node_id, "node went silent", now)
+
+    def gpus_in_use(self) -> dict[UUID, dict[int, bool]]:
+        with self._engine.connect() as conn:
+            return gpus_in_use(conn)
 
     def select(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
         with self._engine.connect() as conn:
@@ -355,6 +362,7 @@ def _node_values(node: Node) -> dict[str, Any]:
         "health_score": node.health_score,
         "priority": node.priority,
         "labels": node.labels,
+        "gpus": gpus_to_json(node.gpus),
         "low_score_streak": node.low_score_streak,
         "last_heartbeat_at": node.last_heartbeat_at,
         "created_at": node.created_at,
@@ -416,6 +424,45 @@ def claim_slot(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligi
             return choice
         exclude.add(choice.id)
     return Ineligible("every chosen node filled up while placing; try again")
+
+
+def gpus_in_use(conn: sa.Connection, node_ids: Sequence[UUID] | None = None) -> dict[UUID, dict[int, bool]]:
+    """Per node: each GPU index an instance holds, and whether its holder shares it."""
+    query = sa.select(instances.c.node_id, instances.c.gpus, instances.c.gpu_indices).where(
+        instances.c.gpus.is_not(None), instances.c.node_id.is_not(None)
+    )
+    if node_ids is not None:
+        query = query.where(instances.c.node_id.in_(list(node_ids)))
+    used: dict[UUID, dict[int, bool]] = {}
+    for row in conn.execute(query):
+        shared = bool((row.gpus or {}).get("shared"))
+        held = used.setdefault(row.node_id, {})
+        for index in row.gpu_indices or ():
+            held[int(index)] = held.get(int(index), True) and shared
+    return used
+
+
+def claim_gpus(
+    conn: sa.Connection, placement: PlacementRequest, request: GpuRequest, fixed: UUID | None = None
+) -> GpuChoice | Ineligible:
+    """Choose a node and GPUs by the pure rule (takeover.domain.gpus), then take them under the
+    node's row lock, checking again: two placements never get the same GPU."""
+    exclude = set(placement.exclude)
+    for _ in range(10):
+        query = sa.select(nodes) if fixed is None else sa.select(nodes).where(nodes.c.id == fixed)
+        pool = [node_from_row(r) for r in conn.execute(query)]
+        if fixed is not None and not pool:
+            raise NotFound(f"node {fixed} not found")
+        request_now = replace(placement, exclude=frozenset(exclude))
+        choice = select_gpu_node(pool, gpus_in_use(conn, [n.id for n in pool]), request_now, request)
+        if isinstance(choice, Ineligible):
+            return choice
+        node = get_node(conn, choice.node.id, lock=True)
+        again = choose_gpus(node, gpus_in_use(conn, [node.id]).get(node.id, {}), request)
+        if again is not None and take_slot(conn, node.id):
+            return again
+        exclude.add(node.id)
+    return Ineligible("every chosen node's GPUs were taken while placing; try again")
 
 
 def take_slot(conn: sa.Connection, node_id: UUID) -> bool:

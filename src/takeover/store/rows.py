@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
-from takeover.domain.models import DEFAULT_MOUNT_PATH, Instance, InstanceSpec, InstanceState, Node, NodeStatus
+from takeover.domain.models import (
+    DEFAULT_MOUNT_PATH,
+    Gpu,
+    GpuRequest,
+    Instance,
+    InstanceSpec,
+    InstanceState,
+    Node,
+    NodeStatus,
+)
 
 
 def node_from_row(row: sa.Row[Any]) -> Node:
@@ -26,10 +36,31 @@ def node_from_row(row: sa.Row[Any]) -> Node:
         memory_load=row.memory_load,
         avg_latency_ms=row.avg_latency_ms,
         labels=dict(row.labels or {}),
+        gpus=gpus_from_json(row.gpus),
         low_score_streak=row.low_score_streak,
         last_heartbeat_at=row.last_heartbeat_at,
         created_at=row.created_at,
     )
+
+
+def gpus_to_json(gpus: tuple[Gpu, ...]) -> list[dict[str, Any]]:
+    return [asdict(g) for g in gpus]
+
+
+def gpus_from_json(data: list[dict[str, Any]] | None) -> tuple[Gpu, ...]:
+    return tuple(Gpu(**g) for g in data or [])
+
+
+def gpu_request_to_json(request: GpuRequest | None) -> dict[str, Any] | None:
+    if request is None:
+        return None
+    return {"count": request.count, "names": list(request.names), "shared": request.shared}
+
+
+def gpu_request_from_json(data: dict[str, Any] | None) -> GpuRequest | None:
+    if data is None:
+        return None
+    return GpuRequest(int(data["count"]), tuple(data.get("names") or ()), bool(data.get("shared")))
 
 
 def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
@@ -85,6 +116,8 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         recovery_point=row.recovery_point,
         start_empty=row.start_empty,
         number=row.number,
+        gpus=gpu_request_from_json(row.gpus),
+        gpu_indices=tuple(row.gpu_indices or ()),
     )
 
 

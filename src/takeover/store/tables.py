@@ -57,6 +57,7 @@ nodes = sa.Table(
     sa.Column("health_score", sa.Float, nullable=False),
     sa.Column("priority", sa.Integer, nullable=False, default=0),
     sa.Column("labels", Json, nullable=False),
+    sa.Column("gpus", Json, nullable=False, server_default="[]"),
     sa.Column("api_token_hash", sa.String(64), nullable=False),
     sa.Column("low_score_streak", sa.Integer, nullable=False, default=0),
     sa.Column("last_heartbeat_at", UtcDateTime, nullable=True),
@@ -104,6 +105,8 @@ instances = sa.Table(
     sa.Column("standby_snapshot", sa.String(200), nullable=True),
     sa.Column("recovery_point", sa.String(200), nullable=True),
     sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("gpus", Json, nullable=True),  # what it asks for: count, names, shared
+    sa.Column("gpu_indices", Json, nullable=False, server_default="[]"),  # what it holds on its node
     # A short number beside the UUID: document 002's requests carry integer ids.
     sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.UniqueConstraint("owner", "name"),

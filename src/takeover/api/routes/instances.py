@@ -23,6 +23,7 @@ def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep)
         body.failover_enabled,
         body.failover_strategy,
         services.volume_ref(who, body.volume_id) if body.volume_id is not None else None,
+        body.gpus.to_request() if body.gpus is not None else None,
     )
     return InstanceOut.of(services.create_instance(who, draft))
 

@@ -98,8 +98,10 @@ async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, tok
     """The hot path: the reply is serialized once here, not validated again by FastAPI."""
     reports = tuple(r.to_report() for r in body.instances)
     standbys = tuple((s.id, s.snapshot) for s in body.standbys)
+    gpus = tuple(g.to_gpu() for g in sorted(body.gpus, key=lambda g: g.index))
     result = await services.heartbeat(
-        token, Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports, standbys)
+        token,
+        Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports, standbys, gpus),
     )
     timings = services.agent_timings
     reply = HeartbeatOut(
@@ -126,4 +128,5 @@ def _desired(i: Instance) -> DesiredInstance:
         volume_id=i.volume_id,
         recovery_point=i.recovery_point,
         start_empty=i.start_empty,
+        gpu_indices=list(i.gpu_indices),
     )

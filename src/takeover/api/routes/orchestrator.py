@@ -132,6 +132,7 @@ async def volume_failover(body: VolumeFailoverIn, services: ServicesDep, who: Pe
         "failover_id": done.id,
         "new_node_id": result["new_node_id"],
         "new_gpu_name": result["new_gpu_name"],
+        "new_gpu_id": result["new_gpu_id"],
         "region": volume.region,
         "failover_time_seconds": round(time.monotonic() - started, 3),
         "message": "Failover completed successfully" if result["success"] else (result["error"] or "failed"),
