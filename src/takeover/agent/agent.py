@@ -27,6 +27,7 @@ import structlog
 from takeover.agent.containers import ContainerRuntime
 from takeover.agent.fence import Fence
 from takeover.agent.gpus import GpuReader
+from takeover.agent.plan import Act, Held, Snapshot, plan, snapshot_due
 from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import LaunchError, Leftover, Runtime
@@ -285,21 +286,29 @@ class Agent:
         wanted = {str(d.id): d for d in desired}
         self._settle_leftovers(wanted)
         self._keep_warm({str(s.id): s.epoch for s in standby or []}, wanted)
+        for instance_id, item in wanted.items():
+            if instance_id in self.runners:
+                self.runners[instance_id].snapshot_request = _request(item)
+        actions = plan(
+            {i: d.epoch for i, d in wanted.items()},
+            release,
+            {i: Held(r.epoch, r.released) for i, r in self.runners.items()},
+            self._busy(),
+        )
         stopping, handovers = [], []
-        for instance_id, runner in list(self.runners.items()):
-            if release.get(instance_id) == runner.epoch:
-                if not runner.released:
-                    runner.released, runner.state = True, InstanceState.STOPPING
-                    handovers.append(runner)
-            elif instance_id not in wanted or wanted[instance_id].epoch != runner.epoch:
-                stopping.append(runner)
-                del self.runners[instance_id]
-                log.info("stopping", instance=instance_id, epoch=runner.epoch, why="no longer desired here")
-            elif runner.released:  # the handover was called off: run it again from its workspace
+        for action in actions:
+            runner = self.runners.get(action.instance_id)
+            if action.act is Act.HAND_OVER and runner is not None:
+                runner.released, runner.state = True, InstanceState.STOPPING
+                handovers.append(runner)
+            elif action.act is Act.STOP and runner is not None:
+                stopping.append(self.runners.pop(action.instance_id))
+                log.info(
+                    "stopping", instance=action.instance_id, epoch=runner.epoch, why="no longer desired here"
+                )
+            elif action.act is Act.RESUME and runner is not None:  # the handover was called off
                 runner.released = False
                 runner.start()
-            if instance_id in wanted:
-                runner.snapshot_request = _request(wanted[instance_id])
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
             log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
@@ -308,13 +317,19 @@ class Agent:
             else:
                 self._final_snapshot(runner)
         self._wanted = wanted
-        self._start_missing()
+        for action in actions:
+            if action.act is Act.START:
+                self._prepare(wanted[action.instance_id])
 
     def _start_missing(self) -> None:
+        busy = self._busy()
         for instance_id, item in self._wanted.items():
-            busy = instance_id in self._jobs or f"warm:{instance_id}" in self._jobs  # one job per workspace
-            if instance_id not in self.runners and not busy:
+            if instance_id not in self.runners and instance_id not in busy:
                 self._prepare(item)
+
+    def _busy(self) -> set[str]:
+        """Instances whose workspace a job still uses (one job per workspace)."""
+        return {key.removeprefix("warm:") for key in self._jobs}
 
     def _find_leftovers(self) -> None:
         """Containers an earlier life of this agent started: settled by the first reply."""
@@ -509,13 +524,17 @@ class Agent:
         for instance_id, runner in self.runners.items():
             if instance_id in self._jobs or runner.on_volume:
                 continue
-            if runner.released and runner.state is InstanceState.STOPPING:  # a final snapshot to retry
-                if now >= self._next_snapshot.get(instance_id, 0):
-                    self._final_snapshot(runner)
-            elif runner.state is InstanceState.RUNNING and (
-                now >= self._next_snapshot.get(instance_id, now)
-                or runner.snapshot_request != runner.snapshot_served
-            ):
+            due = snapshot_due(
+                now,
+                runner.state,
+                runner.released,
+                self._next_snapshot.get(instance_id),
+                runner.snapshot_request,
+                runner.snapshot_served,
+            )
+            if due is Snapshot.FINAL:
+                self._final_snapshot(runner)
+            elif due is Snapshot.PERIODIC:
                 self._next_snapshot[instance_id] = now + self.settings.snapshot_interval
                 self._periodic_snapshot(runner)
 
