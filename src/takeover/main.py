@@ -89,7 +89,9 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     clock = clock or SystemClock()
     store = open_store(settings, migrated=migrated)
     metrics = Metrics()
-    timings = AgentTimings(settings.heartbeat_interval, settings.fence_after, settings.sync_interval)
+    timings = AgentTimings(
+        settings.heartbeat_interval, settings.fence_after, settings.sync_interval, settings.fence_grace
+    )
     controllers = _controllers(settings, store, clock, metrics, timings) if settings.controllers else None
     services = Services(
         store,

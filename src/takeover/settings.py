@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+FENCE_GRACE = 1.0  # at most, seconds between a fence's SIGTERM and its SIGKILL
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAKEOVER_", extra="ignore", populate_by_name=True)
@@ -144,6 +146,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
             found.append((host.strip("[]"), int(port)))
         return found
+
+    @property
+    def fence_grace(self) -> float:
+        """SIGTERM to SIGKILL when a node fences itself: within the margin, so that even a
+        workload that ignores SIGTERM is dead before ``offline_after`` lets a copy start."""
+        return min(FENCE_GRACE, self.fence_margin / 2)
 
     @property
     def store_url(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from takeover.agent.fence import Fence
-from takeover.agent.keeper import deadline_passed, write_deadline
+from takeover.agent.keeper import deadline_passed, read_deadline, write_deadline
+from takeover.settings import Settings
 
 
 class Clock:
@@ -52,3 +53,14 @@ def test_a_missing_or_damaged_deadline_counts_as_passed(tmp_path: Path) -> None:
     assert deadline_passed(path, 0.0)
     write_deadline(path, 10.0)
     assert not deadline_passed(path, 9.0)
+
+
+def test_the_kill_grace_fits_in_the_fence_margin(tmp_path: Path) -> None:
+    """A workload that ignores SIGTERM is killed before offline_after, whatever the margin."""
+    assert (
+        Settings(fence_margin=0.5, fence_after=2, offline_after=3, heartbeat_interval=1).fence_grace == 0.25
+    )
+    assert Settings().fence_grace == 1.0  # the default margin (10 s) allows the full second
+    fence = Fence(tmp_path / "fence", Clock())
+    fence.acknowledged(sent=50.0, fence_after=2.0, grace=0.25)
+    assert read_deadline(fence.path) == (52.0, 0.25)  # the keepers use the same grace

@@ -40,7 +40,7 @@ from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
 _TICK = 0.1
-_FENCE_GRACE = 1.0  # a fenced instance gets this long after SIGTERM before SIGKILL
+_FENCE_GRACE = 1.0  # SIGTERM to SIGKILL when fencing, until a reply gives the control plane's
 _LOG_CHUNK = 16 * 1024  # bytes of one instance's output per heartbeat
 _LOG_BUDGET = 256 * 1024  # of all of them together: a heartbeat body stays far under its 1 MiB limit
 
@@ -228,7 +228,7 @@ class Agent:
         self.latency_ms = rtt if self.fence.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
         self.heartbeat_interval = reply.heartbeat_interval
         self.sync_interval = reply.sync_interval
-        if self.fence.acknowledged(sent, reply.fence_after):
+        if self.fence.acknowledged(sent, reply.fence_after, reply.fence_grace):
             log.info("control plane reachable again; no longer fenced")
         for copy in reported_syncs:
             copy.to_report = False
@@ -350,23 +350,30 @@ class Agent:
         """Adopt what still runs at the epoch the control plane wants here; remove everything else.
         Never a second copy: an adopted container is supervised, not started again."""
         found, self._leftovers = self._leftovers or [], []
+        runtime = self.containers
         for left in found:
             item = wanted.get(left.instance_id)
             port = int(self._local_state(left.instance_id).get("port") or 0)
-            keep = left.running and item is not None and item.epoch == left.epoch and port
-            if not keep or item is None or left.instance_id in self.runners or self.containers is None:
+            if runtime is None or item is None or item.epoch != left.epoch or not left.running or not port:
                 log.info("removing a container from an earlier life", container=left.name)
-                if self.containers is not None:
-                    self.containers.remove(left)
+                if runtime is not None:
+                    runtime.remove(left)
                 continue
             runner = self._runner(item, port)
-            runner.image_digest = item.spec.image_digest
+            try:  # present (it runs): a local look-up, and what a restart after a crash runs
+                runner.image_ref, runner.image_digest = runtime.resolve(
+                    runner.spec.image or "", runner.spec.image_digest
+                )
+            except (LaunchError, ValueError) as exc:
+                log.warning("cannot adopt; removing", container=left.name, error=str(exc))
+                runtime.remove(left)
+                continue
             if item.volume_id is not None and self.settings.volume_root is not None:
                 runner.workspace, runner.on_volume = (
                     (self.settings.volume_root / str(item.volume_id)).resolve(),
                     True,
                 )
-            runner.adopt(self.containers.adopt(left, runner.log_path))
+            runner.adopt(runtime.adopt(left, runner.log_path))
             self.runners[left.instance_id] = runner
             self._next_snapshot[left.instance_id] = time.monotonic() + self.settings.snapshot_interval
             log.info("adopted a container from an earlier life", container=left.name, epoch=left.epoch)
@@ -623,7 +630,7 @@ class Agent:
             return
         silent = time.monotonic() - (self.fence.last_ok or 0.0)
         log.error("no heartbeat accepted; fencing", silent_s=round(silent, 2), instances=len(self.runners))
-        stop_all(list(self.runners.values()), min(self.settings.stop_grace, _FENCE_GRACE))
+        stop_all(list(self.runners.values()), min(self.settings.stop_grace, self.fence.grace))
         self.runners.clear()
         self._wanted = {}
 

@@ -21,6 +21,7 @@ class Fence:
         self.clock = clock
         self.last_ok: float | None = None  # when the last acknowledged heartbeat was sent
         self.fence_after: float | None = None  # learnt from the first reply
+        self.grace = 1.0  # SIGTERM to SIGKILL when fencing: the control plane's, from each reply
         self.fenced = False
 
     @property
@@ -29,10 +30,10 @@ class Fence:
             return None
         return self.last_ok + self.fence_after
 
-    def acknowledged(self, sent: float, fence_after: float) -> bool:
+    def acknowledged(self, sent: float, fence_after: float, grace: float = 1.0) -> bool:
         """A reply to a heartbeat sent at ``sent``; True when it lifts the fence."""
-        self.last_ok, self.fence_after = sent, fence_after
-        write_deadline(self.path, sent + fence_after)
+        self.last_ok, self.fence_after, self.grace = sent, fence_after, grace
+        write_deadline(self.path, sent + fence_after, grace)
         lifted, self.fenced = self.fenced, False
         return lifted
 

@@ -314,6 +314,9 @@ class HeartbeatOut(BaseModel):
         default_factory=list, description="keep a synced, not running copy of these (warm pool)"
     )
     sync_interval: float = Field(10.0, description="how often to sync the warm copies")
+    fence_grace: float = Field(
+        1.0, description="when fencing: SIGTERM, then SIGKILL this long after (within fence_margin)"
+    )
 
 
 class SelectIn(Request):

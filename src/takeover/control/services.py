@@ -74,6 +74,7 @@ class AgentTimings:
     heartbeat_interval: float = 30.0
     fence_after: float = 75.0
     sync_interval: float = 10.0
+    fence_grace: float = 1.0
 
     @property
     def standby_report_interval(self) -> timedelta:

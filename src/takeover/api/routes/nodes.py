@@ -114,6 +114,7 @@ async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, tok
         fence_after=timings.fence_after,
         standby=[_desired(i) for i in result.standby],
         sync_interval=timings.sync_interval,
+        fence_grace=timings.fence_grace,
     )
     return Response(reply.model_dump_json(), media_type="application/json")
 
