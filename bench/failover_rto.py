@@ -9,6 +9,10 @@ new endpoint. The killed agent is restarted between runs.
 
     .venv/bin/python -m bench.failover_rto --runs 10 --strategy cpu_standby warm_pool regional_volume
     .venv/bin/python -m bench.failover_rto --runs 10 --strategy cpu_standby --workspace-mb 1024
+    .venv/bin/python -m bench.failover_rto --runs 10 --runtime container --strategy cpu_standby warm_pool
+
+``--runtime container`` runs the counter image under Podman instead (a keeper stops the killed
+node's container at its fence deadline).
 """
 
 from __future__ import annotations
@@ -107,14 +111,15 @@ def main() -> None:
         choices=["cpu_standby", "warm_pool", "regional_volume"],
     )
     parser.add_argument("--workspace-mb", type=int, default=0, help="random data in each workspace")
+    parser.add_argument("--runtime", choices=["process", "container"], default="process")
     args = parser.parse_args()
     timings = {**FAST_TIMINGS, "TAKEOVER_SYNC_INTERVAL": "1", "TAKEOVER_BRAKE_MIN_NODES": "10"}
     print("timings: " + ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}" for k, v in timings.items()))
-    print(f"workspace: counter + {args.workspace_mb} MB of random bytes")
+    print(f"workspace: counter + {args.workspace_mb} MB of random bytes; runtime: {args.runtime}")
     summary = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-rto-") as tmp,
-        LocalCluster(Path(tmp), timings=timings) as cluster,
+        LocalCluster(Path(tmp), timings=timings, containers=args.runtime == "container") as cluster,
     ):
         blob = None
         if args.workspace_mb:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from takeover.localcluster import LocalCluster, wait_until
+from takeover.localcluster import LocalCluster, free_port, wait_until
 from tests.e2e.tcpproxy import TcpProxy
 
 pytestmark = [
@@ -122,21 +127,41 @@ def test_a_killed_agent_s_container_is_stopped_by_its_keeper_before_the_copy_sta
     assert running_containers(cluster, web["id"]) == [f"takeover-{web['id']}-2"]
 
 
-def test_a_restarted_agent_adopts_its_running_container_instead_of_starting_a_second(
-    cluster: LocalCluster,
-) -> None:
+# Room for an agent restart on a busy machine before its old life's fence deadline passes.
+SLOW_FENCE = {
+    **TIMINGS,
+    "TAKEOVER_FENCE_AFTER": "8",
+    "TAKEOVER_FENCE_MARGIN": "1",
+    "TAKEOVER_OFFLINE_AFTER": "10",
+}
+
+
+def test_a_restarted_agent_adopts_its_running_container_instead_of_starting_a_second(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, timings=SLOW_FENCE, containers=True) as cluster:
+        cluster.start_control_plane()
+        adopts(cluster)
+
+
+def adopts(cluster: LocalCluster) -> None:
     cluster.start_agent("a")
     web = serving(cluster, "web")
     assert cluster.hit(web["id"]) == 1
     cluster.kill_agent("a")
     cluster.start_agent("a")  # back within fence_after: the keeper has not stopped it
-    time.sleep(3)  # a few heartbeats, past the old life's fence deadline
+    time.sleep(9)  # past the old life's fence deadline: the new life renews it
     inst = cluster.instance(web["id"])
     assert (inst["epoch"], inst["state"], inst["node_id"]) == (1, "running", web["node_id"])
     assert cluster.hit(web["id"]) == 2
     assert [name for name, _, died in lifetimes(cluster, web["id"])] == [f"takeover-{web['id']}-1"]
     log = (cluster.root / "agent-a.log").read_text()
     assert "adopted a container from an earlier life" in log
+
+    cluster.podman("kill", f"takeover-{web['id']}-1")  # a crash of the adopted one: restarted as any
+    wait_until(lambda: len(lifetimes(cluster, web["id"])) == 2, 20, "the restart")
+    wait_until(lambda: cluster.serving(web["id"]), 20, "web to serve again")
+    assert cluster.hit(web["id"]) == 3
+    assert cluster.instance(web["id"])["epoch"] == 1
+    never_two(cluster, web["id"])
 
 
 def test_a_restarted_agent_removes_a_container_its_instance_no_longer_wants(cluster: LocalCluster) -> None:
@@ -267,3 +292,81 @@ def test_disabled_leaves_a_dead_node_s_container_instance_alone(cluster: LocalCl
     inst = cluster.instance(web["id"])
     assert (inst["epoch"], inst["node_id"]) == (1, web["node_id"])
     assert cluster.failovers(web["id"]) == []
+
+
+def own_storage(cluster: LocalCluster, name: str) -> tuple[str, Path]:
+    """NODE_CONTAINER_OPTIONS for a node with an empty Podman storage of its own, and its runroot."""
+    runroot = Path(tempfile.mkdtemp(prefix="tkr-"))  # podman refuses a runroot over 50 characters
+    options = cluster.extra_env["NODE_CONTAINER_OPTIONS"].split()
+    options[options.index("--root") + 1] = str(cluster.root / f"storage-{name}")
+    options[options.index("--runroot") + 1] = str(runroot)
+    return " ".join(options), runroot
+
+
+@contextmanager
+def registry(root: Path) -> Iterator[str]:
+    """Debian's docker-registry (the CNCF distribution) on a loopback port: its address."""
+    port = free_port()
+    config = root / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with open(root / "registry.log", "wb") as log:
+        server = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/v2/"), 20, "the registry")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry is not installed")
+def test_a_node_without_the_image_pulls_it_by_its_digest(cluster: LocalCluster, tmp_path: Path) -> None:
+    with registry(tmp_path) as address:
+        conf = tmp_path / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{address}"\ninsecure = true\n')
+        cluster.extra_env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
+        image = f"{address}/takeover/counter:1"
+        cluster.podman("push", "--tls-verify=false", "localhost/takeover-counter:1", f"docker://{image}")
+        nodes = {name: own_storage(cluster, name) for name in ("a", "b")}
+        try:
+            cluster.start_agent("a", NODE_CONTAINER_OPTIONS=nodes["a"][0])
+            web = serving(cluster, "web", spec={"image": image})
+            digest = web["spec"]["image_digest"]
+            assert digest.startswith("sha256:")  # the registry's manifest digest, pulled by a
+            cluster.start_agent("b", NODE_CONTAINER_OPTIONS=nodes["b"][0])
+            acked = cluster.hit(web["id"])
+            cluster.snapshot_after(web["id"], time.time())
+            cluster.kill_agent("a")
+            moved = wait_until(lambda: cluster.serving(web["id"], epoch=2), 60, "web to serve on b")
+            assert cluster.node_name(moved["node_id"]) == "b"
+            assert cluster.hit(web["id"]) == acked + 1
+            b = ["podman", *nodes["b"][0].split()]
+            pulled = subprocess.run(
+                [*b, "image", "inspect", "--format", "{{.Digest}}", f"{address}/takeover/counter@{digest}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **cluster.extra_env},
+            )
+            assert pulled.stdout.strip() == digest  # b pulled exactly the image a ran
+        finally:
+            for options, runroot in nodes.values():
+                subprocess.run(
+                    ["podman", *options.split(), "rm", "-a", "-f", "--time", "0"],
+                    capture_output=True,
+                    check=False,
+                    env={**os.environ, **cluster.extra_env},
+                )
+                shutil.rmtree(runroot, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -12,10 +13,14 @@ from takeover.localcluster import TAKEOVER
 pytestmark = pytest.mark.e2e
 
 
-def test_the_demo_recovers_every_counter_with_its_count() -> None:
+@pytest.mark.parametrize("runtime", ["process", "container"])
+def test_the_demo_recovers_every_counter_with_its_count(runtime: str) -> None:
+    if runtime == "container" and shutil.which("podman") is None:
+        pytest.skip("podman is not installed (./dev test installs it)")
     env = {**os.environ, "COLUMNS": "200"}
+    extra = ["--containers"] if runtime == "container" else []
     result = subprocess.run(
-        [*TAKEOVER, "demo", "--instances", "2"],
+        [*TAKEOVER, "demo", "--instances", "2", *extra],
         env=env,
         capture_output=True,
         text=True,

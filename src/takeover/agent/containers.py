@@ -26,7 +26,7 @@ from typing import Literal
 import psutil
 
 from takeover.agent.runtime import Handle, Launch, LaunchError, Leftover
-from takeover.domain.images import parse_image
+from takeover.domain.images import ImageRef, parse_image
 
 Flavor = Literal["podman", "docker"]
 _LABEL = "takeover"
@@ -114,18 +114,29 @@ class ContainerRuntime:
         candidates = [ref.pinned(digest)] if digest else [image]
         if digest and self.flavor == "docker":
             candidates.append(digest)  # a local Docker image is pinned by its id
-        present = (c for c in candidates if self._run("image", "inspect", c).returncode == 0)
-        wanted = next(present, None)
-        if wanted is None:
-            wanted = candidates[0]
-            done = self._run("pull", "-q", wanted, timeout=600)
-            if done.returncode != 0:
-                raise LaunchError(f"image {wanted} could not be pulled: {_last_line(done.stderr)}")
+        for candidate in candidates:  # one look-up each: present images cost no second call
+            found = self._inspect_image(ref, candidate)
+            if found is not None:
+                return found
+        done = self._run("pull", "-q", candidates[0], timeout=600)
+        if done.returncode != 0:
+            raise LaunchError(f"image {candidates[0]} could not be pulled: {_last_line(done.stderr)}")
+        found = self._inspect_image(ref, candidates[0])
+        if found is None:
+            raise LaunchError(f"image {candidates[0]} was pulled but cannot be inspected")
+        return found
+
+    def _inspect_image(self, ref: ImageRef, candidate: str) -> tuple[str, str] | None:
+        """(what to run, its digest) when the image is present, else None."""
+        fmt = "{{.Digest}}" if self.flavor == "podman" else "{{json .}}"
+        done = self._run("image", "inspect", "--format", fmt, candidate)
+        if done.returncode != 0:
+            return None
         if self.flavor == "podman":
-            found = self._ok("image", "inspect", "--format", "{{.Digest}}", wanted)
+            found = done.stdout.strip()
             return ref.pinned(found), found
         # Docker names an image by a registry digest only once pulled; a local one by its id.
-        data = json.loads(self._ok("image", "inspect", "--format", "{{json .}}", wanted))
+        data = json.loads(done.stdout)
         for repo_digest in data.get("RepoDigests") or []:
             name, _, found = repo_digest.partition("@")
             if name == ref.name or name.endswith("/" + ref.name):
@@ -133,7 +144,8 @@ class ContainerRuntime:
         return str(data["Id"]), str(data["Id"])
 
     def start(self, launch: Launch) -> Handle:
-        assert launch.image is not None
+        if launch.image is None:
+            raise LaunchError("a container needs its image resolved first")
         name = container_name(launch.instance_id, launch.epoch)
         labels = {
             f"{_LABEL}.instance": launch.instance_id,

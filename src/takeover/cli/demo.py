@@ -93,7 +93,13 @@ def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
         )
     victim = max(held, key=lambda name: len(held[name]))
     moving = held[victim]
-    console.print(f"[bold red]SIGKILL {victim}[/] (its agent and its {len(moving)} workload(s))")
+    if cluster.containers:
+        console.print(
+            f"[bold red]SIGKILL {victim}[/]'s agent: the keepers of its {len(moving)} container(s) "
+            "stop them at the node's fence deadline"
+        )
+    else:
+        console.print(f"[bold red]SIGKILL {victim}[/] (its agent and its {len(moving)} workload(s))")
     recovery = Recovery(time.monotonic())
     cluster.kill_agent(victim)
     with Live(_tables(cluster, ids), console=console, refresh_per_second=4) as live:
@@ -158,7 +164,7 @@ def _count(inst: dict[str, Any]) -> int | None:
     try:
         value: int = httpx.get(f"http://{inst['endpoint']}/count", timeout=2).json()["count"]
         return value
-    except (httpx.HTTPError, ValueError, KeyError):
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):  # not the counter's JSON
         return None
 
 

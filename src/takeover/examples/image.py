@@ -1,9 +1,9 @@
 """The counter workload as a container image, built offline from Debian's busybox-static.
 
 The same contract as examples/counter.py, in a shell: ``GET /`` adds one and answers
-``{"count": n}`` once the new count is synced to the workspace, ``GET /count`` reads it. It is
-busybox's httpd with one CGI script, listening on $PORT, its state in $TAKEOVER_WORKSPACE (the
-mounted workspace). Built with ``podman import`` (or ``docker import``) of a root filesystem
+``{"count": n, "epoch": e}`` once the new count is synced to ``count`` in the workspace,
+``GET /count`` reads it. It is busybox's httpd serving ``www/`` of $TAKEOVER_WORKSPACE (the
+mounted workspace) on $PORT, ``/`` being its one CGI script. Built with ``podman import`` (or ``docker import``) of a root filesystem
 made here, so the demo, the tests and the benches need no registry.
 """
 
@@ -25,16 +25,19 @@ cd "$TAKEOVER_WORKSPACE" || exit 1
 n=$(cat count 2>/dev/null || echo 0)
 n=$((n + 1))
 echo "$n" > .count.tmp && sync .count.tmp && mv .count.tmp count && sync .
-printf 'Content-Type: application/json\\r\\n\\r\\n{"count": %s}\\n' "$n"
+body="{\\"count\\": $n, \\"epoch\\": $TAKEOVER_EPOCH}"
+echo "$body" > www/.count.tmp && mv www/.count.tmp www/count
+printf 'Content-Type: application/json\\r\\n\\r\\n%s\\n' "$body"
 """
 
 _SERVE = """#!/bin/sh
 cd "$TAKEOVER_WORKSPACE" || exit 1
-mkdir -p cgi-bin && cp /app/add cgi-bin/index.cgi
+mkdir -p www/cgi-bin && cp /app/add www/cgi-bin/index.cgi
 [ -f count ] || echo 0 > count
+echo "{\\"count\\": $(cat count), \\"epoch\\": $TAKEOVER_EPOCH}" > www/count
 echo "started $TAKEOVER_EPOCH" >> runs.log && sync runs.log
 echo "counter on port $PORT, epoch $TAKEOVER_EPOCH, count $(cat count)"
-exec httpd -f -p "127.0.0.1:$PORT" -h "$TAKEOVER_WORKSPACE"
+exec httpd -f -p "127.0.0.1:$PORT" -h "$TAKEOVER_WORKSPACE/www"
 """
 
 _APPLETS = ("sh", "httpd", "cat", "cp", "mkdir", "mv", "sync", "sleep", "echo", "printf")
