@@ -1,4 +1,4 @@
-"""Agent checks that need no control plane: workspace confinement and settings errors."""
+"""Agent checks that need no control plane: workspace confinement, settings errors, what a start gets."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from uuid import uuid4
 import pytest
 
 from takeover.agent.agent import Agent
+from takeover.agent.processes import ProcessRuntime
+from takeover.agent.runner import RestartPolicy, Runner
 from takeover.agent.settings import AgentSettings, load_agent_settings
 from takeover.api.schemas import DesiredInstance
-from takeover.domain.models import InstanceState
+from takeover.domain.models import InstanceSpec, InstanceState
 
 
 def agent(tmp_path: Path) -> Agent:
@@ -67,3 +69,27 @@ def test_registration_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAKEOVER_TOKEN", "admin")
     with pytest.raises(SystemExit, match="NODE_PORT_RANGE 30000-20000"):
         load_agent_settings()
+
+
+def runner_for(tmp_path: Path, spec: InstanceSpec, gpus: tuple[int, ...], node_has_gpus: bool) -> Runner:
+    runner = Runner("i", "web", 1, spec, tmp_path, 20001, tmp_path / "log", RestartPolicy(), ProcessRuntime())
+    runner.gpu_indices, runner.node_has_gpus, runner.image_ref = gpus, node_has_gpus, "busybox@sha256:00"
+    return runner
+
+
+def test_a_process_sees_only_the_gpus_it_holds() -> None:
+    tmp = Path("/nonexistent")
+    held = runner_for(tmp, InstanceSpec(("python3",)), (1, 3), True).launch()
+    assert held.env["CUDA_VISIBLE_DEVICES"] == "1,3"
+    none = runner_for(tmp, InstanceSpec(("python3",)), (), True).launch()
+    assert none.env["CUDA_VISIBLE_DEVICES"] == ""  # on a GPU node, a process that asked for none
+    assert "CUDA_VISIBLE_DEVICES" not in runner_for(tmp, InstanceSpec(("python3",)), (), False).launch().env
+
+
+def test_a_container_gets_its_gpus_as_devices_and_its_workspace_at_the_mount_path() -> None:
+    spec = InstanceSpec((), image="busybox", mount_path="/data")
+    launch = runner_for(Path("/nonexistent"), spec, (2,), True).launch()
+    assert launch.gpus == (2,)
+    assert "CUDA_VISIBLE_DEVICES" not in launch.env  # CDI numbers its devices from 0
+    assert launch.env["TAKEOVER_WORKSPACE"] == "/data"
+    assert launch.image == "busybox@sha256:00"

@@ -91,7 +91,9 @@ class Runner:
             "TAKEOVER_EPOCH": str(self.epoch),
             "TAKEOVER_WORKSPACE": self.spec.mount_path if container else str(self.workspace),
         }
-        if self.gpu_indices or (self.node_has_gpus and not container):
+        if not container and (
+            self.gpu_indices or self.node_has_gpus
+        ):  # a container sees only its CDI devices
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_indices))
         return Launch(
             self.instance_id,
