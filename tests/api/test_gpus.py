@@ -138,3 +138,15 @@ def test_document_002_answers_name_the_gpu_given_and_search_counts_free_gpus(
     assert moved["node_id"] == b.id
     assert answer["new_gpu_name"] == "NVIDIA GeForce RTX 4090"
     assert answer["new_gpu_id"] == f"b:{moved['gpu_indices'][0]}"
+
+
+def test_a_warm_copy_of_a_gpu_instance_waits_on_a_node_that_could_run_it(pool: Pool) -> None:
+    a = gpu_node(pool, "a", "NVIDIA L4", 1, cpu=0.0)
+    cpu_only = pool.node("cpu-only")
+    pool.beat(cpu_only, cpu=0.0)  # the best score, and no GPU
+    b = gpu_node(pool, "b", "NVIDIA L4", 1, cpu=0.6)
+    web = pool.instance("web", failover_strategy="warm_pool", gpus={"names": ["L4"]})
+    assert web["node_id"] == a.id
+    pool.beat_twice(a)
+    pool.cycle()
+    assert pool.get(f"/api/v1/instances/{web['id']}")["standby_node_id"] == b.id

@@ -11,14 +11,23 @@ import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, NoCapacity, NotFound, Unsatisfiable
 from takeover.domain.failover import OPEN_STATUSES
-from takeover.domain.gpus import impossible
-from takeover.domain.models import Instance, InstanceState, NodeStatus
+from takeover.domain.gpus import impossible, select_gpu_node
+from takeover.domain.models import GpuRequest, Instance, InstanceState, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, id_by_number, next_number, record_event, transaction
-from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, select_node, take_slot
+from takeover.store.nodes import (
+    claim_gpus,
+    claim_slot,
+    get_node,
+    gpus_in_use,
+    release_slot,
+    select_node,
+    take_slot,
+)
 from takeover.store.rows import (
     NEW_RUNNER,
+    gpu_request_from_json,
     gpu_request_to_json,
     instance_from_row,
     node_from_row,
@@ -241,6 +250,17 @@ def _values(instance: Instance) -> dict[str, object]:
 WARM = ("warm_pool", "both")
 
 
+def _standby_choice(conn: sa.Connection, request: PlacementRequest, gpus: GpuRequest | None) -> Node | None:
+    """Where a warm copy may wait: a node the instance could be placed on (its GPUs included);
+    nothing is taken until a failover promotes it."""
+    if gpus is None:
+        choice = select_node(conn, request)
+        return None if isinstance(choice, Ineligible) else choice
+    pool = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
+    gpu_choice = select_gpu_node(pool, gpus_in_use(conn), request, gpus)
+    return None if isinstance(gpu_choice, Ineligible) else gpu_choice.node
+
+
 def effective_strategy(instance: Instance, default: str) -> str:
     return instance.failover_strategy or default
 
@@ -265,6 +285,7 @@ class StandbyRepository:
                     instances.c.name,
                     instances.c.node_id,
                     instances.c.standby_node_id,
+                    instances.c.gpus,
                     nodes.c.region,
                 )
                 .select_from(
@@ -283,8 +304,7 @@ class StandbyRepository:
             ).all()
             for row in rows:
                 request = PlacementRequest(row.region, frozenset({row.node_id}), self._degraded_streak)
-                choice = select_node(conn, request)
-                chosen = None if isinstance(choice, Ineligible) else choice
+                chosen = _standby_choice(conn, request, gpu_request_from_json(row.gpus))
                 if chosen is None and row.standby_node_id is None:
                     continue  # still nowhere to keep one: nothing to write
                 conn.execute(
