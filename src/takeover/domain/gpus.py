@@ -42,15 +42,22 @@ class GpuChoice:
     rank: int  # of the model among the accepted names
 
 
-def choose_gpus(node: Node, used: Mapping[int, bool], request: GpuRequest) -> GpuChoice | None:
-    """The node's best fitting GPUs: ``used`` maps a held index to whether its holder shares it."""
+def free_by_model(node: Node, used: Mapping[int, bool], request: GpuRequest) -> dict[str, list[Gpu]]:
+    """The node's GPUs ``request`` could take, by model, in index order: of an accepted model and
+    not held (``used`` maps a held index to whether its holder shares it)."""
     by_model: dict[str, list[Gpu]] = {}
     for gpu in sorted(node.gpus, key=lambda g: g.index):
         if gpu.index in used and not (request.shared and used[gpu.index]):
             continue
-        by_model.setdefault(gpu.name, []).append(gpu)
+        if preference(request, gpu.name) is not None:
+            by_model.setdefault(gpu.name, []).append(gpu)
+    return by_model
+
+
+def choose_gpus(node: Node, used: Mapping[int, bool], request: GpuRequest) -> GpuChoice | None:
+    """The node's best fitting GPUs."""
     best: GpuChoice | None = None
-    for model, free in by_model.items():
+    for model, free in free_by_model(node, used, request).items():
         rank = preference(request, model)
         if rank is None or len(free) < request.count:
             continue
@@ -96,18 +103,10 @@ def impossible(nodes: Iterable[Node], request: GpuRequest) -> tuple[int, str] | 
         models = sorted({g.name for n in pool for g in n.gpus})
         have = ", ".join(models) if models else "none"
         return 503, f"no node has a GPU of model {' or '.join(request.names)} (models in the pool: {have})"
-    most = max((_count_by_model(n, request) for n in pool), default=0)
+    most = max((len(g) for n in pool for g in free_by_model(n, {}, request).values()), default=0)
     if request.count > most:
         return 422, f"it asks for {request.count} GPUs of one model; the largest node has {most}"
     return None
-
-
-def _count_by_model(node: Node, request: GpuRequest) -> int:
-    counts: dict[str, int] = {}
-    for gpu in node.gpus:
-        if preference(request, gpu.name) is not None:
-            counts[gpu.name] = counts.get(gpu.name, 0) + 1
-    return max(counts.values(), default=0)
 
 
 def describe(request: GpuRequest) -> str:

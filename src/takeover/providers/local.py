@@ -6,8 +6,8 @@ described by its labels ``gpu_name`` and ``num_gpus``, as before.
 
 from __future__ import annotations
 
-from takeover.domain.gpus import matches
-from takeover.domain.models import Node, NodeStatus
+from takeover.domain.gpus import free_by_model, matches
+from takeover.domain.models import GpuRequest, Node, NodeStatus
 from takeover.ports import Offer
 from takeover.store import Store
 
@@ -68,11 +68,8 @@ def _free_gpus(node: Node, used: dict[int, bool], gpu_name: str | None) -> tuple
         if gpu_name is not None and (name is None or not matches(gpu_name, name)):
             return None, 0
         return name, int(labelled) if isinstance(labelled, int | float) else 0
-    free: dict[str, int] = {}
-    for gpu in node.gpus:
-        if gpu.index not in used and (gpu_name is None or matches(gpu_name, gpu.name)):
-            free[gpu.name] = free.get(gpu.name, 0) + 1
+    free = free_by_model(node, used, GpuRequest(names=(gpu_name,) if gpu_name else ()))
     if not free:
         return None, 0
-    model = max(free, key=lambda m: (free[m], m))
-    return model, free[model]
+    model = max(free, key=lambda m: (len(free[m]), m))
+    return model, len(free[model])
