@@ -22,17 +22,22 @@ from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
+from takeover.control.renter import Renter, RentSettings
 from takeover.control.services import AgentTimings, Services
 from takeover.coordination.redis_client import redis_client
 from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
+from takeover.domain.rentals import BILLED, Timeouts
 from takeover.metrics import Metrics
-from takeover.ports import Clock, Coordinator
+from takeover.ports import Clock, Coordinator, Marketplace
+from takeover.providers.vast import VastMarketplace
 from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router, no_regions_router
 from takeover.settings import Settings
 from takeover.store import Store, make_engine, migrate
+
+log = structlog.get_logger("takeover.main")
 
 
 class SystemClock:
@@ -92,7 +97,11 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
     timings = AgentTimings(
         settings.heartbeat_interval, settings.fence_after, settings.sync_interval, settings.fence_grace
     )
-    controllers = _controllers(settings, store, clock, metrics, timings) if settings.controllers else None
+    market = _market(settings)
+    renter = _renter(settings, store, market, metrics, clock) if market is not None else None
+    controllers = (
+        _controllers(settings, store, clock, metrics, timings, renter) if settings.controllers else None
+    )
     services = Services(
         store,
         clock,
@@ -102,10 +111,14 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         agent_timings=timings,
         max_attempts=settings.max_attempts,
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
+        market=market,
+        renter=renter,
     )
     services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
     metrics.watch_gpus(store.nodes.find)
+    if market is not None:
+        metrics.watch_rentals(lambda: store.rentals.find(BILLED))
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
     regions = _regions(settings)
@@ -140,8 +153,48 @@ def worker_app() -> FastAPI:
     return build(settings, migrated=True).app
 
 
+def _market(settings: Settings) -> Marketplace | None:
+    """The marketplace failovers may rent from; None (the pool's own nodes only) without a key."""
+    if settings.provider == "local":
+        return None
+    if settings.vast_api_key is None:
+        log.error(
+            "VAST_API_KEY is not set: renting is off, failovers use the pool's own nodes only",
+            provider=settings.provider,
+        )
+        return None
+    return VastMarketplace(
+        settings.vast_api_key.get_secret_value(), settings.vast_url, settings.regions_of_vast
+    )
+
+
+def _renter(settings: Settings, store: Store, market: Marketplace, metrics: Metrics, clock: Clock) -> Renter:
+    assert settings.public_url is not None  # Settings refuses a provider without one
+    rent = RentSettings(
+        budget=settings.rent_max_hourly,
+        timeouts=Timeouts(
+            rent=settings.seconds("rent_timeout"),
+            join=settings.seconds("rent_join_timeout"),
+            idle=settings.seconds("rent_idle_grace"),
+        ),
+        public_url=settings.public_url,
+        image=settings.rent_image,
+        disk_gb=settings.rent_disk_gb,
+        env=settings.rent_env,
+        label_prefix=settings.rent_label,
+        max_instances=settings.rent_max_instances,
+        install=settings.rent_install or "",
+    )
+    return Renter(store, market, rent, metrics, clock)
+
+
 def _controllers(
-    settings: Settings, store: Store, clock: Clock, metrics: Metrics, timings: AgentTimings
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    metrics: Metrics,
+    timings: AgentTimings,
+    renter: Renter | None,
 ) -> ControlLoop:
     holder = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
     lease_ttl = settings.seconds("lease_ttl")
@@ -174,10 +227,13 @@ def _controllers(
             timedelta(seconds=lease_ttl.total_seconds()),
             metrics,
             timings.standby_report_interval,
+            rent_from=renter.market.name if renter is not None else None,
+            max_offers=settings.rent_max_offers,
         ),
         clock,
         settings.monitor_interval,
         metrics,
+        renter,
     )
 
 

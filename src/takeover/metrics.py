@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -9,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from takeover.domain.models import Gpu, Node
+from takeover.domain.rentals import Rental, spend
 
 
 class Metrics:
@@ -46,10 +48,33 @@ class Metrics:
         self.cycle_seconds = Histogram(
             "takeover_control_cycle_seconds", "Duration of one controller cycle", registry=r
         )
+        self.rent_failures = Counter(
+            "takeover_rent_failures_total",
+            "Rentals that gave no usable machine, by why: gone, refused, unreachable, no_join, "
+            "no_offer, budget",
+            ["reason"],
+            registry=r,
+        )
+        self.rent_seconds = Histogram(
+            "takeover_rent_seconds",
+            "The marketplace's rent call, from intent to its answer",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.rent_join_seconds = Histogram(
+            "takeover_rent_join_seconds",
+            "From the rent call's answer to the rented machine's agent joining",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
 
     def watch_pool(self, read: Callable[[], dict[str, dict[str, int]]]) -> None:
         """Expose counts read from the store at scrape time (shared by every replica)."""
         self.registry.register(_PoolCollector(read))
+
+    def watch_rentals(self, read: Callable[[], list[Rental]]) -> None:
+        """Machines rented and not given back, and what they cost per hour, read at scrape time."""
+        self.registry.register(_RentalCollector(read))
 
     def watch_gpus(self, read: Callable[[], list[Node]]) -> None:
         """Each node's GPUs as its agent last reported them (NVML), read at scrape time."""
@@ -93,3 +118,23 @@ class _PoolCollector(Collector):
             for value, count in sorted(counts.get(name, {}).items()):
                 family.add_metric([value], count)
             yield family
+
+
+class _RentalCollector(Collector):
+    def __init__(self, read: Callable[[], list[Rental]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        billed = self._read()
+        machines = GaugeMetricFamily(
+            "takeover_rented_machines", "Rented machines not given back, by state", labels=["state"]
+        )
+        by_state = Counter_(r.state.value for r in billed)
+        for state in ("requested", "rented", "joined"):
+            machines.add_metric([state], by_state.get(state, 0))
+        yield machines
+        yield GaugeMetricFamily(
+            "takeover_rent_hourly_spend_dollars",
+            "What the rented machines cost per hour, together (TAKEOVER_RENT_MAX_HOURLY bounds it)",
+            value=spend(billed),
+        )

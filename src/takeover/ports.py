@@ -11,6 +11,7 @@ a lost race returns ``False`` / ``None``; a refused request raises a branch of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -52,9 +53,6 @@ class Coordinator(Protocol):
     def current(self, name: str) -> LeaseToken | None: ...
 
 
-__all__ = ["Clock", "Coordinator", "LeaseToken"]
-
-
 class ObjectStore(Protocol):
     """Where snapshots live: chunks named by the SHA-256 of their content, and manifests.
 
@@ -84,7 +82,8 @@ class ObjectStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """Capacity a provider can run an instance on now (for the local provider: a node with a free slot)."""
+    """Capacity to run an instance on: a pool node with a free slot (``source`` "pool"), or a
+    machine a marketplace would rent (``source`` the provider's name)."""
 
     offer_id: str
     name: str
@@ -94,16 +93,72 @@ class Offer:
     price_per_hour: float | None
     reliability: float  # 0..1
     free_slots: int
+    source: str = "pool"
+    spot: bool = False
 
 
 class Provider(Protocol):
-    """Where capacity comes from, for the strategies that need a new node in a region.
+    """Where capacity comes from.
 
-    ``local`` offers the pool's own online nodes (their agents run here already). A cloud adapter
-    would offer machines it can rent and start ``takeover agent`` on; the strategies only see
-    offers, so adding one does not touch them. Offers come cheapest first, then most reliable.
+    Contract: ``offers`` are in ``region``, at or under ``max_price`` when one is given, of one
+    of ``gpu_names`` when any is given (matched as ``takeover.domain.gpus.matches`` does), and
+    come cheapest first, then most reliable. ``local`` offers the pool's own online nodes.
     """
 
     name: str
 
-    def offers(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]: ...
+    def offers(
+        self, region: str, max_price: float | None, gpu_names: Sequence[str] = (), spot: bool = False
+    ) -> list[Offer]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RentRequest:
+    """What a rented machine starts: ``image``, with ``env``, running the ``onstart`` script."""
+
+    image: str
+    env: dict[str, str]
+    onstart: str
+    disk_gb: int
+    label: str  # the rental's label: how a machine is found again after a crash
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    machine_id: str
+    label: str | None
+    status: str  # the marketplace's word: loading, running, exited, ...
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    price_per_hour: float | None = None
+
+
+class Marketplace(Provider, Protocol):
+    """A provider that rents machines (tests/contracts/test_providers.py is its suite).
+
+    Contract: ``rent`` returns the new machine, raises ``OfferGone`` when the offer was taken
+    meanwhile, ``ProviderError`` when the marketplace refused (nothing rented), and
+    ``ProviderUnavailable`` when the outcome is unknown (a machine may exist: look for its label);
+    it is never retried on an unknown outcome, so one call rents at most one machine.
+    ``machines`` lists every machine of the account whose label starts with ``prefix``;
+    ``status`` is None for a machine that no longer exists; ``release`` of one that is gone is
+    not an error. The API key is never logged or put into an error.
+    """
+
+    def rent(self, offer: Offer, request: RentRequest) -> Machine: ...
+    def status(self, machine_id: str) -> Machine | None: ...
+    def machines(self, prefix: str) -> list[Machine]: ...
+    def release(self, machine_id: str) -> None: ...
+
+
+__all__ = [
+    "Clock",
+    "Coordinator",
+    "LeaseToken",
+    "Machine",
+    "Marketplace",
+    "ObjectStore",
+    "Offer",
+    "Provider",
+    "RentRequest",
+]

@@ -95,6 +95,33 @@ class Settings(BaseSettings):
     regions_config: Path | None = Field(
         None, description="takeover.regions groups to health-check and serve at /health/connections"
     )
+    provider: Literal["local", "vast"] = Field(
+        "local", description="where failovers rent a machine when the pool has none (local: nowhere)"
+    )
+    vast_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("VAST_API_KEY", "TAKEOVER_VAST_API_KEY", "vast_api_key")
+    )
+    vast_url: str = Field("https://console.vast.ai", pattern=r"^https?://")
+    vast_regions: str = Field(
+        "", description="region=CC,CC;region=CC: the countries whose offers are in each region"
+    )
+    public_url: str | None = Field(
+        None, pattern=r"^https?://", description="where a rented machine's agent reaches this control plane"
+    )
+    rent_max_hourly: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="dollars per hour for every rented machine together"
+    )
+    rent_image: str = Field("python:3.11-slim", min_length=1, description="what a rented machine boots")
+    rent_install: str | None = Field(None, description="pip requirement the machine installs takeover from")
+    rent_env: dict[str, str] = Field(default_factory=dict, description="JSON: extra env of rented agents")
+    rent_disk_gb: int = Field(32, ge=1, le=100_000)
+    rent_max_instances: int = Field(1, ge=1, le=1000)
+    rent_max_offers: int = Field(3, ge=1, le=50, description="offers one failover tries")
+    rent_timeout: float = Field(120.0, gt=0, description="a rent call with no machine found by then failed")
+    rent_join_timeout: float = Field(300.0, gt=0, description="a rented agent must join within this")
+    rent_idle_grace: float = Field(600.0, gt=0, description="a rented machine running nothing this long goes")
+    rent_label: str = Field("takeover", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["console", "json"] = "console"
 
@@ -118,6 +145,15 @@ class Settings(BaseSettings):
                 "or the leader loses its lease between cycles"
             )
         errors.extend(self._redis_errors())
+        if self.provider != "local" and self.public_url is None:
+            errors.append(
+                f"TAKEOVER_PROVIDER={self.provider} needs TAKEOVER_PUBLIC_URL: the address rented "
+                "machines reach this control plane at"
+            )
+        try:
+            _ = self.regions_of_vast  # a typo is reported at start, not at the first rent
+        except ValueError as error:
+            errors.append(str(error))
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -145,6 +181,20 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
             found.append((host.strip("[]"), int(port)))
+        return found
+
+    @property
+    def regions_of_vast(self) -> dict[str, tuple[str, ...]]:
+        """TAKEOVER_VAST_REGIONS parsed: region -> country codes."""
+        found = {}
+        for entry in filter(None, (e.strip() for e in self.vast_regions.split(";"))):
+            region, _, codes = entry.partition("=")
+            countries = tuple(c.strip().upper() for c in codes.split(",") if c.strip())
+            if not region.strip() or not countries or any(len(c) != 2 or not c.isalpha() for c in countries):
+                raise ValueError(
+                    f"TAKEOVER_VAST_REGIONS entry {entry!r} is not region=CC[,CC] (two-letter country codes)"
+                )
+            found[region.strip()] = countries
         return found
 
     @property

@@ -158,6 +158,16 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ),
     ("GET", "/api/v1/region-groups"): ("/api/v1/region-groups", None),
     ("GET", "/api/v1/region-groups/{group_id}"): ("/api/v1/region-groups/{group_id}", None),
+    ("POST", "/api/v1/nodes/join"): (
+        "/api/v1/nodes/join",
+        {"name": "joiner", "base_url": "http://127.0.0.1"},
+    ),
+    ("GET", "/api/v1/provider/offers"): ("/api/v1/provider/offers?region=r1", None),
+    ("GET", "/api/v1/provider/machines"): ("/api/v1/provider/machines", None),
+    ("POST", "/api/v1/provider/machines/{rental_id}/release"): (
+        "/api/v1/provider/machines/00000000-0000-0000-0000-000000000001/release",
+        None,
+    ),
     ("PUT", "/api/v1/region-groups/{group_id}"): (
         "/api/v1/region-groups/{group_id}",
         {"current_region": "us"},
@@ -251,6 +261,11 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/regions/paused"): (200, 403, 403, 403, 403, 401, 401),
     ("POST", "/api/v1/regions/{region}/resume"): (404, 403, 403, 403, 403, 401, 401),
     ("GET", "/api/v1/events"): (200, 403, 403, 403, 403, 401, 401),
+    # Only a rented machine's one-time token joins; every other token is unknown to it.
+    ("POST", "/api/v1/nodes/join"): (401, 401, 401, 401, 401, 401, 401),
+    ("GET", "/api/v1/provider/offers"): (200, 200, 200, 403, 403, 401, 401),
+    ("GET", "/api/v1/provider/machines"): (200, 403, 403, 403, 403, 401, 401),
+    ("POST", "/api/v1/provider/machines/{rental_id}/release"): (404, 403, 403, 403, 403, 401, 401),
 }
 
 

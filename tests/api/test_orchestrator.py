@@ -84,6 +84,8 @@ def test_volumes_are_created_listed_found_and_deleted(pool: Pool, client: TestCl
     assert client.get("/api/v1/failover/regional-volume/search/eu?max_price=0.1").json() == {
         "found": False,
         "offer": None,
+        "offers": [],
+        "count": 0,
     }
     web = pool.instance("web", volume_id=volume_id, failover_strategy="regional_volume")
     assert pool.get(f"/api/v1/failover/regional-volume/{volume_id}")["attached_to"] == web["id"]

@@ -126,19 +126,23 @@ class Agent:
         if saved.exists():
             data = json.loads(saved.read_text())
             return Credentials(UUID(data["node_id"]), data["token"])
-        assert s.bootstrap_token is not None  # the settings check guarantees one of the two
-        body = {
+        body: dict[str, Any] = {
             "name": s.node_name,
             "region": s.node_region,
             "base_url": f"http://{s.advertise_host}",
             "max_instances": s.node_max_instances,
         }
+        path, secret = "/api/v1/nodes", s.bootstrap_token
+        if s.join_token is not None:  # a rented machine: its rental says the region
+            path, secret = "/api/v1/nodes/join", s.join_token
+            body.pop("region")
+        assert secret is not None  # the settings check guarantees one of them
         while True:
             try:
                 response = self.client.post(
-                    "/api/v1/nodes",
+                    path,
                     json=body,
-                    headers={"Authorization": f"Bearer {s.bootstrap_token.get_secret_value()}"},
+                    headers={"Authorization": f"Bearer {secret.get_secret_value()}"},
                     timeout=10,
                 )
                 break

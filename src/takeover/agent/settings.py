@@ -25,6 +25,11 @@ class AgentSettings(BaseSettings):
     bootstrap_token: SecretStr | None = Field(
         None, validation_alias=_env("TAKEOVER_TOKEN"), description="admin token, to register this node"
     )
+    join_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("TAKEOVER_JOIN_TOKEN"),
+        description="one-time token of a rented machine: it joins as the node its rental made",
+    )
     node_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("NODE_NAME"))
     node_region: str = Field("default", validation_alias=_env("NODE_REGION"))
     node_max_instances: int = Field(10, ge=1, le=100_000, validation_alias=_env("NODE_MAX_INSTANCES"))
@@ -70,8 +75,11 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
-        if self.node_id is None and self.bootstrap_token is None:
-            raise ValueError("set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN (an admin token) to register")
+        if self.node_id is None and self.bootstrap_token is None and self.join_token is None:
+            raise ValueError(
+                "set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN (an admin token) to register, "
+                "or TAKEOVER_JOIN_TOKEN (a rented machine's)"
+            )
         if self.node_id is not None and self.node_token is None:
             raise ValueError("NODE_ID is set but NODE_TOKEN is missing")
         try:

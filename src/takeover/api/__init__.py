@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
 from takeover.api.inputs import RefuseNul
-from takeover.api.routes import failovers, instances, nodes, orchestrator, regiongroups, system
+from takeover.api.routes import failovers, instances, nodes, orchestrator, provider, regiongroups, system
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
 
@@ -34,7 +34,7 @@ def create_app(
     app.state.controllers = controllers
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
-    for module in (nodes, instances, failovers, orchestrator, regiongroups):
+    for module in (nodes, instances, failovers, orchestrator, provider, regiongroups):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
     return app

@@ -21,6 +21,7 @@ STATUS: list[tuple[type[errors.TakeoverError], int]] = [
     (errors.Conflict, 409),
     (errors.NoCapacity, 503),
     (errors.StoreUnavailable, 503),
+    (errors.ProviderError, 502),
     (errors.FencedOut, 409),
 ]
 

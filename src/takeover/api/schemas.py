@@ -22,6 +22,7 @@ from takeover.domain.models import (
     InstanceState,
     Node,
     NodeStatus,
+    RentPolicy,
     Volume,
 )
 from takeover.domain.snapshots import SnapshotRef
@@ -87,6 +88,33 @@ class GpuRequestIn(Request):
 
     def to_request(self) -> GpuRequest:
         return GpuRequest(self.count, tuple(self.names), self.shared)
+
+
+class RentPolicyIn(Request):
+    """May this instance's failovers rent a machine when no node of the pool can take it."""
+
+    max_price: float = Field(gt=0, le=10_000, description="dollars per hour, at most, for the machine")
+    gpu_names: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20, description="accepted GPU models (empty: any)"
+    )
+    spot: bool = Field(False, description="interruptible offers (cheaper; the machine may be taken back)")
+
+    def to_policy(self) -> RentPolicy:
+        return RentPolicy(self.max_price, tuple(self.gpu_names), self.spot)
+
+
+class RentPolicyOut(BaseModel):
+    max_price: float
+    gpu_names: list[str]
+    spot: bool
+
+
+class NodeJoin(Request):
+    """A rented machine's agent registering with its one-time token (the rental fixes its region)."""
+
+    name: Name
+    base_url: HttpUrl
+    max_instances: int = Field(1, ge=1, le=100_000)
 
 
 class GpuRequestOut(BaseModel):
@@ -334,6 +362,9 @@ class InstanceCreate(Request):
     ) = None
     volume_id: Ref | None = Field(None, description="a regional volume: the instance runs in its region")
     gpus: GpuRequestIn | None = Field(None, description="GPUs it needs, of one model")
+    rent: RentPolicyIn | None = Field(
+        None, description="rent a machine for its failovers when the pool has none (off by default)"
+    )
 
 
 class AssignIn(Request):
@@ -369,15 +400,21 @@ class InstanceOut(BaseModel):
     start_empty: bool = Field(description="an operator chose to start it empty if nothing restores")
     gpus: GpuRequestOut | None = Field(None, description="the GPUs it asks for")
     gpu_indices: list[int] = Field(default_factory=list, description="its node's GPUs it holds")
+    rent: RentPolicyOut | None = Field(None, description="whether and how its failovers may rent")
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceOut:
-        data = {f: getattr(instance, f) for f in cls.model_fields if f not in ("spec", "gpus")}
-        gpus = instance.gpus
+        data = {f: getattr(instance, f) for f in cls.model_fields if f not in ("spec", "gpus", "rent")}
+        gpus, rent = instance.gpus, instance.rent
         request = None
         if gpus is not None:
             request = GpuRequestOut(count=gpus.count, names=list(gpus.names), shared=gpus.shared)
-        return cls.model_validate({**data, "spec": SpecOut.of(instance.spec), "gpus": request})
+        policy = None
+        if rent is not None:
+            policy = RentPolicyOut(max_price=rent.max_price, gpu_names=list(rent.gpu_names), spot=rent.spot)
+        return cls.model_validate(
+            {**data, "spec": SpecOut.of(instance.spec), "gpus": request, "rent": policy}
+        )
 
 
 class LogChunk(BaseModel):
@@ -505,8 +542,8 @@ EXECUTE_NOT_ACTED_ON = {
 VOLUME_FAILOVER_NOT_ACTED_ON = {
     "region": "not needed: the volume's own region is used",
     "old_instance_id": "not needed: the instance attached to the volume is failed over",
-    "use_spot": "not acted on: takeover rents no machines yet, it places on the pool's nodes",
-    "docker_image": "not acted on: instances are processes until container instances land",
+    "use_spot": "not acted on: a rent follows the instance's rent policy (its spot setting)",
+    "docker_image": "not acted on: the instance's own spec (its image) is what runs",
     "mount_path": "not acted on: the volume is the instance's workspace directory",
 }
 
@@ -570,6 +607,7 @@ class InstancePatch(Request):
     failover_strategy: StrategyParam | None = None
     failover_enabled: bool | None = None
     preferred_region: Region | None = Field(None, description="where its failovers go first")
+    rent: RentPolicyIn | None = Field(None, description="may its failovers rent a machine; null: never")
 
 
 class GroupDecisionIn(Request):

@@ -6,12 +6,15 @@ leaves a record another executor resumes from the last step (its claim expires).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
 
+from takeover.domain.errors import NotFound
 from takeover.domain.failover import (
     Advance,
     Complete,
@@ -24,6 +27,7 @@ from takeover.domain.failover import (
     decide,
 )
 from takeover.domain.placement import Ineligible
+from takeover.domain.rentals import IN_FLIGHT, Rental, RentalState
 from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.store import Store
@@ -42,13 +46,19 @@ class FailoverExecutor:
         claim_ttl: timedelta,
         metrics: Metrics,
         sync_interval: timedelta = timedelta(seconds=10),
+        rent_from: str | None = None,
+        max_offers: int = 3,
     ) -> None:
+        """``rent_from``: the marketplace a failover may rent from when no node can take it
+        (None: never rent); ``max_offers``: how many of its offers one failover tries."""
         self._store = store
         self._policy = policy
         self._holder = holder
         self._claim_ttl = claim_ttl
         self._metrics = metrics
         self._sync_interval = sync_interval
+        self._rent_from = rent_from
+        self._max_offers = max_offers
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> list[str]:
         """Keep warm standbys placed, then advance every claimable failover; one line per step."""
@@ -99,7 +109,9 @@ class FailoverExecutor:
     def _place(self, failover: Failover, decision: Place, now: datetime, fence: LeaseToken | None) -> bool:
         """Ask the failover's strategies for the next attempt and place it; fail when none is left."""
         failovers = self._store.failovers
-        skipped: list[Attempt] = []
+        rentals = self._store.rentals.for_failover(failover.id) if self._rent_from else []
+        skipped: list[Attempt] = unlogged(failover, rentals)
+        rented = next((r for r in rentals if usable(r, decision.exclude)), None)
 
         def give_up(reason: str) -> bool:
             error = _gave_up(failover, reason)
@@ -115,15 +127,60 @@ class FailoverExecutor:
             plan = self._plan(failover, situation, skipped)
             if isinstance(plan, NotPossible):
                 return give_up(plan.reason)
-            placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped)
+            if rented is not None and plan.target is None:  # the machine rented for this failover
+                plan = replace(plan, target=rented.node_id)
+            detail = placed_on(rented) if rented is not None and plan.target == rented.node_id else None
+            placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped, detail)
             if not isinstance(placed, Ineligible):
                 return placed is not None
-            if plan.target is None:  # placement found nothing: no other attempt would
-                return give_up(placed.reason)
+            if plan.target is None:  # placement found nothing: no other attempt would, a rental may
+                return self._need_machine(
+                    failover, situation, plan, rentals, placed.reason, now, fence, give_up
+                )
             skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
         return failovers.advance(
             failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it"
         )
+
+    def _need_machine(
+        self,
+        failover: Failover,
+        situation: Situation,
+        plan: AttemptPlan,
+        rentals: list[Rental],
+        reason: str,
+        now: datetime,
+        fence: LeaseToken | None,
+        give_up: Callable[[str], bool],
+    ) -> bool:
+        """No node can take it: rent one if its policy allows, wait while one is on its way."""
+        instance = situation.instance
+        if self._rent_from is None or instance.rent is None:
+            return give_up(reason)
+        if any(r.state in IN_FLIGHT for r in rentals):
+            return False  # the renter is at it; a joined machine wakes the loop
+        failed = [r for r in rentals if r.state is RentalState.FAILED]
+        if failed and (failed[-1].offer_id is None or len(failed) >= self._max_offers):
+            return give_up(f"{reason}; renting: {failed[-1].error}")
+        region = plan.region or situation.volume_region or instance.preferred_region
+        if region is None:
+            region = self._source_region(failover)
+        wanted = self._store.rentals.want(
+            failover.id, instance.id, region, instance.rent, self._rent_from, now, fence
+        )
+        if wanted is not None:
+            log.info("renting a machine", failover=str(failover.id), region=region, rental=str(wanted.id))
+        return False
+
+    def _source_region(self, failover: Failover) -> str:
+        try:
+            return (
+                self._store.nodes.get(failover.source_node_id).region
+                if failover.source_node_id
+                else "default"
+            )
+        except NotFound:
+            return "default"
 
     def _plan(
         self, failover: Failover, situation: Situation, skipped: list[Attempt]
@@ -149,6 +206,47 @@ def _gave_up(failover: Failover, reason: str) -> str:
     """Why the failover ends: the last attempt's own error first, it is usually the cause."""
     last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
     return "; ".join(e for e in (last, f"gave up: {reason}") if e)
+
+
+def usable(rental: Rental, exclude: frozenset[UUID]) -> bool:
+    """A machine rented for this failover that joined and has not been tried by it yet."""
+    return rental.state is RentalState.JOINED and rental.node_id is not None and rental.node_id not in exclude
+
+
+def placed_on(rental: Rental) -> dict[str, Any]:
+    """What the attempt log keeps of the machine an attempt was placed on."""
+    return {
+        **_rental_detail(rental),
+        "rent_ms": _ms(rental.requested_at, rental.rented_at),
+        "join_ms": _ms(rental.rented_at or rental.requested_at, rental.joined_at),
+    }
+
+
+def unlogged(failover: Failover, rentals: list[Rental]) -> list[Attempt]:
+    """Rentals of this failover that failed and are not in its attempt log yet."""
+    logged = {a.get("rental", {}).get("rental_id") for a in failover.attempt_log}
+    return [
+        Attempt("rent", None, _ms(r.created_at, r.ended_at), r.error, _rental_detail(r))
+        for r in rentals
+        if r.state is RentalState.FAILED and str(r.id) not in logged
+    ]
+
+
+def _rental_detail(rental: Rental) -> dict[str, Any]:
+    return {
+        "rental_id": str(rental.id),
+        "provider": rental.provider,
+        "offer_id": rental.offer_id,
+        "gpu_name": rental.gpu_name,
+        "price_per_hour": rental.price_per_hour,
+        "machine_id": rental.machine_id,
+    }
+
+
+def _ms(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() * 1000, 1)
 
 
 def _attempt(logged: dict[str, Any]) -> Attempt:

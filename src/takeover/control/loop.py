@@ -12,6 +12,7 @@ import structlog
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.monitor import MonitorOutcome, NodeMonitor
+from takeover.control.renter import Renter
 from takeover.domain.errors import Contended, FencedOut, StoreUnavailable
 from takeover.metrics import Metrics
 from takeover.ports import Clock
@@ -37,6 +38,7 @@ class ControlLoop:
         clock: Clock,
         interval: float,
         metrics: Metrics,
+        renter: Renter | None = None,
     ) -> None:
         self.leadership = leadership
         self._monitor = monitor
@@ -47,6 +49,8 @@ class ControlLoop:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._one_cycle_at_a_time = threading.Lock()  # the loop and check-offline share state
+        self._renter = renter
+        self._rent_wake: asyncio.Event | None = None
 
     def run_cycle(self) -> CycleOutcome:
         with self._one_cycle_at_a_time:
@@ -82,10 +86,13 @@ class ControlLoop:
         """Run the next cycle now (thread-safe); used when new work was recorded."""
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+            if self._rent_wake is not None:
+                self._loop.call_soon_threadsafe(self._rent_wake.set)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        renting = asyncio.create_task(self._rent(stop)) if self._renter is not None else None
         while not stop.is_set():
             self._wake.clear()  # before the cycle: a wake-up during it means run again
             try:
@@ -96,4 +103,29 @@ class ControlLoop:
             await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
                 task.cancel()
+        if renting is not None:
+            await renting
         await asyncio.to_thread(self.leadership.release)
+
+    async def _rent(self, stop: asyncio.Event) -> None:
+        """The renter's own loop: a marketplace call never holds up detection or failovers."""
+        assert self._renter is not None
+        self._rent_wake = wake = asyncio.Event()
+        while not stop.is_set():
+            wake.clear()
+            token = self.leadership.token
+            if token is not None:
+                try:
+                    steps = await asyncio.to_thread(self._renter.run_cycle, token)
+                    if steps and self._loop is not None and self._wake is not None:
+                        self._wake.set()  # a machine came or went: the executor may place now
+                except FencedOut:
+                    log.warning("renter fenced out; standing down")
+                except StoreUnavailable as error:
+                    log.warning("store unavailable during the renter's cycle", error=str(error))
+                except Exception:  # a bug in one cycle must not stop the renting
+                    log.exception("renter cycle crashed")
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()

@@ -6,7 +6,7 @@ the chosen strategy chain and waits for the leader's executor to finish it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,9 +14,9 @@ from uuid import UUID, uuid4
 from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
-from takeover.domain.gpus import matches
 from takeover.domain.models import Instance, Node, Principal, Volume
-from takeover.ports import Clock, Offer, Provider
+from takeover.domain.rentals import Rental
+from takeover.ports import Clock, Marketplace, Offer, Provider
 from takeover.providers.local import LocalProvider
 from takeover.store import Store
 from takeover.strategies import (
@@ -41,7 +41,9 @@ class Orchestrator:
         wake: Callable[[], None],
         execute_timeout: float = 300.0,
         provider: Provider | None = None,
+        market: Marketplace | None = None,
     ) -> None:
+        """``provider`` offers the pool's nodes; ``market``, when renting is configured, rents more."""
         self.store = store
         self.clock = clock
         self.sync_interval = sync_interval
@@ -49,6 +51,7 @@ class Orchestrator:
         self.wake = wake
         self.execute_timeout = execute_timeout  # how long POST /failover/execute waits for the outcome
         self.provider: Provider = provider or LocalProvider(store)
+        self.market = market
 
     # strategies ---------------------------------------------------------------------------
     def strategies(self) -> list[StrategyInfo]:
@@ -139,7 +142,10 @@ class Orchestrator:
         """Document 002's FailoverResponse for a failover, finished or not."""
         instance = self.store.instances.get(failover.instance_id)
         node = self._node(failover.target_node_id) if failover.target_node_id else None
+        rental = self.store.rentals.for_node(node.id) if node is not None else None
         host, _, port = (instance.endpoint or "").rpartition(":")
+        if rental is not None and rental.ssh_host:  # a rented machine: where to reach it
+            host, port = rental.ssh_host, str(rental.ssh_port or "")
         attempts = list(failover.attempt_log)
         succeeded = attempts[-1]["strategy"] if failover.status.value == "completed" and attempts else None
 
@@ -156,6 +162,12 @@ class Orchestrator:
             "new_node_id": node.id if node else None,
             "new_node_name": node.name if node else None,
             **_gpus_given(node, instance),
+            **(
+                {"new_gpu_id": f"{rental.provider}:{rental.machine_id}"}
+                if rental and rental.machine_id
+                else {}
+            ),
+            "rented": _rented(rental),
             "new_ssh_host": host or None,
             "new_ssh_port": int(port) if port.isdigit() else None,
             "warm_pool_attempt_ms": spent("warm_pool"),
@@ -186,9 +198,15 @@ class Orchestrator:
     def delete_volume(self, who: Principal, volume_id: UUID) -> None:
         self.store.volumes.delete(volume_id, owner_scope(who), self.clock.now())
 
-    def search(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]:
-        """Capacity in ``region`` whose labels fit, cheapest then most reliable (the provider's order)."""
-        return self.provider.offers(region, max_price, gpu_name)
+    def search(
+        self, region: str, max_price: float | None, gpu_names: Sequence[str] = (), spot: bool = False
+    ) -> list[Offer]:
+        """The pool's nodes in ``region`` that fit, then what the marketplace would rent there,
+        each cheapest first (``source`` says which is which)."""
+        found = self.provider.offers(region, max_price, gpu_names, spot)
+        if self.market is not None:
+            found += self.market.offers(region, max_price, gpu_names, spot)
+        return found
 
     def volume_failover(
         self, who: Principal, volume_id: UUID, gpus: list[str], max_price: float | None
@@ -200,24 +218,37 @@ class Orchestrator:
         instance = self.store.instances.get(volume.attached_to)
         candidates = [
             o
-            for o in self.search(volume.region, max_price, None)
+            for o in self.provider.offers(volume.region, max_price, gpus)
             if o.offer_id != str(instance.node_id)
-            and (not gpus or any(o.gpu_name and matches(g, o.gpu_name) for g in gpus))
         ]
-        if not candidates:
+        renting = self.market is not None and instance.rent is not None
+        if not candidates and not renting:
             raise Conflict(
-                f"no online node in region {volume.region} matches (gpus {gpus or 'any'}, max_price {max_price})"
+                f"no online node in region {volume.region} matches (gpus {gpus or 'any'}, max_price "
+                f"{max_price}), and the instance may not rent one (its rent policy is not set)"
             )
         failover = self.store.failovers.open(
             instance.id,
             FailoverReason.MANUAL,
             self.clock.now(),
             owner=owner_scope(who),
-            requested_target_id=UUID(candidates[0].offer_id),
+            requested_target_id=UUID(candidates[0].offer_id) if candidates else None,
             strategy=StrategyName.REGIONAL_VOLUME.value,
         )
         self.wake()
         return volume, failover
+
+
+def _rented(rental: Rental | None) -> dict[str, Any] | None:
+    if rental is None:
+        return None
+    return {
+        "rental_id": rental.id,
+        "provider": rental.provider,
+        "machine_id": rental.machine_id,
+        "offer_id": rental.offer_id,
+        "price_per_hour": rental.price_per_hour,
+    }
 
 
 _SINGLE = (StrategyName.WARM_POOL, StrategyName.CPU_STANDBY, StrategyName.REGIONAL_VOLUME)

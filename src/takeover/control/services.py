@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from takeover.control.heartbeats import HeartbeatBatcher
@@ -28,13 +28,18 @@ from takeover.domain.models import (
     Node,
     NodeStatus,
     Principal,
+    RentPolicy,
     Role,
 )
 from takeover.domain.placement import Ineligible
+from takeover.domain.rentals import BILLED, IN_FLIGHT, Rental
 from takeover.metrics import Metrics
-from takeover.ports import Clock
+from takeover.ports import Clock, Marketplace
 from takeover.store import HeartbeatResult, Store, TokenRecord
 from takeover.strategies import parse_strategy
+
+if TYPE_CHECKING:
+    from takeover.control.renter import Renter
 
 
 def hash_token(raw: str) -> str:
@@ -65,6 +70,14 @@ class InstanceDraft:
     failover_strategy: str | None = None
     volume_id: UUID | None = None
     gpus: GpuRequest | None = None
+    rent: RentPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RentedMachine:
+    rental: Rental
+    node_name: str | None
+    instances: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,8 @@ class Services:
         agent_timings: AgentTimings | None = None,
         max_attempts: int = 3,
         execute_timeout: float = 300.0,
+        market: Marketplace | None = None,
+        renter: Renter | None = None,
     ) -> None:
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
         self.drain_file: Path | None = None  # in `serve --workers N`: the parent creates it on SIGTERM
@@ -106,7 +121,10 @@ class Services:
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
         sync = self.agent_timings.standby_report_interval
-        self.orchestrator = Orchestrator(store, clock, sync, max_attempts, wake, execute_timeout)
+        self.orchestrator = Orchestrator(
+            store, clock, sync, max_attempts, wake, execute_timeout, market=market
+        )
+        self.renter = renter
 
     # tokens -------------------------------------------------------------------------------
     def authenticate(self, raw: str | None) -> Principal:
@@ -146,6 +164,21 @@ class Services:
         )
         raw = new_token()
         return self.store.nodes.add(node, uuid4(), hash_token(raw)), raw
+
+    def join_node(
+        self, raw_token: str | None, name: str, base_url: str, max_instances: int
+    ) -> tuple[Node, str]:
+        """A rented machine's agent: its one-time token makes it the node its rental paid for."""
+        if not raw_token:
+            raise Unauthenticated("missing bearer token")
+        now = self.clock.now()
+        draft = Node(uuid4(), name, "", base_url, max_instances, 0, NodeStatus.ONLINE, 0.0, created_at=now)
+        raw = new_token()
+        rental, node = self.store.rentals.join(hash_token(raw_token), draft, uuid4(), hash_token(raw), now)
+        if rental.rented_at is not None and rental.joined_at is not None:
+            self.metrics.rent_join_seconds.observe((rental.joined_at - rental.rented_at).total_seconds())
+        self.wake()  # the failover that wanted it can be placed now
+        return node, raw
 
     def list_nodes(self, who: Principal, status: NodeStatus | None, region: str | None) -> list[Node]:
         if not who.is_admin:
@@ -210,6 +243,7 @@ class Services:
             volume_id=draft.volume_id,
             created_at=self.clock.now(),
             gpus=draft.gpus,
+            rent=draft.rent,
         )
         return self.store.instances.create(instance, self.clock.now())
 
@@ -285,6 +319,44 @@ class Services:
         failover = self.store.failovers.finish(failover_id, success, error, self.clock.now())
         self.metrics.failovers_finished.labels(failover.status.value).inc()
         return failover
+
+    # rented machines ----------------------------------------------------------------------
+    def rented_machines(self, include_ended: bool = False) -> list[RentedMachine]:
+        states = None if include_ended else [*IN_FLIGHT, *BILLED]
+        held = self.store.rentals.find(states)
+        names = {n.id: n.name for n in self.store.nodes.find()}
+        running: dict[UUID, list[str]] = {}
+        for instance in self.store.instances.find():
+            for node in (instance.node_id, instance.standby_node_id):
+                if node is not None:
+                    running.setdefault(node, []).append(instance.name)
+        return [
+            RentedMachine(
+                r,
+                names.get(r.node_id) if r.node_id else None,
+                sorted(running.get(r.node_id, [])) if r.node_id else [],
+            )
+            for r in held
+        ]
+
+    def release_machine(self, rental_id: UUID) -> RentedMachine:
+        """An operator gives a rented machine back; refused while an instance runs there."""
+        rental = self.store.rentals.get(rental_id)
+        if rental is None:
+            raise NotFound(f"rented machine {rental_id} not found")
+        if self.renter is None:
+            raise Conflict("no marketplace is configured here (TAKEOVER_PROVIDER)")
+        if rental.state not in (*IN_FLIGHT, *BILLED):
+            raise Conflict(f"rented machine {rental_id} is {rental.state} already")
+        held = next(m for m in self.rented_machines() if m.rental.id == rental_id)
+        if held.instances:
+            raise Conflict(
+                f"its node {held.node_name} runs {', '.join(held.instances)}; drain the node first"
+            )
+        self.renter.release(rental, "released by an admin")
+        ended = self.store.rentals.get(rental_id)
+        assert ended is not None
+        return RentedMachine(ended, held.node_name, [])
 
     # regions and events -------------------------------------------------------------------
     def resume_region(self, region: str) -> None:

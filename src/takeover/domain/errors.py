@@ -9,6 +9,9 @@ TakeoverError
 ├── Conflict              409  the request fights the current state
 │   └── InvalidTransition      a failover step the state machine refuses
 ├── NoCapacity            503  no node can take the instance (carries the reasons)
+├── ProviderError         502  a marketplace refused or could not be reached
+│   ├── OfferGone              the offer was taken between search and rent: try the next
+│   └── ProviderUnavailable    no answer: a rent's outcome is unknown until its label is looked up
 ├── StoreUnavailable      503  the store could not be reached; outcome unknown
 └── FencedOut                  a controller's lease was superseded: it must stop acting
 """
@@ -54,6 +57,18 @@ class InvalidTransition(Conflict):
 
 
 class NoCapacity(TakeoverError):
+    pass
+
+
+class ProviderError(TakeoverError):
+    """A marketplace said no (the rent was refused): nothing was rented."""
+
+
+class OfferGone(ProviderError):
+    pass
+
+
+class ProviderUnavailable(ProviderError):
     pass
 
 

@@ -54,6 +54,16 @@ class GpuRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RentPolicy:
+    """An instance's permission to rent for its failovers: at most ``max_price`` per hour, one of
+    ``gpu_names`` (empty: any), interruptible (``spot``) offers or on-demand ones."""
+
+    max_price: float
+    gpu_names: tuple[str, ...] = ()
+    spot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     id: UUID
     name: str
@@ -129,6 +139,7 @@ class Instance:
     number: int = 0  # short id beside the UUID (document 002's integer ids); set by the store
     gpus: GpuRequest | None = None
     gpu_indices: tuple[int, ...] = ()  # the GPUs of its node it holds at this epoch
+    rent: RentPolicy | None = None  # None: its failovers never rent a machine
 
 
 @dataclass(frozen=True, slots=True)

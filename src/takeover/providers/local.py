@@ -6,6 +6,8 @@ described by its labels ``gpu_name`` and ``num_gpus``, as before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from takeover.domain.gpus import free_by_model, matches
 from takeover.domain.models import GpuRequest, Node, NodeStatus
 from takeover.ports import Offer
@@ -18,11 +20,14 @@ class LocalProvider:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def offers(self, region: str, max_price: float | None, gpu_name: str | None) -> list[Offer]:
+    def offers(
+        self, region: str, max_price: float | None, gpu_names: Sequence[str] = (), spot: bool = False
+    ) -> list[Offer]:
+        """``spot`` changes nothing: the pool's own nodes are not interrupted by anyone."""
         found = []
         used = self.store.nodes.gpus_in_use()
         for node in self.store.nodes.find(NodeStatus.ONLINE, region):
-            offer = _offer(node, used.get(node.id, {}), gpu_name)
+            offer = _offer(node, used.get(node.id, {}), tuple(gpu_names))
             if offer is None or offer.free_slots <= 0:
                 continue
             if max_price is not None and (offer.price_per_hour is None or offer.price_per_hour > max_price):
@@ -40,12 +45,12 @@ class LocalProvider:
         )
 
 
-def _offer(node: Node, used: dict[int, bool], gpu_name: str | None) -> Offer | None:
-    """The node as an offer: its free GPUs of the asked model (the most numerous model if none is
-    asked); None when it has none of that model."""
+def _offer(node: Node, used: dict[int, bool], gpu_names: tuple[str, ...]) -> Offer | None:
+    """The node as an offer: its free GPUs of an asked model (the most numerous model if none is
+    asked); None when it has none of those models."""
     price = node.labels.get("price_per_hour")
-    model, count = _free_gpus(node, used, gpu_name)
-    if model is None and gpu_name is not None:
+    model, count = _free_gpus(node, used, gpu_names)
+    if model is None and gpu_names:
         return None
     return Offer(
         offer_id=str(node.id),
@@ -61,14 +66,14 @@ def _offer(node: Node, used: dict[int, bool], gpu_name: str | None) -> Offer | N
     )
 
 
-def _free_gpus(node: Node, used: dict[int, bool], gpu_name: str | None) -> tuple[str | None, int]:
+def _free_gpus(node: Node, used: dict[int, bool], gpu_names: tuple[str, ...]) -> tuple[str | None, int]:
     if not node.gpus:
         label, labelled = node.labels.get("gpu_name"), node.labels.get("num_gpus", 0)
         name = str(label) if label is not None else None
-        if gpu_name is not None and (name is None or not matches(gpu_name, name)):
+        if gpu_names and (name is None or not any(matches(g, name) for g in gpu_names)):
             return None, 0
         return name, int(labelled) if isinstance(labelled, int | float) else 0
-    free = free_by_model(node, used, GpuRequest(names=(gpu_name,) if gpu_name else ()))
+    free = free_by_model(node, used, GpuRequest(names=gpu_names))
     if not free:
         return None, 0
     model = max(free, key=lambda m: (len(free[m]), m))

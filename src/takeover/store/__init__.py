@@ -13,6 +13,7 @@ from takeover.store.nodes import HeartbeatResult, NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
 from takeover.store.ratecounts import RateCountRepository
 from takeover.store.regiongroups import RegionGroupRepository
+from takeover.store.rentals import RentalRepository
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
 
@@ -38,6 +39,7 @@ class Store:
         self.pool = PoolRepository(engine)
         self.coordinator = StoreCoordinator(engine)
         self.rate_counts = RateCountRepository(engine)
+        self.rentals = RentalRepository(engine)
 
     def not_ready(self) -> str | None:
         """Why this replica must not take traffic now (None: ready): store down, schema behind."""

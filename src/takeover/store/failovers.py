@@ -282,12 +282,13 @@ class FailoverRepository:
         exclude: frozenset[UUID],
         plan: AttemptPlan,
         skipped: Sequence[Attempt] = (),
+        rental: dict[str, Any] | None = None,
     ) -> Failover | Ineligible | None:
         """Migrating -> restoring in one transaction: take a slot, bump the epoch, move the instance.
 
         ``plan`` is the strategy's choice (a fixed node, or placement held to a region);
-        ``skipped`` are strategies that could not try, logged with their reasons.
-        Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
+        ``skipped`` are strategies that could not try, logged with their reasons; ``rental`` is
+        the rented machine the target is, for the log. Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
         """
         check_transition(failover.status, FailoverStatus.RESTORING)
         with transaction(self._engine) as conn:
@@ -330,9 +331,8 @@ class FailoverRepository:
             release_slot(conn, instance.node_id)
             tried = [*(str(n) for n in failover.tried_node_ids), str(target)]
             log = [*failover.attempt_log, *(_logged(a) for a in skipped)]
-            log.append(
-                {"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()}
-            )
+            entry = {"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()}
+            log.append({**entry, "rental": rental} if rental else entry)
             _write_step(
                 conn,
                 failover,
@@ -367,12 +367,13 @@ def _claim_target(conn: sa.Connection, fixed: UUID | None, request: PlacementReq
 
 
 def _logged(attempt: Attempt) -> dict[str, Any]:
-    return {
+    entry = {
         "strategy": attempt.strategy,
         "node_id": str(attempt.node_id) if attempt.node_id else None,
         "ms": attempt.ms,
         "error": attempt.error,
     }
+    return {**entry, "rental": attempt.rental} if attempt.rental else entry
 
 
 def _write_step(

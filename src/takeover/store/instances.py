@@ -31,6 +31,7 @@ from takeover.store.rows import (
     gpu_request_to_json,
     instance_from_row,
     node_from_row,
+    rent_policy_to_json,
     spec_to_json,
 )
 from takeover.store.tables import failovers, instances, nodes, volumes
@@ -124,7 +125,10 @@ class InstanceRepository:
         with transaction(self._engine) as conn:
             instance = _get(conn, instance_id, owner, lock=True)
             if changes:
-                conn.execute(instances.update().where(instances.c.id == instance_id).values(**changes))
+                columns = {k: v for k, v in changes.items() if k != "rent"}
+                if "rent" in changes:
+                    columns["rent_policy"] = rent_policy_to_json(changes["rent"])
+                conn.execute(instances.update().where(instances.c.id == instance_id).values(**columns))
                 record_event(conn, "instance.updated", instance_id, f"{instance.name}: {changes}", now)
             return replace(instance, **changes)
 
@@ -244,6 +248,7 @@ def _values(instance: Instance) -> dict[str, object]:
         "number": instance.number,
         "gpus": gpu_request_to_json(instance.gpus),
         "gpu_indices": list(instance.gpu_indices),
+        "rent_policy": rent_policy_to_json(instance.rent),
     }
 
 

@@ -44,23 +44,7 @@ class NodeRepository:
 
     def add(self, node: Node, token_id: UUID, token_hash: str) -> Node:
         with transaction(self._engine) as conn:
-            taken = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == node.name)).first()
-            if taken is not None:
-                raise Conflict(f"a node named {node.name!r} already exists", field="name")
-            conn.execute(nodes.insert().values({**_node_values(node), "api_token_hash": token_hash}))
-            conn.execute(
-                tokens.insert().values(
-                    id=token_id,
-                    token_hash=token_hash,
-                    role=Role.NODE.value,
-                    subject=str(node.id),
-                    node_id=node.id,
-                    created_at=node.created_at,
-                )
-            )
-            assert node.created_at is not None
-            record_event(conn, "node.registered", node.id, f"node {node.name} registered", node.created_at)
-        return node
+            return insert_node(conn, node, token_id, token_hash)
 
     def get(self, node_id: UUID) -> Node:
         with self._engine.connect() as conn:
@@ -424,6 +408,27 @@ def claim_slot(conn: sa.Connection, request: PlacementRequest) -> Node | Ineligi
             return choice
         exclude.add(choice.id)
     return Ineligible("every chosen node filled up while placing; try again")
+
+
+def insert_node(conn: sa.Connection, node: Node, token_id: UUID, token_hash: str) -> Node:
+    """The node and its token, in the caller's transaction."""
+    taken = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == node.name)).first()
+    if taken is not None:
+        raise Conflict(f"a node named {node.name!r} already exists", field="name")
+    conn.execute(nodes.insert().values({**_node_values(node), "api_token_hash": token_hash}))
+    conn.execute(
+        tokens.insert().values(
+            id=token_id,
+            token_hash=token_hash,
+            role=Role.NODE.value,
+            subject=str(node.id),
+            node_id=node.id,
+            created_at=node.created_at,
+        )
+    )
+    assert node.created_at is not None
+    record_event(conn, "node.registered", node.id, f"node {node.name} registered", node.created_at)
+    return node
 
 
 def gpus_in_use(conn: sa.Connection, node_ids: Sequence[UUID] | None = None) -> dict[UUID, dict[int, bool]]:

@@ -18,6 +18,7 @@ from takeover.domain.models import (
     InstanceState,
     Node,
     NodeStatus,
+    RentPolicy,
 )
 
 
@@ -61,6 +62,18 @@ def gpu_request_from_json(data: dict[str, Any] | None) -> GpuRequest | None:
     if data is None:
         return None
     return GpuRequest(int(data["count"]), tuple(data.get("names") or ()), bool(data.get("shared")))
+
+
+def rent_policy_to_json(policy: RentPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {"max_price": policy.max_price, "gpu_names": list(policy.gpu_names), "spot": policy.spot}
+
+
+def rent_policy_from_json(data: dict[str, Any] | None) -> RentPolicy | None:
+    if data is None:
+        return None
+    return RentPolicy(float(data["max_price"]), tuple(data.get("gpu_names") or ()), bool(data.get("spot")))
 
 
 def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
@@ -118,6 +131,7 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         number=row.number,
         gpus=gpu_request_from_json(row.gpus),
         gpu_indices=tuple(row.gpu_indices or ()),
+        rent=rent_policy_from_json(row.rent_policy),
     )
 
 

@@ -107,6 +107,7 @@ instances = sa.Table(
     sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("gpus", Json, nullable=True),  # what it asks for: count, names, shared
     sa.Column("gpu_indices", Json, nullable=False, server_default="[]"),  # what it holds on its node
+    sa.Column("rent_policy", Json, nullable=True),  # may its failovers rent a machine, and at what price
     # A short number beside the UUID: document 002's requests carry integer ids.
     sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.UniqueConstraint("owner", "name"),
@@ -223,4 +224,46 @@ region_groups = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("updated_by", sa.String(200), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+)
+
+IN_FLIGHT_RENTAL = "state IN ('wanted', 'requested', 'rented')"
+
+# A machine rented (or about to be) from a marketplace: written before the rent call.
+rentals = sa.Table(
+    "rentals",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("provider", sa.String(50), nullable=False),
+    sa.Column("region", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("failover_id", sa.Uuid, nullable=True),
+    sa.Column("instance_id", sa.Uuid, nullable=True),
+    sa.Column("policy", Json, nullable=False),
+    sa.Column("offer_id", sa.String(100), nullable=True),
+    sa.Column("gpu_name", sa.String(200), nullable=True),
+    sa.Column("num_gpus", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("price_per_hour", sa.Float, nullable=True),
+    sa.Column("machine_id", sa.String(100), nullable=True),
+    sa.Column("node_id", sa.Uuid, nullable=True),
+    sa.Column("join_token_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("ssh_host", sa.String(300), nullable=True),
+    sa.Column("ssh_port", sa.Integer, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=True),
+    sa.Column("rented_at", UtcDateTime, nullable=True),
+    sa.Column("joined_at", UtcDateTime, nullable=True),
+    sa.Column("idle_since", UtcDateTime, nullable=True),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("budget_refused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_rentals_state", "state"),
+    sa.Index("ix_rentals_failover_id", "failover_id"),
+    # One machine on its way per failover: a second rent for the same failover cannot be recorded.
+    sa.Index(
+        "uq_rentals_in_flight_failover",
+        "failover_id",
+        unique=True,
+        sqlite_where=sa.text(IN_FLIGHT_RENTAL),
+        postgresql_where=sa.text(IN_FLIGHT_RENTAL),
+    ),
 )

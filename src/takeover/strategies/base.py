@@ -59,6 +59,7 @@ class Attempt:
     node_id: UUID | None
     ms: float | None = None
     error: str | None = None
+    rental: dict[str, Any] | None = None  # the rented machine it was on, or that failed to come
 
 
 @dataclass(frozen=True, slots=True)

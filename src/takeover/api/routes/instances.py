@@ -24,6 +24,7 @@ def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep)
         body.failover_strategy,
         services.volume_ref(who, body.volume_id) if body.volume_id is not None else None,
         body.gpus.to_request() if body.gpus is not None else None,
+        body.rent.to_policy() if body.rent is not None else None,
     )
     return InstanceOut.of(services.create_instance(who, draft))
 
@@ -48,8 +49,11 @@ def delete_instance(instance_id: InstanceIdDep, services: ServicesDep, who: Pers
 def update_instance(
     instance_id: InstanceIdDep, body: InstancePatch, services: ServicesDep, who: PersonDep
 ) -> InstanceOut:
-    """Failover settings: failover_strategy, failover_enabled, preferred_region."""
-    return InstanceOut.of(services.update_instance(who, instance_id, body.model_dump(exclude_unset=True)))
+    """Failover settings: failover_strategy, failover_enabled, preferred_region, rent."""
+    changes = body.model_dump(exclude_unset=True)
+    if "rent" in changes:
+        changes["rent"] = body.rent.to_policy() if body.rent is not None else None
+    return InstanceOut.of(services.update_instance(who, instance_id, changes))
 
 
 @router.post("/{instance_id}/snapshot", status_code=status.HTTP_202_ACCEPTED)

@@ -16,6 +16,7 @@ from takeover.api.schemas import (
     HeartbeatOut,
     NodeCreate,
     NodeCreated,
+    NodeJoin,
     NodeOut,
     NodePatch,
     ReleaseInstance,
@@ -38,6 +39,13 @@ def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeC
     )
     node, token = services.register_node(draft)
     return NodeCreated(**NodeOut.of(node).model_dump(), api_token=token)
+
+
+@router.post("/join", status_code=status.HTTP_201_CREATED)
+def join_node(body: NodeJoin, services: ServicesDep, token: BearerDep) -> NodeCreated:
+    """A rented machine's agent, with the one-time token its rental gave it (good once)."""
+    node, raw = services.join_node(token, body.name, str(body.base_url), body.max_instances)
+    return NodeCreated(**NodeOut.of(node).model_dump(), api_token=raw)
 
 
 @router.get("")

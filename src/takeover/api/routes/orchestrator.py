@@ -155,11 +155,20 @@ def search(
     _: PersonDep,
     max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     gpu_name: Annotated[str | None, Query(max_length=100)] = None,
+    use_spot: bool = False,
 ) -> dict[str, Any]:
-    offers = services.orchestrator.search(region, max_price, gpu_name)
+    """The best offer first (document 002's answer), then all of them: the pool's nodes
+    (``source`` "pool") and what the marketplace would rent (``source`` its name)."""
+    gpus = (gpu_name,) if gpu_name else ()
+    offers = services.orchestrator.search(region, max_price, gpus, use_spot)
     if not offers:
-        return {"found": False, "offer": None}
-    return {"found": True, "offer": asdict(offers[0]), "count": len(offers)}
+        return {"found": False, "offer": None, "offers": [], "count": 0}
+    return {
+        "found": True,
+        "offer": asdict(offers[0]),
+        "offers": [asdict(o) for o in offers],
+        "count": len(offers),
+    }
 
 
 @router.get("/regional-volume/{volume_id}")

@@ -1,0 +1,259 @@
+"""Vast.ai over its REST API (https://docs.vast.ai/api-reference), the calls docs/providers.md lists.
+
+Reads are retried with exponential backoff on 429, 5xx and transport errors. A rent is retried
+only on 429 (Vast refused it before acting): after a 5xx or a lost connection a machine may
+exist, so ``ProviderUnavailable`` says the outcome is unknown and the renter looks the machine
+up by its label instead of renting a second one. The API key goes in the Authorization header
+and nowhere else: no log line and no error message carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from takeover.domain.errors import OfferGone, ProviderError, ProviderUnavailable
+from takeover.domain.gpus import matches
+from takeover.ports import Machine, Offer, RentRequest
+
+log = structlog.get_logger("takeover.vast")
+T = TypeVar("T")
+DEFAULT_URL = "https://console.vast.ai"
+_GONE = ("no_such_ask", "not_found", "ask_not_available", "no longer available")
+
+
+class _Retry(Exception):
+    """A response worth another try (429, 5xx)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"{response.status_code}")
+        self.response = response
+
+
+def _retryable_read(error: BaseException) -> bool:
+    return isinstance(error, _Retry | httpx.TransportError)
+
+
+def _refused_before_acting(error: BaseException) -> bool:
+    return isinstance(error, _Retry) and error.response.status_code == 429
+
+
+class VastMarketplace:
+    """``regions`` maps a takeover region to the countries (Vast's two-letter geolocation codes)
+    whose offers count as in it; a region not in the map is taken as a country code itself."""
+
+    name = "vast"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_URL,
+        regions: dict[str, tuple[str, ...]] | None = None,
+        timeout: float = 20.0,
+        attempts: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
+        self.regions = regions or {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=timeout,
+        )
+        wait = wait_exponential(multiplier=backoff, max=10)
+        self._read = retry(
+            retry=retry_if_exception(_retryable_read),
+            stop=stop_after_attempt(attempts),
+            wait=wait,
+            reraise=True,
+        )
+        self._create = retry(
+            retry=retry_if_exception(_refused_before_acting),
+            stop=stop_after_attempt(attempts),
+            wait=wait,
+            reraise=True,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # the API calls --------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        response = self._client.request(method, path, json=body)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retry(response)
+        return response
+
+    def _reading(self, fn: Callable[[], T]) -> T:
+        try:
+            result: T = self._read(fn)()
+        except _Retry as error:
+            raise ProviderUnavailable(f"vast: {_describe(error.response)}") from None
+        except httpx.TransportError as error:
+            raise ProviderUnavailable(f"vast unreachable: {error.__class__.__name__}") from None
+        return result
+
+    def offers(
+        self, region: str, max_price: float | None, gpu_names: Sequence[str] = (), spot: bool = False
+    ) -> list[Offer]:
+        """POST /api/v0/bundles/: rentable, verified offers of the region's countries."""
+        countries = self.regions.get(region) or (region.upper(),)
+        query: dict[str, Any] = {
+            "rentable": {"eq": True},
+            "verified": {"eq": True},
+            "rented": {"eq": False},
+            "geolocation": {"in": list(countries)},
+            "type": "bid" if spot else "on-demand",
+            "order": [["dph_total", "asc"]],
+            "limit": 256,
+        }
+        if max_price is not None:
+            query["dph_total"] = {"lte": max_price}
+        # GPU names are matched here, as the pool's are ("4090" accepts "RTX 4090"): Vast's own
+        # gpu_name filter wants its exact spelling.
+        response = self._reading(lambda: self._call("POST", "/api/v0/bundles/", query))
+        _check(response)
+        found = []
+        for raw in _offers(response.json()):
+            offer = _offer(raw, region, spot)
+            if offer is None or _country(raw) not in countries:
+                continue
+            if max_price is not None and (offer.price_per_hour or 0) > max_price:
+                continue
+            if gpu_names and not any(offer.gpu_name and matches(g, offer.gpu_name) for g in gpu_names):
+                continue
+            found.append(offer)
+        return sorted(found, key=lambda o: (o.price_per_hour or 0.0, -o.reliability, o.offer_id))
+
+    def rent(self, offer: Offer, request: RentRequest) -> Machine:
+        """PUT /api/v0/asks/{id}/: a new instance of the offer running the request's image."""
+        body: dict[str, Any] = {
+            "client_id": "me",
+            "image": request.image,
+            "env": request.env,
+            "onstart": request.onstart,
+            "disk": request.disk_gb,
+            "label": request.label,
+            "runtype": "ssh_direct",
+        }
+        if offer.spot and offer.price_per_hour is not None:
+            body["price"] = offer.price_per_hour
+        try:
+            response = self._create(lambda: self._call("PUT", f"/api/v0/asks/{offer.offer_id}/", body))()
+        except _Retry as error:
+            if error.response.status_code == 429:
+                raise ProviderError(f"vast refused the rent: {_describe(error.response)}") from None
+            raise ProviderUnavailable(f"vast: {_describe(error.response)}; a machine may exist") from None
+        except httpx.TransportError as error:
+            raise ProviderUnavailable(
+                f"vast unreachable during the rent ({error.__class__.__name__}); a machine may exist"
+            ) from None
+        data = _json(response)
+        if response.status_code in (400, 404, 410) and _gone(data):
+            raise OfferGone(f"offer {offer.offer_id} is no longer available")
+        if response.status_code >= 400 or not data.get("success"):
+            raise ProviderError(f"vast refused the rent of offer {offer.offer_id}: {_describe(response)}")
+        machine_id = str(data["new_contract"])
+        log.info("rented", offer=offer.offer_id, machine=machine_id, price=offer.price_per_hour)
+        return Machine(machine_id, request.label, "loading", price_per_hour=offer.price_per_hour)
+
+    def status(self, machine_id: str) -> Machine | None:
+        """GET /api/v0/instances/{id}/."""
+        response = self._reading(lambda: self._call("GET", f"/api/v0/instances/{machine_id}/"))
+        if response.status_code == 404:
+            return None
+        _check(response)
+        raw = _json(response).get("instances")
+        return _machine(raw) if isinstance(raw, dict) and raw else None
+
+    def machines(self, prefix: str) -> list[Machine]:
+        """GET /api/v0/instances/: the account's instances whose label starts with ``prefix``."""
+        response = self._reading(lambda: self._call("GET", "/api/v0/instances/"))
+        _check(response)
+        listed = _json(response).get("instances") or []
+        return [
+            _machine(raw)
+            for raw in listed
+            if isinstance(raw, dict) and str(raw.get("label") or "").startswith(prefix)
+        ]
+
+    def release(self, machine_id: str) -> None:
+        """DELETE /api/v0/instances/{id}/: destroyed, billing stops; one already gone is fine."""
+        response = self._reading(lambda: self._call("DELETE", f"/api/v0/instances/{machine_id}/"))
+        if response.status_code == 404:
+            return
+        _check(response)
+        log.info("released", machine=machine_id)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe(response: httpx.Response) -> str:
+    data = _json(response)
+    said = data.get("msg") or data.get("error") or response.text[:200]
+    return f"HTTP {response.status_code}: {said}"
+
+
+def _gone(data: dict[str, Any]) -> bool:
+    said = f"{data.get('error', '')} {data.get('msg', '')}".lower()
+    return any(word in said for word in _GONE)
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code in {401, 403}:
+        raise ProviderError("vast refused the API key (VAST_API_KEY)")
+    if response.status_code >= 400:
+        raise ProviderError(f"vast: {_describe(response)}")
+
+
+def _offers(data: Any) -> list[dict[str, Any]]:
+    offers = data.get("offers") if isinstance(data, dict) else None
+    if isinstance(offers, dict):  # one offer comes unwrapped in the documented example
+        offers = [offers]
+    return [o for o in offers or [] if isinstance(o, dict)]
+
+
+def _country(raw: dict[str, Any]) -> str:
+    """Vast's geolocation is "City, CC" (or just "CC")."""
+    return str(raw.get("geolocation") or "").rpartition(",")[2].strip().upper()
+
+
+def _offer(raw: dict[str, Any], region: str, spot: bool) -> Offer | None:
+    try:
+        price = float(raw["min_bid"] if spot and raw.get("min_bid") is not None else raw["dph_total"])
+        return Offer(
+            offer_id=str(raw.get("ask_contract_id") or raw["id"]),
+            name=f"vast-{raw['id']} {raw.get('geolocation') or ''}".strip(),
+            region=region,
+            gpu_name=raw.get("gpu_name"),
+            num_gpus=int(raw.get("num_gpus") or 0),
+            price_per_hour=round(price, 6),
+            reliability=float(raw.get("reliability2", raw.get("reliability", 0.0)) or 0.0),
+            free_slots=1,
+            source="vast",
+            spot=spot,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # an offer we cannot read is not one we would rent
+
+
+def _machine(raw: dict[str, Any]) -> Machine:
+    port = raw.get("ssh_port")
+    price = raw.get("dph_total")
+    return Machine(
+        machine_id=str(raw["id"]),
+        label=raw.get("label"),
+        status=str(raw.get("actual_status") or "loading"),
+        ssh_host=raw.get("ssh_host") or raw.get("public_ipaddr"),
+        ssh_port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
+        price_per_hour=float(price) if isinstance(price, int | float) else None,
+    )

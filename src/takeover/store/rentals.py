@@ -1,0 +1,313 @@
+"""Rented machines: a row per machine, written before the marketplace is asked for it.
+
+Every change is conditional on the state it read, so a step taken by another leader meanwhile
+is not taken twice; the budget is checked in the transaction that records the intent, with
+the table locked on PostgreSQL (SQLite serializes every write), so concurrent failovers
+cannot together spend more than it allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+
+from takeover.domain.errors import Conflict, Unauthenticated
+from takeover.domain.models import Node, NodeStatus, RentPolicy
+from takeover.domain.rentals import BILLED, Refusal, Rental, RentalState, choose_offer, spend
+from takeover.ports import LeaseToken, Machine, Offer
+from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.nodes import insert_node
+from takeover.store.rows import rent_policy_from_json, rent_policy_to_json
+from takeover.store.tables import instances, rentals
+
+
+class RentalRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    # reads --------------------------------------------------------------------------------
+    def get(self, rental_id: UUID) -> Rental | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(rentals).where(rentals.c.id == rental_id)).one_or_none()
+        return _rental(row) if row is not None else None
+
+    def find(self, states: Iterable[RentalState] | None = None, limit: int = 1000) -> list[Rental]:
+        query = sa.select(rentals).order_by(rentals.c.created_at.desc()).limit(limit)
+        if states is not None:
+            query = query.where(rentals.c.state.in_([s.value for s in states]))
+        with self._engine.connect() as conn:
+            return [_rental(r) for r in conn.execute(query)]
+
+    def for_failover(self, failover_id: UUID) -> list[Rental]:
+        query = sa.select(rentals).where(rentals.c.failover_id == failover_id).order_by(rentals.c.created_at)
+        with self._engine.connect() as conn:
+            return [_rental(r) for r in conn.execute(query)]
+
+    def for_node(self, node_id: UUID) -> Rental | None:
+        query = sa.select(rentals).where(rentals.c.node_id == node_id).order_by(rentals.c.created_at.desc())
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _rental(row) if row is not None else None
+
+    def in_use(self) -> set[UUID]:
+        """Nodes of joined machines that run, or keep a standby of, some instance."""
+        joined = sa.select(rentals.c.node_id).where(rentals.c.state == RentalState.JOINED.value)
+        query = sa.select(instances.c.node_id, instances.c.standby_node_id).where(
+            sa.or_(instances.c.node_id.in_(joined), instances.c.standby_node_id.in_(joined))
+        )
+        with self._engine.connect() as conn:
+            return {n for row in conn.execute(query) for n in row if n is not None}
+
+    # writes -------------------------------------------------------------------------------
+    def want(
+        self,
+        failover_id: UUID,
+        instance_id: UUID,
+        region: str,
+        policy: RentPolicy,
+        provider: str,
+        now: datetime,
+        fence: LeaseToken | None,
+    ) -> Rental | None:
+        """A failover needs a machine; None when one is already on its way for it."""
+        rental = Rental(
+            uuid4(),
+            provider,
+            region,
+            RentalState.WANTED,
+            now,
+            failover_id=failover_id,
+            instance_id=instance_id,
+            max_price=policy.max_price,
+            gpu_names=policy.gpu_names,
+            spot=policy.spot,
+        )
+        try:
+            with transaction(self._engine) as conn:
+                check_fence(conn, fence, now)
+                conn.execute(
+                    rentals.insert().values(
+                        id=rental.id,
+                        provider=provider,
+                        region=region,
+                        state=rental.state.value,
+                        failover_id=failover_id,
+                        instance_id=instance_id,
+                        policy=rent_policy_to_json(policy),
+                        created_at=now,
+                    )
+                )
+                record_event(conn, "rental.wanted", rental.id, f"failover {failover_id} needs a machine", now)
+        except Conflict:
+            return None
+        return rental
+
+    def request(
+        self,
+        rental: Rental,
+        offers: list[Offer],
+        budget: float,
+        join_token_hash: str,
+        now: datetime,
+        fence: LeaseToken | None,
+    ) -> Rental | Refusal | None:
+        """wanted -> requested with the chosen offer, or failed with the refusal; in one transaction
+        that sums the spend, so what it allows is within the budget. None: it moved on meanwhile."""
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE rentals IN SHARE ROW EXCLUSIVE MODE")
+            billed = [
+                _rental(r)
+                for r in conn.execute(
+                    sa.select(rentals).where(rentals.c.state.in_([s.value for s in BILLED]))
+                )
+            ]
+            tried = conn.execute(
+                sa.select(rentals.c.offer_id).where(
+                    rentals.c.failover_id == rental.failover_id, rentals.c.offer_id.is_not(None)
+                )
+            ).scalars()
+            choice = choose_offer(offers, rental.policy, [t for t in tried if t], spend(billed), budget)
+            if isinstance(choice, Refusal):
+                moved = _move(
+                    conn,
+                    rental,
+                    RentalState.FAILED,
+                    error=choice.reason,
+                    budget_refused=choice.budget,
+                    ended_at=now,
+                )
+                return choice if moved else None
+            moved = _move(
+                conn,
+                rental,
+                RentalState.REQUESTED,
+                offer_id=choice.offer_id,
+                gpu_name=choice.gpu_name,
+                num_gpus=choice.num_gpus,
+                price_per_hour=choice.price_per_hour,
+                join_token_hash=join_token_hash,
+                requested_at=now,
+            )
+            if not moved:
+                return None
+            record_event(
+                conn,
+                "rental.requested",
+                rental.id,
+                f"renting offer {choice.offer_id} ({choice.gpu_name or 'no GPU'}) at ${choice.price_per_hour}/h",
+                now,
+            )
+            return _get(conn, rental.id)
+
+    def rented(self, rental: Rental, machine: Machine, now: datetime, fence: LeaseToken | None) -> bool:
+        """The marketplace's answer (or the machine found by its label): requested -> rented.
+        A machine whose agent joined first keeps ``joined`` and gets its id."""
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            values: dict[str, Any] = {
+                "machine_id": machine.machine_id,
+                "ssh_host": machine.ssh_host,
+                "ssh_port": machine.ssh_port,
+                "rented_at": now,
+            }
+            done = conn.execute(
+                rentals.update()
+                .where(rentals.c.id == rental.id, rentals.c.state == RentalState.REQUESTED.value)
+                .values(state=RentalState.RENTED.value, **values)
+            ).rowcount
+            done += conn.execute(
+                rentals.update()
+                .where(
+                    rentals.c.id == rental.id,
+                    rentals.c.state == RentalState.JOINED.value,
+                    rentals.c.machine_id.is_(None),
+                )
+                .values(**values)
+            ).rowcount
+            if done:
+                record_event(conn, "rental.rented", rental.id, f"machine {machine.machine_id} rented", now)
+            return bool(done)
+
+    def end(
+        self,
+        rental: Rental,
+        state: RentalState,
+        reason: str,
+        now: datetime,
+        fence: LeaseToken | None,
+    ) -> bool:
+        """failed or released, from the state it was read in; the join token dies with it."""
+        assert state in (RentalState.FAILED, RentalState.RELEASED)
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            moved = _move(conn, rental, state, error=reason, ended_at=now, join_token_hash=None)
+            if moved:
+                record_event(conn, f"rental.{state.value}", rental.id, reason, now)
+            return moved
+
+    def reach(self, rental: Rental, host: str, port: int | None) -> None:
+        """Where the machine is reached (the marketplace knows once it has provisioned it)."""
+        with transaction(self._engine) as conn:
+            conn.execute(
+                rentals.update().where(rentals.c.id == rental.id).values(ssh_host=host, ssh_port=port)
+            )
+
+    def set_idle(self, rental: Rental, since: datetime | None) -> None:
+        with transaction(self._engine) as conn:
+            conn.execute(
+                rentals.update()
+                .where(rentals.c.id == rental.id, rentals.c.state == RentalState.JOINED.value)
+                .values(idle_since=since)
+            )
+
+    def join(
+        self, token_hash: str, node: Node, token_id: UUID, node_token_hash: str, now: datetime
+    ) -> tuple[Rental, Node]:
+        """A rented machine's agent registers with its one-time token: it becomes a node of the
+        rental's region, labelled with what was rented. The token cannot be used again."""
+        with transaction(self._engine) as conn:
+            row = conn.execute(
+                sa.select(rentals).where(
+                    rentals.c.join_token_hash == token_hash,
+                    rentals.c.state.in_([RentalState.REQUESTED.value, RentalState.RENTED.value]),
+                )
+            ).one_or_none()
+            if row is None:
+                raise Unauthenticated("unknown or used join token")
+            rental = _rental(row)
+            labels = {
+                **node.labels,
+                "rental_id": str(rental.id),
+                "provider": rental.provider,
+                "price_per_hour": rental.price_per_hour,
+                "gpu_name": rental.gpu_name,
+                "num_gpus": rental.num_gpus,
+            }
+            joined = Node(
+                id=node.id,
+                name=node.name,
+                region=rental.region,
+                base_url=node.base_url,
+                max_instances=node.max_instances,
+                current_instances=0,
+                status=NodeStatus.ONLINE,
+                health_score=0.0,
+                labels={k: v for k, v in labels.items() if v is not None},
+                created_at=now,
+            )
+            insert_node(conn, joined, token_id, node_token_hash)
+            if not _move(
+                conn, rental, RentalState.JOINED, node_id=node.id, joined_at=now, join_token_hash=None
+            ):
+                raise Unauthenticated("unknown or used join token")
+            return _get(conn, rental.id), joined
+
+
+def _move(conn: sa.Connection, rental: Rental, state: RentalState, **values: Any) -> bool:
+    done = conn.execute(
+        rentals.update()
+        .where(rentals.c.id == rental.id, rentals.c.state == rental.state.value)
+        .values(state=state.value, **values)
+    )
+    return done.rowcount == 1
+
+
+def _get(conn: sa.Connection, rental_id: UUID) -> Rental:
+    return _rental(conn.execute(sa.select(rentals).where(rentals.c.id == rental_id)).one())
+
+
+def _rental(row: sa.Row[Any]) -> Rental:
+    policy = rent_policy_from_json(row.policy) or RentPolicy(0.0)
+    return Rental(
+        id=row.id,
+        provider=row.provider,
+        region=row.region,
+        state=RentalState(row.state),
+        created_at=row.created_at,
+        failover_id=row.failover_id,
+        instance_id=row.instance_id,
+        max_price=policy.max_price,
+        gpu_names=policy.gpu_names,
+        spot=policy.spot,
+        offer_id=row.offer_id,
+        gpu_name=row.gpu_name,
+        num_gpus=row.num_gpus,
+        price_per_hour=row.price_per_hour,
+        machine_id=row.machine_id,
+        node_id=row.node_id,
+        ssh_host=row.ssh_host,
+        ssh_port=row.ssh_port,
+        requested_at=row.requested_at,
+        rented_at=row.rented_at,
+        joined_at=row.joined_at,
+        idle_since=row.idle_since,
+        ended_at=row.ended_at,
+        error=row.error,
+        budget_refused=row.budget_refused,
+    )

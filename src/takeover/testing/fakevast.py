@@ -1,0 +1,360 @@
+"""A FAKE of Vast.ai's REST API, for tests and benchmarks: it rents nothing and costs nothing.
+
+A paid marketplace cannot run here, so this serves the endpoints ``takeover.providers.vast``
+calls, with the request and response shapes Vast documents (docs/providers.md lists them),
+on a loopback port. What happens after the API call is real: renting an offer starts the
+request's ``onstart`` script with its ``env`` (plus what a machine of its own would have: a
+port range, a data directory), so ``takeover agent`` runs as a process and joins the pool the
+way it would from a rented machine. Destroying the instance kills that process group.
+
+Knobs for the unhappy paths: ``refuse`` (the next rents answer 400), ``throttle`` (the next
+calls answer 429), ``gone`` (offers taken by someone else between search and rent),
+``never_boot`` (offers whose machine never runs its onstart), ``hold``
+(a rent that made its machine and has not answered yet, to kill a control plane then), and
+``delays`` (seconds each call takes, the marketplace's own latency).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from takeover.localcluster import free_port, wait_until
+
+API_KEY = "fake-vast-key"
+
+
+@dataclass
+class Delays:
+    search: float = 0.0
+    rent: float = 0.0
+    boot: float = 0.0  # from the rent's answer to the onstart script starting
+    show: float = 0.0
+
+
+@dataclass
+class FakeMachine:
+    id: int
+    offer: dict[str, Any]
+    label: str | None
+    image: str
+    env: dict[str, str]
+    onstart: str
+    disk: float
+    ports: tuple[int, int]
+    created: float = field(default_factory=time.monotonic)
+    status: str = "loading"
+    process: subprocess.Popen[bytes] | None = None
+    destroyed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "actual_status": self.status,
+            "intended_status": "running",
+            "label": self.label,
+            "image_uuid": self.image,
+            "onstart": self.onstart,
+            "ssh_host": "127.0.0.1",
+            "ssh_port": self.ports[0],
+            "public_ipaddr": "127.0.0.1",
+            "machine_id": self.offer["machine_id"],
+            "gpu_name": self.offer["gpu_name"],
+            "num_gpus": self.offer["num_gpus"],
+            "dph_total": self.offer["dph_total"],
+            "geolocation": self.offer["geolocation"],
+            "disk_space": self.disk,
+            "start_date": time.time(),
+        }
+
+
+def offer(
+    offer_id: int,
+    gpu_name: str = "RTX 4090",
+    num_gpus: int = 1,
+    dph_total: float = 0.5,
+    geolocation: str = "Sao Paulo, BR",
+    reliability: float = 0.99,
+    min_bid: float | None = None,
+) -> dict[str, Any]:
+    """An offer as POST /api/v0/bundles/ returns it (the fields takeover reads, and a few more)."""
+    return {
+        "id": offer_id,
+        "ask_contract_id": offer_id,
+        "machine_id": 90000 + offer_id,
+        "gpu_name": gpu_name,
+        "num_gpus": num_gpus,
+        "dph_total": dph_total,
+        "dph_base": round(dph_total * 0.9, 6),
+        "min_bid": min_bid if min_bid is not None else round(dph_total * 0.4, 6),
+        "geolocation": geolocation,
+        "reliability2": reliability,
+        "rentable": True,
+        "rented": False,
+        "verified": True,
+        "disk_space": 500.0,
+        "cpu_cores_effective": 8,
+        "gpu_ram": 24564,
+    }
+
+
+class FakeVast:
+    """The fake marketplace. ``machine_env``: what every machine's environment holds besides the
+    request's env (PATH to this Python's ``takeover``, and whatever a test's hosts share)."""
+
+    def __init__(
+        self,
+        root: Path,
+        offers: list[dict[str, Any]] | None = None,
+        machine_env: dict[str, str] | None = None,
+        delays: Delays | None = None,
+        first_port: int = 26000,
+    ) -> None:
+        self.root = root
+        self.offers: list[dict[str, Any]] = list(offers or [])
+        self.machine_env = machine_env or {}
+        self.delays = delays or Delays()
+        self.machines: dict[int, FakeMachine] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.refuse = 0
+        self.throttle = 0
+        self.never_boot: set[int] = set()
+        self.gone: set[int] = set()  # offers still in the book whose rent finds them taken
+        self.hold: threading.Event | None = None  # set: a held rent answers
+        self.rent_received = threading.Event()
+        self._next_id = 7000
+        self._next_port = first_port
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self._server = uvicorn.Server(
+            uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeVast:
+        self._thread.start()
+        wait_until(lambda: self._server.started, 10, "the fake marketplace")
+        return self
+
+    def close(self) -> None:
+        for machine in list(self.machines.values()):
+            self._destroy(machine)
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> FakeVast:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def live(self) -> list[FakeMachine]:
+        return [m for m in self.machines.values() if not m.destroyed]
+
+    # the API ------------------------------------------------------------------------------
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.middleware("http")
+        async def authorize(request: Request, call_next: Any) -> Any:
+            self.calls.append((request.method, request.url.path))
+            if request.headers.get("authorization") != f"Bearer {API_KEY}":
+                return JSONResponse({"success": False, "error": "auth_error", "msg": "bad api key"}, 401)
+            with self._lock:
+                throttled = self.throttle > 0
+                self.throttle -= 1 if throttled else 0
+            if throttled:
+                return JSONResponse({"success": False, "error": "rate_limited", "msg": "slow down"}, 429)
+            return await call_next(request)
+
+        @app.post("/api/v0/bundles/")
+        def search(query: dict[str, Any]) -> dict[str, Any]:
+            time.sleep(self.delays.search)
+            with self._lock:
+                found = [o for o in self.offers if _matches(o, query)]
+            key = "min_bid" if query.get("type") == "bid" else "dph_total"
+            found.sort(key=lambda o: o[key])
+            return {"offers": found[: int(query.get("limit") or 64)]}
+
+        @app.put("/api/v0/asks/{ask_id}/")
+        def create(ask_id: int, body: dict[str, Any]) -> JSONResponse:
+            problem = _invalid(body)
+            if problem is not None:
+                return JSONResponse({"success": False, "error": "invalid_args", "msg": problem}, 400)
+            with self._lock:
+                chosen = next((o for o in self.offers if o["ask_contract_id"] == ask_id), None)
+                if chosen is None or ask_id in self.gone:
+                    return JSONResponse(
+                        {"success": False, "error": "no_such_ask", "msg": f"ask {ask_id} is not available"},
+                        404,
+                    )
+                if self.refuse > 0:
+                    self.refuse -= 1
+                    return JSONResponse(
+                        {"success": False, "error": "invalid_args", "msg": "the host declined the contract"},
+                        400,
+                    )
+                self.offers.remove(chosen)  # rented: it leaves the book
+                machine = self._machine(chosen, body)
+            self.rent_received.set()
+            if self.hold is not None:
+                self.hold.wait()
+            time.sleep(self.delays.rent)
+            if ask_id not in self.never_boot:
+                threading.Thread(target=self._boot, args=(machine,), daemon=True).start()
+            return JSONResponse({"success": True, "new_contract": machine.id})
+
+        @app.get("/api/v0/instances/")
+        def listing() -> dict[str, Any]:
+            return {"instances": [m.as_json() for m in self.live()]}
+
+        @app.get("/api/v0/instances/{machine_id}/")
+        def show(machine_id: int) -> JSONResponse:
+            time.sleep(self.delays.show)
+            machine = self.machines.get(machine_id)
+            if machine is None or machine.destroyed:
+                return JSONResponse({"success": False, "error": "no_such_instance"}, 404)
+            return JSONResponse({"instances": machine.as_json()})
+
+        @app.delete("/api/v0/instances/{machine_id}/")
+        def destroy(machine_id: int) -> JSONResponse:
+            machine = self.machines.get(machine_id)
+            if machine is None or machine.destroyed:
+                return JSONResponse({"success": False, "error": "no_such_instance"}, 404)
+            self._destroy(machine)
+            return JSONResponse({"success": True})
+
+        return app
+
+    # machines -----------------------------------------------------------------------------
+    def _machine(self, chosen: dict[str, Any], body: dict[str, Any]) -> FakeMachine:
+        self._next_id += 1
+        low = self._next_port
+        self._next_port += 100
+        machine = FakeMachine(
+            id=self._next_id,
+            offer=chosen,
+            label=body.get("label"),
+            image=body["image"],
+            env={k: str(v) for k, v in (body.get("env") or {}).items() if not k.startswith("-")},
+            onstart=body.get("onstart") or "",
+            disk=float(body.get("disk") or 8),
+            ports=(low, low + 99),
+        )
+        self.machines[machine.id] = machine
+        return machine
+
+    def _boot(self, machine: FakeMachine) -> None:
+        time.sleep(self.delays.boot)
+        home = self.root / f"machine-{machine.id}"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(home),
+            **self.machine_env,
+            **machine.env,
+            # What the machine itself has: its own disk and its own ports.
+            "TAKEOVER_AGENT_DIR": str(home / "agent"),
+            "NODE_PORT_RANGE": f"{machine.ports[0] + 1}-{machine.ports[1]}",
+            "NODE_HOST": "127.0.0.1",
+        }
+        with self._lock:
+            if machine.destroyed:
+                return
+            with (home / "onstart.log").open("ab") as log:
+                machine.process = subprocess.Popen(
+                    ["sh", "-c", machine.onstart],
+                    env=env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            machine.status = "running"
+
+    def _destroy(self, machine: FakeMachine) -> None:
+        with self._lock:
+            machine.destroyed = True
+            machine.status = "exited"
+            process = machine.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+
+    def kill(self, machine: FakeMachine) -> None:
+        """The machine dies (power, host failure): SIGKILL, and Vast shows it offline."""
+        with self._lock:
+            machine.status = "offline"
+            process = machine.process
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    if not isinstance(body.get("image"), str) or not body["image"]:
+        return "image is required"
+    env = body.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        return "env must be an object of strings"
+    if "onstart" in body and not isinstance(body["onstart"], str):
+        return "onstart must be a string"
+    if "disk" in body and not isinstance(body["disk"], int | float):
+        return "disk must be a number"
+    return None
+
+
+def _matches(candidate: dict[str, Any], query: dict[str, Any]) -> bool:
+    """Vast's search operators (eq, neq, lt, lte, gt, gte, in, notin) on an offer's fields;
+    geolocation compares its two-letter country code, as Vast's does."""
+    for name, condition in query.items():
+        if not isinstance(condition, dict):
+            continue  # type, order, limit
+        value = candidate.get(name)
+        if name == "geolocation" and isinstance(value, str):
+            value = value.rpartition(",")[2].strip()
+        for op, wanted in condition.items():
+            if not _holds(op, value, wanted):
+                return False
+    return True
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "neq": operator.ne,
+    "lt": lambda value, wanted: value is not None and value < wanted,
+    "lte": lambda value, wanted: value is not None and value <= wanted,
+    "gt": lambda value, wanted: value is not None and value > wanted,
+    "gte": lambda value, wanted: value is not None and value >= wanted,
+    "in": lambda value, wanted: value in wanted,
+    "notin": lambda value, wanted: value not in wanted,
+}
+
+
+def _holds(op: str, value: Any, wanted: Any) -> bool:
+    check = _OPERATORS.get(op)
+    return check is None or bool(check(value, wanted))
