@@ -128,26 +128,37 @@ class LocalCluster:
     def _env(self, **env: str) -> dict[str, str]:
         return {**os.environ, "TAKEOVER_LOG_LEVEL": "info", **self.extra_env, **env}
 
-    def start_control_plane(self, host: str = "127.0.0.1") -> str:
-        """``host``: the address it listens on and agents reach it at (tests may use a veth's)."""
-        port = free_port()
+    def start_control_plane(
+        self, host: str = "127.0.0.1", port: int | None = None, env: dict[str, str] | None = None
+    ) -> str:
+        """``host``: the address it listens on and agents reach it at (tests may use a veth's);
+        ``port``: the one it had, to restart it where its agents look for it; ``env``: its settings."""
+        port = port or free_port()
         data = self.root / "control-plane"
         data.mkdir(parents=True, exist_ok=True)
-        env = self._env(
+        environment = self._env(
             TAKEOVER_DATA_DIR=str(data),
             TAKEOVER_HOST=host,
             TAKEOVER_PORT=str(port),
             TAKEOVER_ADMIN_TOKEN=ADMIN_TOKEN,
-            **self.timings,
+            TAKEOVER_PUBLIC_URL=f"http://{host}:{port}",
+            **{**self.timings, **(env or {})},
         )
         with open(self.root / "control-plane.log", "ab") as log:
             self.server = subprocess.Popen(
-                [*TAKEOVER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [*TAKEOVER, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT
             )
         self.url = f"http://{host}:{port}"
         self.api.base_url = httpx.URL(self.url)
         wait_until(self._healthy, 30, f"the control plane on {self.url}")
         return self.url
+
+    def kill_control_plane(self) -> int:
+        """SIGKILL, mid-whatever it was doing; its port, to start it again there."""
+        assert self.server is not None
+        self.server.send_signal(signal.SIGKILL)
+        self.server.wait()
+        return int(self.url.rpartition(":")[2])
 
     def _healthy(self) -> bool:
         if self.server is not None and self.server.poll() is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from takeover.cli import db, failovers, instances, nodes, snapshots, tokens, volumes
+from takeover.cli import db, failovers, instances, nodes, provider, snapshots, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.check import check
 from takeover.cli.demo import demo
@@ -24,6 +24,7 @@ app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
 app.add_typer(failovers.app, name="failover")
 app.add_typer(volumes.app, name="volumes")
+app.add_typer(provider.app, name="provider")
 app.add_typer(db.app, name="db")
 app.add_typer(snapshots.app, name="snapshots")
 

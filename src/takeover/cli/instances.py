@@ -77,6 +77,11 @@ def create(
     gpus: int = typer.Option(0, min=0, help="GPUs it needs, of one model"),
     gpu_model: list[str] = typer.Option([], help="an accepted GPU model, preferred first; repeatable"),
     shared_gpus: bool = typer.Option(False, help="may share its GPUs with other shared instances"),
+    rent_max_price: float | None = typer.Option(
+        None, help="its failovers may rent a machine at up to this many dollars per hour"
+    ),
+    rent_gpu: list[str] = typer.Option([], help="a GPU model a rented machine may have; repeatable"),
+    rent_spot: bool = typer.Option(False, help="rent interruptible machines (cheaper)"),
 ) -> None:
     """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...],
     or a container: takeover instances create NAME --image IMAGE [-- COMMAND [ARGS...]]"""
@@ -101,6 +106,8 @@ def create(
     }
     if gpus or gpu_model:
         body["gpus"] = {"count": gpus or 1, "names": gpu_model, "shared": shared_gpus}
+    if rent_max_price is not None:
+        body["rent"] = {"max_price": rent_max_price, "gpu_names": rent_gpu, "spot": rent_spot}
     instance = call("POST", "/api/v1/instances", json=body)
     node = resolve.node_names().get(instance["node_id"], instance["node_id"])
     out.print(
@@ -114,18 +121,30 @@ def update(
     strategy: str | None = typer.Option(None, help="warm_pool, cpu_standby, both, regional_volume, disabled"),
     failover: bool | None = typer.Option(None, "--failover/--no-failover", help="fail over automatically"),
     region: str | None = typer.Option(None, help="preferred region for its failovers"),
+    rent_max_price: float | None = typer.Option(None, help="may rent a machine at up to $/h (0: never)"),
+    rent_gpu: list[str] = typer.Option([], help="a GPU model a rented machine may have; repeatable"),
+    rent_spot: bool = typer.Option(False, help="rent interruptible machines (cheaper)"),
 ) -> None:
     """Change how an instance fails over."""
     changes = {"failover_strategy": strategy, "failover_enabled": failover, "preferred_region": region}
-    body = {k: v for k, v in changes.items() if v is not None}
+    body: dict[str, object] = {k: v for k, v in changes.items() if v is not None}
+    if rent_max_price is not None:
+        body["rent"] = (
+            {"max_price": rent_max_price, "gpu_names": rent_gpu, "spot": rent_spot}
+            if rent_max_price > 0
+            else None
+        )
     if not body:
-        out.print("[red]error:[/] nothing to change: give --strategy, --failover/--no-failover or --region")
+        out.print(
+            "[red]error:[/] nothing to change: give --strategy, --failover/--no-failover, --region or --rent-max-price"
+        )
         raise typer.Exit(2)
     record = call("PATCH", f"/api/v1/instances/{resolve.instance(instance)['id']}", json=body)
     out.print(
         f"{record['name']}: strategy {record['failover_strategy'] or 'default'}, "
         f"automatic failover {'on' if record['failover_enabled'] else 'off'}, "
-        f"preferred region {record['preferred_region'] or '-'}"
+        f"preferred region {record['preferred_region'] or '-'}, "
+        + (f"may rent up to ${record['rent']['max_price']}/h" if record.get("rent") else "never rents")
     )
 
 

@@ -97,7 +97,9 @@ class Renter:
             self._locate(rental)
         if rental.state is RentalState.WANTED:
             return self._rent(rental, fence)
-        if rental.state is RentalState.REQUESTED:
+        if rental.state is RentalState.REQUESTED or (
+            rental.state is RentalState.JOINED and rental.machine_id is None  # joined before the answer
+        ):
             return self._resolve(rental, now, fence)
         if rental.state is RentalState.RENTED:
             reason = overdue(rental, now, self.settings.timeouts)
@@ -171,6 +173,8 @@ class Renter:
         if found is not None:
             self.store.rentals.rented(rental, found, now, fence)
             return f"rental {rental.id}: machine {found.machine_id} found by its label"
+        if rental.state is RentalState.JOINED:  # its agent runs, so the machine exists: look again
+            return None
         reason = overdue(rental, now, self.settings.timeouts)
         if reason is None:
             return None  # the call may still land; the sweep releases it if it lands too late

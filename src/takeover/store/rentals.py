@@ -174,12 +174,11 @@ class RentalRepository:
                 "machine_id": machine.machine_id,
                 "ssh_host": machine.ssh_host,
                 "ssh_port": machine.ssh_port,
-                "rented_at": now,
             }
             done = conn.execute(
                 rentals.update()
                 .where(rentals.c.id == rental.id, rentals.c.state == RentalState.REQUESTED.value)
-                .values(state=RentalState.RENTED.value, **values)
+                .values(state=RentalState.RENTED.value, rented_at=now, **values)
             ).rowcount
             done += conn.execute(
                 rentals.update()
