@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from uuid import uuid4
 import structlog
 from fastapi import FastAPI
 
-from takeover.api import create_app
+from takeover.api.app import create_app
 from takeover.api.ratelimit import Counts, Limits, RateLimit, RedisCounts, StoreCounts
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
@@ -29,6 +27,7 @@ from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.failover import FailoverPolicy
 from takeover.domain.monitor import MonitorPolicy, TokenBucket
 from takeover.domain.rentals import BILLED, Timeouts
+from takeover.logsetup import configure_logging
 from takeover.metrics import Metrics
 from takeover.ports import Clock, Coordinator, Marketplace
 from takeover.providers.vast import VastMarketplace
@@ -67,26 +66,6 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
         low_score_threshold=settings.low_score_threshold,
         degraded_streak=streak,
         default_strategy=default,
-    )
-
-
-def configure_logging(level: str, log_format: str) -> None:
-    """structlog to stderr: readable lines for people, one JSON object a line for collectors."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
     )
 
 

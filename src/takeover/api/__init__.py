@@ -1,43 +1,4 @@
-"""FastAPI application: create_app(services, controllers) builds it; nothing global."""
+"""The HTTP API: ``takeover.api.app.create_app`` builds it; ``schemas`` is what agents share.
 
-from __future__ import annotations
-
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-
-from fastapi import FastAPI
-
-from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
-from takeover.api.inputs import RefuseNul
-from takeover.api.routes import failovers, instances, nodes, orchestrator, provider, regiongroups, system
-from takeover.control.loop import ControlLoop
-from takeover.control.services import Services
-
-
-def create_app(
-    services: Services,
-    controllers: ControlLoop | None = None,
-    *,
-    max_body_bytes: int = 1_048_576,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-) -> FastAPI:
-    app = FastAPI(
-        title="takeover",
-        version="0.1.0",
-        lifespan=lifespan,
-        max_body_size=max_body_bytes,
-        # No OpenTelemetry provider is configured; FastAPI's per-request check for one cost
-        # about a tenth of the heartbeat path (measured with py-spy, docs/BENCHMARKS.md).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
-    app.state.services = services
-    app.state.controllers = controllers
-    install_error_handlers(app)
-    app.add_middleware(RefuseNul)
-    for module in (nodes, instances, failovers, orchestrator, provider, regiongroups):
-        app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
-    app.include_router(system.router, responses=ERROR_RESPONSES)
-    return app
-
-
-__all__ = ["AsyncIterator", "create_app"]
+Nothing is imported here, so that an agent reading the schemas does not load the server.
+"""

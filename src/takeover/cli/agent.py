@@ -19,7 +19,7 @@ def agent() -> None:
     """
     from takeover.agent.agent import Agent, AgentError
     from takeover.agent.settings import load_agent_settings
-    from takeover.main import configure_logging
+    from takeover.logsetup import configure_logging
 
     settings = load_agent_settings()
     configure_logging(settings.log_level, settings.log_format)

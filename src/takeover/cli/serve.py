@@ -43,7 +43,8 @@ def serve(
     workers: int | None = typer.Option(None, help="server processes sharing the store (TAKEOVER_WORKERS)"),
 ) -> None:
     """Run the control plane: REST API, and the controllers when this replica holds the lease."""
-    from takeover.main import build, configure_logging, open_store
+    from takeover.logsetup import configure_logging
+    from takeover.main import build, open_store
 
     settings = load_settings(host=host, port=port, workers=workers)
     if settings.regions_config is not None:
