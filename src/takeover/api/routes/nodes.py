@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from fastapi import APIRouter, Response, status
@@ -42,9 +43,18 @@ def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeC
 
 
 @router.post("/join", status_code=status.HTTP_201_CREATED)
-def join_node(body: NodeJoin, services: ServicesDep, token: BearerDep) -> NodeCreated:
-    """A rented machine's agent, with the one-time token its rental gave it (good once)."""
-    node, raw = services.join_node(token, body.name, str(body.base_url), body.max_instances)
+async def join_node(
+    body: NodeJoin, services: ServicesDep, controllers: ControllersDep, token: BearerDep
+) -> NodeCreated:
+    """A rented machine's agent, with the one-time token its rental gave it (good once).
+
+    On the leader it answers after a controller cycle, so the failover that rented the machine
+    is placed there before the agent's first heartbeat asks what to run."""
+    node, raw = await asyncio.to_thread(
+        services.join_node, token, body.name, str(body.base_url), body.max_instances
+    )
+    if controllers is not None and controllers.leadership.token is not None:
+        await asyncio.to_thread(controllers.run_cycle)
     return NodeCreated(**NodeOut.of(node).model_dump(), api_token=raw)
 
 
