@@ -394,3 +394,41 @@ def test_without_an_api_key_renting_is_off_and_the_pool_still_works(
     _, web = lose_the_only_node(pool)
     assert failover_of(pool, web)["status"] == "failed"  # nothing to rent from: as before
     runtime.store.engine.dispose()
+
+
+def test_a_warm_instance_with_no_other_node_keeps_its_standby_on_a_rented_machine(
+    pool: Pool, fake: FakeVast
+) -> None:
+    n1 = pool.node("n1")
+    pool.beat(n1)
+    web = pool.instance("web", rent=POLICY, failover_strategy="warm_pool")
+    pool.beat_twice(n1)
+    pool.cycle()  # no node for a standby: one is rented
+    rent(pool)
+    (machine,) = fake.live()
+    spare = join(pool, machine)  # its join's cycle chooses it as the standby
+    assert pool.get(f"/api/v1/instances/{web['id']}")["standby_node_id"] == spare.id
+    pool.beat(spare)
+    snapshot = "000000000001-20261203T000000000000Z-ab12"
+    synced = pool.client.post(
+        f"/api/v1/nodes/{spare.id}/heartbeat",
+        json={"cpu_load": 0.1, "memory_load": 0.1, "standbys": [{"id": web["id"], "snapshot": snapshot}]},
+        headers={"Authorization": f"Bearer {spare.token}"},
+    )
+    assert synced.status_code == 200, synced.text
+    ready = pool.get(f"/api/v1/failover/readiness/{web['id']}")
+    assert ready["warm_pool_ready"] is True
+    assert ready["warm_pool_status"]["standby_machine"]["price_per_hour"] == 0.30
+    pool.cycle()
+    rent(pool)
+    assert len(fake.live()) == 1  # it has its standby: nothing more is rented
+    pool.clock.advance(6)  # n1 dies; spare beats on
+    pool.beat(spare)
+    pool.cycle()
+    pool.beat_twice(spare)
+    pool.cycle()
+    failover = failover_of(pool, web)
+    assert failover["status"] == "completed"
+    assert failover["target_node_id"] == spare.id
+    assert failover["attempt_log"][-1]["strategy"] == "warm_pool"
+    assert failover["attempt_log"][-1]["rental"]["machine_id"] == str(machine.id)

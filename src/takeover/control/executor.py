@@ -35,6 +35,7 @@ from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, S
 
 log = structlog.get_logger("takeover.executor")
 _MAX_STEPS_PER_CYCLE = 8
+_STANDBY_RETRY = timedelta(seconds=60)  # after a standby rental failed, before the next
 
 
 class FailoverExecutor:
@@ -62,7 +63,11 @@ class FailoverExecutor:
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> list[str]:
         """Keep warm standbys placed, then advance every claimable failover; one line per step."""
-        steps = self._store.standbys.keep(self._store.failovers.default_strategy, now, fence)
+        default = self._store.failovers.default_strategy
+        steps = self._store.standbys.keep(default, now, fence)
+        if self._rent_from is not None:  # a warm instance the pool has no standby node for
+            wanted = self._store.rentals.want_standbys(default, self._rent_from, now, fence, _STANDBY_RETRY)
+            steps.extend(f"instance {r.instance_id}: renting a standby machine" for r in wanted)
         for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
             steps.extend(self._drive(failover, now, fence))
         return steps
@@ -129,7 +134,12 @@ class FailoverExecutor:
                 return give_up(plan.reason)
             if rented is not None and plan.target is None:  # the machine rented for this failover
                 plan = replace(plan, target=rented.node_id)
-            detail = placed_on(rented) if rented is not None and plan.target == rented.node_id else None
+            machine = rented if rented is not None and plan.target == rented.node_id else None
+            if machine is None and plan.target is not None and self._rent_from is not None:
+                machine = self._store.rentals.for_node(plan.target)  # a rented standby, say
+            detail = (
+                placed_on(machine) if machine is not None and machine.state is RentalState.JOINED else None
+            )
             placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped, detail)
             if not isinstance(placed, Ineligible):
                 return placed is not None

@@ -7,6 +7,7 @@ the chosen strategy chain and waits for the leader's executor to finish it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,7 +16,7 @@ from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
 from takeover.domain.models import Instance, Node, Principal, Volume
-from takeover.domain.rentals import Rental
+from takeover.domain.rentals import Rental, RentalState
 from takeover.ports import Clock, Marketplace, Offer, Provider
 from takeover.providers.local import LocalProvider
 from takeover.store import Store
@@ -66,10 +67,30 @@ class Orchestrator:
             instance_id, self.clock.now(), self.sync_interval, (), self.max_attempts
         )
 
+    def _checks(self, situation: Situation) -> dict[StrategyName, Readiness]:
+        """Each strategy's readiness; a warm copy on a rented machine says what it costs."""
+        checks = {name: STRATEGIES[name].readiness(situation) for name in _SINGLE}
+        standby = situation.instance.standby_node_id
+        rental = self.store.rentals.for_node(standby) if standby is not None else None
+        if rental is not None and rental.state is RentalState.JOINED:
+            warm = checks[StrategyName.WARM_POOL]
+            details = {
+                **warm.details,
+                "standby_machine": {
+                    "provider": rental.provider,
+                    "machine_id": rental.machine_id,
+                    "gpu_name": rental.gpu_name,
+                    "price_per_hour": rental.price_per_hour,
+                    "cost_so_far": round(rental.cost(self.clock.now()), 4),
+                },
+            }
+            checks[StrategyName.WARM_POOL] = replace(warm, details=details)
+        return checks
+
     def readiness(self, who: Principal, instance_id: UUID) -> dict[str, Any]:
         situation = self.situation(who, instance_id)
         effective = self.effective(situation.instance)
-        checks = {name: STRATEGIES[name].readiness(situation) for name in _SINGLE}
+        checks = self._checks(situation)
         overall = (
             any(checks[name].ready for name in chain(effective)) and effective is not StrategyName.DISABLED
         )
@@ -89,9 +110,7 @@ class Orchestrator:
         situation = self.situation(who, instance_id)
         effective = self.effective(situation.instance)
         used = chain(effective) if effective is not StrategyName.DISABLED else ()
-        checks: dict[StrategyName, Readiness] = {
-            name: STRATEGIES[name].readiness(situation) for name in _SINGLE
-        }
+        checks = self._checks(situation)
         action = next((checks[n].recommended_action for n in used if not checks[n].ready), None)
         if effective is StrategyName.DISABLED:
             action = "automatic failover is disabled for this instance; only a manual failover moves it"

@@ -9,7 +9,7 @@ cannot together spend more than it allows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,12 +17,12 @@ import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Unauthenticated
 from takeover.domain.models import Node, NodeStatus, RentPolicy
-from takeover.domain.rentals import BILLED, Refusal, Rental, RentalState, choose_offer, spend
+from takeover.domain.rentals import BILLED, IN_FLIGHT, Refusal, Rental, RentalState, choose_offer, spend
 from takeover.ports import LeaseToken, Machine, Offer
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.nodes import insert_node
 from takeover.store.rows import rent_policy_from_json, rent_policy_to_json
-from takeover.store.tables import instances, rentals
+from takeover.store.tables import instances, nodes, rentals
 
 
 class RentalRepository:
@@ -106,6 +106,65 @@ class RentalRepository:
             return None
         return rental
 
+    def want_standbys(
+        self,
+        default_strategy: str,
+        provider: str,
+        now: datetime,
+        fence: LeaseToken | None,
+        retry_after: timedelta,
+    ) -> list[Rental]:
+        """A machine for every warm instance that may rent and has no standby node (the pool
+        had none to offer), unless one is on its way, joined, or failed within ``retry_after``."""
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            strategy = sa.func.coalesce(instances.c.failover_strategy, default_strategy)
+            busy = sa.select(rentals.c.instance_id).where(
+                rentals.c.failover_id.is_(None),
+                sa.or_(
+                    rentals.c.state.in_([s.value for s in (*IN_FLIGHT, RentalState.JOINED)]),
+                    sa.and_(
+                        rentals.c.state == RentalState.FAILED.value, rentals.c.ended_at > now - retry_after
+                    ),
+                ),
+            )
+            rows = conn.execute(
+                sa.select(
+                    instances.c.id, instances.c.rent_policy, instances.c.preferred_region, nodes.c.region
+                )
+                .select_from(instances.join(nodes, nodes.c.id == instances.c.node_id))
+                .where(
+                    strategy.in_(("warm_pool", "both")),
+                    instances.c.rent_policy.is_not(None),
+                    instances.c.standby_node_id.is_(None),
+                    instances.c.id.not_in(busy),
+                )
+            ).all()
+            wanted = []
+            for row in rows:
+                policy = rent_policy_from_json(row.rent_policy)
+                assert policy is not None
+                rental = Rental(
+                    uuid4(), provider, row.preferred_region or row.region, RentalState.WANTED, now,
+                    instance_id=row.id, max_price=policy.max_price, gpu_names=policy.gpu_names, spot=policy.spot,
+                )  # fmt: skip
+                conn.execute(
+                    rentals.insert().values(
+                        id=rental.id,
+                        provider=provider,
+                        region=rental.region,
+                        state=rental.state.value,
+                        instance_id=row.id,
+                        policy=rent_policy_to_json(policy),
+                        created_at=now,
+                    )
+                )
+                record_event(
+                    conn, "rental.wanted", rental.id, f"instance {row.id} needs a standby machine", now
+                )
+                wanted.append(rental)
+            return wanted
+
     def request(
         self,
         rental: Rental,
@@ -127,10 +186,13 @@ class RentalRepository:
                     sa.select(rentals).where(rentals.c.state.in_([s.value for s in BILLED]))
                 )
             ]
+            same = (
+                rentals.c.failover_id == rental.failover_id
+                if rental.failover_id is not None
+                else sa.and_(rentals.c.failover_id.is_(None), rentals.c.instance_id == rental.instance_id)
+            )
             tried = conn.execute(
-                sa.select(rentals.c.offer_id).where(
-                    rentals.c.failover_id == rental.failover_id, rentals.c.offer_id.is_not(None)
-                )
+                sa.select(rentals.c.offer_id).where(same, rentals.c.offer_id.is_not(None))
             ).scalars()
             choice = choose_offer(offers, rental.policy, [t for t in tried if t], spend(billed), budget)
             if isinstance(choice, Refusal):

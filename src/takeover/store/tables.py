@@ -227,6 +227,7 @@ region_groups = sa.Table(
 )
 
 IN_FLIGHT_RENTAL = "state IN ('wanted', 'requested', 'rented')"
+IN_FLIGHT_STANDBY = f"failover_id IS NULL AND {IN_FLIGHT_RENTAL}"
 
 # A machine rented (or about to be) from a marketplace: written before the rent call.
 rentals = sa.Table(
@@ -265,5 +266,13 @@ rentals = sa.Table(
         unique=True,
         sqlite_where=sa.text(IN_FLIGHT_RENTAL),
         postgresql_where=sa.text(IN_FLIGHT_RENTAL),
+    ),
+    # And one per instance for its standby (a rental no failover asked for).
+    sa.Index(
+        "uq_rentals_in_flight_standby",
+        "instance_id",
+        unique=True,
+        sqlite_where=sa.text(IN_FLIGHT_STANDBY),
+        postgresql_where=sa.text(IN_FLIGHT_STANDBY),
     ),
 )

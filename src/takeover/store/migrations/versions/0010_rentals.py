@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from takeover.store.tables import IN_FLIGHT_RENTAL, Json, UtcDateTime
+from takeover.store.tables import IN_FLIGHT_RENTAL, IN_FLIGHT_STANDBY, Json, UtcDateTime
 
 revision = "0010"
 down_revision = "0009"
@@ -59,6 +59,14 @@ def upgrade() -> None:
         unique=True,
         sqlite_where=sa.text(IN_FLIGHT_RENTAL),
         postgresql_where=sa.text(IN_FLIGHT_RENTAL),
+    )
+    op.create_index(
+        "uq_rentals_in_flight_standby",
+        "rentals",
+        ["instance_id"],
+        unique=True,
+        sqlite_where=sa.text(IN_FLIGHT_STANDBY),
+        postgresql_where=sa.text(IN_FLIGHT_STANDBY),
     )
 
 
