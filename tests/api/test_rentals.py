@@ -432,3 +432,19 @@ def test_a_warm_instance_with_no_other_node_keeps_its_standby_on_a_rented_machin
     assert failover["target_node_id"] == spare.id
     assert failover["attempt_log"][-1]["strategy"] == "warm_pool"
     assert failover["attempt_log"][-1]["rental"]["machine_id"] == str(machine.id)
+
+
+def test_a_marketplace_that_never_answers_fails_the_failover_after_the_rent_timeout(
+    pool: Pool, fake: FakeVast
+) -> None:
+    _, web = lose_the_only_node(pool)
+    fake.throttle = 10_000  # every call: 429
+    steps = rent(pool)
+    assert any("vast" in s for s in steps)
+    assert failover_of(pool, web)["status"] == "migrating"
+    pool.clock.advance(31)  # past rent_timeout
+    rent(pool)
+    pool.cycle()
+    failover = failover_of(pool, web)
+    assert failover["status"] == "failed"
+    assert "the marketplace gave no offer to choose within 30 s" in failover["error"]

@@ -94,6 +94,14 @@ def test_spend_counts_what_may_exist_and_is_not_given_back() -> None:
     assert spend(rentals) == 0.6
 
 
+def test_a_wanted_row_the_marketplace_never_answered_for_is_overdue() -> None:
+    wanted = _rental(RentalState.WANTED, None)
+    assert overdue(wanted, NOW + timedelta(seconds=30), TIMEOUTS) is None
+    assert overdue(wanted, NOW + timedelta(seconds=31), TIMEOUTS) == (
+        "the marketplace gave no offer to choose within 30 s"
+    )
+
+
 def test_a_request_with_no_machine_and_a_machine_with_no_agent_are_overdue_in_time() -> None:
     requested = _rental(RentalState.REQUESTED)
     assert overdue(requested, NOW + timedelta(seconds=30), TIMEOUTS) is None

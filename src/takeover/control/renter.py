@@ -88,7 +88,10 @@ class Renter:
                 steps.append(step)
         if time.monotonic() - self._last_sweep >= self.settings.sweep_every:
             self._last_sweep = time.monotonic()
-            steps.extend(self.sweep(fence))
+            try:
+                steps.extend(self.sweep(fence))
+            except ProviderError as error:  # the next sweep lists them again
+                log.warning("could not list the marketplace's machines", error=str(error))
         return steps
 
     def _step(self, rental: Rental, in_use: set[UUID], fence: LeaseToken | None) -> str | None:
@@ -96,7 +99,10 @@ class Renter:
         if rental.machine_id is not None and rental.ssh_host is None:
             self._locate(rental)
         if rental.state is RentalState.WANTED:
-            return self._rent(rental, fence)
+            reason = overdue(rental, now, self.settings.timeouts)  # the marketplace kept failing
+            return (
+                self._end(rental, RentalState.FAILED, reason, fence) if reason else self._rent(rental, fence)
+            )
         if rental.state is RentalState.REQUESTED or (
             rental.state is RentalState.JOINED and rental.machine_id is None  # joined before the answer
         ):

@@ -133,7 +133,7 @@ def choose_offer(
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    rent: timedelta  # a requested row older than this made no machine we can find
+    rent: timedelta  # a wanted row older than this found no offers; a requested one, no machine
     join: timedelta  # a rented machine whose agent has not joined by then is given back
     idle: timedelta  # a joined machine that runs nothing for this long is given back
 
@@ -141,6 +141,8 @@ class Timeouts:
 def overdue(rental: Rental, now: datetime, timeouts: Timeouts) -> str | None:
     """Why a machine still on its way should be given up, or None while it may still come."""
     requested, rented = rental.requested_at, rental.rented_at
+    if rental.state is RentalState.WANTED and now - rental.created_at > timeouts.rent:
+        return f"the marketplace gave no offer to choose within {timeouts.rent.total_seconds():.0f} s"
     if rental.state is RentalState.REQUESTED and requested and now - requested > timeouts.rent:
         return f"the rent call left no machine within {timeouts.rent.total_seconds():.0f} s"
     if rental.state is RentalState.RENTED and rented and now - rented > timeouts.join:
