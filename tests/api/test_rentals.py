@@ -95,6 +95,20 @@ def lose_the_only_node(pool: Pool, **extra: Any) -> tuple[NodeHandle, dict[str, 
     return n1, web
 
 
+def failed_over_to_a_rented_machine(
+    pool: Pool, fake: FakeVast
+) -> tuple[dict[str, Any], FakeMachine, NodeHandle]:
+    """The only node dies, a machine is rented and joins, the instance runs there."""
+    _, web = lose_the_only_node(pool)
+    rent(pool)
+    (machine,) = fake.live()
+    rented = join(pool, machine)
+    pool.cycle()
+    pool.beat_twice(rented)
+    pool.cycle()
+    return web, machine, rented
+
+
 def failover_of(pool: Pool, instance: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = pool.get(f"/api/v1/failovers?instance_id={instance['id']}")[0]
     return found
@@ -305,13 +319,7 @@ def test_a_machine_no_live_rental_holds_is_released_by_the_sweep(pool: Pool, fak
 
 
 def test_an_idle_rented_machine_is_released_after_the_grace(pool: Pool, fake: FakeVast) -> None:
-    _, web = lose_the_only_node(pool)
-    rent(pool)
-    (machine,) = fake.live()
-    rented = join(pool, machine)
-    pool.cycle()
-    pool.beat_twice(rented)
-    pool.cycle()
+    web, machine, rented = failed_over_to_a_rented_machine(pool, fake)
     assert pool.client.delete(f"/api/v1/instances/{web['id']}").status_code == 204
     pool.beat(rented)
     rent(pool)  # idle from now
@@ -353,12 +361,7 @@ def test_provider_endpoints(pool: Pool, fake: FakeVast, client: TestClient) -> N
 
 
 def test_release_is_refused_while_an_instance_runs_there(pool: Pool, fake: FakeVast) -> None:
-    _, _web = lose_the_only_node(pool)
-    rent(pool)
-    (machine,) = fake.live()
-    rented = join(pool, machine)
-    pool.cycle()
-    pool.beat_twice(rented)
+    _, machine, _ = failed_over_to_a_rented_machine(pool, fake)
     (held,) = pool.get("/api/v1/provider/machines")
     refused = pool.client.post(f"/api/v1/provider/machines/{held['id']}/release")
     assert refused.status_code == 409

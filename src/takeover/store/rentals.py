@@ -9,6 +9,7 @@ cannot together spend more than it allows.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -16,7 +17,7 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Unauthenticated
-from takeover.domain.models import Node, NodeStatus, RentPolicy
+from takeover.domain.models import Node, RentPolicy
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Refusal, Rental, RentalState, choose_offer, spend
 from takeover.ports import LeaseToken, Machine, Offer
 from takeover.store.base import check_fence, record_event, transaction
@@ -290,8 +291,8 @@ class RentalRepository:
     def join(
         self, token_hash: str, node: Node, token_id: UUID, node_token_hash: str, now: datetime
     ) -> tuple[Rental, Node]:
-        """A rented machine's agent registers with its one-time token: it becomes a node of the
-        rental's region, labelled with what was rented. The token cannot be used again."""
+        """A rented machine's agent registers with its one-time token: ``node`` becomes a node of
+        the rental's region, labelled with what was rented. The token cannot be used again."""
         with transaction(self._engine) as conn:
             row = conn.execute(
                 sa.select(rentals).where(
@@ -310,17 +311,8 @@ class RentalRepository:
                 "gpu_name": rental.gpu_name,
                 "num_gpus": rental.num_gpus,
             }
-            joined = Node(
-                id=node.id,
-                name=node.name,
-                region=rental.region,
-                base_url=node.base_url,
-                max_instances=node.max_instances,
-                current_instances=0,
-                status=NodeStatus.ONLINE,
-                health_score=0.0,
-                labels={k: v for k, v in labels.items() if v is not None},
-                created_at=now,
+            joined = replace(
+                node, region=rental.region, labels={k: v for k, v in labels.items() if v is not None}
             )
             insert_node(conn, joined, token_id, node_token_hash)
             if not _move(
