@@ -20,8 +20,11 @@ from takeover.domain.rentals import (
     idle_too_long,
     label,
     overdue,
+    placed_on,
     rental_of,
+    renting_over,
     spend,
+    usable,
 )
 from takeover.ports import Offer
 
@@ -138,3 +141,32 @@ def test_cost_is_the_price_for_the_time_held() -> None:
     held = _rental(RentalState.RELEASED, 0.6, ended_at=NOW + timedelta(minutes=30))
     assert held.cost(NOW + timedelta(days=1)) == 0.3
     assert _rental(RentalState.WANTED, None).cost(NOW) == 0.0
+
+
+def test_renting_is_over_after_no_offer_or_the_last_offer_tried() -> None:
+    gone = replace(_rental(RentalState.FAILED), offer_id="1", error="offer 1 is no longer available")
+    none = replace(_rental(RentalState.FAILED), error="no offer at or under $1/h for any GPU (0 tried)")
+    assert renting_over([], 3) is None
+    assert renting_over([gone], 3) is None  # the next offer, then
+    assert renting_over([gone, gone, gone], 3) == "offer 1 is no longer available"
+    assert renting_over([gone, none], 3) == "no offer at or under $1/h for any GPU (0 tried)"
+
+
+def test_a_joined_machine_is_usable_until_its_failover_tried_it() -> None:
+    node = uuid4()
+    joined = replace(_rental(RentalState.JOINED), node_id=node)
+    assert usable(joined, frozenset())
+    assert not usable(joined, frozenset({node}))
+    assert not usable(replace(joined, state=RentalState.RELEASED), frozenset())
+
+
+def test_placed_on_says_how_long_the_rent_and_the_join_took() -> None:
+    rental = replace(
+        _rental(RentalState.JOINED),
+        rented_at=NOW + timedelta(seconds=1),
+        joined_at=NOW + timedelta(seconds=3.5),
+    )
+    detail = placed_on(rental)
+    assert (detail["rent_ms"], detail["join_ms"]) == (1000.0, 2500.0)
+    early = placed_on(replace(rental, rented_at=None))  # its agent joined before the rent's answer
+    assert (early["rent_ms"], early["join_ms"]) == (None, 3500.0)

@@ -27,7 +27,16 @@ from takeover.domain.failover import (
     decide,
 )
 from takeover.domain.placement import Ineligible
-from takeover.domain.rentals import IN_FLIGHT, Rental, RentalState
+from takeover.domain.rentals import (
+    IN_FLIGHT,
+    Rental,
+    RentalState,
+    elapsed_ms,
+    placed_on,
+    rental_detail,
+    renting_over,
+    usable,
+)
 from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.store import Store
@@ -169,9 +178,9 @@ class FailoverExecutor:
             return give_up(reason)
         if any(r.state in IN_FLIGHT for r in rentals):
             return False  # the renter is at it; a joined machine wakes the loop
-        failed = [r for r in rentals if r.state is RentalState.FAILED]
-        if failed and (failed[-1].offer_id is None or len(failed) >= self._max_offers):
-            return give_up(f"{reason}; renting: {failed[-1].error}")
+        over = renting_over(rentals, self._max_offers)
+        if over is not None:
+            return give_up(f"{reason}; renting: {over}")
         region = plan.region or situation.volume_region or instance.preferred_region
         if region is None:
             region = self._source_region(failover)
@@ -218,45 +227,14 @@ def _gave_up(failover: Failover, reason: str) -> str:
     return "; ".join(e for e in (last, f"gave up: {reason}") if e)
 
 
-def usable(rental: Rental, exclude: frozenset[UUID]) -> bool:
-    """A machine rented for this failover that joined and has not been tried by it yet."""
-    return rental.state is RentalState.JOINED and rental.node_id is not None and rental.node_id not in exclude
-
-
-def placed_on(rental: Rental) -> dict[str, Any]:
-    """What the attempt log keeps of the machine an attempt was placed on."""
-    return {
-        **_rental_detail(rental),
-        "rent_ms": _ms(rental.requested_at, rental.rented_at),
-        "join_ms": _ms(rental.rented_at or rental.requested_at, rental.joined_at),
-    }
-
-
 def unlogged(failover: Failover, rentals: list[Rental]) -> list[Attempt]:
     """Rentals of this failover that failed and are not in its attempt log yet."""
     logged = {a.get("rental", {}).get("rental_id") for a in failover.attempt_log}
     return [
-        Attempt("rent", None, _ms(r.created_at, r.ended_at), r.error, _rental_detail(r))
+        Attempt("rent", None, elapsed_ms(r.created_at, r.ended_at), r.error, rental_detail(r))
         for r in rentals
         if r.state is RentalState.FAILED and str(r.id) not in logged
     ]
-
-
-def _rental_detail(rental: Rental) -> dict[str, Any]:
-    return {
-        "rental_id": str(rental.id),
-        "provider": rental.provider,
-        "offer_id": rental.offer_id,
-        "gpu_name": rental.gpu_name,
-        "price_per_hour": rental.price_per_hour,
-        "machine_id": rental.machine_id,
-    }
-
-
-def _ms(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round((end - start).total_seconds() * 1000, 1)
 
 
 def _attempt(logged: dict[str, Any]) -> Attempt:

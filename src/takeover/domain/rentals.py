@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from takeover.domain.gpus import matches
@@ -159,3 +160,44 @@ def idle_since(rental: Rental, in_use: bool, now: datetime) -> datetime | None:
 
 def idle_too_long(rental: Rental, now: datetime, timeouts: Timeouts) -> bool:
     return rental.idle_since is not None and now - rental.idle_since >= timeouts.idle
+
+
+def usable(rental: Rental, exclude: frozenset[UUID]) -> bool:
+    """A machine rented for a failover that joined and has not been tried by it yet."""
+    return rental.state is RentalState.JOINED and rental.node_id is not None and rental.node_id not in exclude
+
+
+def renting_over(rentals: Sequence[Rental], max_offers: int) -> str | None:
+    """Why a failover rents no more (its last rental's error): it found no offer at all (or no
+    budget), or it tried ``max_offers``. None while it may rent again."""
+    failed = [r for r in rentals if r.state is RentalState.FAILED]
+    if failed and (failed[-1].offer_id is None or len(failed) >= max_offers):
+        return failed[-1].error or "renting failed"
+    return None
+
+
+def rental_detail(rental: Rental) -> dict[str, Any]:
+    """What a failover's attempt log keeps of a rented machine."""
+    return {
+        "rental_id": str(rental.id),
+        "provider": rental.provider,
+        "offer_id": rental.offer_id,
+        "gpu_name": rental.gpu_name,
+        "price_per_hour": rental.price_per_hour,
+        "machine_id": rental.machine_id,
+    }
+
+
+def placed_on(rental: Rental) -> dict[str, Any]:
+    """The attempt log's record of the machine an attempt was placed on, with its timings."""
+    return {
+        **rental_detail(rental),
+        "rent_ms": elapsed_ms(rental.requested_at, rental.rented_at),
+        "join_ms": elapsed_ms(rental.rented_at or rental.requested_at, rental.joined_at),
+    }
+
+
+def elapsed_ms(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() * 1000, 1)
