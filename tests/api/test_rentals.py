@@ -451,3 +451,27 @@ def test_a_marketplace_that_never_answers_fails_the_failover_after_the_rent_time
     failover = failover_of(pool, web)
     assert failover["status"] == "failed"
     assert "the marketplace gave no offer to choose within 30 s" in failover["error"]
+
+
+def test_a_gpu_instance_is_placed_on_the_rented_gpu_machine_at_its_join(pool: Pool, fake: FakeVast) -> None:
+    from tests.api.test_gpus import gpu, gpu_node
+
+    n1 = gpu_node(pool, "n1", "NVIDIA GeForce RTX 4090", 1)
+    web = pool.instance("web", rent=POLICY, gpus={"count": 1, "names": ["4090"]})
+    pool.beat_twice(n1)
+    pool.clock.advance(6)
+    pool.cycle()
+    rent(pool)
+    (machine,) = fake.live()
+    rented = join(pool, machine)  # its GPUs as rented, before its agent reports NVML's
+    placed = pool.get(f"/api/v1/instances/{web['id']}")
+    assert (placed["node_id"], placed["gpu_indices"]) == (rented.id, [0])
+    rented.gpus = [gpu(0, "NVIDIA GeForce RTX 4090")]
+    pool.beat_twice(rented)
+    pool.cycle()
+    failover = failover_of(pool, web)
+    assert failover["status"] == "completed"
+    answer = pool.runtime.services.orchestrator.response(
+        pool.runtime.store.failovers.get(UUID(failover["id"]))
+    )
+    assert answer["new_gpu_name"] == "NVIDIA GeForce RTX 4090"

@@ -148,8 +148,13 @@ def test_renting_is_over_after_no_offer_or_the_last_offer_tried() -> None:
     none = replace(_rental(RentalState.FAILED), error="no offer at or under $1/h for any GPU (0 tried)")
     assert renting_over([], 3) is None
     assert renting_over([gone], 3) is None  # the next offer, then
-    assert renting_over([gone, gone, gone], 3) == "offer 1 is no longer available"
+    assert renting_over([gone, gone, gone], 3) == (
+        "3 machine(s) rented, the limit (TAKEOVER_RENT_MAX_OFFERS): offer 1 is no longer available"
+    )
     assert renting_over([gone, none], 3) == "no offer at or under $1/h for any GPU (0 tried)"
+    joined = _rental(RentalState.JOINED)
+    assert renting_over([joined], 2) is None
+    assert renting_over([joined, gone], 2) is not None  # a machine that joined counts too
 
 
 def test_a_joined_machine_is_usable_until_its_failover_tried_it() -> None:

@@ -156,7 +156,9 @@ class FailoverExecutor:
                 return self._need_machine(
                     failover, situation, plan, rentals, placed.reason, now, fence, give_up
                 )
-            skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason))
+            if machine is rented:  # the rented machine cannot take it (its GPUs, say): plan anew
+                rented = None
+            skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason, detail))
         return failovers.advance(
             failover, FailoverStatus.FAILED, now, fence, error="no strategy could place it"
         )

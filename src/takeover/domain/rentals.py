@@ -168,11 +168,16 @@ def usable(rental: Rental, exclude: frozenset[UUID]) -> bool:
 
 
 def renting_over(rentals: Sequence[Rental], max_offers: int) -> str | None:
-    """Why a failover rents no more (its last rental's error): it found no offer at all (or no
-    budget), or it tried ``max_offers``. None while it may rent again."""
-    failed = [r for r in rentals if r.state is RentalState.FAILED]
-    if failed and (failed[-1].offer_id is None or len(failed) >= max_offers):
-        return failed[-1].error or "renting failed"
+    """Why a failover rents no more: it found no offer at all (or no budget), or it has had
+    ``max_offers`` machines already (failed, or joined and not able to take it). None while it
+    may rent again."""
+    done = [r for r in rentals if r.state not in IN_FLIGHT]
+    failed = [r for r in done if r.state is RentalState.FAILED]
+    if failed and failed[-1].offer_id is None:
+        return failed[-1].error or "no offer"
+    if len(done) >= max_offers:
+        last = failed[-1].error if failed else "the machines rented could not take it"
+        return f"{len(done)} machine(s) rented, the limit (TAKEOVER_RENT_MAX_OFFERS): {last}"
     return None
 
 

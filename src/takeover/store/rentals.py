@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Unauthenticated
-from takeover.domain.models import Node, RentPolicy
+from takeover.domain.models import Gpu, Node, RentPolicy
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Refusal, Rental, RentalState, choose_offer, spend
 from takeover.ports import LeaseToken, Machine, Offer
 from takeover.store.base import check_fence, record_event, transaction
@@ -311,8 +311,16 @@ class RentalRepository:
                 "gpu_name": rental.gpu_name,
                 "num_gpus": rental.num_gpus,
             }
+            # The GPUs it was rented with, until its agent's first heartbeat reports what NVML reads:
+            # a GPU instance waiting for this machine is placed at the join, not a beat later.
+            gpus = (
+                tuple(Gpu(i, rental.gpu_name, 0) for i in range(rental.num_gpus)) if rental.gpu_name else ()
+            )
             joined = replace(
-                node, region=rental.region, labels={k: v for k, v in labels.items() if v is not None}
+                node,
+                region=rental.region,
+                labels={k: v for k, v in labels.items() if v is not None},
+                gpus=gpus,
             )
             insert_node(conn, joined, token_id, node_token_hash)
             if not _move(
