@@ -64,3 +64,18 @@ def test_document_001_redis_sentinel_variables_are_read(monkeypatch: pytest.Monk
 def test_redis_settings_that_cannot_work_are_refused(values: dict[str, object], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         Settings.model_validate(values)
+
+
+def test_renting_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAST_API_KEY", "k")
+    monkeypatch.setenv("TAKEOVER_RENT_ENV", '{"TAKEOVER_SNAPSHOT_STORE": "s3://b/p"}')
+    s = Settings(provider="vast", public_url="https://cp.example", vast_regions="br-south=br; us=US,ca")
+    assert s.vast_api_key is not None
+    assert s.vast_api_key.get_secret_value() == "k"
+    assert s.rent_env == {"TAKEOVER_SNAPSHOT_STORE": "s3://b/p"}
+    assert s.regions_of_vast == {"br-south": ("BR",), "us": ("US", "CA")}
+    assert s.rent_max_hourly == 0.0  # nothing is rented until an operator sets a budget
+    with pytest.raises(ValidationError, match="TAKEOVER_PROVIDER=vast needs TAKEOVER_PUBLIC_URL"):
+        Settings(provider="vast")
+    with pytest.raises(ValidationError, match="'br-south=Brazil' is not region=CC"):
+        Settings(vast_regions="br-south=Brazil")
