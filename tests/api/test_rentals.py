@@ -475,3 +475,34 @@ def test_a_gpu_instance_is_placed_on_the_rented_gpu_machine_at_its_join(pool: Po
         pool.runtime.store.failovers.get(UUID(failover["id"]))
     )
     assert answer["new_gpu_name"] == "NVIDIA GeForce RTX 4090"
+
+
+def test_a_regional_volume_failover_with_no_node_in_the_region_rents_there(
+    pool: Pool, fake: FakeVast
+) -> None:
+    from takeover.domain.models import Principal, Role
+
+    n1, spare = pool.node("n1"), pool.node("spare", region="elsewhere")
+    pool.beat(n1)
+    pool.beat(spare)
+    volume = pool.client.post(
+        "/api/v1/failover/regional-volume/create", json={"region": "r1", "size_gb": 1}
+    ).json()
+    web = pool.instance(
+        "web", rent=POLICY, volume_id=volume["volume_id"], failover_strategy="regional_volume"
+    )
+    pool.beat_twice(n1)
+    admin = Principal(Role.ADMIN, "admin")
+    _, opened = pool.runtime.services.orchestrator.volume_failover(
+        admin, UUID(volume["volume_id"]), ["4090"], 1.0
+    )
+    assert opened.requested_target_id is None  # no node of r1 but its own: a machine will be rented
+    for _ in range(3):
+        pool.beat(n1)
+        pool.cycle()
+    (wanted,) = pool.runtime.store.rentals.find()
+    assert (wanted.region, wanted.failover_id) == ("r1", opened.id)  # the volume's region, not "elsewhere"
+    rent(pool)
+    (machine,) = fake.live()
+    rented = join(pool, machine)
+    assert pool.get(f"/api/v1/instances/{web['id']}")["node_id"] == rented.id
