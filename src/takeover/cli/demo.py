@@ -1,11 +1,17 @@
-"""`takeover demo`: a pool of three real agents on loopback loses a node and recovers, live."""
+"""`takeover demo`: a pool of three real agents on loopback loses a node and recovers, live.
+
+`--rent`: a pool of one, whose counters come back on machines rented from a fake of Vast.ai's
+API (takeover.testing.fakevast: nothing is rented; its machines run real agents).
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from rich.table import Table
 
 from takeover.examples.image import COUNTER_IMAGE
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
+from takeover.testing.fakevast import API_KEY, FakeVast, offer
 
 console = Console()
 _STATUS_STYLE = {"online": "green", "offline": "red", "draining": "yellow", "maintenance": "yellow"}
@@ -37,6 +44,11 @@ def demo(
     containers: bool = typer.Option(
         False, "--containers", help="run the counters as containers (Podman, an image built offline)"
     ),
+    rent: bool = typer.Option(
+        False,
+        "--rent",
+        help="one node only: its counters come back on machines rented from a fake marketplace",
+    ),
 ) -> None:
     """Start a control plane and 3 agents, place counters, SIGKILL a node, watch them come back."""
     root = Path(tempfile.mkdtemp(prefix="takeover-demo-"))
@@ -54,8 +66,9 @@ def demo(
             raise typer.Exit(2) from None
         if containers:
             console.print(f"counters run as containers of {COUNTER_IMAGE} under Podman (runc)")
-        with cluster:
-            ok = _run(cluster, instances, timeout)
+        with cluster, ExitStack() as stack:
+            market = stack.enter_context(_fake_market(root, instances)) if rent else None
+            ok = _run(cluster, instances, timeout, market)
             console.print(f"\n[bold]demo finished in {time.monotonic() - started:.1f} s[/]")
             if keep_running:
                 _explore(cluster)
@@ -65,15 +78,54 @@ def demo(
         raise typer.Exit(1)
 
 
-def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
+def _fake_market(root: Path, count: int) -> FakeVast:
+    """A fake of Vast.ai's API on loopback (nothing is rented): its machines run real agents."""
+    offers = [offer(n, dph_total=round(0.25 + n / 20, 2)) for n in range(1, count + 3)]
+    return FakeVast(root / "fake-vast", offers)
+
+
+def _renting(cluster: LocalCluster, market: FakeVast) -> dict[str, str]:
+    agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
+    return {
+        "TAKEOVER_PROVIDER": "vast",
+        "VAST_API_KEY": API_KEY,
+        "TAKEOVER_VAST_URL": market.url,
+        "TAKEOVER_VAST_REGIONS": "local=BR",
+        "TAKEOVER_RENT_MAX_HOURLY": "5",
+        "TAKEOVER_RENT_ENV": json.dumps(agent_env),
+    }
+
+
+def _run(cluster: LocalCluster, count: int, timeout: float, market: FakeVast | None = None) -> bool:
     timings = ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}s" for k, v in FAST_TIMINGS.items())
     console.print(f"[bold]takeover demo[/] in {cluster.root}\n[dim]timings: {timings}[/]")
-    url = cluster.start_control_plane()
+    url = cluster.start_control_plane(env=_renting(cluster, market) if market else None)
     console.print(f"control plane on {url} (SQLite)")
-    for n in range(1, 4):
+    nodes = 1 if market else 3
+    for n in range(1, nodes + 1):
         cluster.start_agent(f"node-{n}")
-    console.print("3 agents registered: node-1, node-2, node-3")
-    placed = [cluster.create_counter(f"counter-{n}") for n in range(1, count + 1)]
+    console.print(f"{nodes} agent(s) registered: " + ", ".join(f"node-{n}" for n in range(1, nodes + 1)))
+    extra: dict[str, Any] = {}
+    if market is not None:
+        console.print(
+            f"a [bold]fake[/] of Vast.ai's API on {market.url} (nothing is rented, nothing is paid): "
+            "a rented machine there runs a real takeover agent; the counters may rent at up to $1/h"
+        )
+        extra["rent"] = {"max_price": 1.0}
+    ids, acked = _serving_counters(cluster, count, extra)
+    victim, moving = _victim(cluster, ids)
+    recovery = _kill_and_watch(cluster, ids, victim, moving, timeout)
+    ok = _report(cluster, moving, acked, recovery)
+    if market is not None:
+        _rented(cluster)
+    return ok
+
+
+def _serving_counters(
+    cluster: LocalCluster, count: int, extra: dict[str, Any]
+) -> tuple[list[str], dict[str, int]]:
+    """The counters placed, sent requests and snapshotted; what each acknowledged."""
+    placed = [cluster.create_counter(f"counter-{n}", **extra) for n in range(1, count + 1)]
     ids = [p["id"] for p in placed]
     wait_until(lambda: all(cluster.serving(i) for i in ids), 30, "the counters to serve")
     acked: dict[str, int] = {}
@@ -85,14 +137,23 @@ def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
         cluster.snapshot_after(instance_id, since)
     console.print(_tables(cluster, ids))
     console.print("each counter answered its requests; a snapshot of each count is in the store\n")
+    return ids, acked
 
+
+def _victim(cluster: LocalCluster, ids: list[str]) -> tuple[str, list[str]]:
+    """The node holding the most counters, and those."""
     held: dict[str, list[str]] = {}
     for instance_id in ids:
         held.setdefault(cluster.node_name(cluster.instance(instance_id)["node_id"]) or "?", []).append(
             instance_id
         )
     victim = max(held, key=lambda name: len(held[name]))
-    moving = held[victim]
+    return victim, held[victim]
+
+
+def _kill_and_watch(
+    cluster: LocalCluster, ids: list[str], victim: str, moving: list[str], timeout: float
+) -> Recovery:
     if cluster.containers:
         console.print(
             f"[bold red]SIGKILL {victim}[/]'s agent: the keepers of its {len(moving)} container(s) "
@@ -114,7 +175,22 @@ def _run(cluster: LocalCluster, count: int, timeout: float) -> bool:
             if len(recovery.serving_at) == len(moving):
                 break
             time.sleep(0.25)
-    return _report(cluster, moving, acked, recovery)
+    return recovery
+
+
+def _rented(cluster: LocalCluster) -> None:
+    table = Table(title="rented machines (takeover provider machines)")
+    for column in ("machine", "node", "price", "cost so far", "runs"):
+        table.add_column(column)
+    for m in cluster.api.get("/api/v1/provider/machines").json():
+        table.add_row(
+            str(m["machine_id"]),
+            m["node_name"] or "-",
+            f"${m['price_per_hour']}/h",
+            f"${m['cost_so_far']:.4f}",
+            ", ".join(m["instances"]) or "-",
+        )
+    console.print(table)
 
 
 def _report(cluster: LocalCluster, moving: list[str], acked: dict[str, int], rec: Recovery) -> bool:
