@@ -125,3 +125,21 @@ def test_without_an_api_key_serve_says_so_and_runs_without_renting(tmp_path: Pat
         assert response.json()["offers"] == []
     logged = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
     assert "VAST_API_KEY is not set: renting is off" in logged
+
+
+def test_many_failovers_at_once_rent_within_the_budget_and_the_rest_fail_saying_so(tmp_path: Path) -> None:
+    offers = [offer(n, dph_total=0.30) for n in range(1, 6)]
+    with FakeVast(tmp_path / "vast", offers) as fake, LocalCluster(tmp_path) as cluster:
+        cluster.start_control_plane(env=renting(fake, cluster, TAKEOVER_RENT_MAX_HOURLY="0.7"))
+        cluster.start_agent("only")
+        counters = [cluster.create_counter(f"web{n}", rent={"max_price": 1.0}) for n in range(3)]
+        wait_until(lambda: all(cluster.serving(c["id"]) for c in counters), 30, "the counters to serve")
+        cluster.kill_agent("only")  # three failovers at once, each needing a machine
+        ended = [cluster.ended_failovers(c["id"], timeout=90)[-1] for c in counters]
+        assert sorted(f["status"] for f in ended) == ["completed", "completed", "failed"]
+        assert len(fake.machines) == 2  # $0.60 of $0.70: a third machine would not fit
+        (failed,) = [f for f in ended if f["status"] == "failed"]
+        assert "rent budget exhausted: $0.6/h of $0.7/h in use" in failed["error"]
+        metrics = httpx.get(cluster.url + "/metrics").text
+        assert 'takeover_rent_failures_total{reason="budget"} 1.0' in metrics
+        assert "takeover_rent_hourly_spend_dollars 0.6" in metrics
