@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from uuid import uuid4
 
@@ -96,3 +98,13 @@ def test_a_container_gets_its_gpus_as_devices_and_its_workspace_at_the_mount_pat
     assert "CUDA_VISIBLE_DEVICES" not in launch.env  # CDI numbers its devices from 0
     assert launch.env["TAKEOVER_WORKSPACE"] == "/data"
     assert launch.image == "busybox@sha256:00"
+
+
+def test_an_agent_and_the_cli_start_without_loading_the_server() -> None:
+    """A rented machine's join waits for its agent to start, and every CLI call for the CLI:
+    neither may import the server, its store or a fake (they doubled their start-up once)."""
+    heavy = ("fastapi", "sqlalchemy", "alembic", "takeover.store", "takeover.main", "takeover.testing")
+    for modules in ("takeover.agent.agent, takeover.cli.agent, takeover.logsetup", "takeover.cli.app"):
+        probe = f"import sys, {modules}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+        loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert loaded.stdout.strip() == "", (modules, loaded.stdout)

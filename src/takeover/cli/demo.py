@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
@@ -24,7 +24,9 @@ from rich.table import Table
 
 from takeover.examples.image import COUNTER_IMAGE
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
-from takeover.testing.fakevast import API_KEY, FakeVast, offer
+
+if TYPE_CHECKING:
+    from takeover.testing.fakevast import FakeVast
 
 console = Console()
 _STATUS_STYLE = {"online": "green", "offline": "red", "draining": "yellow", "maintenance": "yellow"}
@@ -80,11 +82,15 @@ def demo(
 
 def _fake_market(root: Path, count: int) -> FakeVast:
     """A fake of Vast.ai's API on loopback (nothing is rented): its machines run real agents."""
+    from takeover.testing.fakevast import FakeVast, offer  # a server: loaded for --rent only
+
     offers = [offer(n, dph_total=round(0.25 + n / 20, 2)) for n in range(1, count + 3)]
     return FakeVast(root / "fake-vast", offers)
 
 
 def _renting(cluster: LocalCluster, market: FakeVast) -> dict[str, str]:
+    from takeover.testing.fakevast import API_KEY
+
     agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
     return {
         "TAKEOVER_PROVIDER": "vast",
