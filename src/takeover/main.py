@@ -60,7 +60,7 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     if not migrated:
         migrate(engine)
     streak = settings.degraded_heartbeats
-    default = "cpu_standby" if settings.default_strategy == "snapshot_restore" else settings.default_strategy
+    default = settings.default_strategy.value
     return Store(
         engine,
         low_score_threshold=settings.low_score_threshold,
@@ -183,7 +183,7 @@ def _controllers(
         brake_min_nodes=settings.brake_min_nodes,
         degraded_streak=settings.degraded_heartbeats,
         retry_after=settings.seconds("failover_retry_after"),
-        default_strategy=settings.default_strategy,
+        default_strategy=settings.default_strategy.value,
     )
     bucket = TokenBucket.full(settings.failover_rate, settings.failover_burst, clock.now())
     failover_policy = FailoverPolicy(

@@ -6,8 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from takeover.strategies.base import StrategyName, parse_strategy
 
 FENCE_GRACE = 1.0  # at most, seconds between a fence's SIGTERM and its SIGKILL
 
@@ -77,9 +79,9 @@ class Settings(BaseSettings):
     stop_timeout: float = Field(60.0, gt=0)
     restore_timeout: float = Field(120.0, gt=0)
     max_attempts: int = Field(3, ge=1)
-    default_strategy: Literal[
-        "warm_pool", "cpu_standby", "snapshot_restore", "both", "regional_volume", "disabled"
-    ] = Field("cpu_standby", description="for instances that name none")
+    default_strategy: StrategyName = Field(
+        StrategyName.CPU_STANDBY, description="for instances that name none (snapshot_restore: cpu_standby)"
+    )
     sync_interval: float = Field(10.0, gt=0, description="how often warm standbys catch up")
 
     low_score_threshold: float = Field(30.0, ge=0, le=100)
@@ -124,6 +126,12 @@ class Settings(BaseSettings):
 
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("default_strategy", mode="before")
+    @classmethod
+    def _one_name_per_strategy(cls, value: object) -> object:
+        """Aliases are parsed here, once: everything after sees the strategy's own name."""
+        return parse_strategy(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_timings(self) -> Settings:

@@ -79,3 +79,9 @@ def test_renting_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) 
         Settings(provider="vast")
     with pytest.raises(ValidationError, match="'br-south=Brazil' is not region=CC"):
         Settings(vast_regions="br-south=Brazil")
+
+
+def test_a_strategy_alias_is_parsed_once_and_a_bad_name_lists_the_good_ones() -> None:
+    assert Settings(default_strategy="snapshot_restore").default_strategy == "cpu_standby"
+    with pytest.raises(ValidationError, match="unknown failover strategy 'fast'; use one of: warm_pool"):
+        Settings(default_strategy="fast")

@@ -13,6 +13,7 @@ TakeoverError
 │   ├── OfferGone              the offer was taken between search and rent: try the next
 │   └── ProviderUnavailable    no answer: a rent's outcome is unknown until its label is looked up
 ├── StoreUnavailable      503  the store could not be reached; outcome unknown
+│   └── Contended              it aborted the transaction for another: nothing written, retry
 └── FencedOut                  a controller's lease was superseded: it must stop acting
 """
 
