@@ -313,7 +313,7 @@ def test_a_machine_no_live_rental_holds_is_released_by_the_sweep(pool: Pool, fak
     mine_not = renter.market.rent(
         renter.market.offers("r1", None)[0], RentRequest("img", {}, "", 8, "someone-else")
     )
-    steps = renter.sweep(pool.runtime.controllers.leadership.token if pool.runtime.controllers else None)
+    steps = renter.sweep()
     assert [m.id for m in fake.live()] == [int(mine_not.machine_id)]
     assert any(orphan.machine_id in s for s in steps)
 

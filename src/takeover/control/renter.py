@@ -89,7 +89,7 @@ class Renter:
         if time.monotonic() - self._last_sweep >= self.settings.sweep_every:
             self._last_sweep = time.monotonic()
             try:
-                steps.extend(self.sweep(fence))
+                steps.extend(self.sweep())
             except ProviderError as error:  # the next sweep lists them again
                 log.warning("could not list the marketplace's machines", error=str(error))
         return steps
@@ -227,9 +227,10 @@ class Renter:
         log.info("rental ended", rental=str(rental.id), state=state.value, reason=reason)
         return f"rental {rental.id} {state.value}: {reason}"
 
-    def sweep(self, fence: LeaseToken | None) -> list[str]:
+    def sweep(self) -> list[str]:
         """Release every machine of ours whose row is ended or missing (a rent that landed after
-        its row gave up on it, a row lost with a restored database)."""
+        its row gave up on it, a row lost with a restored database). It writes no row: only the
+        leader runs it, and a deposed one releases nothing a live row holds."""
         steps = []
         for machine in self.market.machines(self.settings.label_prefix + "-"):
             rental_id = rental_of(self.settings.label_prefix, machine.label)
