@@ -506,3 +506,27 @@ def test_a_regional_volume_failover_with_no_node_in_the_region_rents_there(
     (machine,) = fake.live()
     rented = join(pool, machine)
     assert pool.get(f"/api/v1/instances/{web['id']}")["node_id"] == rented.id
+
+
+def test_a_machine_rented_for_one_failover_is_left_to_it(pool: Pool, fake: FakeVast) -> None:
+    """Placement for another failover waiting for its own machine does not take this one
+    (it would rent again, and the budget would decide which failover fails)."""
+    first, second = pool.node("n1", max_instances=1), pool.node("n2", max_instances=1)
+    pool.beat(first)
+    pool.beat(second)
+    web1 = pool.instance("web1", rent=POLICY)
+    web2 = pool.instance("web2", rent=POLICY)
+    pool.beat_twice(first, second)
+    pool.clock.advance(6)
+    pool.cycle()
+    rent(pool)
+    assert len(fake.live()) == 2
+    later = next(m for m in fake.live() if m.env["NODE_NAME"] == _machine_name(pool, web2))
+    rented = join(pool, later)  # web2's machine joins first; web1's failover, older, runs first
+    assert failover_of(pool, web1)["status"] == "migrating"
+    assert pool.get(f"/api/v1/instances/{web2['id']}")["node_id"] == rented.id
+
+
+def _machine_name(pool: Pool, instance: dict[str, Any]) -> str:
+    rental = next(r for r in pool.runtime.store.rentals.find() if str(r.instance_id) == instance["id"])
+    return f"rent-{rental.id.hex[:12]}"

@@ -140,6 +140,13 @@ def test_many_failovers_at_once_rent_within_the_budget_and_the_rest_fail_saying_
         assert len(fake.machines) == 2  # $0.60 of $0.70: a third machine would not fit
         (failed,) = [f for f in ended if f["status"] == "failed"]
         assert "rent budget exhausted: $0.6/h of $0.7/h in use" in failed["error"]
+        rentals = cluster.api.get("/api/v1/provider/machines?ended=true").json()
+        refused = [r for r in rentals if (r["error"] or "").startswith("rent budget exhausted")]
         metrics = httpx.get(cluster.url + "/metrics").text
-        assert 'takeover_rent_failures_total{reason="budget"} 1.0' in metrics
+        counted = [line for line in metrics.splitlines() if line.startswith("takeover_rent_failures_total")]
+        assert refused, rentals  # every refusal is a rental row that says so, and is counted
+        assert f'takeover_rent_failures_total{{reason="budget"}} {float(len(refused))}' in counted, (
+            counted,
+            rentals,
+        )
         assert "takeover_rent_hourly_spend_dollars 0.6" in metrics

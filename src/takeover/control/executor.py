@@ -126,6 +126,9 @@ class FailoverExecutor:
         rentals = self._store.rentals.for_failover(failover.id) if self._rent_from else []
         skipped: list[Attempt] = unlogged(failover, rentals)
         rented = next((r for r in rentals if usable(r, decision.exclude)), None)
+        exclude = decision.exclude  # and machines rented for other failovers, left to them
+        if self._rent_from is not None:
+            exclude = exclude | self._store.rentals.reserved(failover.id)
 
         def give_up(reason: str) -> bool:
             error = _gave_up(failover, reason)
@@ -149,7 +152,7 @@ class FailoverExecutor:
             detail = (
                 placed_on(machine) if machine is not None and machine.state is RentalState.JOINED else None
             )
-            placed = failovers.place(failover, now, fence, decision.exclude, plan, skipped, detail)
+            placed = failovers.place(failover, now, fence, exclude, plan, skipped, detail)
             if not isinstance(placed, Ineligible):
                 return placed is not None
             if plan.target is None:  # placement found nothing: no other attempt would, a rental may

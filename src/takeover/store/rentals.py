@@ -17,13 +17,14 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, Unauthenticated
+from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.models import Gpu, Node, RentPolicy
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Refusal, Rental, RentalState, choose_offer, spend
 from takeover.ports import LeaseToken, Machine, Offer
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.nodes import insert_node
 from takeover.store.rows import rent_policy_from_json, rent_policy_to_json
-from takeover.store.tables import instances, nodes, rentals
+from takeover.store.tables import failovers, instances, nodes, rentals
 
 
 class RentalRepository:
@@ -53,6 +54,22 @@ class RentalRepository:
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
         return _rental(row) if row is not None else None
+
+    def reserved(self, except_failover: UUID) -> frozenset[UUID]:
+        """Nodes of machines rented for another failover that is still open and not placed on
+        it yet: placement leaves them to that failover (else it would rent again)."""
+        query = (
+            sa.select(rentals.c.node_id)
+            .select_from(rentals.join(failovers, failovers.c.id == rentals.c.failover_id))
+            .where(
+                rentals.c.state == RentalState.JOINED.value,
+                rentals.c.failover_id != except_failover,
+                failovers.c.status.in_([s.value for s in OPEN_STATUSES]),
+                sa.or_(failovers.c.target_node_id.is_(None), failovers.c.target_node_id != rentals.c.node_id),
+            )
+        )
+        with self._engine.connect() as conn:
+            return frozenset(n for n in conn.execute(query).scalars() if n is not None)
 
     def in_use(self) -> set[UUID]:
         """Nodes of joined machines that run, or keep a standby of, some instance."""
