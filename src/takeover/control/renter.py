@@ -116,7 +116,8 @@ class Renter:
         return self._upkeep(rental, rental.node_id in in_use, now, fence)
 
     def _rent(self, rental: Rental, fence: LeaseToken | None) -> str | None:
-        offers = self.market.offers(rental.region, rental.max_price, rental.gpu_names, rental.spot)
+        policy = rental.policy
+        offers = self.market.offers(rental.region, policy.max_price, policy.gpu_names, policy.spot)
         token = new_token()
         now = self.clock.now()
         chosen = self.store.rentals.request(

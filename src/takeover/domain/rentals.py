@@ -36,6 +36,7 @@ class RentalState(StrEnum):
 
 IN_FLIGHT = frozenset({RentalState.WANTED, RentalState.REQUESTED, RentalState.RENTED})
 BILLED = frozenset({RentalState.REQUESTED, RentalState.RENTED, RentalState.JOINED})
+NO_POLICY = RentPolicy(0.0)  # accepts nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,7 @@ class Rental:
     created_at: datetime
     failover_id: UUID | None = None
     instance_id: UUID | None = None
-    max_price: float | None = None
-    gpu_names: tuple[str, ...] = ()
-    spot: bool = False
+    policy: RentPolicy = NO_POLICY  # what the instance accepts: price, GPU models, spot
     offer_id: str | None = None
     gpu_name: str | None = None
     num_gpus: int = 0
@@ -64,11 +63,6 @@ class Rental:
     idle_since: datetime | None = None
     ended_at: datetime | None = None
     error: str | None = None
-    budget_refused: bool = False  # failed because the pool's hourly budget had no room
-
-    @property
-    def policy(self) -> RentPolicy:
-        return RentPolicy(self.max_price or 0.0, self.gpu_names, self.spot)
 
     def cost(self, now: datetime) -> float:
         """What it has cost so far: its price for the time it was held."""

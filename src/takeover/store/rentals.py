@@ -19,7 +19,16 @@ import sqlalchemy as sa
 from takeover.domain.errors import Conflict, Unauthenticated
 from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.models import Gpu, Node, RentPolicy
-from takeover.domain.rentals import BILLED, IN_FLIGHT, Refusal, Rental, RentalState, choose_offer, spend
+from takeover.domain.rentals import (
+    BILLED,
+    IN_FLIGHT,
+    NO_POLICY,
+    Refusal,
+    Rental,
+    RentalState,
+    choose_offer,
+    spend,
+)
 from takeover.ports import LeaseToken, Machine, Offer
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.nodes import insert_node
@@ -93,33 +102,13 @@ class RentalRepository:
     ) -> Rental | None:
         """A failover needs a machine; None when one is already on its way for it."""
         rental = Rental(
-            uuid4(),
-            provider,
-            region,
-            RentalState.WANTED,
-            now,
-            failover_id=failover_id,
-            instance_id=instance_id,
-            max_price=policy.max_price,
-            gpu_names=policy.gpu_names,
-            spot=policy.spot,
-        )
+            uuid4(), provider, region, RentalState.WANTED, now,
+            failover_id=failover_id, instance_id=instance_id, policy=policy,
+        )  # fmt: skip
         try:
             with transaction(self._engine) as conn:
                 check_fence(conn, fence, now)
-                conn.execute(
-                    rentals.insert().values(
-                        id=rental.id,
-                        provider=provider,
-                        region=region,
-                        state=rental.state.value,
-                        failover_id=failover_id,
-                        instance_id=instance_id,
-                        policy=rent_policy_to_json(policy),
-                        created_at=now,
-                    )
-                )
-                record_event(conn, "rental.wanted", rental.id, f"failover {failover_id} needs a machine", now)
+                _insert_wanted(conn, rental, f"failover {failover_id} needs a machine")
         except Conflict:
             return None
         return rental
@@ -164,22 +153,9 @@ class RentalRepository:
                 assert policy is not None
                 rental = Rental(
                     uuid4(), provider, row.preferred_region or row.region, RentalState.WANTED, now,
-                    instance_id=row.id, max_price=policy.max_price, gpu_names=policy.gpu_names, spot=policy.spot,
+                    instance_id=row.id, policy=policy,
                 )  # fmt: skip
-                conn.execute(
-                    rentals.insert().values(
-                        id=rental.id,
-                        provider=provider,
-                        region=rental.region,
-                        state=rental.state.value,
-                        instance_id=row.id,
-                        policy=rent_policy_to_json(policy),
-                        created_at=now,
-                    )
-                )
-                record_event(
-                    conn, "rental.wanted", rental.id, f"instance {row.id} needs a standby machine", now
-                )
+                _insert_wanted(conn, rental, f"instance {row.id} needs a standby machine")
                 wanted.append(rental)
             return wanted
 
@@ -214,14 +190,7 @@ class RentalRepository:
             ).scalars()
             choice = choose_offer(offers, rental.policy, [t for t in tried if t], spend(billed), budget)
             if isinstance(choice, Refusal):
-                moved = _move(
-                    conn,
-                    rental,
-                    RentalState.FAILED,
-                    error=choice.reason,
-                    budget_refused=choice.budget,
-                    ended_at=now,
-                )
+                moved = _move(conn, rental, RentalState.FAILED, error=choice.reason, ended_at=now)
                 return choice if moved else None
             moved = _move(
                 conn,
@@ -347,6 +316,22 @@ class RentalRepository:
             return _get(conn, rental.id), joined
 
 
+def _insert_wanted(conn: sa.Connection, rental: Rental, why: str) -> None:
+    conn.execute(
+        rentals.insert().values(
+            id=rental.id,
+            provider=rental.provider,
+            region=rental.region,
+            state=rental.state.value,
+            failover_id=rental.failover_id,
+            instance_id=rental.instance_id,
+            policy=rent_policy_to_json(rental.policy),
+            created_at=rental.created_at,
+        )
+    )
+    record_event(conn, "rental.wanted", rental.id, why, rental.created_at)
+
+
 def _move(conn: sa.Connection, rental: Rental, state: RentalState, **values: Any) -> bool:
     done = conn.execute(
         rentals.update()
@@ -361,7 +346,6 @@ def _get(conn: sa.Connection, rental_id: UUID) -> Rental:
 
 
 def _rental(row: sa.Row[Any]) -> Rental:
-    policy = rent_policy_from_json(row.policy) or RentPolicy(0.0)
     return Rental(
         id=row.id,
         provider=row.provider,
@@ -370,9 +354,7 @@ def _rental(row: sa.Row[Any]) -> Rental:
         created_at=row.created_at,
         failover_id=row.failover_id,
         instance_id=row.instance_id,
-        max_price=policy.max_price,
-        gpu_names=policy.gpu_names,
-        spot=policy.spot,
+        policy=rent_policy_from_json(row.policy) or NO_POLICY,
         offer_id=row.offer_id,
         gpu_name=row.gpu_name,
         num_gpus=row.num_gpus,
@@ -387,5 +369,4 @@ def _rental(row: sa.Row[Any]) -> Rental:
         idle_since=row.idle_since,
         ended_at=row.ended_at,
         error=row.error,
-        budget_refused=row.budget_refused,
     )

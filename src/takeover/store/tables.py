@@ -256,7 +256,6 @@ rentals = sa.Table(
     sa.Column("idle_since", UtcDateTime, nullable=True),
     sa.Column("ended_at", UtcDateTime, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("budget_refused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_rentals_state", "state"),
     sa.Index("ix_rentals_failover_id", "failover_id"),
     # One machine on its way per failover: a second rent for the same failover cannot be recorded.

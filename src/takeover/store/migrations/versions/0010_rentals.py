@@ -46,7 +46,6 @@ def upgrade() -> None:
         sa.Column("idle_since", UtcDateTime(), nullable=True),
         sa.Column("ended_at", UtcDateTime(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("budget_refused", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rentals")),
         sa.UniqueConstraint("join_token_hash", name=op.f("uq_rentals_join_token_hash")),
     )
