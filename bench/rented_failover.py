@@ -18,7 +18,6 @@ by the fake; what is left of the total is takeover's.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from bench.common import ROOT  # noqa: F401  (puts the repository on sys.path)
 from takeover.localcluster import LocalCluster, wait_until
-from takeover.testing.fakevast import API_KEY, Delays, FakeVast, offer
+from takeover.testing.fakevast import Delays, FakeVast, offer
 
 
 def _at(stamp: str) -> float:
@@ -83,17 +82,8 @@ def main() -> None:
     results: list[dict[str, float]] = []
     with FakeVast(root / "vast", offers, delays=delays) as fake, LocalCluster(root) as cluster:
         agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
-        cluster.start_control_plane(
-            env={
-                "TAKEOVER_PROVIDER": "vast",
-                "VAST_API_KEY": API_KEY,
-                "TAKEOVER_VAST_URL": fake.url,
-                "TAKEOVER_VAST_REGIONS": "local=BR",
-                "TAKEOVER_RENT_MAX_HOURLY": "10",
-                "TAKEOVER_RENT_ENV": json.dumps(agent_env),
-                "TAKEOVER_RENT_IDLE_GRACE": "1",
-            }
-        )
+        env = fake.serve_env("local", agent_env, TAKEOVER_RENT_MAX_HOURLY="10", TAKEOVER_RENT_IDLE_GRACE="1")
+        cluster.start_control_plane(env=env)
         for n in range(args.runs):
             figures = one_run(cluster, fake, n)
             results.append(figures)

@@ -90,13 +90,12 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         agent_timings=timings,
         max_attempts=settings.max_attempts,
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
-        market=market,
         renter=renter,
     )
     services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
     metrics.watch_gpus(store.nodes.find)
-    if market is not None:
+    if renter is not None:
         metrics.watch_rentals(lambda: store.rentals.find(BILLED))
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())

@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from takeover.domain.models import Gpu, Node
-from takeover.domain.rentals import Rental, spend
+from takeover.domain.rentals import BILLED, Rental, spend
 
 
 class Metrics:
@@ -130,7 +130,7 @@ class _RentalCollector(Collector):
             "takeover_rented_machines", "Rented machines not given back, by state", labels=["state"]
         )
         by_state = Counter_(r.state.value for r in billed)
-        for state in ("requested", "rented", "joined"):
+        for state in sorted(s.value for s in BILLED):
             machines.add_metric([state], by_state.get(state, 0))
         yield machines
         yield GaugeMetricFamily(

@@ -7,7 +7,6 @@ everything is what a rented machine would do.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from takeover.localcluster import TAKEOVER, LocalCluster, wait_until
-from takeover.testing.fakevast import API_KEY, FakeVast, offer
+from takeover.testing.fakevast import FakeVast, offer
 from tests.e2e import process
 
 
@@ -28,16 +27,7 @@ def renting(fake: FakeVast, cluster: LocalCluster, **extra: str) -> dict[str, st
         "STOP_GRACE": "2",
         "TAKEOVER_LOG_LEVEL": "info",
     }
-    return {
-        "TAKEOVER_PROVIDER": "vast",
-        "VAST_API_KEY": API_KEY,
-        "TAKEOVER_VAST_URL": fake.url,
-        "TAKEOVER_VAST_REGIONS": "local=BR",
-        "TAKEOVER_RENT_MAX_HOURLY": "5",
-        "TAKEOVER_RENT_ENV": json.dumps(agent_env),
-        "TAKEOVER_RENT_JOIN_TIMEOUT": "60",
-        **extra,
-    }
+    return fake.serve_env("local", agent_env, TAKEOVER_RENT_JOIN_TIMEOUT="60", **extra)
 
 
 def serving_with_snapshot(cluster: LocalCluster, name: str, hits: int) -> tuple[str, int]:

@@ -6,7 +6,6 @@ API (takeover.testing.fakevast: nothing is rented; its machines run real agents)
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -88,24 +87,11 @@ def _fake_market(root: Path, count: int) -> FakeVast:
     return FakeVast(root / "fake-vast", offers)
 
 
-def _renting(cluster: LocalCluster, market: FakeVast) -> dict[str, str]:
-    from takeover.testing.fakevast import API_KEY
-
-    agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
-    return {
-        "TAKEOVER_PROVIDER": "vast",
-        "VAST_API_KEY": API_KEY,
-        "TAKEOVER_VAST_URL": market.url,
-        "TAKEOVER_VAST_REGIONS": "local=BR",
-        "TAKEOVER_RENT_MAX_HOURLY": "5",
-        "TAKEOVER_RENT_ENV": json.dumps(agent_env),
-    }
-
-
 def _run(cluster: LocalCluster, count: int, timeout: float, market: FakeVast | None = None) -> bool:
     timings = ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}s" for k, v in FAST_TIMINGS.items())
     console.print(f"[bold]takeover demo[/] in {cluster.root}\n[dim]timings: {timings}[/]")
-    url = cluster.start_control_plane(env=_renting(cluster, market) if market else None)
+    agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
+    url = cluster.start_control_plane(env=market.serve_env("local", agent_env) if market else None)
     console.print(f"control plane on {url} (SQLite)")
     nodes = 1 if market else 3
     for n in range(1, nodes + 1):

@@ -146,12 +146,10 @@ class FailoverExecutor:
                 return give_up(plan.reason)
             if rented is not None and plan.target is None:  # the machine rented for this failover
                 plan = replace(plan, target=rented.node_id)
-            machine = rented if rented is not None and plan.target == rented.node_id else None
-            if machine is None and plan.target is not None and self._rent_from is not None:
-                machine = self._store.rentals.for_node(plan.target)  # a rented standby, say
-            detail = (
-                placed_on(machine) if machine is not None and machine.state is RentalState.JOINED else None
+            machine = (  # the rented machine, or a rented standby: the attempt log keeps which
+                self._store.rentals.for_node(plan.target) if self._rent_from and plan.target else None
             )
+            detail = placed_on(machine) if machine and machine.state is RentalState.JOINED else None
             placed = failovers.place(failover, now, fence, exclude, plan, skipped, detail)
             if not isinstance(placed, Ineligible):
                 return placed is not None
@@ -159,7 +157,7 @@ class FailoverExecutor:
                 return self._need_machine(
                     failover, situation, plan, rentals, placed.reason, now, fence, give_up
                 )
-            if machine is rented:  # the rented machine cannot take it (its GPUs, say): plan anew
+            if rented is not None and plan.target == rented.node_id:  # it cannot take it: plan anew
                 rented = None
             skipped.append(Attempt(plan.strategy, plan.target, 0.0, placed.reason, detail))
         return failovers.advance(

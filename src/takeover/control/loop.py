@@ -99,10 +99,7 @@ class ControlLoop:
                 await asyncio.to_thread(self.run_cycle)
             except Exception:  # a bug in one cycle must not kill the controllers
                 log.exception("controller cycle crashed")
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
+            await self._pause(stop, self._wake)
         if renting is not None:
             await renting
         await asyncio.to_thread(self.leadership.release)
@@ -117,7 +114,7 @@ class ControlLoop:
             if token is not None:
                 try:
                     steps = await asyncio.to_thread(self._renter.run_cycle, token)
-                    if steps and self._loop is not None and self._wake is not None:
+                    if steps and self._wake is not None:
                         self._wake.set()  # a machine came or went: the executor may place now
                 except FencedOut:
                     log.warning("renter fenced out; standing down")
@@ -125,7 +122,11 @@ class ControlLoop:
                     log.warning("store unavailable during the renter's cycle", error=str(error))
                 except Exception:  # a bug in one cycle must not stop the renting
                     log.exception("renter cycle crashed")
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
+            await self._pause(stop, wake)
+
+    async def _pause(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Until the next cycle is due, or ``wake`` or ``stop`` is set."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+        await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()

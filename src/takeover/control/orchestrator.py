@@ -16,7 +16,7 @@ from takeover.control.scope import owner_scope
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
 from takeover.domain.models import Instance, Node, Principal, Volume
-from takeover.domain.rentals import Rental, RentalState
+from takeover.domain.rentals import RentalState, rental_detail
 from takeover.ports import Clock, Marketplace, Offer, Provider
 from takeover.providers.local import LocalProvider
 from takeover.store import Store
@@ -74,16 +74,8 @@ class Orchestrator:
         rental = self.store.rentals.for_node(standby) if standby is not None else None
         if rental is not None and rental.state is RentalState.JOINED:
             warm = checks[StrategyName.WARM_POOL]
-            details = {
-                **warm.details,
-                "standby_machine": {
-                    "provider": rental.provider,
-                    "machine_id": rental.machine_id,
-                    "gpu_name": rental.gpu_name,
-                    "price_per_hour": rental.price_per_hour,
-                    "cost_so_far": round(rental.cost(self.clock.now()), 4),
-                },
-            }
+            cost = round(rental.cost(self.clock.now()), 4)
+            details = {**warm.details, "standby_machine": {**rental_detail(rental), "cost_so_far": cost}}
             checks[StrategyName.WARM_POOL] = replace(warm, details=details)
         return checks
 
@@ -186,7 +178,7 @@ class Orchestrator:
                 if rental and rental.machine_id
                 else {}
             ),
-            "rented": _rented(rental),
+            "rented": rental_detail(rental) if rental is not None else None,
             "new_ssh_host": host or None,
             "new_ssh_port": int(port) if port.isdigit() else None,
             "warm_pool_attempt_ms": spent("warm_pool"),
@@ -256,18 +248,6 @@ class Orchestrator:
         )
         self.wake()
         return volume, failover
-
-
-def _rented(rental: Rental | None) -> dict[str, Any] | None:
-    if rental is None:
-        return None
-    return {
-        "rental_id": rental.id,
-        "provider": rental.provider,
-        "machine_id": rental.machine_id,
-        "offer_id": rental.offer_id,
-        "price_per_hour": rental.price_per_hour,
-    }
 
 
 _SINGLE = (StrategyName.WARM_POOL, StrategyName.CPU_STANDBY, StrategyName.REGIONAL_VOLUME)

@@ -34,7 +34,7 @@ from takeover.domain.models import (
 from takeover.domain.placement import Ineligible
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Rental
 from takeover.metrics import Metrics
-from takeover.ports import Clock, Marketplace
+from takeover.ports import Clock
 from takeover.store import HeartbeatResult, Store, TokenRecord
 from takeover.strategies import parse_strategy
 
@@ -107,7 +107,6 @@ class Services:
         agent_timings: AgentTimings | None = None,
         max_attempts: int = 3,
         execute_timeout: float = 300.0,
-        market: Marketplace | None = None,
         renter: Renter | None = None,
     ) -> None:
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
@@ -121,6 +120,7 @@ class Services:
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
         sync = self.agent_timings.standby_report_interval
+        market = renter.market if renter is not None else None
         self.orchestrator = Orchestrator(
             store, clock, sync, max_attempts, wake, execute_timeout, market=market
         )

@@ -288,7 +288,8 @@ class FailoverRepository:
 
         ``plan`` is the strategy's choice (a fixed node, or placement held to a region);
         ``skipped`` are strategies that could not try, logged with their reasons; ``rental`` is
-        the rented machine the target is, for the log. Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
+        the rented machine the target is, for the log.
+        Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
         """
         check_transition(failover.status, FailoverStatus.RESTORING)
         with transaction(self._engine) as conn:

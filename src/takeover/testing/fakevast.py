@@ -16,6 +16,7 @@ calls answer 429), ``gone`` (offers taken by someone else between search and ren
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import signal
@@ -164,6 +165,20 @@ class FakeVast:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def serve_env(self, region: str, agent_env: dict[str, str], **settings: str) -> dict[str, str]:
+        """What a `takeover serve` needs to rent from this fake: its offers in Brazil (where
+        ``offer`` puts them) are ``region``'s; ``agent_env`` is every rented agent's (the pool's
+        snapshot store, say); ``settings`` override the rest (a budget of $5/h)."""
+        return {
+            "TAKEOVER_PROVIDER": "vast",
+            "VAST_API_KEY": API_KEY,
+            "TAKEOVER_VAST_URL": self.url,
+            "TAKEOVER_VAST_REGIONS": f"{region}=BR",
+            "TAKEOVER_RENT_MAX_HOURLY": "5",
+            "TAKEOVER_RENT_ENV": json.dumps(agent_env),
+            **settings,
+        }
 
     def live(self) -> list[FakeMachine]:
         return [m for m in self.machines.values() if not m.destroyed]
