@@ -323,7 +323,10 @@ class Services:
     # rented machines ----------------------------------------------------------------------
     def rented_machines(self, include_ended: bool = False) -> list[RentedMachine]:
         states = None if include_ended else [*IN_FLIGHT, *BILLED]
-        held = self.store.rentals.find(states)
+        return self._held(self.store.rentals.find(states))
+
+    def _held(self, rentals: list[Rental]) -> list[RentedMachine]:
+        """Each rental with its node's name and what runs, or waits as a standby, there."""
         names = {n.id: n.name for n in self.store.nodes.find()}
         running: dict[UUID, list[str]] = {}
         for instance in self.store.instances.find():
@@ -336,7 +339,7 @@ class Services:
                 names.get(r.node_id) if r.node_id else None,
                 sorted(running.get(r.node_id, [])) if r.node_id else [],
             )
-            for r in held
+            for r in rentals
         ]
 
     def release_machine(self, rental_id: UUID) -> RentedMachine:
@@ -348,7 +351,7 @@ class Services:
             raise Conflict("no marketplace is configured here (TAKEOVER_PROVIDER)")
         if rental.state not in (*IN_FLIGHT, *BILLED):
             raise Conflict(f"rented machine {rental_id} is {rental.state} already")
-        held = next(m for m in self.rented_machines() if m.rental.id == rental_id)
+        (held,) = self._held([rental])
         if held.instances:
             raise Conflict(
                 f"its node {held.node_name} runs {', '.join(held.instances)}; drain the node first"
