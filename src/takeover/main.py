@@ -197,7 +197,9 @@ def _controllers(
         coordinator = RedisCoordinator(client, store.coordinator)
     return ControlLoop(
         Leadership(coordinator, holder, lease_ttl),
-        NodeMonitor(store, monitor_policy, bucket, metrics),
+        NodeMonitor(
+            store, monitor_policy, bucket, metrics, timedelta(seconds=settings.score_sample_interval)
+        ),
         FailoverExecutor(
             store,
             failover_policy,

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     fence_after: float = Field(75.0, gt=0)
     fence_margin: float = Field(10.0, ge=0)
     monitor_interval: float = Field(5.0, gt=0)
+    # How often the leader records every node's health score for the console's charts.
+    score_sample_interval: float = Field(60.0, gt=0)
     lease_ttl: float = Field(15.0, gt=0)
     stop_timeout: float = Field(60.0, gt=0)
     restore_timeout: float = Field(120.0, gt=0)

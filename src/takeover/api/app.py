@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
 from takeover.api.inputs import RefuseNul
 from takeover.api.routes import failovers, instances, nodes, orchestrator, provider, regiongroups, system
+from takeover.console.routes import install_console
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
 
@@ -37,6 +38,7 @@ def create_app(
     for module in (nodes, instances, failovers, orchestrator, provider, regiongroups):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
+    install_console(app)
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -35,11 +35,20 @@ class MonitorOutcome:
 
 
 class NodeMonitor:
-    def __init__(self, store: Store, policy: MonitorPolicy, bucket: TokenBucket, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: MonitorPolicy,
+        bucket: TokenBucket,
+        metrics: Metrics,
+        score_every: timedelta = timedelta(minutes=1),
+    ) -> None:
         self._store = store
         self._policy = policy
         self._bucket = bucket
         self._metrics = metrics
+        self._score_every = score_every
+        self._scored_at: datetime | None = None
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> MonitorOutcome:
         snap = self._store.pool.snapshot(
@@ -81,7 +90,14 @@ class NodeMonitor:
                 outcome.rate_limited += 1
         outcome.failovers = self._store.failovers.open_many(allowed, now, fence)
         self._record(outcome, paused)
+        self._sample_scores(now)
         return outcome
+
+    def _sample_scores(self, now: datetime) -> None:
+        """The console's score charts; the leader samples, so replicas never write twice."""
+        if self._scored_at is None or now - self._scored_at >= self._score_every:
+            self._store.scores.sample(now)
+            self._scored_at = now
 
     def _record(self, outcome: MonitorOutcome, paused: set[str]) -> None:
         self._metrics.nodes_marked_offline.inc(len(outcome.offline_nodes))

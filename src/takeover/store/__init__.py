@@ -14,6 +14,7 @@ from takeover.store.pool import PoolRepository, PoolSnapshot
 from takeover.store.ratecounts import RateCountRepository
 from takeover.store.regiongroups import RegionGroupRepository
 from takeover.store.rentals import RentalRepository
+from takeover.store.scores import ScoreRepository
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
 
@@ -40,6 +41,7 @@ class Store:
         self.coordinator = StoreCoordinator(engine)
         self.rate_counts = RateCountRepository(engine)
         self.rentals = RentalRepository(engine)
+        self.scores = ScoreRepository(engine)
 
     def not_ready(self) -> str | None:
         """Why this replica must not take traffic now (None: ready): store down, schema behind."""

@@ -275,3 +275,14 @@ rentals = sa.Table(
         postgresql_where=sa.text(IN_FLIGHT_STANDBY),
     ),
 )
+
+# Each node's health score, sampled by the leader (store/scores.py), for the console's charts.
+node_scores = sa.Table(
+    "node_scores",
+    metadata,
+    sa.Column("node_id", sa.Uuid, sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Index("ix_node_scores_node_id_at", "node_id", "at"),
+    sa.Index("ix_node_scores_at", "at"),
+)
