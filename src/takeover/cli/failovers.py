@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
 
 from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.output import Output, OutputOption, emit, emit_one
+from takeover.cli.output import Output, OutputOption, WatchOption, emit_one, emit_watching
 from takeover.cli.tables import out, print_table
 
 app = typer.Typer(help="Failovers", no_args_is_help=True)
@@ -19,18 +22,22 @@ def list_failovers(
     instance: str | None = typer.Option(None, help="only this instance's (name or id)"),
     status: str | None = None,
     output: Output = OutputOption,
+    watch: bool = WatchOption,
 ) -> None:
     """Failovers, newest first: where from and to, how long, and the snapshot restored and its age."""
     instance_id = resolve.instance(instance)["id"] if instance else None
-    rows = call("GET", "/api/v1/failovers", params={"instance_id": instance_id, "status": status})
-    _describe(rows, output)
-    emit(
-        "failovers",
-        rows,
-        ("id", "instance", "reason", "status", "route", "took", "snap_age"),
-        output,
-        wide=("strategy", "attempts", "backup_id", "start_empty", "created_at", "error"),
-    )
+
+    def frame() -> tuple[str, list[dict[str, Any]], tuple[str, ...], tuple[str, ...]]:
+        rows = call("GET", "/api/v1/failovers", params={"instance_id": instance_id, "status": status})
+        _describe(rows, output)
+        return (
+            "failovers",
+            rows,
+            ("id", "instance", "reason", "status", "route", "took", "snap_age"),
+            ("strategy", "attempts", "backup_id", "start_empty", "created_at", "error"),
+        )
+
+    emit_watching(frame, output, watch)
 
 
 def _describe(rows: list[dict[str, Any]], output: Output) -> dict[str, str]:
@@ -144,6 +151,33 @@ def readiness(instance_id: str) -> None:
         out.print(f"recommended: {status['recommended_action']}", soft_wrap=True)
 
 
+def _follow(instance_id: str, answer: Future[Any]) -> None:
+    """Print the steps and attempts of the instance's newest failover as they are recorded,
+    until the execute call answers."""
+    started = datetime.now(UTC) - timedelta(seconds=5)  # the control plane's clock may differ a bit
+    shown: set[str] = set()
+    while True:
+        done = answer.done()
+        failovers = call("GET", "/api/v1/failovers", params={"instance_id": instance_id})
+        newest = next((f for f in failovers if datetime.fromisoformat(f["created_at"]) >= started), None)
+        if newest is not None:
+            for step, ms in newest["timings"].items():
+                if step != "total_ms" and step not in shown:
+                    shown.add(step)
+                    out.print(f"  {step.removesuffix('_ms'):<12} {ms:>9.0f} ms")
+            for n, attempt in enumerate(newest["attempt_log"], start=1):
+                key = f"attempt {n} {attempt.get('ms')}"
+                if attempt.get("ms") is not None and key not in shown:
+                    shown.add(key)
+                    error = f": {attempt['error']}" if attempt.get("error") else ""
+                    out.print(
+                        f"  attempt {n}: {attempt['strategy']} on {str(attempt.get('node_id'))[:8]}{error}"
+                    )
+        if done:
+            return
+        time.sleep(0.25)
+
+
 @app.command("execute")
 def execute(
     instance_id: str,
@@ -162,9 +196,11 @@ def execute(
             soft_wrap=True,
         )
         return
-    result = call(
-        "POST", "/api/v1/failover/execute", json={"machine_id": instance_id, "force_strategy": strategy}
-    )
+    body = {"machine_id": instance_id, "force_strategy": strategy}
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(call, "POST", "/api/v1/failover/execute", json=body)
+        _follow(instance_id, answer)
+        result = answer.result()
     if not result["success"]:
         out.print(f"[red]failover {result['failover_id']} failed:[/] {result['error']}", soft_wrap=True)
         raise typer.Exit(1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import typer
 
 from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.output import Output, OutputOption, emit, emit_one
+from takeover.cli.output import Output, OutputOption, WatchOption, emit_one, emit_watching
 from takeover.cli.tables import out, parse_pairs
 
 app = typer.Typer(help="Instances placed on the pool", no_args_is_help=True)
@@ -17,19 +18,23 @@ Ref = typer.Argument(help="the instance's name, id, or the start of its id")
 
 
 @app.command("list")
-def list_instances(output: Output = OutputOption) -> None:
+def list_instances(output: Output = OutputOption, watch: bool = WatchOption) -> None:
     """Where each instance runs and serves, and its last snapshot."""
-    rows = call("GET", "/api/v1/instances")
-    names = resolve.node_names() if output is not Output.JSON else {}
-    for row in rows:
-        row["node"] = names.get(row["node_id"], (row["node_id"] or "-")[:8])
-    emit(
-        "instances",
-        rows,
-        ("name", "id", "node", "epoch", "state", "endpoint"),
-        output,
-        wide=("number", "owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
-    )
+
+    def frame() -> tuple[str, list[dict[str, Any]], tuple[str, ...], tuple[str, ...]]:
+        rows = call("GET", "/api/v1/instances")
+        if output is not Output.JSON:
+            names = resolve.node_names()
+            for row in rows:
+                row["node"] = names.get(row["node_id"], (row["node_id"] or "-")[:8])
+        return (
+            "instances",
+            rows,
+            ("name", "id", "node", "epoch", "state", "endpoint"),
+            ("number", "owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
+        )
+
+    emit_watching(frame, output, watch)
 
 
 @app.command("show")

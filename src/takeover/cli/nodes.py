@@ -8,7 +8,7 @@ import typer
 
 from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.output import Output, OutputOption, emit, emit_one
+from takeover.cli.output import Output, OutputOption, WatchOption, emit_one, emit_watching
 from takeover.cli.tables import out, parse_pairs
 
 app = typer.Typer(help="Nodes of the pool", no_args_is_help=True)
@@ -16,31 +16,38 @@ Ref = typer.Argument(help="the node's name, id, or the start of its id")
 
 
 @app.command("list")
-def list_nodes(status: str | None = None, region: str | None = None, output: Output = OutputOption) -> None:
+def list_nodes(
+    status: str | None = None,
+    region: str | None = None,
+    output: Output = OutputOption,
+    watch: bool = WatchOption,
+) -> None:
     """Every node with its health score, load and capacity."""
-    rows = call("GET", "/api/v1/nodes", params={"status": status, "region": region})
-    if output is not Output.JSON:
-        for row in rows:
-            row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
-            row["score"] = row["health_score"]
-            row.update(gpu_columns(row.get("gpus") or []))
-    emit(
-        "nodes",
-        rows,
-        ("name", "id", "region", "status", "score", "instances", "gpus", "last_heartbeat_at"),
-        output,
-        wide=(
-            "cpu_load",
-            "memory_load",
-            "avg_latency_ms",
-            "gpu_util",
-            "gpu_memory",
-            "gpu_temp",
-            "priority",
-            "base_url",
-            "labels",
-        ),
-    )
+
+    def frame() -> tuple[str, list[dict[str, Any]], tuple[str, ...], tuple[str, ...]]:
+        rows = call("GET", "/api/v1/nodes", params={"status": status, "region": region})
+        if output is not Output.JSON:
+            for row in rows:
+                row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
+                row["score"] = row["health_score"]
+                row.update(gpu_columns(row.get("gpus") or []))
+        return "nodes", rows, NODE_COLUMNS, NODE_WIDE
+
+    emit_watching(frame, output, watch)
+
+
+NODE_COLUMNS = ("name", "id", "region", "status", "score", "instances", "gpus", "last_heartbeat_at")
+NODE_WIDE = (
+    "cpu_load",
+    "memory_load",
+    "avg_latency_ms",
+    "gpu_util",
+    "gpu_memory",
+    "gpu_temp",
+    "priority",
+    "base_url",
+    "labels",
+)
 
 
 def gpu_columns(gpus: list[dict[str, Any]]) -> dict[str, str]:

@@ -7,14 +7,17 @@ takes those short ids too (``takeover.cli.resolve``), and JSON always carries th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import typer
+from rich.live import Live
+from rich.table import Table
 
-from takeover.cli.tables import print_table
+from takeover.cli.tables import out, print_table, table
 
 SHORT_ID = 8
 
@@ -40,10 +43,56 @@ def emit(
     if output is Output.JSON:
         print(json.dumps(list(rows), indent=2, default=str))
         return
+    out.print(render(title, rows, columns, output, wide))
+
+
+def render(
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    output: Output,
+    wide: Sequence[str] = (),
+) -> Table:
     if output is Output.WIDE:
-        print_table(title, [*columns, *wide], rows)
+        return table(title, [*columns, *wide], rows)
+    return table(title, columns, [{c: brief(c, row.get(c)) for c in columns} for row in rows])
+
+
+Frame = Callable[[], tuple[str, Sequence[dict[str, Any]], Sequence[str], Sequence[str]]]
+
+
+def emit_watching(frame: Frame, output: Output, watch: bool, interval: float = 2.0) -> None:
+    """Print ``frame()`` once, or, with ``watch``, redraw it every ``interval`` until Ctrl-C; as
+    JSON, each refresh is one line holding the list (JSON Lines), for scripts to follow."""
+    if not watch:
+        emit(*_args(frame(), output))
         return
-    print_table(title, columns, [{c: brief(c, row.get(c)) for c in columns} for row in rows])
+    try:
+        if output is Output.JSON:
+            while True:
+                print(json.dumps(list(frame()[1]), default=str), flush=True)
+                time.sleep(interval)
+        if not out.is_terminal:  # a pipe or a file: each refresh printed after the last
+            while True:
+                out.print(render(*_args(frame(), output)))
+                out.file.flush()
+                time.sleep(interval)
+        with Live(render(*_args(frame(), output)), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(*_args(frame(), output)), refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
+def _args(
+    frame: tuple[str, Sequence[dict[str, Any]], Sequence[str], Sequence[str]], output: Output
+) -> tuple[str, Sequence[dict[str, Any]], Sequence[str], Output, Sequence[str]]:
+    title, rows, columns, wide = frame
+    return title, rows, columns, output, wide
+
+
+WatchOption: Any = typer.Option(False, "--watch", "-w", help="redraw every 2 s until Ctrl-C")
 
 
 def emit_one(title: str, record: dict[str, Any], output: Output) -> None:

@@ -12,13 +12,17 @@ from rich.table import Table
 out = Console()
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    table = Table(title=title)
+def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Table:
+    drawn = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        drawn.add_column(column)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    out.print(table)
+        drawn.add_row(*(_cell(row.get(c)) for c in columns))
+    return drawn
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    out.print(table(title, columns, rows))
 
 
 def _cell(value: Any) -> str:

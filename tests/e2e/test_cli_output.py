@@ -1,0 +1,97 @@
+"""The CLI for scripts and for watching: -o json is the API's objects, --watch redraws until
+Ctrl-C, and `failover execute` prints each step as the control plane records it."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER, LocalCluster, wait_until
+from tests.e2e.test_strategies import cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path) as c:
+        c.start_control_plane()
+        c.start_agent("a")
+        yield c
+
+
+class Watching:
+    """A CLI command left running, its output lines read as they come."""
+
+    def __init__(self, cluster: LocalCluster, *args: str) -> None:
+        env = {**os.environ, "TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN, "COLUMNS": "200"}
+        self.process = subprocess.Popen(
+            [*TAKEOVER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def line(self, timeout: float = 15) -> str:
+        return self.lines.get(timeout=timeout)
+
+    def until(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.line(max(0.1, deadline - time.monotonic())):
+            pass
+
+    def interrupt(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)
+        _, err = self.process.communicate(timeout=10)
+        return self.process.returncode, err
+
+
+def test_execute_prints_each_step_and_json_is_the_api_s_objects(cluster: LocalCluster) -> None:
+    web = cluster.create_counter("web")
+    wait_until(lambda: cluster.serving(web["id"]), 30, "web to serve")
+    cluster.snapshot_after(web["id"], 0)
+    cluster.start_agent("b")
+
+    shown = cli(cluster, "failover", "execute", "web")
+    steps = [line.split()[0] for line in shown.splitlines() if line.startswith("  ") and " ms" in line]
+    assert steps == ["pending", "backing_up", "migrating", "restoring"], shown
+    assert "attempt 1: cpu_standby on" in shown
+    assert "cpu_standby on b, serving at" in shown
+
+    for command, path in (
+        (("failover", "list"), f"/api/v1/failovers?instance_id={web['id']}"),
+        (("token", "list"), "/api/v1/tokens"),
+    ):
+        assert json.loads(cli(cluster, *command, "-o", "json")) == cluster.api.get(path).json(), command
+    failover_id = re.findall(r"^failover (\S+):", shown, re.MULTILINE)[-1]
+    [listed] = cluster.api.get(f"/api/v1/failovers?instance_id={web['id']}").json()
+    assert json.loads(cli(cluster, "failover", "show", failover_id, "-o", "json")) == listed
+
+
+def test_watch_redraws_until_ctrl_c(cluster: LocalCluster) -> None:
+    lines = Watching(cluster, "nodes", "list", "--watch", "-o", "json")
+    first, second = json.loads(lines.line()), json.loads(lines.line())
+    assert [n["name"] for n in first] == [n["name"] for n in second] == ["a"]
+    assert lines.interrupt() == (0, "")
+
+    table = Watching(cluster, "instances", "list", "-w")
+    table.until("instances")
+    cluster.create_counter("late")  # created after the watch began: appears in a redraw
+    table.until("late")
+    code, err = table.interrupt()
+    assert code == 0
+    assert "Traceback" not in err
