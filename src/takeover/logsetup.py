@@ -20,6 +20,7 @@ def configure_logging(level: str, log_format: str) -> None:
     )
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,  # e.g. failover_id and instance_id in a failover
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

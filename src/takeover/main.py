@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import structlog
@@ -22,6 +23,7 @@ from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
 from takeover.control.renter import Renter, RentSettings
 from takeover.control.services import AgentTimings, Services
+from takeover.control.telemetry import FailoverTelemetry
 from takeover.coordination.redis_client import redis_client
 from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.failover import FailoverPolicy
@@ -35,6 +37,10 @@ from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router, no_regions_router
 from takeover.settings import Settings
 from takeover.store import Store, make_engine, migrate
+from takeover.tracing import tracer_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = structlog.get_logger("takeover.main")
 
@@ -69,17 +75,27 @@ def open_store(settings: Settings, *, migrated: bool = False) -> Store:
     )
 
 
-def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = False) -> Runtime:
+def build(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    migrated: bool = False,
+    traces: TracerProvider | None = None,
+) -> Runtime:
+    """``traces``: a tracer provider instead of the OTLP one the environment configures (or none)."""
     clock = clock or SystemClock()
     store = open_store(settings, migrated=migrated)
     metrics = Metrics()
+    metrics.start_at_zero()
+    traces = traces or tracer_provider()
+    telemetry = FailoverTelemetry(metrics, traces.get_tracer("takeover") if traces else None)
     timings = AgentTimings(
         settings.heartbeat_interval, settings.fence_after, settings.sync_interval, settings.fence_grace
     )
     market = _market(settings)
     renter = _renter(settings, store, market, metrics, clock) if market is not None else None
     controllers = (
-        _controllers(settings, store, clock, metrics, timings, renter) if settings.controllers else None
+        _controllers(settings, store, clock, telemetry, timings, renter) if settings.controllers else None
     )
     services = Services(
         store,
@@ -91,15 +107,17 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         max_attempts=settings.max_attempts,
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
         renter=renter,
+        telemetry=telemetry,
     )
     services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
-    metrics.watch_gpus(store.nodes.find)
+    metrics.watch_nodes(store.nodes.find, clock.now)
+    metrics.watch_snapshots(store.instances.find, clock.now)
     if renter is not None:
         metrics.watch_rentals(lambda: store.rentals.find(BILLED))
     if settings.admin_token is not None:
         services.ensure_admin_token(settings.admin_token.get_secret_value())
-    regions = _regions(settings)
+    regions = _regions(settings, metrics)
     shared = redis_client(settings, retries=0)  # over the limit or not, a request never waits for Redis
     counts = (
         RedisCounts(shared)
@@ -110,7 +128,8 @@ def build(settings: Settings, clock: Clock | None = None, *, migrated: bool = Fa
         services,
         controllers,
         max_body_bytes=settings.max_body_bytes,
-        lifespan=_lifespan(controllers, regions, counts),
+        lifespan=_lifespan(controllers, regions, counts, traces),
+        tracer_provider=traces,
     )
     if regions is not None:
         app.include_router(health_router(regions))
@@ -170,10 +189,11 @@ def _controllers(
     settings: Settings,
     store: Store,
     clock: Clock,
-    metrics: Metrics,
+    telemetry: FailoverTelemetry,
     timings: AgentTimings,
     renter: Renter | None,
 ) -> ControlLoop:
+    metrics = telemetry.metrics
     holder = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
     lease_ttl = settings.seconds("lease_ttl")
     monitor_policy = MonitorPolicy(
@@ -198,14 +218,19 @@ def _controllers(
     return ControlLoop(
         Leadership(coordinator, holder, lease_ttl),
         NodeMonitor(
-            store, monitor_policy, bucket, metrics, timedelta(seconds=settings.score_sample_interval)
+            store,
+            monitor_policy,
+            bucket,
+            metrics,
+            telemetry,
+            timedelta(seconds=settings.score_sample_interval),
         ),
         FailoverExecutor(
             store,
             failover_policy,
             holder,
             timedelta(seconds=lease_ttl.total_seconds()),
-            metrics,
+            telemetry,
             timings.standby_report_interval,
             rent_from=renter.market.name if renter is not None else None,
             max_offers=settings.rent_max_offers,
@@ -217,15 +242,19 @@ def _controllers(
     )
 
 
-def _regions(settings: Settings) -> MultiRegion | None:
-    """The application database groups to watch (TAKEOVER_REGIONS_CONFIG), served at /health/connections."""
+def _regions(settings: Settings, metrics: Metrics) -> MultiRegion | None:
+    """The application database groups to watch (TAKEOVER_REGIONS_CONFIG), served at /health/connections
+    and, with their takeover_multi_region_* metrics, on this replica's /metrics."""
     if settings.regions_config is None:
         return None
-    return MultiRegion(load_config(settings.regions_config))
+    return MultiRegion(load_config(settings.regions_config), registry=metrics.registry)
 
 
 def _lifespan(
-    controllers: ControlLoop | None, regions: MultiRegion | None, counts: Counts
+    controllers: ControlLoop | None,
+    regions: MultiRegion | None,
+    counts: Counts,
+    traces: TracerProvider | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -243,5 +272,7 @@ def _lifespan(
             if regions is not None:
                 regions.close()
             await asyncio.to_thread(counts.close)  # the last rate-limit counts reach the store
+            if traces is not None:
+                await asyncio.to_thread(traces.shutdown)  # the last spans reach the collector
 
     return lifespan

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import Counter as Counter_
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from takeover.domain.models import Gpu, Node
+from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.models import Gpu, Instance, InstanceState, Node
 from takeover.domain.rentals import BILLED, Rental, spend
+from takeover.domain.snapshots import SnapshotRef
 
 
 class Metrics:
@@ -44,7 +47,26 @@ class Metrics:
             ["region"],
             registry=r,
         )
+        self.failover_seconds = Histogram(
+            "takeover_failover_duration_seconds",
+            "From a failover's intent to its end, by reason, the strategy of its last attempt, and status",
+            ["reason", "strategy", "status"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=r,
+        )
         self.leader = Gauge("takeover_leader", "1 while this replica holds the leader lease", registry=r)
+        self.leader_epoch = Gauge(
+            "takeover_leader_epoch",
+            "The fencing epoch of the lease this replica holds (grows at every change of leader)",
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "takeover_http_request_duration_seconds",
+            "API requests by method, route template and status class",
+            ["method", "route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
         self.cycle_seconds = Histogram(
             "takeover_control_cycle_seconds", "Duration of one controller cycle", registry=r
         )
@@ -68,6 +90,30 @@ class Metrics:
             registry=r,
         )
 
+    def start_at_zero(self) -> None:
+        """Every reason, status and strategy a failover can have, at 0 before the first one: a rate
+        or quantile over these then shows the first failover instead of a series appearing at 1."""
+        for reason in FailoverReason:
+            self.failovers_opened.labels(reason.value)
+            for status in (FailoverStatus.COMPLETED, FailoverStatus.FAILED):
+                self.failovers_finished.labels(status.value)
+                for strategy in STRATEGIES:
+                    self.failover_seconds.labels(reason.value, strategy, status.value)
+
+    def failover_opened(self, failover: Failover) -> None:
+        self.failovers_opened.labels(failover.reason.value).inc()
+
+    def failover_ended(self, failover: Failover) -> None:
+        attempts = failover.attempt_log
+        strategy = str(attempts[-1].get("strategy")) if attempts else (failover.strategy or "none")
+        status = failover.status.value
+        self.failovers_finished.labels(status).inc()
+        total = failover.timings.get("total_ms")
+        if total is None and failover.completed_at is not None:
+            total = (failover.completed_at - failover.created_at).total_seconds() * 1000
+        if total is not None:
+            self.failover_seconds.labels(failover.reason.value, strategy, status).observe(total / 1000)
+
     def watch_pool(self, read: Callable[[], dict[str, dict[str, int]]]) -> None:
         """Expose counts read from the store at scrape time (shared by every replica)."""
         self.registry.register(_PoolCollector(read))
@@ -76,10 +122,16 @@ class Metrics:
         """Machines rented and not given back, and what they cost per hour, read at scrape time."""
         self.registry.register(_RentalCollector(read))
 
-    def watch_gpus(self, read: Callable[[], list[Node]]) -> None:
-        """Each node's GPUs as its agent last reported them (NVML), read at scrape time."""
-        self.registry.register(_GpuCollector(read))
+    def watch_nodes(self, read: Callable[[], list[Node]], now: Callable[[], datetime]) -> None:
+        """Each node's health score, heartbeat age and GPUs (as its agent last reported them)."""
+        self.registry.register(_NodeCollector(read, now))
 
+    def watch_snapshots(self, read: Callable[[], list[Instance]], now: Callable[[], datetime]) -> None:
+        """How old each running instance's newest snapshot is: the data a failover now would lose."""
+        self.registry.register(_SnapshotCollector(read, now))
+
+
+STRATEGIES = ("warm_pool", "cpu_standby", "regional_volume")  # what an attempt can be
 
 _GPU_GAUGES: tuple[tuple[str, str, Callable[[Gpu], float]], ...] = (
     ("utilization_ratio", "GPU utilization, 0..1", lambda g: g.utilization),
@@ -89,22 +141,51 @@ _GPU_GAUGES: tuple[tuple[str, str, Callable[[Gpu], float]], ...] = (
 )
 
 
-class _GpuCollector(Collector):
-    def __init__(self, read: Callable[[], list[Node]]) -> None:
-        self._read = read
+class _NodeCollector(Collector):
+    def __init__(self, read: Callable[[], list[Node]], now: Callable[[], datetime]) -> None:
+        self._read, self._now = read, now
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pool = self._read()
-        count = GaugeMetricFamily("takeover_node_gpus", "GPUs a node reports", labels=["node", "region"])
+        pool, now = self._read(), self._now()
+        labels = ["node", "region"]
+        score = GaugeMetricFamily("takeover_node_health_score", "Health score, 0..100", labels=labels)
+        age = GaugeMetricFamily(
+            "takeover_node_heartbeat_age_seconds", "Since the node's last heartbeat", labels=labels
+        )
+        count = GaugeMetricFamily("takeover_node_gpus", "GPUs a node reports", labels=labels)
         for node in pool:
+            score.add_metric([node.name, node.region], node.health_score)
+            if node.last_heartbeat_at is not None:
+                age.add_metric([node.name, node.region], (now - node.last_heartbeat_at).total_seconds())
             count.add_metric([node.name, node.region], len(node.gpus))
-        yield count
+        yield from (score, age, count)
         for name, doc, value in _GPU_GAUGES:
             family = GaugeMetricFamily(f"takeover_node_gpu_{name}", doc, labels=["node", "gpu", "model"])
             for node in pool:
                 for gpu in node.gpus:
                     family.add_metric([node.name, str(gpu.index), gpu.name], float(value(gpu)))
             yield family
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, read: Callable[[], list[Instance]], now: Callable[[], datetime]) -> None:
+        self._read, self._now = read, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._now()
+        family = GaugeMetricFamily(
+            "takeover_instance_snapshot_age_seconds",
+            "Age of each running instance's recovery point (its newest snapshot)",
+            labels=["instance"],
+        )
+        for instance in self._read():
+            if instance.state is InstanceState.RUNNING and instance.recovery_point:
+                try:
+                    taken = SnapshotRef.parse(instance.recovery_point).taken_at
+                except ValueError:
+                    continue
+                family.add_metric([instance.name], (now - taken).total_seconds())
+        yield family
 
 
 class _PoolCollector(Collector):

@@ -308,14 +308,17 @@ class Agent:
             elif action.act is Act.STOP and runner is not None:
                 stopping.append(self.runners.pop(action.instance_id))
                 log.info(
-                    "stopping", instance=action.instance_id, epoch=runner.epoch, why="no longer desired here"
+                    "stopping",
+                    instance_id=action.instance_id,
+                    epoch=runner.epoch,
+                    why="no longer desired here",
                 )
             elif action.act is Act.RESUME and runner is not None:  # the handover was called off
                 runner.released = False
                 runner.start()
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
-            log.info("handing over", instance=runner.instance_id, epoch=runner.epoch)
+            log.info("handing over", instance_id=runner.instance_id, epoch=runner.epoch)
             if runner.on_volume:  # its data is already on the shared volume
                 runner.state = InstanceState.STOPPED
             else:
@@ -456,10 +459,10 @@ class Agent:
             self._promote(runner, copy, item)
             return
         if local.get("epoch") == epoch and workspace.is_dir():
-            log.info("starting from the local workspace", instance=instance_id, epoch=epoch)
+            log.info("starting from the local workspace", instance_id=instance_id, epoch=epoch)
             self._start(runner)
             return
-        log.info("restoring", instance=instance_id, epoch=epoch)
+        log.info("restoring", instance_id=instance_id, epoch=epoch)
         self._submit(
             runner,
             lambda: self.snapshots.restore(instance_id, epoch, workspace),
@@ -479,14 +482,14 @@ class Agent:
             self._fail(runner, f"volume {volume_id} resolves outside {root}")
             return
         runner.workspace.mkdir(parents=True, exist_ok=True)
-        log.info("starting on its regional volume", instance=runner.instance_id, volume=volume_id)
+        log.info("starting on its regional volume", instance_id=runner.instance_id, volume=volume_id)
         self._start(runner)
 
     def _promote(self, runner: Runner, copy: WarmCopy, item: DesiredInstance) -> None:
         """Warm pool: the standby copy becomes the workspace, catches up with any newer snapshot, starts."""
         shutil.rmtree(runner.workspace, ignore_errors=True)
         copy.path.rename(runner.workspace)
-        log.info("promoting the warm copy", instance=runner.instance_id, epoch=runner.epoch)
+        log.info("promoting the warm copy", instance_id=runner.instance_id, epoch=runner.epoch)
         self._submit(
             runner,
             lambda: self.snapshots.sync(runner.instance_id, runner.epoch, runner.workspace, copy.manifest),
@@ -522,7 +525,7 @@ class Agent:
         self._next_snapshot[runner.instance_id] = time.monotonic() + self.settings.snapshot_interval
 
     def _fail(self, runner: Runner, error: str) -> None:
-        log.error("instance failed", instance=runner.instance_id, error=error)
+        log.error("instance failed", instance_id=runner.instance_id, error=error)
         runner.state, runner.error = InstanceState.FAILED, error
 
     # snapshots ----------------------------------------------------------------------------
@@ -558,7 +561,7 @@ class Agent:
 
         def failed(exc: Exception) -> None:
             runner.snapshot_served = request  # not retried at every tick; the next period tries again
-            log.error("snapshot failed", instance=runner.instance_id, error=str(exc))
+            log.error("snapshot failed", instance_id=runner.instance_id, error=str(exc))
 
         self._submit(
             runner,
@@ -573,7 +576,7 @@ class Agent:
             copy.manifest, copy.to_report = restored.manifest or copy.manifest, True
 
         def failed(exc: Exception) -> None:
-            log.error("warm copy sync failed", instance=copy.instance_id, error=str(exc))
+            log.error("warm copy sync failed", instance_id=copy.instance_id, error=str(exc))
 
         future = self._workers.submit(
             lambda: self.snapshots.sync(copy.instance_id, copy.epoch + 1, copy.path, copy.manifest)
@@ -585,12 +588,12 @@ class Agent:
     def _final_snapshot(self, runner: Runner) -> None:
         def done(result: Any) -> None:
             runner.last_snapshot, runner.state, runner.error = result.manifest.id, InstanceState.STOPPED, None
-            log.info("handed over", instance=runner.instance_id, snapshot=result.manifest.id)
+            log.info("handed over", instance_id=runner.instance_id, snapshot=result.manifest.id)
 
         def failed(exc: Exception) -> None:
             runner.error = f"final snapshot failed, retrying: {exc}"
             self._next_snapshot[runner.instance_id] = time.monotonic() + 1.0
-            log.error("final snapshot failed", instance=runner.instance_id, error=str(exc))
+            log.error("final snapshot failed", instance_id=runner.instance_id, error=str(exc))
 
         self._submit(
             runner,

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import structlog
 
+from takeover.control.telemetry import FailoverTelemetry
 from takeover.domain.errors import NotFound
 from takeover.domain.failover import (
     Advance,
@@ -37,7 +38,6 @@ from takeover.domain.rentals import (
     renting_over,
     usable,
 )
-from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.store import Store
 from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, Situation, StrategyName, chain
@@ -54,7 +54,7 @@ class FailoverExecutor:
         policy: FailoverPolicy,
         holder: str,
         claim_ttl: timedelta,
-        metrics: Metrics,
+        telemetry: FailoverTelemetry,
         sync_interval: timedelta = timedelta(seconds=10),
         rent_from: str | None = None,
         max_offers: int = 3,
@@ -65,7 +65,7 @@ class FailoverExecutor:
         self._policy = policy
         self._holder = holder
         self._claim_ttl = claim_ttl
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._sync_interval = sync_interval
         self._rent_from = rent_from
         self._max_offers = max_offers
@@ -78,7 +78,10 @@ class FailoverExecutor:
             wanted = self._store.rentals.want_standbys(default, self._rent_from, now, fence, _STANDBY_RETRY)
             steps.extend(f"instance {r.instance_id}: renting a standby machine" for r in wanted)
         for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
-            steps.extend(self._drive(failover, now, fence))
+            with structlog.contextvars.bound_contextvars(
+                failover_id=str(failover.id), instance_id=str(failover.instance_id)
+            ):
+                steps.extend(self._drive(failover, now, fence))
         return steps
 
     def _drive(self, failover: Failover, now: datetime, fence: LeaseToken | None) -> list[str]:
@@ -94,11 +97,9 @@ class FailoverExecutor:
             steps.append(
                 f"{failover.id} {failover.status}" + (f": {failover.error}" if failover.error else "")
             )
-            log.info(
-                "failover step", failover=str(failover.id), status=str(failover.status), error=failover.error
-            )
+            log.info("failover step", status=str(failover.status), error=failover.error)
             if not failover.is_open:
-                self._metrics.failovers_finished.labels(failover.status.value).inc()
+                self._telemetry.ended(failover)
                 break
         return steps
 
@@ -191,7 +192,7 @@ class FailoverExecutor:
             failover.id, instance.id, region, instance.rent, self._rent_from, now, fence
         )
         if wanted is not None:
-            log.info("renting a machine", failover=str(failover.id), region=region, rental=str(wanted.id))
+            log.info("renting a machine", region=region, rental=str(wanted.id))
         return False
 
     def _source_region(self, failover: Failover) -> str:

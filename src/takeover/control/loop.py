@@ -63,6 +63,7 @@ class ControlLoop:
     def _cycle(self) -> CycleOutcome:
         token = self.leadership.ensure(self._clock.now())
         self._metrics.leader.set(1 if token else 0)
+        self._metrics.leader_epoch.set(token.epoch if token else 0)
         if token is None:
             return CycleOutcome(leader=False)
         outcome = CycleOutcome(leader=True, epoch=token.epoch)

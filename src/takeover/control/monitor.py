@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from takeover.control.telemetry import FailoverTelemetry
 from takeover.domain.failover import Failover
 from takeover.domain.models import NodeStatus
 from takeover.domain.monitor import (
@@ -41,12 +42,14 @@ class NodeMonitor:
         policy: MonitorPolicy,
         bucket: TokenBucket,
         metrics: Metrics,
+        telemetry: FailoverTelemetry,
         score_every: timedelta = timedelta(minutes=1),
     ) -> None:
         self._store = store
         self._policy = policy
         self._bucket = bucket
         self._metrics = metrics
+        self._telemetry = telemetry
         self._score_every = score_every
         self._scored_at: datetime | None = None
 
@@ -89,7 +92,7 @@ class NodeMonitor:
             else:
                 outcome.rate_limited += 1
         outcome.failovers = self._store.failovers.open_many(allowed, now, fence)
-        self._record(outcome, paused)
+        self._record(outcome, paused, {n.region for n in nodes} | paused)
         self._sample_scores(now)
         return outcome
 
@@ -99,15 +102,13 @@ class NodeMonitor:
             self._store.scores.sample(now)
             self._scored_at = now
 
-    def _record(self, outcome: MonitorOutcome, paused: set[str]) -> None:
+    def _record(self, outcome: MonitorOutcome, paused: set[str], regions: set[str]) -> None:
         self._metrics.nodes_marked_offline.inc(len(outcome.offline_nodes))
         self._metrics.failovers_rate_limited.inc(outcome.rate_limited)
         for failover in outcome.failovers:
-            self._metrics.failovers_opened.labels(failover.reason.value).inc()
-        for region in outcome.resumed_regions:
-            self._metrics.region_paused.labels(region).set(0)
-        for region in paused:
-            self._metrics.region_paused.labels(region).set(1)
+            self._telemetry.opened(failover)
+        for region in regions:  # every region, so a dashboard shows 0 where the brake is off
+            self._metrics.region_paused.labels(region).set(1 if region in paused else 0)
         if outcome.offline_nodes or outcome.failovers or outcome.paused_regions or outcome.rate_limited:
             log.info(
                 "monitor cycle",

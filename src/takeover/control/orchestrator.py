@@ -39,17 +39,18 @@ class Orchestrator:
         clock: Clock,
         sync_interval: timedelta,
         max_attempts: int,
-        wake: Callable[[], None],
+        opened: Callable[[Failover], None],
         execute_timeout: float = 300.0,
         provider: Provider | None = None,
         market: Marketplace | None = None,
     ) -> None:
-        """``provider`` offers the pool's nodes; ``market``, when renting is configured, rents more."""
+        """``opened`` is told of every failover this opens (counted, logged, the executor woken);
+        ``provider`` offers the pool's nodes; ``market``, when renting is configured, rents more."""
         self.store = store
         self.clock = clock
         self.sync_interval = sync_interval
         self.max_attempts = max_attempts
-        self.wake = wake
+        self.opened = opened
         self.execute_timeout = execute_timeout  # how long POST /failover/execute waits for the outcome
         self.provider: Provider = provider or LocalProvider(store)
         self.market = market
@@ -146,7 +147,7 @@ class Orchestrator:
         failover = self.store.failovers.open(
             instance_id, FailoverReason.MANUAL, self.clock.now(), owner=owner_scope(who), strategy=forced
         )
-        self.wake()
+        self.opened(failover)
         return failover
 
     def response(self, failover: Failover) -> dict[str, Any]:
@@ -246,7 +247,7 @@ class Orchestrator:
             requested_target_id=UUID(candidates[0].offer_id) if candidates else None,
             strategy=StrategyName.REGIONAL_VOLUME.value,
         )
-        self.wake()
+        self.opened(failover)
         return volume, failover
 
 

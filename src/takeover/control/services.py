@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from takeover.control.heartbeats import HeartbeatBatcher
 from takeover.control.orchestrator import Orchestrator
 from takeover.control.scope import owner_scope
+from takeover.control.telemetry import FailoverTelemetry
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heartbeat import Heartbeat
@@ -108,6 +109,7 @@ class Services:
         max_attempts: int = 3,
         execute_timeout: float = 300.0,
         renter: Renter | None = None,
+        telemetry: FailoverTelemetry | None = None,
     ) -> None:
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
         self.drain_file: Path | None = None  # in `serve --workers N`: the parent creates it on SIGTERM
@@ -115,6 +117,7 @@ class Services:
         self.store = store
         self.clock = clock
         self.metrics = metrics
+        self.telemetry = telemetry or FailoverTelemetry(metrics)
         self.wake = wake
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
@@ -122,7 +125,7 @@ class Services:
         sync = self.agent_timings.standby_report_interval
         market = renter.market if renter is not None else None
         self.orchestrator = Orchestrator(
-            store, clock, sync, max_attempts, wake, execute_timeout, market=market
+            store, clock, sync, max_attempts, self._opened, execute_timeout, market=market
         )
         self.renter = renter
 
@@ -303,9 +306,12 @@ class Services:
             requested_target_id=target_node_id,
             start_empty=start_empty,
         )
-        self.metrics.failovers_opened.labels(reason.value).inc()
-        self.wake()
+        self._opened(failover)
         return failover
+
+    def _opened(self, failover: Failover) -> None:
+        self.telemetry.opened(failover)
+        self.wake()
 
     def list_failovers(
         self, who: Principal, instance_id: UUID | None, status: FailoverStatus | None
@@ -317,7 +323,7 @@ class Services:
 
     def finish_failover(self, failover_id: UUID, success: bool, error: str | None) -> Failover:
         failover = self.store.failovers.finish(failover_id, success, error, self.clock.now())
-        self.metrics.failovers_finished.labels(failover.status.value).inc()
+        self.telemetry.ended(failover)
         return failover
 
     # rented machines ----------------------------------------------------------------------

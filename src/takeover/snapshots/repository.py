@@ -47,7 +47,9 @@ class SnapshotRepository:
     def take(self, workspace: Path, instance_id: str, epoch: int) -> TakeResult:
         result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id))
         for digest in result.repaired:
-            log.warning("a damaged chunk in the store was written anew", instance=instance_id, chunk=digest)
+            log.warning(
+                "a damaged chunk in the store was written anew", instance_id=instance_id, chunk=digest
+            )
         self._last[instance_id] = result.manifest
         self.prune(instance_id)
         return result
@@ -89,7 +91,7 @@ class SnapshotRepository:
         return Restored(None, refused)
 
     def _refuse(self, instance_id: str, snapshot_id: str, exc: CorruptSnapshot, refused: list[str]) -> None:
-        log.error("refusing a corrupt snapshot", instance=instance_id, error=str(exc))
+        log.error("refusing a corrupt snapshot", instance_id=instance_id, error=str(exc))
         refused.append(str(exc))
         if isinstance(exc, DamagedChunk):
             if not exc.missing:
