@@ -75,6 +75,7 @@ def test_an_admin_watches_a_node_die_and_its_instance_fail_over_without_reloadin
     cluster.kill_agent("a")
     page.wait(lambda: row(page, "tr[data-node=a]") == "offline", "node a offline, live", timeout=45)
     assert page.unreloaded(), "the pool page updated in place"
+    page.shot("pool-offline")
 
     page.open("/ui/failovers")
     page.mark()

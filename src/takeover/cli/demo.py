@@ -50,6 +50,9 @@ def demo(
         "--rent",
         help="one node only: its counters come back on machines rented from a fake marketplace",
     ),
+    pause: bool = typer.Option(
+        False, "--pause", help="wait for Enter before the SIGKILL, to watch it in the web console"
+    ),
 ) -> None:
     """Start a control plane and 3 agents, place counters, SIGKILL a node, watch them come back."""
     root = Path(tempfile.mkdtemp(prefix="takeover-demo-"))
@@ -69,7 +72,7 @@ def demo(
             console.print(f"counters run as containers of {COUNTER_IMAGE} under Podman (runc)")
         with cluster, ExitStack() as stack:
             market = stack.enter_context(_fake_market(root, instances)) if rent else None
-            ok = _run(cluster, instances, timeout, market)
+            ok = _run(cluster, instances, timeout, market, pause)
             console.print(f"\n[bold]demo finished in {time.monotonic() - started:.1f} s[/]")
             if keep_running:
                 _explore(cluster)
@@ -87,12 +90,15 @@ def _fake_market(root: Path, count: int) -> FakeVast:
     return FakeVast(root / "fake-vast", offers)
 
 
-def _run(cluster: LocalCluster, count: int, timeout: float, market: FakeVast | None = None) -> bool:
+def _run(
+    cluster: LocalCluster, count: int, timeout: float, market: FakeVast | None = None, pause: bool = False
+) -> bool:
     timings = ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}s" for k, v in FAST_TIMINGS.items())
     console.print(f"[bold]takeover demo[/] in {cluster.root}\n[dim]timings: {timings}[/]")
     agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
-    url = cluster.start_control_plane(env=market.serve_env("local", agent_env) if market else None)
-    console.print(f"control plane on {url} (SQLite)")
+    serve_env = market.serve_env("local", agent_env) if market else {}
+    url = cluster.start_control_plane(env={**serve_env, "TAKEOVER_SCORE_SAMPLE_INTERVAL": "2"})
+    console.print(f"control plane on {url} (SQLite); web console: {url}/ui (token {ADMIN_TOKEN})")
     nodes = 1 if market else 3
     for n in range(1, nodes + 1):
         cluster.start_agent(f"node-{n}")
@@ -106,6 +112,8 @@ def _run(cluster: LocalCluster, count: int, timeout: float, market: FakeVast | N
         extra["rent"] = {"max_price": 1.0}
     ids, acked = _serving_counters(cluster, count, extra)
     victim, moving = _victim(cluster, ids)
+    if pause:
+        console.input(f"open {url}/ui, then press Enter to SIGKILL {victim} ")
     recovery = _kill_and_watch(cluster, ids, victim, moving, timeout)
     ok = _report(cluster, moving, acked, recovery)
     if market is not None:
