@@ -75,8 +75,14 @@ def test_execute_prints_each_step_and_json_is_the_api_s_objects(cluster: LocalCl
     for command, path in (
         (("failover", "list"), f"/api/v1/failovers?instance_id={web['id']}"),
         (("token", "list"), "/api/v1/tokens"),
+        (("failover", "readiness", "web"), f"/api/v1/failover/readiness/{web['id']}"),
     ):
         assert json.loads(cli(cluster, *command, "-o", "json")) == cluster.api.get(path).json(), command
+    strategies = cluster.api.get("/api/v1/failover/strategies").json()["strategies"]
+    assert json.loads(cli(cluster, "failover", "strategies", "-o", "json")) == strategies
+    leader = json.loads(cli(cluster, "leader", "-o", "json"))
+    assert set(leader) == set(cluster.api.get("/api/v1/leader").json())
+    assert leader["current"] is True
     failover_id = re.findall(r"^failover (\S+):", shown, re.MULTILINE)[-1]
     [listed] = cluster.api.get(f"/api/v1/failovers?instance_id={web['id']}").json()
     assert json.loads(cli(cluster, "failover", "show", failover_id, "-o", "json")) == listed

@@ -11,7 +11,7 @@ import typer
 
 from takeover.cli import resolve
 from takeover.cli.client import call
-from takeover.cli.output import Output, OutputOption, WatchOption, emit_one, emit_watching
+from takeover.cli.output import Output, OutputOption, WatchOption, emit, emit_one, emit_watching
 from takeover.cli.tables import out, print_table
 
 app = typer.Typer(help="Failovers", no_args_is_help=True)
@@ -126,17 +126,20 @@ def set_strategy(
 
 
 @app.command("strategies")
-def strategies() -> None:
+def strategies(output: Output = OutputOption) -> None:
     """The strategies, with their recovery time and cost."""
     rows = call("GET", "/api/v1/failover/strategies")["strategies"]
-    print_table("strategies", ("id", "name", "recovery_time", "cost"), rows)
+    emit("strategies", rows, ("id", "name", "recovery_time", "cost"), output, wide=("requirements", "steps"))
 
 
 @app.command("readiness")
-def readiness(instance_id: str) -> None:
+def readiness(instance_id: str, output: Output = OutputOption) -> None:
     """Could each strategy fail this instance over now, and what to do if not."""
     instance_id = resolve.instance(instance_id)["id"]
     ready = call("GET", f"/api/v1/failover/readiness/{instance_id}")
+    if output is Output.JSON:
+        emit_one("readiness", ready, output)
+        return
     status = call("GET", f"/api/v1/failover/status/{instance_id}")
     rows = [
         {"strategy": name, "ready": ready[f"{name}_ready"], "details": ready[f"{name}_status"]}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from takeover.cli.client import call
+from takeover.cli.output import Output, OutputOption, emit_one
 from takeover.cli.tables import out
 
 
-def leader() -> None:
+def leader(output: Output = OutputOption) -> None:
     """Show the replica holding the leader lease, its fencing epoch and when the lease expires."""
     lease = call("GET", "/api/v1/leader")
+    if output is Output.JSON:
+        emit_one("leader", lease, output)
+        return
     if lease["holder"] is None:
         out.print("no replica has taken the leader lease yet")
         return

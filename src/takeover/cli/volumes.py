@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from takeover.cli.client import call
-from takeover.cli.output import Output, OutputOption, emit
+from takeover.cli.output import Output, OutputOption, emit, emit_one
 from takeover.cli.tables import out, print_table
 
 app = typer.Typer(
@@ -43,13 +43,18 @@ def delete(volume: str = typer.Argument(help="the volume's id or number")) -> No
 
 
 @app.command("search")
-def search(region: str, max_price: float | None = None, gpu_name: str | None = None) -> None:
+def search(
+    region: str, max_price: float | None = None, gpu_name: str | None = None, output: Output = OutputOption
+) -> None:
     """A node of the region with a free slot, filtered by its labels."""
     found = call(
         "GET",
         f"/api/v1/failover/regional-volume/search/{region}",
         params={"max_price": max_price, "gpu_name": gpu_name},
     )
+    if output is Output.JSON:
+        emit_one("search", found, output)
+        raise typer.Exit(0 if found["found"] else 1)
     if not found["found"]:
         out.print(f"no online node with a free slot in {region} matches")
         raise typer.Exit(1)

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from takeover.api.deps import ServicesDep
+from takeover.api.deps import ControllersDep, ServicesDep
 from takeover.api.errors import STATUS
 from takeover.api.schemas import FailoverOut, InstanceOut, NodeOut, TokenOut
 from takeover.console import charts, views
@@ -283,7 +283,9 @@ def failover_page(
 
 
 @router.get("/system")
-def system_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+def system_page(
+    request: Request, services: ServicesDep, controllers: ControllersDep, session: SessionDep
+) -> Response:
     admin = session.principal.is_admin
     tokens = [TokenOut.model_validate(t, from_attributes=True) for t in services.store.tokens.find()]
     return _page(
@@ -292,6 +294,7 @@ def system_page(request: Request, services: ServicesDep, session: SessionDep) ->
         "system.html",
         services,
         lease=services.store.coordinator.current(LEASE_NAME),
+        answered_by=controllers.leadership.holder if controllers is not None else None,
         groups=services.store.region_groups.find(),
         paused=services.store.pool.paused() if admin else [],
         tokens=tokens if admin else [],
