@@ -43,6 +43,8 @@ def test_a_page_number_out_of_range_shows_the_nearest_page() -> None:
     last = views.Page.of(rows, 9, 100)
     assert (last.number, last.pages, last.total) == (3, 3, 250)
     assert views.Page.of([], 1, 100).pages == 1
+    shown = views.Page.of(rows, 2, 100).map(str)
+    assert (shown.rows[0], len(shown.rows), shown.number, shown.total) == ("100", 100, 2, 250)
 
 
 def test_ages_and_names_read_as_a_person_would() -> None:

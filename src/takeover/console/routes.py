@@ -39,6 +39,7 @@ from takeover.console.session import (
     is_secure,
 )
 from takeover.control.leadership import LEASE_NAME
+from takeover.control.scope import owner_scope
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden, InvalidInput, TakeoverError
 from takeover.domain.failover import FailoverReason
@@ -200,7 +201,7 @@ def pool(
 ) -> Response:
     nodes = sorted(services.list_nodes(session.principal, None, None), key=lambda n: (n.region, n.name))
     counts = views.status_counts([(n.region, n.status.value) for n in nodes])
-    rows = views.Page.of([NodeOut.of(n) for n in nodes], page, PAGE_SIZE)
+    rows = views.Page.of(nodes, page, PAGE_SIZE).map(NodeOut.of)
     return _page(
         request, session, "pool.html", services, nodes=rows, counts=counts, statuses=list(NodeStatus)
     )
@@ -211,7 +212,8 @@ def node_page(request: Request, node_id: UUID, services: ServicesDep, session: S
     node = services.get_node(session.principal, node_id)
     now = services.clock.now()
     line = charts.timeline(services.store.scores.history(node_id, now - SCORE_SPAN), now, SCORE_SPAN)
-    placed = [InstanceOut.of(i) for i in services.list_instances(session.principal) if i.node_id == node_id]
+    here = services.store.instances.find(owner_scope(session.principal), node_id=node_id)
+    placed = [InstanceOut.of(i) for i in here]
     return _page(request, session, "node.html", services, node=NodeOut.of(node), line=line, instances=placed)
 
 
@@ -220,7 +222,7 @@ def instances_page(
     request: Request, services: ServicesDep, session: SessionDep, page: Annotated[int, Query(ge=1)] = 1
 ) -> Response:
     found = sorted(services.list_instances(session.principal), key=lambda i: i.name)
-    rows = views.Page.of([InstanceOut.of(i) for i in found], page, PAGE_SIZE)
+    rows = views.Page.of(found, page, PAGE_SIZE).map(InstanceOut.of)
     return _page(
         request, session, "instances.html", services, instances=rows, nodes=_node_names(services, session)
     )
@@ -250,18 +252,20 @@ def instance_page(
 def failovers_page(
     request: Request, services: ServicesDep, session: SessionDep, page: Annotated[int, Query(ge=1)] = 1
 ) -> Response:
-    found = [FailoverOut.of(f) for f in services.list_failovers(session.principal, None, None)]
+    found = services.list_failovers(session.principal, None, None)
     done = [f for f in found if f.timings.get("total_ms") is not None][:50]
     durations = charts.bars([(views.short(f.id), f.timings["total_ms"]) for f in reversed(done)])
+    rows = views.Page.of(found, page, PAGE_SIZE).map(FailoverOut.of)
+    names = services.store.instances.names({f.instance_id for f in rows.rows}, owner_scope(session.principal))
     return _page(
         request,
         session,
         "failovers.html",
         services,
-        failovers=views.Page.of(found, page, PAGE_SIZE),
+        failovers=rows,
         durations=durations,
         nodes=_node_names(services, session),
-        names=views.Names({str(i.id): i.name for i in services.list_instances(session.principal)}),
+        names=views.Names({str(k): v for k, v in names.items()}),
     )
 
 

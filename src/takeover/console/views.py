@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -12,6 +12,7 @@ from uuid import UUID
 from takeover.domain.snapshots import SnapshotRef
 
 T = TypeVar("T")
+U = TypeVar("U")
 SHORT_ID = 8
 
 
@@ -67,6 +68,10 @@ class Page(Generic[T]):
         pages = max(1, -(-len(rows) // size))
         number = min(max(1, number), pages)
         return cls(rows[(number - 1) * size : number * size], number, pages, len(rows))
+
+    def map(self, shown: Callable[[T], U]) -> Page[U]:
+        """The page's rows as the template shows them (only these are converted)."""
+        return Page([shown(r) for r in self.rows], self.number, self.pages, self.total)
 
 
 def status_counts(pairs: Sequence[tuple[str, str]]) -> dict[str, Counter[str]]:

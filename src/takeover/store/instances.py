@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,6 +111,14 @@ class InstanceRepository:
             query = query.where(instances.c.node_id == node_id)
         with self._engine.connect() as conn:
             return [instance_from_row(r) for r in conn.execute(query)]
+
+    def names(self, ids: Collection[UUID], owner: str | None = None) -> dict[UUID, str]:
+        """The names of these instances (of ``owner``'s only, when set), without the rest of them."""
+        query = sa.select(instances.c.id, instances.c.name).where(instances.c.id.in_(list(ids)))
+        if owner is not None:
+            query = query.where(instances.c.owner == owner)
+        with self._engine.connect() as conn:
+            return {r.id: r.name for r in conn.execute(query)}
 
     def delete(self, instance_id: UUID, owner: str | None, now: datetime) -> None:
         with transaction(self._engine) as conn:
