@@ -71,6 +71,14 @@ def test_tokens_the_console_refuses_say_why(runtime: Runtime, pool: Pool) -> Non
     assert unknown.status_code == 401
     assert "unknown or revoked token" in unknown.text
     assert "set-cookie" not in unknown.headers
+    nul = ui.post("/ui/login", data={"token": "admin-secret\x00"})
+    assert nul.status_code == 400
+    assert "NUL" in nul.text
+    elsewhere = ui.post(
+        "/ui/login", data={"token": "admin-secret"}, headers={"Origin": "http://evil.example"}
+    )
+    assert elsewhere.status_code == 403
+    assert "set-cookie" not in elsewhere.headers
 
 
 def test_an_action_needs_the_pages_csrf_value_and_the_same_origin(runtime: Runtime, pool: Pool) -> None:

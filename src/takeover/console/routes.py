@@ -129,13 +129,19 @@ def _status_of(error: TakeoverError) -> int:
     return next((code for kind, code in STATUS if isinstance(error, kind)), 500)
 
 
-async def _form(request: Request, session: Session) -> dict[str, str]:
-    """The posted form, after the origin and CSRF checks; NUL bytes are refused."""
+async def _fields(request: Request) -> dict[str, str]:
+    """The posted form from this site (another origin is refused), NUL bytes refused."""
     check_origin(request)
     fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     if any("\x00" in v for v in fields.values()):
         raise InvalidInput("a form field holds a NUL character")
-    check_csrf(request, session.token, request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD))
+    return fields
+
+
+async def _form(request: Request, session: Session) -> dict[str, str]:
+    """The posted form of a logged-in page, after its CSRF check."""
+    fields = await _fields(request)
+    check_csrf(session.token, request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD))
     return fields
 
 
@@ -166,18 +172,16 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request, services: ServicesDep) -> Response:
-    error: str
     try:
-        check_origin(request)
-        fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
-        token = fields.get("token", "").strip()
-        if "\x00" in token:
-            raise InvalidInput("the token holds a NUL character")
+        token = (await _fields(request)).get("token", "").strip()
         console_principal(services, token)
     except TakeoverError as failure:
-        error = failure.message
         return templates.TemplateResponse(
-            request, "login.html", {"error": error}, status_code=_status_of(failure), headers=HEADERS
+            request,
+            "login.html",
+            {"error": failure.message},
+            status_code=_status_of(failure),
+            headers=HEADERS,
         )
     response = RedirectResponse("/ui", 303)
     response.set_cookie(

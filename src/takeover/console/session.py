@@ -45,7 +45,7 @@ def check_origin(request: Request) -> None:
         raise Forbidden(f"request from another origin ({origin}) refused")
 
 
-def check_csrf(request: Request, token: str, sent: str | None) -> None:
+def check_csrf(token: str, sent: str | None) -> None:
     if sent is None or not hmac.compare_digest(sent, csrf_value(token)):
         raise Forbidden("the form's CSRF check failed; reload the page and try again")
 
