@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,15 @@ def ensure_debian_tool(command: str, package: str) -> str:
     return found
 
 
+def backend_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line, with --backend (sqlite, postgres or both)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
+    return parser
+
+
 @contextmanager
 def database(backend: str, data_dir: Path) -> Iterator[str]:
     """A database URL for ``backend``; PostgreSQL is started here and stopped afterwards."""
@@ -38,4 +48,4 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
-__all__ = ["ROOT", "database", "ensure_debian_tool", "serve", "start", "stop"]
+__all__ = ["ROOT", "backend_parser", "database", "ensure_debian_tool", "serve", "start", "stop"]

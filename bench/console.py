@@ -10,7 +10,6 @@ process on the same store (Navigation Timing: request start to the DOM ready).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bench.common import database, start, stop
+from bench.common import backend_parser, database, start, stop
 from takeover.console.session import COOKIE
 from takeover.control.services import InstanceDraft, NodeDraft, hash_token
 from takeover.domain.failover import FailoverReason
@@ -136,12 +135,7 @@ def bench(backend: str, nodes: int, instances: int, failovers: int, rounds: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
-    )
+    parser = backend_parser(__doc__)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--failovers", type=int, default=200)

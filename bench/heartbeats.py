@@ -9,7 +9,6 @@ token, for --duration seconds. Prints heartbeats/s and latency percentiles per b
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import database, ensure_debian_tool, start, stop
+from bench.common import backend_parser, database, ensure_debian_tool, start, stop
 
 BODY = '{"cpu_load":0.2,"memory_load":0.3,"avg_latency_ms":4,"instances":[]}'
 
@@ -94,12 +93,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
-    )
+    parser = backend_parser(__doc__)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
