@@ -8,6 +8,8 @@ from uuid import UUID
 from fastapi.testclient import TestClient
 
 from takeover.console.session import COOKIE, csrf_value
+from takeover.control.services import InstanceDraft
+from takeover.domain.models import InstanceSpec, Principal, Role
 from takeover.main import Runtime
 from takeover.testing import FakeClock
 from tests.api.pool import Pool
@@ -201,3 +203,22 @@ def test_the_leader_samples_each_node_s_score_once_a_minute_for_the_chart(
     assert runtime.store.scores.history(UUID(n1.id), clock.now() - timedelta(hours=5)) == (
         runtime.store.scores.history(UUID(n1.id), recent)
     ), "samples older than the hour are pruned"
+
+
+def test_the_instances_page_reads_a_hundred_at_a_time_from_the_store(runtime: Runtime, pool: Pool) -> None:
+    node = pool.node("n1", max_instances=200)
+    pool.beat(node)
+    spec = InstanceSpec(command=("sleep", "60"))
+    admin = Principal(Role.ADMIN, "admin")
+    for n in range(105):
+        runtime.services.create_instance(admin, InstanceDraft(f"i{n:03d}", spec))
+    ui = console(runtime, ADMIN)
+    first, second = ui.get("/ui/instances").text, ui.get("/ui/instances?page=2").text
+    assert first.count("data-instance=") == 100
+    assert 'data-instance="i000"' in first
+    assert second.count("data-instance=") == 5
+    assert 'data-instance="i104"' in second
+    assert "page 2 of 2 (105)" in second
+    past = ui.get("/ui/instances?page=9").text
+    assert "page 2 of 2 (105)" in past, "past the end: the last page"
+    assert past.count("data-instance=") == 5

@@ -43,6 +43,15 @@ def test_a_page_number_out_of_range_shows_the_nearest_page() -> None:
     last = views.Page.of(rows, 9, 100)
     assert (last.number, last.pages, last.total) == (3, 3, 250)
     assert views.Page.of([], 1, 100).pages == 1
+    asked: list[int] = []
+
+    def fetch(offset: int, limit: int) -> tuple[list[int], int]:
+        asked.append(offset)
+        return rows[offset : offset + limit], len(rows)
+
+    read = views.Page.read(fetch, 9, 100)
+    assert (read.rows, read.number, read.pages, asked) == (rows[200:], 3, 3, [800, 200])
+    assert views.Page.read(fetch, 2, 100).rows == rows[100:200]
     shown = views.Page.of(rows, 2, 100).map(str)
     assert (shown.rows[0], len(shown.rows), shown.number, shown.total) == ("100", 100, 2, 250)
 

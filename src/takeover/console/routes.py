@@ -43,7 +43,7 @@ from takeover.control.scope import owner_scope
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden, InvalidInput, TakeoverError
 from takeover.domain.failover import FailoverReason
-from takeover.domain.models import NodeStatus, Principal
+from takeover.domain.models import Instance, NodeStatus, Principal, Role
 
 PAGE_SIZE = 100
 SCORE_SPAN = timedelta(hours=1)
@@ -225,8 +225,10 @@ def node_page(request: Request, node_id: UUID, services: ServicesDep, session: S
 def instances_page(
     request: Request, services: ServicesDep, session: SessionDep, page: Annotated[int, Query(ge=1)] = 1
 ) -> Response:
-    found = sorted(services.list_instances(session.principal), key=lambda i: i.name)
-    rows = views.Page.of(found, page, PAGE_SIZE).map(InstanceOut.of)
+    def fetch(offset: int, limit: int) -> tuple[list[Instance], int]:
+        return services.instance_page(session.principal, offset, limit)
+
+    rows = views.Page.read(fetch, page, PAGE_SIZE).map(InstanceOut.of)
     return _page(
         request, session, "instances.html", services, instances=rows, nodes=_node_names(services, session)
     )
@@ -295,7 +297,12 @@ def system_page(
     request: Request, services: ServicesDep, controllers: ControllersDep, session: SessionDep
 ) -> Response:
     admin = session.principal.is_admin
-    tokens = [TokenOut.model_validate(t, from_attributes=True) for t in services.store.tokens.find()]
+    tokens = (
+        [TokenOut.model_validate(t, from_attributes=True) for t in services.store.tokens.find()]
+        if admin
+        else []
+    )
+    people = [t for t in tokens if t.role != Role.NODE.value]  # a node's token goes with its node
     return _page(
         request,
         session,
@@ -305,7 +312,8 @@ def system_page(
         answered_by=controllers.leadership.holder if controllers is not None else None,
         groups=services.store.region_groups.find(),
         paused=services.store.pool.paused() if admin else [],
-        tokens=tokens if admin else [],
+        tokens=people,
+        node_tokens=sum(1 for t in tokens if t.role == Role.NODE.value and t.revoked_at is None),
     )
 
 

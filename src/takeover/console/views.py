@@ -69,6 +69,18 @@ class Page(Generic[T]):
         number = min(max(1, number), pages)
         return cls(rows[(number - 1) * size : number * size], number, pages, len(rows))
 
+    @classmethod
+    def read(cls, fetch: Callable[[int, int], tuple[Sequence[T], int]], number: int, size: int) -> Page[T]:
+        """One page read by ``fetch(offset, limit) -> (rows, total)``: a store that reads only it;
+        past the end, the last page is read instead."""
+        number = max(1, number)
+        rows, total = fetch((number - 1) * size, size)
+        pages = max(1, -(-total // size))
+        if number > pages:
+            number = pages
+            rows, total = fetch((number - 1) * size, size)
+        return cls(rows, number, pages, total)
+
     def map(self, shown: Callable[[T], U]) -> Page[U]:
         """The page's rows as the template shows them (only these are converted)."""
         return Page([shown(r) for r in self.rows], self.number, self.pages, self.total)

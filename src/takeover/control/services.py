@@ -253,6 +253,10 @@ class Services:
     def list_instances(self, who: Principal) -> list[Instance]:
         return self.store.instances.find(owner=owner_scope(who))
 
+    def instance_page(self, who: Principal, offset: int, limit: int) -> tuple[list[Instance], int]:
+        """A page of what ``who`` sees, by name, and how many there are in all."""
+        return self.store.instances.page(owner_scope(who), offset, limit)
+
     def instance_ref(self, who: Principal, ref: UUID | int) -> UUID:
         """An id as it is; a number (document 002's integer ids) is looked up among what ``who`` sees."""
         return ref if isinstance(ref, UUID) else self.store.instances.id_of(ref, owner_scope(who))

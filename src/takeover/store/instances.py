@@ -112,6 +112,15 @@ class InstanceRepository:
         with self._engine.connect() as conn:
             return [instance_from_row(r) for r in conn.execute(query)]
 
+    def page(self, owner: str | None, offset: int, limit: int) -> tuple[list[Instance], int]:
+        """``limit`` instances by name from ``offset`` (``owner``'s only, when set), and how many there are."""
+        query = sa.select(instances).order_by(instances.c.name, instances.c.owner).offset(offset).limit(limit)
+        count = sa.select(sa.func.count()).select_from(instances)
+        if owner is not None:
+            query, count = query.where(instances.c.owner == owner), count.where(instances.c.owner == owner)
+        with self._engine.connect() as conn, conn.begin():
+            return [instance_from_row(r) for r in conn.execute(query)], conn.execute(count).scalar_one()
+
     def names(self, ids: Collection[UUID], owner: str | None = None) -> dict[UUID, str]:
         """The names of these instances (of ``owner``'s only, when set), without the rest of them."""
         query = sa.select(instances.c.id, instances.c.name).where(instances.c.id.in_(list(ids)))
