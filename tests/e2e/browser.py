@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -22,8 +21,8 @@ DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 @contextmanager
 def chromium(width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (./dev test installs them)")
+    missing = [p for p in (CHROMIUM, DRIVER) if not Path(p).exists()]
+    assert not missing, f"missing {missing}: ./dev test installs Debian's chromium and chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):

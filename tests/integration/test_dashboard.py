@@ -102,8 +102,7 @@ def finite(prometheus: PrometheusServer, expr: str) -> bool:
 def test_every_panel_returns_data_from_metrics_takeover_exports(
     cluster: PostgresCluster, tmp_path: Path
 ) -> None:
-    if not Path(PROMETHEUS).exists():
-        pytest.skip("Debian's prometheus is not installed (./dev test installs it)")
+    assert Path(PROMETHEUS).exists(), "Debian's prometheus is missing: ./dev test installs it"
     with (
         LocalCluster(tmp_path) as pool,
         regions(cluster) as r,
