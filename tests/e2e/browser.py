@@ -13,6 +13,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -46,9 +47,11 @@ class Page:
         self.driver.get(self.url + path)
 
     def login(self, token: str) -> None:
+        """Until the console answers: the pool page, or the login page again saying why."""
         self.open("/ui/login")
         self.find("#token").send_keys(token)
         self.find("form button[type=submit]").click()
+        self.wait(lambda: self.driver.current_url.endswith("/ui") or self.alert(), "the login's answer")
 
     def logout(self) -> None:
         self.find("header form.who button").click()
@@ -59,6 +62,10 @@ class Page:
 
     def all(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def confirm(self) -> None:
+        """Say yes to the page's confirmation dialog, once it is shown."""
+        self.wait(lambda: expected_conditions.alert_is_present()(self.driver), "the confirmation").accept()
 
     def alert(self) -> str:
         """The text of the page's alerts (errors), empty if none."""

@@ -141,7 +141,7 @@ def test_a_user_sees_only_what_the_api_shows_that_user(cluster: LocalCluster, pa
 
     page.open("/ui/instances")
     page.click("tr[data-instance='alice-app'] button[aria-label^='Fail over']")
-    page.driver.switch_to.alert.accept()
+    page.confirm()
     page.wait(lambda: "started" in page.find("#flash").text, "alice's failover to start")
     moved = wait_until(
         lambda: [f for f in cluster.failovers(mine["id"]) if f["status"] == "completed"], 60, "it to finish"
