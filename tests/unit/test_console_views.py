@@ -31,10 +31,12 @@ def test_every_point_of_a_timeline_stays_inside_its_box(raw: list[tuple[int, flo
 
 
 def test_bars_are_scaled_to_the_largest_value() -> None:
-    small, large = charts.bars([("a", 500.0), ("b", 1000.0)], width=100, height=50, gap=0)
+    small, large = charts.bars([("a", 500.0), ("b", 1000.0)], width=100, height=50, gap=0, slots=2)
     assert (small.height, large.height) == (25.0, 50.0)
     assert (small.x, large.x, large.y) == (0.0, 50.0, 0.0)
     assert charts.bars([]) == []
+    [alone] = charts.bars([("a", 1.0)], width=600, gap=0)
+    assert alone.width == 30.0, "one bar takes a twentieth of the width"
 
 
 def test_a_page_number_out_of_range_shows_the_nearest_page() -> None:

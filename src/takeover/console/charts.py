@@ -52,13 +52,19 @@ def timeline(
 
 
 def bars(
-    values: Sequence[tuple[str, float]], *, width: int = 600, height: int = 120, gap: float = 2.0
+    values: Sequence[tuple[str, float]],
+    *,
+    width: int = 600,
+    height: int = 120,
+    gap: float = 2.0,
+    slots: int = 20,
 ) -> list[Bar]:
-    """One bar per value, scaled to the largest, in the order given."""
+    """One bar per value, scaled to the largest, in the order given; at least ``slots`` wide
+    each, so that one failover is one bar, not the whole chart."""
     if not values:
         return []
     top = max(v for _, v in values) or 1.0
-    step = width / len(values)
+    step = width / max(len(values), slots)
     return [
         Bar(
             x=i * step,
