@@ -218,12 +218,7 @@ def _controllers(
     return ControlLoop(
         Leadership(coordinator, holder, lease_ttl),
         NodeMonitor(
-            store,
-            monitor_policy,
-            bucket,
-            metrics,
-            telemetry,
-            timedelta(seconds=settings.score_sample_interval),
+            store, monitor_policy, bucket, telemetry, timedelta(seconds=settings.score_sample_interval)
         ),
         FailoverExecutor(
             store,

@@ -26,10 +26,15 @@ STATUS: list[tuple[type[errors.TakeoverError], int]] = [
 ]
 
 
+def status_of(error: errors.TakeoverError) -> int:
+    """The HTTP status a domain error answers with (the API's and the console's)."""
+    return next((code for kind, code in STATUS if isinstance(error, kind)), 500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_takeover_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, errors.TakeoverError)
-        status = next((code for kind, code in STATUS if isinstance(error, kind)), 500)
+        status = status_of(error)
         body: dict[str, Any] = {"detail": error.message}
         if error.field:
             body["field"] = error.field

@@ -64,8 +64,14 @@ Frame = Callable[[], tuple[str, Sequence[dict[str, Any]], Sequence[str], Sequenc
 def emit_watching(frame: Frame, output: Output, watch: bool, interval: float = 2.0) -> None:
     """Print ``frame()`` once, or, with ``watch``, redraw it every ``interval`` until Ctrl-C; as
     JSON, each refresh is one line holding the list (JSON Lines), for scripts to follow."""
+
+    def drawn() -> Table:
+        title, rows, columns, wide = frame()
+        return render(title, rows, columns, output, wide)
+
     if not watch:
-        emit(*_args(frame(), output))
+        title, rows, columns, wide = frame()
+        emit(title, rows, columns, output, wide)
         return
     try:
         if output is Output.JSON:
@@ -74,22 +80,15 @@ def emit_watching(frame: Frame, output: Output, watch: bool, interval: float = 2
                 time.sleep(interval)
         if not out.is_terminal:  # a pipe or a file: each refresh printed after the last
             while True:
-                out.print(render(*_args(frame(), output)))
+                out.print(drawn())
                 out.file.flush()
                 time.sleep(interval)
-        with Live(render(*_args(frame(), output)), console=out, auto_refresh=False) as live:
+        with Live(drawn(), console=out, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
-                live.update(render(*_args(frame(), output)), refresh=True)
+                live.update(drawn(), refresh=True)
     except KeyboardInterrupt:
         return
-
-
-def _args(
-    frame: tuple[str, Sequence[dict[str, Any]], Sequence[str], Sequence[str]], output: Output
-) -> tuple[str, Sequence[dict[str, Any]], Sequence[str], Output, Sequence[str]]:
-    title, rows, columns, wide = frame
-    return title, rows, columns, output, wide
 
 
 WatchOption: Any = typer.Option(False, "--watch", "-w", help="redraw every 2 s until Ctrl-C")

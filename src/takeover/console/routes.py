@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from takeover.api.deps import ControllersDep, ServicesDep
-from takeover.api.errors import STATUS
+from takeover.api.errors import status_of
 from takeover.api.schemas import FailoverOut, InstanceOut, NodeOut, TokenOut
 from takeover.console import charts, views
 from takeover.console.session import (
@@ -75,7 +75,7 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except TakeoverError as error:
-                return _error(request, error.message, _status_of(error))
+                return _error(request, error.message, status_of(error))
             except RequestValidationError as error:
                 return _error(request, "; ".join(_field(e) for e in error.errors()), 422)
 
@@ -125,10 +125,6 @@ def _page(request: Request, session: Session, name: str, services: Services, **c
     return templates.TemplateResponse(request, name, context, headers=HEADERS)
 
 
-def _status_of(error: TakeoverError) -> int:
-    return next((code for kind, code in STATUS if isinstance(error, kind)), 500)
-
-
 async def _fields(request: Request) -> dict[str, str]:
     """The posted form from this site (another origin is refused), NUL bytes refused."""
     check_origin(request)
@@ -150,7 +146,7 @@ async def _act(request: Request, session: Session, action: Callable[[dict[str, s
     try:
         message, status = action(await _form(request, session)), 200
     except TakeoverError as error:
-        message, status = error.message, _status_of(error)
+        message, status = error.message, status_of(error)
     if not request.headers.get("hx-request"):
         back = request.headers.get("referer", "/ui")
         return RedirectResponse(back if back.startswith(str(request.base_url)) else "/ui", 303)
@@ -180,7 +176,7 @@ async def login(request: Request, services: ServicesDep) -> Response:
             request,
             "login.html",
             {"error": failure.message},
-            status_code=_status_of(failure),
+            status_code=status_of(failure),
             headers=HEADERS,
         )
     response = RedirectResponse("/ui", 303)

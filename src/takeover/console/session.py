@@ -20,7 +20,6 @@ from takeover.domain.models import Principal, Role
 COOKIE = "takeover_console"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def csrf_value(token: str) -> str:

@@ -19,7 +19,6 @@ from takeover.domain.monitor import (
     regions_to_resume,
     stale_nodes,
 )
-from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.store import Store
 
@@ -41,14 +40,13 @@ class NodeMonitor:
         store: Store,
         policy: MonitorPolicy,
         bucket: TokenBucket,
-        metrics: Metrics,
         telemetry: FailoverTelemetry,
         score_every: timedelta = timedelta(minutes=1),
     ) -> None:
         self._store = store
         self._policy = policy
         self._bucket = bucket
-        self._metrics = metrics
+        self._metrics = telemetry.metrics
         self._telemetry = telemetry
         self._score_every = score_every
         self._scored_at: datetime | None = None
