@@ -37,6 +37,7 @@ from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router, no_regions_router
 from takeover.settings import Settings
 from takeover.store import Store, make_engine, migrate
+from takeover.store.changes import ChangeFeed, watch_sqlite
 from takeover.tracing import tracer_provider
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def build(
         execute_timeout=settings.stop_timeout + settings.max_attempts * settings.restore_timeout + 10,
         renter=renter,
         telemetry=telemetry,
+        stream_accepts=(settings.stream_accept_rate, settings.stream_accept_burst),
     )
     services.drain_file = settings.drain_file
     metrics.watch_pool(store.pool.counts)
@@ -128,7 +130,7 @@ def build(
         services,
         controllers,
         max_body_bytes=settings.max_body_bytes,
-        lifespan=_lifespan(controllers, regions, counts, traces),
+        lifespan=_lifespan(controllers, regions, counts, traces, _change_feed(store, services)),
         tracer_provider=traces,
     )
     if regions is not None:
@@ -245,15 +247,27 @@ def _regions(settings: Settings, metrics: Metrics) -> MultiRegion | None:
     return MultiRegion(load_config(settings.regions_config), registry=metrics.registry)
 
 
+def _change_feed(store: Store, services: Services) -> ChangeFeed | None:
+    """What wakes the agent streams: on SQLite, this process's own writes (watched from now on);
+    on PostgreSQL, every writer's, through a LISTEN started with the app."""
+    if store.engine.dialect.name == "sqlite":
+        watch_sqlite(store.engine, services.pushes.notify)
+        return None
+    return ChangeFeed(store.engine.url, services.pushes.notify)
+
+
 def _lifespan(
     controllers: ControlLoop | None,
     regions: MultiRegion | None,
     counts: Counts,
     traces: TracerProvider | None,
+    feed: ChangeFeed | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         counts.start()
+        if feed is not None:
+            feed.start()
         if regions is not None:
             regions.start()
         stop = asyncio.Event()
@@ -267,6 +281,8 @@ def _lifespan(
             if regions is not None:
                 regions.close()
             await asyncio.to_thread(counts.close)  # the last rate-limit counts reach the store
+            if feed is not None:
+                await asyncio.to_thread(feed.close)
             if traces is not None:
                 await asyncio.to_thread(traces.shutdown)  # the last spans reach the collector
 

@@ -27,6 +27,16 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
             registry=r,
         )
+        self.streams = Gauge("takeover_agent_streams", "Agent streams this replica holds open", registry=r)
+        self.streams_closed = Counter(
+            "takeover_agent_streams_closed_total",
+            "Agent streams this replica closed or refused, by close code (1013: accept rate)",
+            ["code"],
+            registry=r,
+        )
+        self.pushes = Counter(
+            "takeover_desired_pushes_total", "Desired states pushed to agent streams", registry=r
+        )
         self.failovers_opened = Counter(
             "takeover_failovers_opened_total", "Failovers opened", ["reason"], registry=r
         )

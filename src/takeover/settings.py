@@ -96,6 +96,10 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024)
     heartbeat_batch: int = Field(1000, ge=1)
+    stream_accept_rate: float = Field(
+        200.0, gt=0, allow_inf_nan=False, description="new agent streams this replica accepts per second"
+    )
+    stream_accept_burst: int = Field(200, ge=1, description="new agent streams accepted at once")
     regions_config: Path | None = Field(
         None, description="takeover.regions groups to health-check and serve at /health/connections"
     )

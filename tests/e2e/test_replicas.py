@@ -265,3 +265,37 @@ def _lease_epoch(store: str) -> int:
             )
     finally:
         engine.dispose()
+
+
+def test_a_replica_killed_while_it_holds_streams_moves_them_without_a_false_failover(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with control_plane(request, tmp_path) as (plane, cluster):
+        replicas = plane.replicas
+        wait_until(lambda: sum(_streams(u) for u in replicas) == 3, 20, "the three agents' streams")
+        victim = max(replicas, key=_streams)  # holds at least one stream
+        replicas[victim].kill()
+        replicas[victim].wait()
+        survivors = [u for u in replicas if u != victim]
+        wait_until(lambda: sum(_streams(u) for u in survivors) == 3, 20, "the streams to move")
+        time.sleep(4)  # longer than offline_after (3 s): a node that had gone silent would be offline
+
+        assert {n["status"] for n in cluster.api.get("/api/v1/nodes").json()} == {"online"}
+        assert cluster.api.get("/api/v1/failovers").json() == []
+
+        # a placement decided by the leader reaches the stream's agent through another replica
+        instance = cluster.create_counter("counter")
+        wait_until(lambda: cluster.serving(instance["id"]), 30, "the counter to serve")
+        assert sum(_metric(u, "takeover_desired_pushes_total") for u in survivors) >= 1
+
+
+def _metric(url: str, name: str) -> float:
+    try:
+        text = httpx.get(url + "/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def _streams(url: str) -> float:
+    return _metric(url, "takeover_agent_streams")

@@ -27,12 +27,13 @@ import structlog
 from takeover.agent.containers import ContainerRuntime
 from takeover.agent.fence import Fence
 from takeover.agent.gpus import GpuReader
+from takeover.agent.link import HttpLink, Link, StreamLink, detail, stream_url
 from takeover.agent.plan import Act, Held, Snapshot, plan, snapshot_due
 from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import LaunchError, Leftover, Runtime
 from takeover.agent.settings import AgentSettings
-from takeover.api.schemas import DesiredInstance, HeartbeatOut
+from takeover.api.schemas import DesiredInstance
 from takeover.domain.models import InstanceState
 from takeover.domain.snapshots import empty_start_refusal
 from takeover.snapshots import Manifest, Restored, SnapshotRepository
@@ -114,6 +115,7 @@ class Agent:
         self._next_snapshot: dict[str, float] = {}
         self._wanted: dict[str, DesiredInstance] = {}  # the last reply's desired instances
         self.credentials: Credentials | None = None
+        self.link: Link | None = None  # once registered
 
     # start-up -----------------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class Agent:
                 if self.stop_event.wait(1.0):
                     raise AgentError("stopped before the node was registered") from exc
         if response.status_code != 201:
-            raise AgentError(f"registration refused ({response.status_code}): {_detail(response)}")
+            raise AgentError(f"registration refused ({response.status_code}): {detail(response)}")
         data = response.json()
         saved.write_text(json.dumps({"node_id": data["id"], "token": data["api_token"]}))
         saved.chmod(0o600)
@@ -162,6 +164,7 @@ class Agent:
 
     def run(self) -> None:
         self.credentials = self.register()
+        self.link = self._open_link(self.credentials)
         log.info("agent started", node=str(self.credentials.node_id), url=self.settings.takeover_url)
         self._find_leftovers()
         next_beat = 0.0
@@ -179,15 +182,36 @@ class Agent:
                     next_beat = now + self.heartbeat_interval
                 self._fence_if_silent()
                 self._schedule_snapshots(time.monotonic())
-                self.stop_event.wait(_TICK)
+                self._wait_for_push(_TICK)
         finally:
             self.shutdown()
+
+    def _wait_for_push(self, timeout: float) -> None:
+        """Idle until the next tick, or act at once on desired state pushed meanwhile (which
+        acknowledges no heartbeat: the fence moves only with acks)."""
+        assert self.link is not None
+        reply = self.link.pushed(timeout)
+        if reply is not None:
+            self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
+
+    def _open_link(self, credentials: Credentials) -> Link:
+        http = HttpLink(self.client, credentials.node_id, credentials.token, self.stop_event)
+        if self.settings.transport == "http":
+            return http
+        return StreamLink(
+            stream_url(self.settings.takeover_url, credentials.node_id),
+            credentials.node_id,
+            credentials.token,
+            http,
+        )
 
     def shutdown(self) -> None:
         """SIGTERM: end the children cleanly; the control plane still lists them here."""
         stop_all(list(self.runners.values()), self.settings.stop_grace)
         self.runners.clear()
         self._workers.shutdown(wait=True, cancel_futures=True)
+        if self.link is not None:
+            self.link.close()
         self.client.close()
         log.info("agent stopped")
 
@@ -209,24 +233,9 @@ class Agent:
         }
         reported_syncs = [c for c in self.warm.values() if c.to_report]
         sent = time.monotonic()
-        timeout = self.fence.request_timeout(self.heartbeat_interval, sent)
-        try:
-            response = self.client.post(
-                f"/api/v1/nodes/{self.credentials.node_id}/heartbeat",
-                json=body,
-                headers={"Authorization": f"Bearer {self.credentials.token}"},
-                timeout=timeout,
-            )
-        except httpx.HTTPError as exc:
-            log.warning("heartbeat failed", error=str(exc) or type(exc).__name__)
-            return False
-        if response.status_code != 200:
-            log.error("heartbeat refused", status=response.status_code, detail=_detail(response))
-            return False
-        try:
-            reply = HeartbeatOut.model_validate_json(response.content)
-        except ValueError as exc:
-            log.error("heartbeat reply not understood", error=str(exc)[:500])
+        assert self.link is not None
+        reply = self.link.beat(body, self.fence.request_timeout(self.heartbeat_interval, sent))
+        if reply is None:
             return False
         rtt = (time.monotonic() - sent) * 1000
         self.latency_ms = rtt if self.fence.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
@@ -676,10 +685,3 @@ class Agent:
 def _request(item: DesiredInstance) -> str | None:
     at = item.snapshot_requested_at
     return at.isoformat() if at is not None else None
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text[:200]

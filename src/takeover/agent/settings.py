@@ -61,6 +61,12 @@ class AgentSettings(BaseSettings):
         validation_alias=_env("NODE_CONTAINER_OPTIONS"),
         description="global options for every podman/docker call, e.g. --runtime runc",
     )
+    transport: Literal["stream", "http"] = Field(
+        "stream",
+        validation_alias=_env("NODE_TRANSPORT"),
+        description="stream: one WebSocket for heartbeats and pushed desired state (HTTP while it "
+        "reconnects); http: one request per heartbeat",
+    )
     heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
     snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))

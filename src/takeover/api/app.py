@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 
+from takeover.api import stream
 from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
 from takeover.api.inputs import RefuseNul
 from takeover.api.observe import RequestMetrics
@@ -47,6 +48,7 @@ def create_app(
     for module in (nodes, instances, failovers, orchestrator, provider, regiongroups):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
+    app.include_router(stream.router)
     install_console(app)
     return app
 

@@ -65,9 +65,12 @@ def serve(
         soft_wrap=True,
     )
     host, port, level = settings.host, settings.port, settings.log_level
+    max_frame = settings.max_body_bytes  # a stream's frame, like a request's body (close code 1009)
     if settings.workers == 1:
         runtime = build(settings)
-        config = uvicorn.Config(runtime.app, host=host, port=port, log_level=level, access_log=False)
+        config = uvicorn.Config(
+            runtime.app, host=host, port=port, log_level=level, access_log=False, ws_max_size=max_frame
+        )
         DrainingServer(config, runtime.services, settings.drain_seconds).run()
         return
     open_store(settings).engine.dispose()  # migrate once, before the workers start
@@ -87,6 +90,7 @@ def serve(
         port=port,
         log_level=level,
         access_log=False,
+        ws_max_size=max_frame,
     )
     try:
         DrainingSupervisor(config, [config.bind_socket()], drain_file, settings.drain_seconds).run()

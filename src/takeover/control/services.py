@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 from takeover.control.heartbeats import HeartbeatBatcher
 from takeover.control.orchestrator import Orchestrator
+from takeover.control.pushes import PushHub
 from takeover.control.scope import owner_scope
 from takeover.control.telemetry import FailoverTelemetry
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
@@ -32,6 +33,7 @@ from takeover.domain.models import (
     RentPolicy,
     Role,
 )
+from takeover.domain.monitor import TokenBucket
 from takeover.domain.placement import Ineligible
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Rental
 from takeover.metrics import Metrics
@@ -110,7 +112,9 @@ class Services:
         execute_timeout: float = 300.0,
         renter: Renter | None = None,
         telemetry: FailoverTelemetry | None = None,
+        stream_accepts: tuple[float, int] = (200.0, 200),
     ) -> None:
+        """``stream_accepts``: new agent streams per second and at once (a reconnect storm's bound)."""
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
         self.drain_file: Path | None = None  # in `serve --workers N`: the parent creates it on SIGTERM
         self.agent_timings = agent_timings or AgentTimings()
@@ -122,6 +126,8 @@ class Services:
         self.batcher = HeartbeatBatcher(
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
+        self.pushes = PushHub()
+        self._stream_accepts = TokenBucket.full(*stream_accepts, clock.now())
         sync = self.agent_timings.standby_report_interval
         market = renter.market if renter is not None else None
         self.orchestrator = Orchestrator(
@@ -217,6 +223,19 @@ class Services:
         if not raw_token:
             raise Unauthenticated("missing bearer token")
         return await self.batcher.submit(hash_token(raw_token), heartbeat)
+
+    def admit_stream(self) -> bool:
+        """One token of the accept rate; False: the agent backs off and heartbeats over HTTP meanwhile."""
+        self._stream_accepts, admitted = self._stream_accepts.take(self.clock.now())
+        return admitted
+
+    def authenticate_node(self, raw: str | None, node_id: UUID) -> None:
+        who = self.authenticate(raw)
+        if who.role is not Role.NODE or who.subject != str(node_id):
+            raise Forbidden("only the node's own token may open its stream")
+
+    def desired_state(self, node_id: UUID) -> HeartbeatResult:
+        return self.store.nodes.desired_state(node_id)
 
     def is_draining(self) -> bool:
         return self.draining or (self.drain_file is not None and self.drain_file.exists())

@@ -77,8 +77,10 @@ class Handler(BaseHTTPRequestHandler):
 
 def _alive() -> None:
     path = WORKSPACE / f"alive-{EPOCH}"
-    while True:
-        path.write_text(f"{time.time():.6f}")
+    fresh = path.with_suffix(".tmp")
+    while True:  # replaced whole: a stop between truncating and writing left it empty
+        fresh.write_text(f"{time.time():.6f}")
+        fresh.replace(path)
         time.sleep(0.05)
 
 

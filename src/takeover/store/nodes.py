@@ -118,12 +118,8 @@ class NodeRepository:
                 conn.execute(write)
             self._write_nodes(conn, updated, known, now)
             append_logs(conn, _log_chunks(accepted, held), now)
-            standing_by = _standbys(conn, accepted)
-        desired: dict[UUID, list[Instance]] = {}
-        releasing: dict[UUID, list[Instance]] = {}
-        for instance, leaving in held:
-            if instance.node_id is not None:
-                (releasing if leaving else desired).setdefault(instance.node_id, []).append(instance)
+            standing_by = _standbys(conn, [hb.node_id for hb in accepted])
+        desired, releasing = _split(held)
         results: list[HeartbeatResult | TakeoverError] = []
         for (_, hb), refused in zip(batch, refusals, strict=True):
             if refused is not None:  # accepted ones are known: a node token names a stored node
@@ -139,6 +135,16 @@ class NodeRepository:
                     )
                 )
         return results
+
+    def desired_state(self, node_id: UUID) -> HeartbeatResult:
+        """What the node should run, keep warm and hand over now: what a push to its stream carries."""
+        with self._engine.connect() as conn, conn.begin():  # one snapshot on SQLite
+            node = get_node(conn, node_id)
+            desired, releasing = _split(_held_instances(conn, [node_id]))
+            standby = _standbys(conn, [node_id])
+        return HeartbeatResult(
+            node, desired.get(node_id, []), 0, releasing.get(node_id, []), standby.get(node_id, [])
+        )
 
     def _heartbeat_nodes(
         self, batch: Sequence[Heartbeat], known: dict[UUID, Node], now: datetime
@@ -308,9 +314,20 @@ def _standby_syncs(batch: Sequence[Heartbeat], now: datetime) -> list[InstanceWr
     ]
 
 
-def _standbys(conn: sa.Connection, batch: Sequence[Heartbeat]) -> dict[UUID, list[Instance]]:
+def _split(
+    held: Sequence[tuple[Instance, bool]],
+) -> tuple[dict[UUID, list[Instance]], dict[UUID, list[Instance]]]:
+    """Per node: the instances to run, and those to hand over."""
+    desired: dict[UUID, list[Instance]] = {}
+    releasing: dict[UUID, list[Instance]] = {}
+    for instance, leaving in held:
+        if instance.node_id is not None:
+            (releasing if leaving else desired).setdefault(instance.node_id, []).append(instance)
+    return desired, releasing
+
+
+def _standbys(conn: sa.Connection, node_ids: Sequence[UUID]) -> dict[UUID, list[Instance]]:
     """What each of these nodes must keep a warm copy of."""
-    node_ids = [hb.node_id for hb in batch]
     rows = conn.execute(
         sa.select(instances).where(
             instances.c.standby_node_id.in_(node_ids), instances.c.node_id != instances.c.standby_node_id

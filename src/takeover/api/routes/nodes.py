@@ -8,10 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, BearerDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
+from takeover.api.frames import heartbeat_of, heartbeat_reply
 from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import (
     CheckOfflineOut,
-    DesiredInstance,
     FailoverOut,
     HeartbeatIn,
     HeartbeatOut,
@@ -20,14 +20,11 @@ from takeover.api.schemas import (
     NodeJoin,
     NodeOut,
     NodePatch,
-    ReleaseInstance,
     SelectIn,
-    SpecOut,
 )
 from takeover.control.services import NodeDraft
 from takeover.domain.errors import Conflict, NoCapacity
-from takeover.domain.heartbeat import Heartbeat
-from takeover.domain.models import Instance, NodeStatus
+from takeover.domain.models import NodeStatus
 from takeover.domain.placement import Ineligible
 
 router = APIRouter(prefix="/nodes", tags=["nodes"], route_class=StrictJSONRoute)
@@ -114,38 +111,6 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatOut)
 async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep) -> Response:
     """The hot path: the reply is serialized once here, not validated again by FastAPI."""
-    reports = tuple(r.to_report() for r in body.instances)
-    standbys = tuple((s.id, s.snapshot) for s in body.standbys)
-    gpus = tuple(g.to_gpu() for g in sorted(body.gpus, key=lambda g: g.index))
-    result = await services.heartbeat(
-        token,
-        Heartbeat(node_id, body.cpu_load, body.memory_load, body.avg_latency_ms, reports, standbys, gpus),
-    )
-    timings = services.agent_timings
-    reply = HeartbeatOut(
-        node_id=node_id,
-        health_score=result.node.health_score,
-        status=result.node.status,
-        desired=[_desired(i) for i in result.desired],
-        release=[ReleaseInstance(id=i.id, epoch=i.epoch) for i in result.releasing],
-        heartbeat_interval=timings.heartbeat_interval,
-        fence_after=timings.fence_after,
-        standby=[_desired(i) for i in result.standby],
-        sync_interval=timings.sync_interval,
-        fence_grace=timings.fence_grace,
-    )
+    result = await services.heartbeat(token, heartbeat_of(node_id, body))
+    reply = heartbeat_reply(result, services.agent_timings)
     return Response(reply.model_dump_json(), media_type="application/json")
-
-
-def _desired(i: Instance) -> DesiredInstance:
-    return DesiredInstance(
-        id=i.id,
-        name=i.name,
-        epoch=i.epoch,
-        spec=SpecOut.of(i.spec),
-        snapshot_requested_at=i.snapshot_requested_at,
-        volume_id=i.volume_id,
-        recovery_point=i.recovery_point,
-        start_empty=i.start_empty,
-        gpu_indices=list(i.gpu_indices),
-    )
