@@ -12,7 +12,12 @@ new endpoint. The killed agent is restarted between runs.
     .venv/bin/python -m bench.failover_rto --runs 10 --runtime container --strategy cpu_standby warm_pool
 
 ``--runtime container`` runs the counter image under Podman instead (a keeper stops the killed
-node's container at its fence deadline).
+node's container at its fence deadline). ``--timings lan`` uses LAN_TIMINGS (0.25 s heartbeats,
+offline after 1.25 s); ``--transport http`` makes the agents send one request per heartbeat
+instead of holding a stream (which also brings pushed desired state).
+
+    .venv/bin/python -m bench.failover_rto --runs 10 --timings lan --transport stream http \
+        --strategy warm_pool regional_volume
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ from takeover.domain.snapshots import SnapshotRef
 from takeover.localcluster import FAST_TIMINGS, LocalCluster, wait_until
 
 AGENTS = ("a", "b", "c")
+# For a LAN: a heartbeat every 0.25 s; a node with no acknowledged heartbeat for 0.75 s stops its
+# instances (SIGKILL 0.125 s after SIGTERM); the control plane waits 1.25 s (> 0.75 + 0.25).
+LAN_TIMINGS = {
+    **FAST_TIMINGS,
+    "TAKEOVER_HEARTBEAT_INTERVAL": "0.25",
+    "TAKEOVER_FENCE_AFTER": "0.75",
+    "TAKEOVER_FENCE_MARGIN": "0.25",
+    "TAKEOVER_OFFLINE_AFTER": "1.25",
+    "TAKEOVER_MONITOR_INTERVAL": "0.1",
+}
 
 
 def protected(cluster: LocalCluster, inst: dict[str, Any], strategy: str, since: float) -> bool:
@@ -112,10 +127,34 @@ def main() -> None:
     )
     parser.add_argument("--workspace-mb", type=int, default=0, help="random data in each workspace")
     parser.add_argument("--runtime", choices=["process", "container"], default="process")
+    parser.add_argument("--timings", choices=["fast", "lan"], default="fast")
+    parser.add_argument("--transport", nargs="+", choices=["stream", "http"], default=["stream"])
     args = parser.parse_args()
-    timings = {**FAST_TIMINGS, "TAKEOVER_SYNC_INTERVAL": "1", "TAKEOVER_BRAKE_MIN_NODES": "10"}
+    base = LAN_TIMINGS if args.timings == "lan" else FAST_TIMINGS
+    timings = {**base, "TAKEOVER_SYNC_INTERVAL": "1", "TAKEOVER_BRAKE_MIN_NODES": "10"}
     print("timings: " + ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}" for k, v in timings.items()))
     print(f"workspace: counter + {args.workspace_mb} MB of random bytes; runtime: {args.runtime}")
+    summary = []
+    for transport in args.transport:
+        summary += run_all(args, timings, transport)
+    print()
+    print(
+        f"{'transport':9s} {'strategy':16s} {'detection':>16s} {'serving again':>20s} {'after detection':>22s}"
+    )
+    for name, results in summary:
+        detected = [r[0] for r in results]
+        served = [r[1] for r in results]
+        after = [r[1] - r[0] for r in results]
+        print(
+            f"{name:26s} median {statistics.median(detected):5.2f} s   "
+            f"median {statistics.median(served):6.2f} s p95 {percentile(served, 95):6.2f} s   "
+            f"median {statistics.median(after):5.2f} s p95 {percentile(after, 95):5.2f} s"
+        )
+
+
+def run_all(
+    args: argparse.Namespace, timings: dict[str, str], transport: str
+) -> list[tuple[str, list[tuple[float, float, float]]]]:
     summary = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-rto-") as tmp,
@@ -129,29 +168,21 @@ def main() -> None:
                     f.write(os.urandom(1 << 20))
         cluster.start_control_plane()
         for name in AGENTS:
-            cluster.start_agent(name, NODE_VOLUME_ROOT=str(cluster.root / "volumes"))
+            cluster.start_agent(
+                name, NODE_VOLUME_ROOT=str(cluster.root / "volumes"), NODE_TRANSPORT=transport
+            )
         for strategy in args.strategy:
             results = []
             for n in range(args.runs):
                 detect, serve, record = one_run(cluster, strategy, n, blob)
                 results.append((detect, serve, record))
                 print(
-                    f"{strategy:16s} run {n + 1:2d}: offline after {detect:5.2f} s, serving after {serve:6.2f} s "
+                    f"{transport:9s} {strategy:16s} run {n + 1:2d}: offline after {detect:5.2f} s, serving after {serve:6.2f} s "
                     f"({serve - detect:5.2f} s after detection; failover record {record:5.2f} s)",
                     flush=True,
                 )
-            summary.append((strategy, results))
-    print()
-    print(f"{'strategy':16s} {'detection':>16s} {'serving again':>20s} {'after detection':>22s}")
-    for strategy, results in summary:
-        detected = [r[0] for r in results]
-        served = [r[1] for r in results]
-        after = [r[1] - r[0] for r in results]
-        print(
-            f"{strategy:16s} median {statistics.median(detected):5.2f} s   "
-            f"median {statistics.median(served):6.2f} s p95 {percentile(served, 95):6.2f} s   "
-            f"median {statistics.median(after):5.2f} s p95 {percentile(after, 95):5.2f} s"
-        )
+            summary.append((f"{transport:9s} {strategy}", results))
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Heartbeat throughput and latency of one `takeover serve` process, over real HTTP.
+"""Heartbeat throughput and latency of one `takeover serve` process, over HTTP and over streams.
 
-Registers --nodes nodes through the API, then wrk (C, so the load generator costs little
-CPU on this 2-core machine) sends heartbeats round-robin as those nodes, each with its own
-token, for --duration seconds. Prints heartbeats/s and latency percentiles per backend.
+Registers --nodes nodes through the API. HTTP: wrk (C, so the load generator costs little CPU
+on this 2-core machine) sends heartbeats round-robin as those nodes, each with its own token,
+over --connections connections. Stream: bench.streamload holds one stream per node in this
+process and sends each node's next heartbeat as soon as its previous one is acknowledged.
+Both for --duration seconds after a warm-up; prints heartbeats/s, latency percentiles, and the
+CPU per heartbeat of the server and of the load generator.
 
-    .venv/bin/python bench/heartbeats.py --backend sqlite postgres
+    .venv/bin/python -m bench.heartbeats --backend postgres --transport http stream --workers 1
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import psutil
 
+from bench import streamload
 from bench.common import backend_parser, database, ensure_debian_tool, start, stop
 
 BODY = '{"cpu_load":0.2,"memory_load":0.3,"avg_latency_ms":4,"instances":[]}'
@@ -61,7 +66,27 @@ def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str
     return result
 
 
-def bench(backend: str, nodes: int, duration: int, connections: int, workers: int) -> dict[str, float]:
+def run_streams(url: str, nodes: list[tuple[str, str]], duration: int) -> dict[str, float]:
+    import uvloop
+
+    host, port = url.removeprefix("http://").split(":")
+    started = time.process_time()
+    tally = uvloop.run(streamload.drive(host, int(port), nodes, 2.0, duration))
+    lat = tally.latencies
+    result = {
+        "rps": tally.acks / duration,
+        "errors": float(tally.errors),
+        "gen_cpu_s": time.process_time() - started,
+    }
+    result |= {f"p{p}_ms": streamload.percentile(lat, p) for p in (50, 90, 99)}
+    if tally.closes:
+        print("closed:", sorted(set(tally.closes))[:5])
+    return result
+
+
+def bench(
+    backend: str, transport: str, nodes: int, duration: int, connections: int, workers: int
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
         env = {
             "TAKEOVER_DATABASE_URL": url,
@@ -71,12 +96,21 @@ def bench(backend: str, nodes: int, duration: int, connections: int, workers: in
         process, server = start(Path(tmp), **env)
         try:
             registered = register(server, nodes)
+            if transport == "stream":
+                before = cpu_seconds(process.pid)
+                result = run_streams(server, registered, duration)
+                beats = result["rps"] * duration
+                # the connects and the warm-up are in both CPU figures: an upper bound per heartbeat
+                result["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / beats
+                result["gen_cpu_ms"] = result["gen_cpu_s"] * 1000 / beats
+                return result
             script = lua_script(registered, Path(tmp) / "hb.lua")
             run_wrk(server, script, 2, connections)  # warm-up
             before = cpu_seconds(process.pid)
             result = run_wrk(server, script, duration, connections)
             # Server CPU per heartbeat: steadier than throughput on a shared, noisy machine.
             result["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / (result["rps"] * duration)
+            result["gen_cpu_ms"] = float("nan")  # wrk's: not measured
             return result
         finally:
             stop(process)
@@ -98,21 +132,26 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--transport", nargs="+", choices=["http", "stream"], default=["http", "stream"])
     args = parser.parse_args()
-    print(f"{args.nodes} nodes, {args.connections} connections, {args.duration} s per run")
     print(
-        f"{'backend':<10} {'workers':>7} {'heartbeats/s':>12} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-        f"{'cpu ms/beat':>11} {'errors':>6}"
+        f"{args.nodes} nodes, {args.connections} HTTP connections or a stream per node, {args.duration} s per run"
+    )
+    print(
+        f"{'backend':<10} {'transport':<9} {'workers':>7} {'heartbeats/s':>12} {'p50 ms':>8} {'p90 ms':>8} "
+        f"{'p99 ms':>8} {'cpu ms/beat':>11} {'gen ms/beat':>11} {'errors':>6}"
     )
     for backend in args.backend:
         for workers in args.workers:
-            r = bench(backend, args.nodes, args.duration, args.connections, workers)
-            print(
-                f"{backend:<10} {workers:>7} {r['rps']:>12.0f} {r['p50_ms']:>8.1f} {r['p90_ms']:>8.1f} "
-                f"{r['p99_ms']:>8.1f} {r['cpu_ms']:>11.3f} {r['errors']:>6.0f}",
-                flush=True,
-            )
-    print("cpu ms/beat: CPU time of the server processes per heartbeat served; wrk shares the 2 cores")
+            for transport in args.transport:
+                r = bench(backend, transport, args.nodes, args.duration, args.connections, workers)
+                print(
+                    f"{backend:<10} {transport:<9} {workers:>7} {r['rps']:>12.0f} {r['p50_ms']:>8.1f} "
+                    f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['cpu_ms']:>11.3f} {r['gen_cpu_ms']:>11.3f} "
+                    f"{r['errors']:>6.0f}",
+                    flush=True,
+                )
+    print("cpu ms/beat: CPU time of the server processes per heartbeat answered; gen: the load generator's")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
             registry=r,
         )
+        self.heartbeat_gap = Histogram(
+            "takeover_heartbeat_gap_seconds",
+            "Time between a node's consecutive heartbeats as the store saw them: how late they come, "
+            "to choose heartbeat_interval, fence_after and offline_after from",
+            buckets=(0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10, 30, 60, 120),
+            registry=r,
+        )
         self.streams = Gauge("takeover_agent_streams", "Agent streams this replica holds open", registry=r)
         self.streams_closed = Counter(
             "takeover_agent_streams_closed_total",

@@ -137,3 +137,18 @@ def test_a_batch_that_loses_a_deadlock_is_run_again(pool: Pool, runtime: Runtime
             other.execute(nodes.update().where(nodes.c.id == UUID(low.id)).values(priority=1))
             crossing.commit()  # PostgreSQL broke the cycle by aborting the batch, which waited first
     assert errors == []
+
+
+def test_the_gap_between_a_node_s_heartbeats_is_measured_for_choosing_timings(
+    pool: Pool, runtime: Runtime
+) -> None:
+    node = pool.node("n1")
+    pool.beat(node)  # its first: no gap yet
+    pool.clock.advance(0.6)
+    pool.beat(node)
+    pool.clock.advance(2.5)
+    pool.beat(node)
+    registry = runtime.services.metrics.registry
+    assert registry.get_sample_value("takeover_heartbeat_gap_seconds_count") == 2
+    assert registry.get_sample_value("takeover_heartbeat_gap_seconds_sum") == pytest.approx(3.1)
+    assert registry.get_sample_value("takeover_heartbeat_gap_seconds_bucket", {"le": "0.75"}) == 1

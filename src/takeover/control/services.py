@@ -244,6 +244,9 @@ class Services:
         accepted = sum(1 for r in results if isinstance(r, HeartbeatResult))
         self.metrics.heartbeats.inc(accepted)
         self.metrics.heartbeat_batch.observe(len(results))
+        for result in results:
+            if isinstance(result, HeartbeatResult) and result.gap is not None:
+                self.metrics.heartbeat_gap.observe(result.gap)
         if any(isinstance(r, HeartbeatResult) and r.state_changes for r in results):
             self.wake()  # a target may have reported a failed-over instance running
 

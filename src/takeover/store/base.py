@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,16 @@ def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 _ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def among(
+    conn: sa.Connection, column: sa.ColumnElement[Any], values: Collection[Any]
+) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``= ANY(one array)``, so a batch's statement has the same
+    text whatever its size (psycopg parses it once, not again for every batch of a new length)."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:

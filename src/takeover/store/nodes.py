@@ -19,7 +19,7 @@ from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_he
 from takeover.domain.models import GpuRequest, Instance, Node, NodeStatus, Role
 from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
-from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.base import among, check_fence, record_event, transaction
 from takeover.store.logs import append_logs
 from takeover.store.rows import gpus_to_json, instance_from_row, node_from_row, spec_to_json
 from takeover.store.tables import failovers, instances, nodes, tokens
@@ -34,6 +34,7 @@ class HeartbeatResult:
     state_changes: int = 0  # instances whose reported state changed with this heartbeat
     releasing: list[Instance] = field(default_factory=list)  # to stop and snapshot (a handover)
     standby: list[Instance] = field(default_factory=list)  # warm copies to keep in sync here
+    gap: float | None = None  # seconds since this node's previous heartbeat (None: its first)
 
 
 class NodeRepository:
@@ -132,6 +133,7 @@ class NodeRepository:
                         changes[hb.node_id],
                         releasing.get(hb.node_id, []),
                         standing_by.get(hb.node_id, []),
+                        _gap(known[hb.node_id], now),
                     )
                 )
         return results
@@ -259,7 +261,7 @@ def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str,
     query = (
         sa.select(tokens.c.token_hash, tokens.c.role, nodes)
         .select_from(tokens.outerjoin(nodes, nodes.c.id == tokens.c.node_id))
-        .where(tokens.c.token_hash.in_(hashes), tokens.c.revoked_at.is_(None))
+        .where(among(conn, tokens.c.token_hash, hashes), tokens.c.revoked_at.is_(None))
     )
     return {
         r.token_hash: (r.role, node_from_row(r) if r.id is not None else None) for r in conn.execute(query)
@@ -281,7 +283,7 @@ def _held_instances(conn: sa.Connection, node_ids: Sequence[UUID]) -> list[tuple
                 ),
             )
         )
-        .where(instances.c.node_id.in_(node_ids))
+        .where(among(conn, instances.c.node_id, node_ids))
         .order_by(instances.c.name)
     )
     return [(instance_from_row(r), r.handover_id is not None) for r in conn.execute(query)]
@@ -314,6 +316,10 @@ def _standby_syncs(batch: Sequence[Heartbeat], now: datetime) -> list[InstanceWr
     ]
 
 
+def _gap(before: Node, now: datetime) -> float | None:
+    return None if before.last_heartbeat_at is None else (now - before.last_heartbeat_at).total_seconds()
+
+
 def _split(
     held: Sequence[tuple[Instance, bool]],
 ) -> tuple[dict[UUID, list[Instance]], dict[UUID, list[Instance]]]:
@@ -330,7 +336,8 @@ def _standbys(conn: sa.Connection, node_ids: Sequence[UUID]) -> dict[UUID, list[
     """What each of these nodes must keep a warm copy of."""
     rows = conn.execute(
         sa.select(instances).where(
-            instances.c.standby_node_id.in_(node_ids), instances.c.node_id != instances.c.standby_node_id
+            among(conn, instances.c.standby_node_id, node_ids),
+            instances.c.node_id != instances.c.standby_node_id,
         )
     )
     found: dict[UUID, list[Instance]] = {}
