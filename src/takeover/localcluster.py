@@ -174,11 +174,13 @@ class LocalCluster:
         region: str | None = None,
         url: str | None = None,
         wrapper: Sequence[str] = (),
+        wait: bool = True,
         **env: str,
     ) -> AgentProcess:
         """Start (or restart, keeping its data directory and settings) the agent ``name``.
 
-        ``wrapper`` runs it through another command, e.g. ``ip netns exec NS`` for a test host.
+        ``wrapper`` runs it through another command, e.g. ``ip netns exec NS`` for a test host;
+        ``wait=False`` returns before it registered (to start many at once).
         """
         before = self._agent_settings.get(name, {})
         region = region or before.get("region", "local")
@@ -213,7 +215,8 @@ class LocalCluster:
                 raise RuntimeError(f"agent {name} exited; see {self.root / f'agent-{name}.log'}")
             return self.node(name)
 
-        wait_until(registered, 30, f"agent {name} to register")
+        if wait:
+            wait_until(registered, 30, f"agent {name} to register")
         return agent
 
     def kill_agent(self, name: str) -> None:
