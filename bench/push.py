@@ -34,6 +34,7 @@ class Agent(streamload.Stream):
 
     def _received(self, opcode: int, payload: bytes) -> None:
         if opcode != 0x1:
+            super()._received(opcode, payload)  # pings are answered
             return
         now = time.perf_counter()
         message = json.loads(payload)

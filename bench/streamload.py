@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 BODY = {"cpu_load": 0.2, "memory_load": 0.3, "avg_latency_ms": 4, "instances": []}
 
 
-def client_frame(payload: bytes) -> bytes:
-    """A masked text frame (clients must mask), built once."""
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked frame (clients must mask): text, built once per stream, or a pong."""
     mask = os.urandom(4)
     size = len(payload)
     if size < 126:
-        header = struct.pack("!BB", 0x81, 0x80 | size)
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
     elif size < 65536:
-        header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
     else:
-        header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return header + mask + masked
 
@@ -90,12 +90,15 @@ class Stream(asyncio.Protocol):
             self._received(opcode, payload)
 
     def _received(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x9:  # the server's keepalive ping: unanswered, it closes the stream
+            self.transport.write(client_frame(payload, 0xA))
+            return
         if opcode == 0x8:  # close: code and reason
             self.tally.errors += 1
             self.tally.closes.append(f"{struct.unpack('!H', payload[:2])[0]} {payload[2:].decode()}")
             return
         if opcode != 0x1 or not payload.startswith(b'{"type":"ack"'):
-            return  # a push, or a ping (none come within a run)
+            return  # a push
         if self.tally.counting:
             self.tally.acks += 1
             self.tally.latencies.append(time.perf_counter() - self.sent)

@@ -137,7 +137,9 @@ class AgentStream:
             changed.clear()
             async with self.lock:
                 try:
-                    result = await asyncio.to_thread(self.services.desired_state, self.node_id)
+                    result = await asyncio.get_running_loop().run_in_executor(
+                        self.services.push_reads, self.services.desired_state, self.node_id
+                    )
                 except NotFound:
                     await self.websocket.close(GONE, "this node was deleted")
                     return

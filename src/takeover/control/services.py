@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -127,6 +128,8 @@ class Services:
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
         self.pushes = PushHub()
+        # Pushes read on threads of their own: never queued behind heartbeat batches' commits.
+        self.push_reads = ThreadPoolExecutor(4, thread_name_prefix="push-reads")
         self._stream_accepts = TokenBucket.full(*stream_accepts, clock.now())
         sync = self.agent_timings.standby_report_interval
         market = renter.market if renter is not None else None

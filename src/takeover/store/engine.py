@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -20,7 +21,11 @@ _MIGRATION_LOCK = 0x74616B65  # "take": one replica migrates at a time on Postgr
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+    # orjson decodes the JSON columns psycopg hands over as bytes several times faster than json
+    # (a tenth of a heartbeat batch's CPU went to json.loads).
+    return sa.create_engine(
+        url, pool_size=20, max_overflow=40, pool_pre_ping=True, json_deserializer=orjson.loads
+    )
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
