@@ -9,6 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from takeover.agent.link import BACKOFF_CAP, BACKOFF_FIRST, reconnect_delay, stream_url
+from takeover.api.frames import StreamMessage
+from takeover.api.schemas import HeartbeatOut
+from takeover.api.stream import message
+from takeover.domain.models import NodeStatus
 
 
 @given(st.integers(min_value=0, max_value=64), st.integers())
@@ -32,3 +36,18 @@ def test_the_stream_lives_beside_the_api_on_the_same_address() -> None:
         stream_url("https://cp.example/takeover", node)
         == f"wss://cp.example/takeover/api/v1/nodes/{node}/stream"
     )
+
+
+def test_the_server_s_hand_built_messages_are_what_the_agent_parses() -> None:
+    reply = HeartbeatOut(
+        node_id=UUID(int=2),
+        health_score=90.0,
+        status=NodeStatus.ONLINE,
+        desired=[],
+        release=[],
+        heartbeat_interval=0.25,
+        fence_after=0.75,
+    )
+    for kind, seq in (("ack", 7), ("desired", None)):
+        parsed = StreamMessage.model_validate_json(message(kind, seq, reply))
+        assert (parsed.type, parsed.seq, parsed.reply) == (kind, seq, reply)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import random
 import socket
 import threading
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
+import orjson
 import structlog
 from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -102,7 +102,8 @@ class StreamLink:
         if ws is not None:
             seq = next(self.seq)
             try:
-                ws.send(json.dumps({"type": "heartbeat", "seq": seq, "node_id": self.node_id, **body}))
+                frame = {"type": "heartbeat", "seq": seq, "node_id": self.node_id, **body}
+                ws.send(orjson.dumps(frame).decode())  # compact: no whitespace
                 reply = self._ack(ws, seq, deadline)
             except (ConnectionClosed, TimeoutError, OSError) as exc:
                 self._lost(exc)

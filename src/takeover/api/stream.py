@@ -17,7 +17,8 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from takeover.api.frames import HeartbeatFrame, StreamMessage, heartbeat_of, heartbeat_reply
+from takeover.api.frames import HeartbeatFrame, heartbeat_of, heartbeat_reply
+from takeover.api.schemas import HeartbeatOut
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden, NotFound, TakeoverError, Unauthenticated
 
@@ -125,9 +126,7 @@ class AgentStream:
                 log.warning("stream heartbeat not committed", node=str(self.node_id), error=str(error))
                 raise Closed(STORE_FAILED, "heartbeat not committed; send it again") from error
             reply = heartbeat_reply(result, self.services.agent_timings)
-            await self.websocket.send_text(
-                StreamMessage(type="ack", seq=frame.seq, reply=reply).model_dump_json()
-            )
+            await self.websocket.send_text(message("ack", frame.seq, reply))
 
     async def _push(self, changed: asyncio.Event) -> None:
         """After each notification, the node's state as now committed; a failed read waits for the
@@ -147,8 +146,13 @@ class AgentStream:
                     log.warning("push skipped", node=str(self.node_id), error=str(error))
                     continue
                 reply = heartbeat_reply(result, self.services.agent_timings)
-                await self.websocket.send_text(StreamMessage(type="desired", reply=reply).model_dump_json())
+                await self.websocket.send_text(message("desired", None, reply))
                 self.services.metrics.pushes.inc()
+
+
+def message(kind: str, seq: int | None, reply: HeartbeatOut) -> str:
+    """A StreamMessage's JSON, without building the wrapper model on the hot path."""
+    return f'{{"type":"{kind}","seq":{"null" if seq is None else seq},"reply":{reply.model_dump_json()}}}'
 
 
 def _closing(error: TakeoverError) -> Closed:

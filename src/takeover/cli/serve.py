@@ -44,7 +44,7 @@ def serve(
 ) -> None:
     """Run the control plane: REST API, and the controllers when this replica holds the lease."""
     from takeover.logsetup import configure_logging
-    from takeover.main import build, open_store
+    from takeover.main import build, open_store, tune_gc
 
     settings = load_settings(host=host, port=port, workers=workers)
     if settings.regions_config is not None:
@@ -68,6 +68,7 @@ def serve(
     max_frame = settings.max_body_bytes  # a stream's frame, like a request's body (close code 1009)
     if settings.workers == 1:
         runtime = build(settings)
+        tune_gc()
         config = uvicorn.Config(
             runtime.app, host=host, port=port, log_level=level, access_log=False, ws_max_size=max_frame
         )
