@@ -61,6 +61,7 @@ async def run(url: str, nodes: list[tuple[str, str]], placements: int) -> tuple[
     await asyncio.sleep(3)
     sent: dict[str, float] = {}
     answered: list[float] = []
+    replied: dict[str, float] = {}  # when the create request's answer came: after the commit
     headers = {"Authorization": "Bearer admin-secret"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
         for n in range(placements):
@@ -71,9 +72,19 @@ async def run(url: str, nodes: list[tuple[str, str]], placements: int) -> tuple[
             made.raise_for_status()
             sent[made.json()["id"]] = began
             answered.append(time.perf_counter() - began)
+            replied[made.json()["id"]] = time.perf_counter()
             await asyncio.sleep(0.05)
     await asyncio.sleep(2)
-    print(f"the create request itself answered in {statistics.median(answered) * 1000:.1f} ms (median)")
+    took = sorted(a * 1000 for a in answered)
+    print(
+        f"the create request itself: median {statistics.median(took):.1f} ms, p99 {took[int(len(took) * 0.99)]:.1f} ms"
+    )
+    after = sorted((arrived[i][0] - replied[i]) * 1000 for i in sent if i in arrived)
+    print(
+        "its answer (the commit is before it) -> the node's stream carries it: "
+        f"median {statistics.median(after):.1f} ms, p99 {after[int(len(after) * 0.99)]:.1f} ms "
+        "(negative: the push came first)"
+    )
     by_ack = sum(1 for i in sent if i in arrived and arrived[i][1] == "ack")
     print(f"{by_ack} of {len(sent)} learnt from a heartbeat's ack before any push")
     missing = len(set(sent) - set(arrived))

@@ -31,6 +31,19 @@ def test_the_fence_falls_once_at_the_deadline_of_the_last_acknowledged_send(tmp_
     assert not fence.fenced
 
 
+def test_a_push_may_start_work_only_before_the_deadline_of_an_acknowledged_heartbeat(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    assert not fence.live()  # no heartbeat acknowledged yet
+    fence.acknowledged(sent=99.0, fence_after=2.0)
+    assert fence.live()
+    clock.now = 101.01  # past the deadline, before the loop fenced
+    assert not fence.live()
+    assert fence.due()
+    clock.now = 101.0  # even if the clock is read earlier again: fenced stays fenced
+    assert not fence.live()
+
+
 def test_the_deadline_file_is_what_the_keepers_read(tmp_path: Path) -> None:
     fence = Fence(tmp_path / "fence", Clock())
     fence.acknowledged(sent=50.0, fence_after=3.0)

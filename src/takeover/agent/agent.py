@@ -191,7 +191,7 @@ class Agent:
         acknowledges no heartbeat: the fence moves only with acks)."""
         assert self.link is not None
         reply = self.link.pushed(timeout)
-        if reply is not None:
+        if reply is not None and self.fence.live():  # fenced: wait for an acknowledged heartbeat
             self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
 
     def _open_link(self, credentials: Credentials) -> Link:

@@ -37,6 +37,12 @@ class Fence:
         lifted, self.fenced = self.fenced, False
         return lifted
 
+    def live(self) -> bool:
+        """Whether work may start now: before the deadline of an acknowledged heartbeat. A push
+        between heartbeats may start instances only then, since it acknowledges nothing."""
+        deadline = self.deadline
+        return not self.fenced and deadline is not None and self.clock() <= deadline
+
     def due(self) -> bool:
         """True once, when the deadline has passed: stop every instance now."""
         deadline = self.deadline

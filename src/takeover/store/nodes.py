@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from takeover.domain.errors import Conflict, Contended, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.gpus import GpuChoice, choose_gpus, select_gpu_node
@@ -242,7 +244,8 @@ class NodeRepository:
             return gpus_in_use(conn)
 
     def select(self, region: str | None, exclude: frozenset[UUID]) -> Node | Ineligible:
-        with self._engine.connect() as conn:
+        # autocommit: one read needs no BEGIN, and no ROLLBACK round trip when it is returned
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return select_node(conn, PlacementRequest(region, exclude, self._degraded_streak))
 
 
@@ -425,16 +428,21 @@ def get_node(conn: sa.Connection, node_id: UUID, lock: bool = False) -> Node:
     return node_from_row(row)
 
 
-def _eligible_query(request: PlacementRequest, region: str | None) -> sa.Select[Any]:
+@functools.cache
+def _eligible_query(dialect: str, excluding: bool, streak: bool, regional: bool) -> sa.Select[Any]:
+    """One statement per shape, with its values as parameters: built and compiled once, and on
+    PostgreSQL one text whatever the number of excluded nodes."""
     query = sa.select(nodes).where(
         nodes.c.status == NodeStatus.ONLINE.value, nodes.c.current_instances < nodes.c.max_instances
     )
-    if request.exclude:
-        query = query.where(nodes.c.id.not_in(list(request.exclude)))
-    if request.degraded_streak:
-        query = query.where(nodes.c.low_score_streak < request.degraded_streak)
-    if region is not None:
-        query = query.where(nodes.c.region == region)
+    if excluding and dialect == "postgresql":
+        query = query.where(nodes.c.id != sa.all_(sa.bindparam("exclude", type_=postgresql.ARRAY(sa.Uuid))))
+    elif excluding:
+        query = query.where(nodes.c.id.not_in(sa.bindparam("exclude", expanding=True)))
+    if streak:
+        query = query.where(nodes.c.low_score_streak < sa.bindparam("streak"))
+    if regional:
+        query = query.where(nodes.c.region == sa.bindparam("region"))
     return query.order_by(
         nodes.c.health_score.desc(),
         (nodes.c.max_instances - nodes.c.current_instances).desc(),
@@ -452,7 +460,17 @@ def select_node(conn: sa.Connection, request: PlacementRequest) -> Node | Inelig
     if request.region_only:
         regions = [request.preferred_region]
     for region in regions:
-        row = conn.execute(_eligible_query(request, region)).first()
+        values: dict[str, Any] = {}
+        if request.exclude:
+            values["exclude"] = list(request.exclude)
+        if request.degraded_streak:
+            values["streak"] = request.degraded_streak
+        if region is not None:
+            values["region"] = region
+        query = _eligible_query(
+            conn.dialect.name, "exclude" in values, "streak" in values, "region" in values
+        )
+        row = conn.execute(query, values).first()
         if row is not None:
             return node_from_row(row)
     everything = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
