@@ -6,9 +6,12 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,4 +51,36 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
-__all__ = ["ROOT", "backend_parser", "database", "ensure_debian_tool", "serve", "start", "stop"]
+def register(url: str, count: int) -> list[tuple[str, str]]:
+    """``count`` nodes through the API: (id, token) of each."""
+    with httpx.Client(base_url=url, headers={"Authorization": "Bearer admin-secret"}, timeout=30) as api:
+        nodes = []
+        for i in range(count):
+            body = {"name": f"n{i}", "region": f"r{i % 4}", "base_url": f"http://127.0.0.1:{10000 + i}"}
+            data = api.post("/api/v1/nodes", json=body).json()
+            nodes.append((data["id"], data["api_token"]))
+        return nodes
+
+
+@contextmanager
+def pool_on_postgres(count: int) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """One `takeover serve` on a PostgreSQL of its own, with ``count`` nodes registered."""
+    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as url:
+        process, server = start(Path(tmp), TAKEOVER_DATABASE_URL=url, TAKEOVER_LOG_LEVEL="warning")
+        try:
+            yield server, register(server, count)
+        finally:
+            stop(process)
+
+
+__all__ = [
+    "ROOT",
+    "backend_parser",
+    "database",
+    "ensure_debian_tool",
+    "pool_on_postgres",
+    "register",
+    "serve",
+    "start",
+    "stop",
+]

@@ -18,23 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from bench import streamload
-from bench.common import backend_parser, database, ensure_debian_tool, start, stop
+from bench.common import backend_parser, database, ensure_debian_tool, register, start, stop
 
 BODY = '{"cpu_load":0.2,"memory_load":0.3,"avg_latency_ms":4,"instances":[]}'
-
-
-def register(url: str, count: int) -> list[tuple[str, str]]:
-    with httpx.Client(base_url=url, headers={"Authorization": "Bearer admin-secret"}, timeout=30) as api:
-        nodes = []
-        for i in range(count):
-            body = {"name": f"n{i}", "region": f"r{i % 4}", "base_url": f"http://127.0.0.1:{10000 + i}"}
-            data = api.post("/api/v1/nodes", json=body).json()
-            nodes.append((data["id"], data["api_token"]))
-        return nodes
 
 
 def lua_script(nodes: list[tuple[str, str]], path: Path) -> Path:

@@ -16,15 +16,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
 from bench import streamload
-from bench.common import database, start, stop
-from bench.heartbeats import register
+from bench.common import pool_on_postgres
 
 
 class Agent(streamload.Stream):
@@ -98,13 +95,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--placements", type=int, default=300)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as url:
-        process, server = start(Path(tmp), TAKEOVER_DATABASE_URL=url, TAKEOVER_LOG_LEVEL="warning")
-        try:
-            nodes = register(server, args.nodes)
-            latencies, missing = asyncio.run(run(server, nodes, args.placements))
-        finally:
-            stop(process)
+    with pool_on_postgres(args.nodes) as (server, nodes):
+        latencies, missing = asyncio.run(run(server, nodes, args.placements))
     ms = sorted(x * 1000 for x in latencies)
     print(f"{args.nodes} streams, {len(ms)} placements reached their node, {missing} not within 2 s")
     print(

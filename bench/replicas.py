@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import database, start, stop
-from bench.heartbeats import lua_script, register, run_wrk
+from bench.common import database, register, start, stop
+from bench.heartbeats import lua_script, run_wrk
 from takeover.localcluster import FAST_TIMINGS, wait_until
 from tests.e2e.balancer import haproxy, leads
 from tests.redisserver import Sentinels

@@ -16,16 +16,14 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 
 from bench import streamload
-from bench.common import database, start, stop
-from bench.heartbeats import BODY, register
+from bench.common import pool_on_postgres
+from bench.heartbeats import BODY
 from takeover.agent.link import reconnect_delay
 
 
@@ -134,14 +132,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp)) as url:
-        process, server = start(Path(tmp), TAKEOVER_DATABASE_URL=url, TAKEOVER_LOG_LEVEL="warning")
-        try:
-            nodes = register(server, args.nodes + 1)
-            print("accept rate: TAKEOVER_STREAM_ACCEPT_RATE=200/s, burst 200 (the defaults)")
-            asyncio.run(run(server, nodes[:-1], nodes[-1], args.seconds))
-        finally:
-            stop(process)
+    with pool_on_postgres(args.nodes + 1) as (server, nodes):
+        print("accept rate: TAKEOVER_STREAM_ACCEPT_RATE=200/s, burst 200 (the defaults)")
+        asyncio.run(run(server, nodes[:-1], nodes[-1], args.seconds))
 
 
 if __name__ == "__main__":
