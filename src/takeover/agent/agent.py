@@ -33,7 +33,7 @@ from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import LaunchError, Leftover, Runtime
 from takeover.agent.settings import AgentSettings
-from takeover.api.schemas import DesiredInstance
+from takeover.api.schemas import DesiredInstance, HeartbeatOut
 from takeover.domain.models import InstanceState
 from takeover.domain.snapshots import empty_start_refusal
 from takeover.snapshots import Manifest, Restored, SnapshotRepository
@@ -192,7 +192,10 @@ class Agent:
         assert self.link is not None
         reply = self.link.pushed(timeout)
         if reply is not None and self.fence.live():  # fenced: wait for an acknowledged heartbeat
-            self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
+            self._reconcile_to(reply)
+
+    def _reconcile_to(self, reply: HeartbeatOut) -> None:
+        self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
 
     def _open_link(self, credentials: Credentials) -> Link:
         http = HttpLink(self.client, credentials.node_id, credentials.token, self.stop_event)
@@ -247,7 +250,7 @@ class Agent:
             copy.to_report = False
         for runner, end in shipped:
             runner.log_shipped = end
-        self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
+        self._reconcile_to(reply)
         return True
 
     def _metrics(self) -> dict[str, float]:

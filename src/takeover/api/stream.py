@@ -27,7 +27,7 @@ router = APIRouter(tags=["nodes"])
 
 # Close codes: RFC 6455's where one fits, 4xxx (private use) mirroring the HTTP statuses.
 INVALID_FRAME = 1007  # not a heartbeat frame: malformed JSON, a missing or out-of-range field
-TOO_BIG = 1009  # larger than TAKEOVER_MAX_BODY_BYTES (the server closes it before reading it all)
+# 1009: larger than TAKEOVER_MAX_BODY_BYTES; uvicorn closes it (ws_max_size) before reading it all
 STORE_FAILED = 1011  # the heartbeat could not be committed: not acknowledged, send it again
 RESTARTING = 1012  # this replica is draining: reconnect, through the balancer, to another one
 TRY_LATER = 1013  # over the accept rate (a reconnect storm): back off, heartbeat over HTTP meanwhile

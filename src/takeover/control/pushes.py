@@ -32,13 +32,6 @@ class PushHub:
             if not events:
                 del self._streams[node_id]
 
-    @property
-    def streams(self) -> int:
-        return sum(len(events) for events in self._streams.values())
-
-    def holds(self, node_id: UUID) -> bool:
-        return node_id in self._streams
-
     def notify(self, node_ids: Iterable[UUID]) -> None:
         """From any thread: wake the streams of these nodes (after the change committed)."""
         wanted = [n for n in set(node_ids) if n in self._streams]

@@ -187,7 +187,7 @@ class NodeRepository:
         elif ordered:
             conn.execute(
                 nodes.update().where(nodes.c.id == sa.bindparam("b_id")),
-                [{"b_id": n.id, **_heartbeat_values(n), "gpus": gpus_to_json(n.gpus)} for n in ordered],
+                [{"b_id": n.id, **_heartbeat_values(n), "last_heartbeat_at": now} for n in ordered],
             )
         for node_id, node in updated.items():
             if known[node_id].status is NodeStatus.OFFLINE:
@@ -317,14 +317,15 @@ def _gap(before: Node, now: datetime) -> float | None:
 
 
 def _heartbeat_values(n: Node) -> dict[str, Any]:
+    """The columns a heartbeat writes (and its time), on either store."""
     return {
         "cpu_load": n.cpu_load,
         "memory_load": n.memory_load,
         "avg_latency_ms": n.avg_latency_ms,
         "health_score": n.health_score,
+        "gpus": gpus_to_json(n.gpus),
         "low_score_streak": n.low_score_streak,
         "status": n.status.value,
-        "last_heartbeat_at": n.last_heartbeat_at,
     }
 
 
@@ -333,8 +334,9 @@ _UPDATE_FROM_ARRAYS = """
 UPDATE nodes AS n SET cpu_load = v.cpu_load, memory_load = v.memory_load,
     avg_latency_ms = v.avg_latency_ms, health_score = v.health_score, gpus = v.gpus,
     low_score_streak = v.low_score_streak, status = v.status, last_heartbeat_at = %(at)s
-FROM unnest(%(ids)s::uuid[], %(cpu)s::float8[], %(memory)s::float8[], %(latency)s::float8[],
-            %(score)s::float8[], %(gpus)s::jsonb[], %(streak)s::int[], %(status)s::text[])
+FROM unnest(%(ids)s::uuid[], %(cpu_load)s::float8[], %(memory_load)s::float8[],
+            %(avg_latency_ms)s::float8[], %(health_score)s::float8[], %(gpus)s::jsonb[],
+            %(low_score_streak)s::int[], %(status)s::text[])
     AS v(id, cpu_load, memory_load, avg_latency_ms, health_score, gpus, low_score_streak, status)
 WHERE n.id = v.id
 """
@@ -345,20 +347,10 @@ def _write_nodes_at_once(conn: sa.Connection, ordered: list[Node], now: datetime
     The rows are locked first, in id order, so two replicas' batches still cannot deadlock."""
     ids = [n.id for n in ordered]
     conn.exec_driver_sql(_LOCK_IN_ORDER, {"ids": ids})
-    conn.exec_driver_sql(
-        _UPDATE_FROM_ARRAYS,
-        {
-            "at": now,
-            "ids": ids,
-            "cpu": [n.cpu_load for n in ordered],
-            "memory": [n.memory_load for n in ordered],
-            "latency": [n.avg_latency_ms for n in ordered],
-            "score": [n.health_score for n in ordered],
-            "gpus": [orjson.dumps(gpus_to_json(n.gpus)).decode() for n in ordered],
-            "streak": [n.low_score_streak for n in ordered],
-            "status": [n.status.value for n in ordered],
-        },
-    )
+    rows = [_heartbeat_values(n) for n in ordered]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    columns["gpus"] = [orjson.dumps(gpus).decode() for gpus in columns["gpus"]]
+    conn.exec_driver_sql(_UPDATE_FROM_ARRAYS, {"at": now, "ids": ids, **columns})
 
 
 def _split(
