@@ -49,29 +49,51 @@ def serving(cluster: LocalCluster, name: str, **extra: Any) -> dict[str, Any]:
 
 
 def lifetimes(cluster: LocalCluster, instance_id: str) -> list[tuple[str, float, float | None]]:
-    """Each container of the instance: (name, started, died or None), in start order."""
+    """Each container of the instance: (name, began, died or None), in start order.
+
+    Bounds that make "never two" strict: ``began`` is the ``init`` event (the runtime has created
+    the container; its workload starts after it). ``died`` is when conmon saw the workload exit
+    (State.FinishedAt, the exit file's time, up to a kernel tick early: ``_TICK`` is added), or
+    the ``died`` event, which ``podman container cleanup`` writes later and a busy machine can
+    delay past the next start; whichever is earlier.
+    """
     out = cluster.podman(
         "events", "--stream=false", "--filter", f"label=takeover.instance={instance_id}", "--format", "json"
     )
-    started: dict[str, float] = {}
+    began: dict[str, float] = {}
     died: dict[str, float] = {}
+    names: dict[str, str] = {}
     for line in out.splitlines():
         event = json.loads(line)
         at = datetime.fromisoformat(event["Time"]).timestamp()
-        if event["Status"] == "start":
-            started[event["ID"]] = at
+        names[event["ID"]] = event["Name"]
+        if event["Status"] == "init":
+            began.setdefault(event["ID"], at)
         elif event["Status"] == "died":
-            died.setdefault(event["ID"], at)
-    names = {e["ID"]: e["Name"] for e in map(json.loads, out.splitlines())}
-    return sorted(((names[i], at, died.get(i)) for i, at in started.items()), key=lambda t: t[1])
+            died.setdefault(event["ID"], min(at, exited_at(cluster, event["ID"]) or at))
+    return sorted(((names[i], at, died.get(i)) for i, at in began.items()), key=lambda t: t[1])
+
+
+_TICK = 0.01  # a file's mtime comes from the kernel's coarse clock
+
+
+def exited_at(cluster: LocalCluster, container_id: str) -> float | None:
+    """When conmon recorded the container's exit; None once it is removed or still running."""
+    try:
+        [state] = [c["State"] for c in json.loads(cluster.podman("inspect", container_id))]
+    except subprocess.CalledProcessError:
+        return None
+    if state["Running"] or state["FinishedAt"].startswith("0001-"):
+        return None
+    return datetime.fromisoformat(state["FinishedAt"]).timestamp() + _TICK
 
 
 def never_two(cluster: LocalCluster, instance_id: str) -> list[tuple[str, float, float | None]]:
     """Every container of the instance died before the next one started."""
     lives = lifetimes(cluster, instance_id)
-    for (name, _, end), (later, start, _) in itertools.pairwise(lives):
+    for (name, _, end), (later, began, _) in itertools.pairwise(lives):
         assert end is not None, f"{name} never died, and {later} started: {lives}"
-        assert end < start, f"{name} still ran when {later} started: {lives}"
+        assert end < began, f"{name} still ran when {later} started: {lives}"
     return lives
 
 
