@@ -6,10 +6,11 @@ import sqlalchemy as sa
 
 from takeover.store.engine import make_engine, migrate, pending_migration
 from takeover.store.failovers import FailoverRepository
+from takeover.store.heartbeats import HeartbeatResult
 from takeover.store.instances import InstanceRepository, StandbyRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.logs import LogRepository
-from takeover.store.nodes import HeartbeatResult, NodeRepository
+from takeover.store.nodes import NodeRepository
 from takeover.store.pool import PoolRepository, PoolSnapshot
 from takeover.store.ratecounts import RateCountRepository
 from takeover.store.regiongroups import RegionGroupRepository
