@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from takeover.store.engine import make_engine, migrate, pending_migration
 from takeover.store.failovers import FailoverRepository
 from takeover.store.heartbeats import HeartbeatResult
-from takeover.store.instances import InstanceRepository, StandbyRepository
+from takeover.store.instances import InstanceRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.logs import LogRepository
 from takeover.store.nodes import NodeRepository
@@ -16,6 +16,7 @@ from takeover.store.ratecounts import RateCountRepository
 from takeover.store.regiongroups import RegionGroupRepository
 from takeover.store.rentals import RentalRepository
 from takeover.store.scores import ScoreRepository
+from takeover.store.standbys import StandbyRepository
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
 

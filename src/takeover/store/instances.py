@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,32 +12,27 @@ import sqlalchemy as sa
 
 from takeover.domain.errors import Conflict, NoCapacity, NotFound, Unsatisfiable
 from takeover.domain.failover import OPEN_STATUSES
-from takeover.domain.gpus import impossible, select_gpu_node
-from takeover.domain.models import GpuRequest, Instance, InstanceState, Node, NodeStatus
+from takeover.domain.gpus import impossible
+from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
-from takeover.ports import LeaseToken
-from takeover.store.base import check_fence, id_by_number, next_number, record_event, transaction
+from takeover.store.base import id_by_number, next_number, record_event, transaction
 from takeover.store.nodes import (
     claim_gpus,
     claim_slot,
     get_node,
-    gpus_in_use,
     release_slot,
-    select_node,
     take_slot,
 )
 from takeover.store.rows import (
     NEW_RUNNER,
-    gpu_request_from_json,
     gpu_request_to_json,
     instance_from_row,
     node_from_row,
     rent_policy_to_json,
     spec_to_json,
 )
-from takeover.store.tables import failovers, instances, nodes, volumes
+from takeover.store.tables import failovers, instances, nodes
 from takeover.store.volumes import get_volume
-from takeover.strategies.base import Attempt, Situation
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 
@@ -101,7 +96,7 @@ class InstanceRepository:
     def get(self, instance_id: UUID, owner: str | None = None) -> Instance:
         """``owner`` set: someone else's instance is NotFound, as if it did not exist."""
         with self._engine.connect() as conn:
-            return _get(conn, instance_id, owner)
+            return get_instance(conn, instance_id, owner)
 
     def find(self, owner: str | None = None, node_id: UUID | None = None) -> list[Instance]:
         query = sa.select(instances).order_by(instances.c.created_at, instances.c.name)
@@ -131,7 +126,7 @@ class InstanceRepository:
 
     def delete(self, instance_id: UUID, owner: str | None, now: datetime) -> None:
         with transaction(self._engine) as conn:
-            instance = _get(conn, instance_id, owner, lock=True)
+            instance = get_instance(conn, instance_id, owner, lock=True)
             _refuse_if_moving(conn, instance)
             conn.execute(instances.delete().where(instances.c.id == instance_id))
             release_slot(conn, instance.node_id)
@@ -141,7 +136,7 @@ class InstanceRepository:
         self, instance_id: UUID, owner: str | None, changes: dict[str, Any], now: datetime
     ) -> Instance:
         with transaction(self._engine) as conn:
-            instance = _get(conn, instance_id, owner, lock=True)
+            instance = get_instance(conn, instance_id, owner, lock=True)
             if changes:
                 columns = {k: v for k, v in changes.items() if k != "rent"}
                 if "rent" in changes:
@@ -153,7 +148,7 @@ class InstanceRepository:
     def request_snapshot(self, instance_id: UUID, owner: str | None, now: datetime) -> Instance:
         """The node running it takes a snapshot after its next heartbeat (the reply asks for it)."""
         with transaction(self._engine) as conn:
-            instance = _get(conn, instance_id, owner, lock=True)
+            instance = get_instance(conn, instance_id, owner, lock=True)
             if instance.state is not InstanceState.RUNNING:
                 raise Conflict(
                     f"instance {instance.name} is {instance.state}; only a running one can be snapshotted"
@@ -173,7 +168,7 @@ class InstanceRepository:
     def assign(self, instance_id: UUID, node_id: UUID, now: datetime) -> Instance:
         """Place an instance whose node is gone or offline (its runner is fenced) on ``node_id``."""
         with transaction(self._engine) as conn:
-            instance = _get(conn, instance_id, None, lock=True)
+            instance = get_instance(conn, instance_id, None, lock=True)
             _refuse_if_moving(conn, instance)
             target = get_node(conn, node_id)
             if instance.node_id is not None:
@@ -228,7 +223,7 @@ class InstanceRepository:
             return moved
 
 
-def _get(conn: sa.Connection, instance_id: UUID, owner: str | None, lock: bool = False) -> Instance:
+def get_instance(conn: sa.Connection, instance_id: UUID, owner: str | None, lock: bool = False) -> Instance:
     query = sa.select(instances).where(instances.c.id == instance_id)
     if owner is not None:
         query = query.where(instances.c.owner == owner)
@@ -268,122 +263,3 @@ def _values(instance: Instance) -> dict[str, object]:
         "gpu_indices": list(instance.gpu_indices),
         "rent_policy": rent_policy_to_json(instance.rent),
     }
-
-
-WARM = ("warm_pool", "both")
-
-
-def _standby_choice(conn: sa.Connection, request: PlacementRequest, gpus: GpuRequest | None) -> Node | None:
-    """Where a warm copy may wait: a node the instance could be placed on (its GPUs included);
-    nothing is taken until a failover promotes it."""
-    if gpus is None:
-        choice = select_node(conn, request)
-        return None if isinstance(choice, Ineligible) else choice
-    pool = [node_from_row(r) for r in conn.execute(sa.select(nodes))]
-    gpu_choice = select_gpu_node(pool, gpus_in_use(conn), request, gpus)
-    return None if isinstance(gpu_choice, Ineligible) else gpu_choice.node
-
-
-def effective_strategy(instance: Instance, default: str) -> str:
-    return instance.failover_strategy or default
-
-
-class StandbyRepository:
-    """Warm standbys: which node keeps a synced copy of which instance, and how fresh it is."""
-
-    def __init__(self, engine: sa.Engine, degraded_streak: int) -> None:
-        self._engine = engine
-        self._degraded_streak = degraded_streak
-
-    def keep(self, default_strategy: str, now: datetime, fence: LeaseToken | None) -> list[str]:
-        """Give every warm instance a standby node that is online and is not its own node."""
-        changed = []
-        with transaction(self._engine) as conn:
-            check_fence(conn, fence, now)
-            standby = nodes.alias("standby")
-            strategy = sa.func.coalesce(instances.c.failover_strategy, default_strategy)
-            rows = conn.execute(
-                sa.select(
-                    instances.c.id,
-                    instances.c.name,
-                    instances.c.node_id,
-                    instances.c.standby_node_id,
-                    instances.c.gpus,
-                    nodes.c.region,
-                )
-                .select_from(
-                    instances.join(nodes, nodes.c.id == instances.c.node_id).outerjoin(
-                        standby, standby.c.id == instances.c.standby_node_id
-                    )
-                )
-                .where(
-                    strategy.in_(WARM),
-                    sa.or_(
-                        instances.c.standby_node_id.is_(None),
-                        instances.c.standby_node_id == instances.c.node_id,
-                        sa.func.coalesce(standby.c.status, "gone") != NodeStatus.ONLINE.value,
-                    ),
-                )
-            ).all()
-            for row in rows:
-                request = PlacementRequest(row.region, frozenset({row.node_id}), self._degraded_streak)
-                chosen = _standby_choice(conn, request, gpu_request_from_json(row.gpus))
-                if chosen is None and row.standby_node_id is None:
-                    continue  # still nowhere to keep one: nothing to write
-                conn.execute(
-                    instances.update()
-                    .where(instances.c.id == row.id)
-                    .values(
-                        standby_node_id=chosen.id if chosen else None,
-                        standby_synced_at=None,
-                        standby_snapshot=None,
-                    )
-                )
-                if chosen is not None:
-                    changed.append(f"{row.name}: standby on {chosen.name}")
-        return changed
-
-    def situation(
-        self,
-        instance_id: UUID,
-        now: datetime,
-        sync_interval: timedelta,
-        attempts: tuple[Attempt, ...],
-        max_attempts: int,
-    ) -> Situation:
-        with self._engine.connect() as conn:
-            instance = _get(conn, instance_id, None)
-            standby_status = None
-            if instance.standby_node_id is not None:
-                found = conn.execute(
-                    sa.select(nodes.c.status).where(nodes.c.id == instance.standby_node_id)
-                ).scalar_one_or_none()
-                standby_status = NodeStatus(found) if found is not None else None
-            volume_region = None
-            if instance.volume_id is not None:
-                volume_region = conn.execute(
-                    sa.select(volumes.c.region).where(volumes.c.id == instance.volume_id)
-                ).scalar_one_or_none()
-            free = sa.select(sa.func.count()).where(
-                nodes.c.status == NodeStatus.ONLINE.value,
-                nodes.c.current_instances < nodes.c.max_instances,
-            )
-            if instance.node_id is not None:
-                free = free.where(nodes.c.id != instance.node_id)
-            region = volume_region or instance.preferred_region
-            candidates = conn.execute(free).scalar_one()
-            in_region = (
-                conn.execute(free.where(nodes.c.region == region)).scalar_one() if region else candidates
-            )
-        return Situation(
-            instance=instance,
-            now=now,
-            sync_interval=sync_interval,
-            standby_status=standby_status,
-            standby_synced_at=instance.standby_synced_at,
-            candidates=candidates,
-            candidates_in_region=in_region,
-            volume_region=volume_region,
-            attempts=attempts,
-            max_attempts=max_attempts,
-        )
