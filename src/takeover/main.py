@@ -24,6 +24,7 @@ from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
 from takeover.control.renter import Renter, RentSettings
 from takeover.control.services import AgentTimings, Services
+from takeover.control.standbys import StandbyController
 from takeover.control.telemetry import FailoverTelemetry
 from takeover.coordination.redis_client import redis_client
 from takeover.coordination.redis_lease import RedisCoordinator
@@ -230,11 +231,13 @@ def _controllers(
         client = redis_client(settings, retries=1)  # one reconnect: to the new master after a failover
         assert client is not None  # Settings refuses the redis backend without a Redis
         coordinator = RedisCoordinator(client, store.coordinator)
+    rent_from = renter.market.name if renter is not None else None
     return ControlLoop(
         Leadership(coordinator, holder, lease_ttl),
         NodeMonitor(
             store, monitor_policy, bucket, telemetry, timedelta(seconds=settings.score_sample_interval)
         ),
+        StandbyController(store, rent_from),
         FailoverExecutor(
             store,
             failover_policy,
@@ -242,7 +245,7 @@ def _controllers(
             timedelta(seconds=lease_ttl.total_seconds()),
             telemetry,
             timings.standby_report_interval,
-            rent_from=renter.market.name if renter is not None else None,
+            rent_from=rent_from,
             max_offers=settings.rent_max_offers,
         ),
         clock,

@@ -44,7 +44,6 @@ from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, S
 
 log = structlog.get_logger("takeover.executor")
 _MAX_STEPS_PER_CYCLE = 8
-_STANDBY_RETRY = timedelta(seconds=60)  # after a standby rental failed, before the next
 
 
 class FailoverExecutor:
@@ -71,12 +70,8 @@ class FailoverExecutor:
         self._max_offers = max_offers
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> list[str]:
-        """Keep warm standbys placed, then advance every claimable failover; one line per step."""
-        default = self._store.failovers.default_strategy
-        steps = self._store.standbys.keep(default, now, fence)
-        if self._rent_from is not None:  # a warm instance the pool has no standby node for
-            wanted = self._store.rentals.want_standbys(default, self._rent_from, now, fence, _STANDBY_RETRY)
-            steps.extend(f"instance {r.instance_id}: renting a standby machine" for r in wanted)
+        """Advance every claimable failover as far as it goes now; one line per step."""
+        steps: list[str] = []
         for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
             with structlog.contextvars.bound_contextvars(
                 failover_id=str(failover.id), instance_id=str(failover.instance_id)

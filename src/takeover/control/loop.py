@@ -13,6 +13,7 @@ from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.monitor import MonitorOutcome, NodeMonitor
 from takeover.control.renter import Renter
+from takeover.control.standbys import StandbyController
 from takeover.domain.errors import Contended, FencedOut, StoreUnavailable
 from takeover.metrics import Metrics
 from takeover.ports import Clock
@@ -25,7 +26,8 @@ class CycleOutcome:
     leader: bool
     epoch: int | None = None
     monitor: MonitorOutcome | None = None
-    steps: list[str] = field(default_factory=list)
+    standbys: list[str] = field(default_factory=list)  # standbys placed or rented
+    steps: list[str] = field(default_factory=list)  # failover steps taken
     error: str | None = None
 
 
@@ -34,6 +36,7 @@ class ControlLoop:
         self,
         leadership: Leadership,
         monitor: NodeMonitor,
+        standbys: StandbyController,
         executor: FailoverExecutor,
         clock: Clock,
         interval: float,
@@ -42,6 +45,7 @@ class ControlLoop:
     ) -> None:
         self.leadership = leadership
         self._monitor = monitor
+        self._standbys = standbys
         self._executor = executor
         self._clock = clock
         self._interval = interval
@@ -69,6 +73,7 @@ class ControlLoop:
         outcome = CycleOutcome(leader=True, epoch=token.epoch)
         try:
             outcome.monitor = self._monitor.run_cycle(self._clock.now(), token)
+            outcome.standbys = self._standbys.run_cycle(self._clock.now(), token)
             outcome.steps = self._executor.run_cycle(self._clock.now(), token)
         except FencedOut as error:
             self.leadership.token = None
