@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from takeover.strategies.base import StrategyName, parse_strategy
+from takeover.domain.strategies.base import StrategyName, parse_strategy
 
 FENCE_GRACE = 1.0  # at most, seconds between a fence's SIGTERM and its SIGKILL
 

@@ -8,8 +8,16 @@ from uuid import uuid4
 import pytest
 
 from takeover.domain.models import NodeStatus
-from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, Situation, StrategyName, chain
-from takeover.strategies.base import parse_strategy
+from takeover.domain.strategies import (
+    STRATEGIES,
+    Attempt,
+    AttemptPlan,
+    NotPossible,
+    Situation,
+    StrategyName,
+    chain,
+)
+from takeover.domain.strategies.base import parse_strategy
 from tests.unit.factories import T0, instance
 
 S = StrategyName

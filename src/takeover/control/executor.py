@@ -38,9 +38,17 @@ from takeover.domain.rentals import (
     renting_over,
     usable,
 )
+from takeover.domain.strategies import (
+    STRATEGIES,
+    Attempt,
+    AttemptPlan,
+    NotPossible,
+    Situation,
+    StrategyName,
+    chain,
+)
 from takeover.ports import LeaseToken
 from takeover.store import Store
-from takeover.strategies import STRATEGIES, Attempt, AttemptPlan, NotPossible, Situation, StrategyName, chain
 
 log = structlog.get_logger("takeover.executor")
 _MAX_STEPS_PER_CYCLE = 8

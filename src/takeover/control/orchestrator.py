@@ -17,10 +17,7 @@ from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
 from takeover.domain.models import Instance, Node, Principal, Volume
 from takeover.domain.rentals import RentalState, rental_detail
-from takeover.ports import Clock, Marketplace, Offer, Provider
-from takeover.providers.local import LocalProvider
-from takeover.store import Store
-from takeover.strategies import (
+from takeover.domain.strategies import (
     STRATEGIES,
     AttemptPlan,
     Readiness,
@@ -30,6 +27,9 @@ from takeover.strategies import (
     chain,
     parse_strategy,
 )
+from takeover.ports import Clock, Marketplace, Offer, Provider
+from takeover.providers.local import LocalProvider
+from takeover.store import Store
 
 
 class Orchestrator:

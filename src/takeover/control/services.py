@@ -37,10 +37,10 @@ from takeover.domain.models import (
 from takeover.domain.monitor import TokenBucket
 from takeover.domain.placement import Ineligible
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Rental
+from takeover.domain.strategies import parse_strategy
 from takeover.metrics import Metrics
 from takeover.ports import Clock
 from takeover.store import HeartbeatResult, Store, TokenRecord
-from takeover.strategies import parse_strategy
 
 if TYPE_CHECKING:
     from takeover.control.renter import Renter

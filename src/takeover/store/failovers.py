@@ -25,13 +25,13 @@ from takeover.domain.failover import (
 )
 from takeover.domain.models import InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.domain.strategies.base import Attempt, AttemptPlan
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.instances import get_instance
 from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
 from takeover.store.rows import NEW_RUNNER, failover_from_row, instance_from_row
 from takeover.store.tables import failovers, instances, nodes
-from takeover.strategies.base import Attempt, AttemptPlan
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from takeover.domain.models import Instance, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.domain.standby import WARM_STRATEGIES, choose_standby, needs_standby, standby_request
+from takeover.domain.strategies.base import Attempt, Situation
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, transaction
 from takeover.store.instances import get_instance
 from takeover.store.nodes import gpus_in_use, select_node
 from takeover.store.rows import instance_from_row, node_from_row
 from takeover.store.tables import instances, nodes, volumes
-from takeover.strategies.base import Attempt, Situation
 
 
 class StandbyRepository:

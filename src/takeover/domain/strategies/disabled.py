@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from takeover.strategies.base import AttemptPlan, NotPossible, Readiness, Situation, StrategyInfo
-from takeover.strategies.cpu_standby import CpuStandby
+from takeover.domain.strategies.base import AttemptPlan, NotPossible, Readiness, Situation, StrategyInfo
+from takeover.domain.strategies.cpu_standby import CpuStandby
 
 INFO = StrategyInfo(
     id="disabled",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from takeover.strategies.base import (
+from takeover.domain.strategies.base import (
     Attempt,
     AttemptPlan,
     NotPossible,
@@ -13,11 +13,11 @@ from takeover.strategies.base import (
     StrategyName,
     parse_strategy,
 )
-from takeover.strategies.both import Both
-from takeover.strategies.cpu_standby import CpuStandby
-from takeover.strategies.disabled import Disabled
-from takeover.strategies.regional_volume import RegionalVolume
-from takeover.strategies.warm_pool import WarmPool
+from takeover.domain.strategies.both import Both
+from takeover.domain.strategies.cpu_standby import CpuStandby
+from takeover.domain.strategies.disabled import Disabled
+from takeover.domain.strategies.regional_volume import RegionalVolume
+from takeover.domain.strategies.warm_pool import WarmPool
 
 STRATEGIES: dict[StrategyName, Strategy] = {
     StrategyName.WARM_POOL: WarmPool(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from takeover.domain.models import NodeStatus
-from takeover.strategies.base import (
+from takeover.domain.strategies.base import (
     AttemptPlan,
     NotPossible,
     Readiness,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from takeover.strategies.base import (
+from takeover.domain.strategies.base import (
     AttemptPlan,
     NotPossible,
     Readiness,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from takeover.strategies.base import AttemptPlan, NotPossible, Readiness, Situation, StrategyInfo
-from takeover.strategies.cpu_standby import CpuStandby
-from takeover.strategies.warm_pool import WarmPool
+from takeover.domain.strategies.base import AttemptPlan, NotPossible, Readiness, Situation, StrategyInfo
+from takeover.domain.strategies.cpu_standby import CpuStandby
+from takeover.domain.strategies.warm_pool import WarmPool
 
 INFO = StrategyInfo(
     id="both",
