@@ -121,8 +121,8 @@ class Metrics:
         self.failovers_opened.labels(failover.reason.value).inc()
 
     def failover_ended(self, failover: Failover) -> None:
-        attempts = failover.attempt_log
-        strategy = str(attempts[-1].get("strategy")) if attempts else (failover.strategy or "none")
+        attempts = failover.attempts
+        strategy = attempts[-1].strategy if attempts else (failover.strategy or "none")
         status = failover.status.value
         self.failovers_finished.labels(status).inc()
         total = failover.timings.get("total_ms")

@@ -92,7 +92,7 @@ def test_migrating_places_away_from_the_source_and_every_tried_node() -> None:
 def test_restoring_completes_when_the_target_reports_the_new_epoch_running() -> None:
     target = uuid4()
     inst = instance(target, state=InstanceState.RUNNING, epoch=2)
-    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
+    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, targets_tried=1)
     assert decide(f, FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE), T0, POLICY) == Complete(None)
 
 
@@ -100,7 +100,7 @@ def test_restoring_waits_then_ends_the_attempt_on_timeout() -> None:
     """Whether another attempt follows is the strategy's call (tests/unit/test_strategies.py)."""
     target = uuid4()
     inst = instance(target, state=InstanceState.ASSIGNED, epoch=2)
-    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
+    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, targets_tried=1)
     view = FailoverView(inst, NodeStatus.OFFLINE, NodeStatus.ONLINE)
     assert isinstance(decide(f, view, T0 + timedelta(seconds=59), POLICY), Wait)
     assert decide(f, view, T0 + timedelta(seconds=61), POLICY) == Advance(
@@ -117,7 +117,7 @@ def test_a_target_that_fails_or_dies_is_replaced_at_once(
 ) -> None:
     target = uuid4()
     inst = instance(target, state=state, epoch=2)
-    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, attempts=1)
+    f = failover(inst.id, uuid4(), status=S.RESTORING, target_node_id=target, targets_tried=1)
     decision = decide(f, FailoverView(inst, NodeStatus.OFFLINE, target_status), T0, POLICY)
     assert isinstance(decision, Advance)
     assert decision.status is S.MIGRATING
@@ -128,7 +128,12 @@ def test_a_requested_target_is_tried_once() -> None:
     target = uuid4()
     inst = instance(target, state=InstanceState.FAILED, epoch=2)
     f = failover(
-        inst.id, uuid4(), status=S.RESTORING, target_node_id=target, requested_target_id=target, attempts=1
+        inst.id,
+        uuid4(),
+        status=S.RESTORING,
+        target_node_id=target,
+        requested_target_id=target,
+        targets_tried=1,
     )
     assert isinstance(decide(f, FailoverView(inst, NodeStatus.ONLINE, NodeStatus.ONLINE), T0, POLICY), Fail)
 

@@ -453,6 +453,17 @@ class FailoverFinish(Request):
     error: Annotated[str, Field(max_length=2000)] | None = None
 
 
+class AttemptOut(BaseModel):
+    strategy: str
+    node_id: UUID | None
+    started_at: datetime | None = Field(None, description="when it was placed (none: it could not even try)")
+    ms: float | None = Field(None, description="how long it took (none: still going)")
+    error: str | None = None
+    rental: dict[str, Any] | None = Field(
+        None, description="the rented machine it was on, or that failed to come"
+    )
+
+
 class FailoverOut(BaseModel):
     id: UUID
     instance_id: UUID
@@ -470,7 +481,7 @@ class FailoverOut(BaseModel):
     completed_at: datetime | None
     strategy: str | None = Field(description="the strategy chain this failover runs")
     start_empty: bool = Field(description="an operator allowed an empty start if nothing restores")
-    attempt_log: list[dict[str, Any]] = Field(description="each try: strategy, node_id, ms, error")
+    attempt_log: list[AttemptOut] = Field(description="each try, in order")
     backup_taken_at: datetime | None = Field(description="when the restored snapshot was taken")
     backup_age_s: float | None = Field(
         description="how old that snapshot was when the failover began: the data it could not bring"
@@ -478,8 +489,10 @@ class FailoverOut(BaseModel):
 
     @classmethod
     def of(cls, failover: Failover) -> FailoverOut:
-        data = {f: getattr(failover, f) for f in cls.model_fields if not f.startswith("backup_")}
-        data["attempt_log"] = list(failover.attempt_log)
+        mapped = ("backup_id", "backup_taken_at", "backup_age_s", "attempts", "attempt_log")
+        data: dict[str, Any] = {f: getattr(failover, f) for f in cls.model_fields if f not in mapped}
+        data["attempts"] = failover.targets_tried
+        data["attempt_log"] = [AttemptOut.model_validate(a, from_attributes=True) for a in failover.attempts]
         taken = SnapshotRef.parse(failover.backup_id).taken_at if failover.backup_id else None
         # A handover's final snapshot is taken after the failover began: nothing was left behind.
         age = max(0.0, round((failover.created_at - taken).total_seconds(), 3)) if taken else None

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
-from uuid import UUID
 
 import structlog
 
@@ -32,21 +30,14 @@ from takeover.domain.rentals import (
     IN_FLIGHT,
     Rental,
     RentalState,
-    elapsed_ms,
     placed_on,
-    rental_detail,
     renting_over,
+    unlogged_failures,
     usable,
 )
-from takeover.domain.strategies import (
-    STRATEGIES,
-    Attempt,
-    AttemptPlan,
-    NotPossible,
-    Situation,
-    StrategyName,
-    chain,
-)
+from takeover.domain.steps import gave_up
+from takeover.domain.strategies import Attempt, AttemptPlan, NotPossible, Situation, StrategyName
+from takeover.domain.strategies.choice import next_attempt
 from takeover.ports import LeaseToken
 from takeover.store import Store
 
@@ -128,24 +119,29 @@ class FailoverExecutor:
         """Ask the failover's strategies for the next attempt and place it; fail when none is left."""
         failovers = self._store.failovers
         rentals = self._store.rentals.for_failover(failover.id) if self._rent_from else []
-        skipped: list[Attempt] = unlogged(failover, rentals)
+        skipped: list[Attempt] = list(unlogged_failures(failover.attempts, rentals))
         rented = next((r for r in rentals if usable(r, decision.exclude)), None)
         exclude = decision.exclude  # and machines rented for other failovers, left to them
         if self._rent_from is not None:
             exclude = exclude | self._store.rentals.reserved(failover.id)
 
         def give_up(reason: str) -> bool:
-            error = _gave_up(failover, reason)
+            error = gave_up(failover, reason)
             return failovers.advance(
                 failover, FailoverStatus.FAILED, now, fence, error=error, skipped=skipped
             )
 
         for _ in range(len(StrategyName) + 1):
-            tried = tuple(_attempt(a) for a in failover.attempt_log) + tuple(skipped)
             situation = self._store.standbys.situation(
-                failover.instance_id, now, self._sync_interval, tried, self._policy.max_attempts
+                failover.instance_id,
+                now,
+                self._sync_interval,
+                (*failover.attempts, *skipped),
+                self._policy.max_attempts,
             )
-            plan = self._plan(failover, situation, skipped)
+            chosen = next_attempt(failover, situation)
+            skipped.extend(chosen.skipped)
+            plan = chosen.plan
             if isinstance(plan, NotPossible):
                 return give_up(plan.reason)
             if rented is not None and plan.target is None:  # the machine rented for this failover
@@ -207,43 +203,3 @@ class FailoverExecutor:
             )
         except NotFound:
             return "default"
-
-    def _plan(
-        self, failover: Failover, situation: Situation, skipped: list[Attempt]
-    ) -> AttemptPlan | NotPossible:
-        if failover.requested_target_id is not None:
-            if situation.attempts:
-                return NotPossible("the requested target was tried")
-            warm = failover.requested_target_id == situation.instance.standby_node_id
-            name = StrategyName.WARM_POOL if warm else StrategyName.CPU_STANDBY
-            return AttemptPlan(name, target=failover.requested_target_id)
-        reasons = []
-        for name in chain(failover.strategy):
-            plan = STRATEGIES[name].plan(situation)
-            if isinstance(plan, AttemptPlan):
-                return plan
-            if all(a.strategy != name for a in situation.attempts):
-                skipped.append(Attempt(name, None, 0.0, plan.reason))  # it could not even try
-            reasons.append(plan.reason)
-        return NotPossible("; ".join(reasons))
-
-
-def _gave_up(failover: Failover, reason: str) -> str:
-    """Why the failover ends: the last attempt's own error first, it is usually the cause."""
-    last = failover.attempt_log[-1].get("error") if failover.attempt_log else None
-    return "; ".join(e for e in (last, f"gave up: {reason}") if e)
-
-
-def unlogged(failover: Failover, rentals: list[Rental]) -> list[Attempt]:
-    """Rentals of this failover that failed and are not in its attempt log yet."""
-    logged = {a.get("rental", {}).get("rental_id") for a in failover.attempt_log}
-    return [
-        Attempt("rent", None, elapsed_ms(r.created_at, r.ended_at), r.error, rental_detail(r))
-        for r in rentals
-        if r.state is RentalState.FAILED and str(r.id) not in logged
-    ]
-
-
-def _attempt(logged: dict[str, Any]) -> Attempt:
-    node = logged.get("node_id")
-    return Attempt(logged["strategy"], UUID(node) if node else None, logged.get("ms"), logged.get("error"))

@@ -158,11 +158,11 @@ class Orchestrator:
         host, _, port = (instance.endpoint or "").rpartition(":")
         if rental is not None and rental.ssh_host:  # a rented machine: where to reach it
             host, port = rental.ssh_host, str(rental.ssh_port or "")
-        attempts = list(failover.attempt_log)
-        succeeded = attempts[-1]["strategy"] if failover.status.value == "completed" and attempts else None
+        attempts = list(failover.attempts)
+        succeeded = attempts[-1].strategy if failover.status.value == "completed" and attempts else None
 
         def spent(name: str) -> float:
-            return round(sum(a.get("ms") or 0.0 for a in attempts if a["strategy"] == name), 1)
+            return round(sum(a.ms or 0.0 for a in attempts if a.strategy == name), 1)
 
         return {
             "success": failover.status.value == "completed",

@@ -15,7 +15,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from takeover.domain.failover import Failover, FailoverStatus
+from takeover.domain.failover import Attempt, Failover, FailoverStatus
 from takeover.metrics import Metrics
 
 log = structlog.get_logger("takeover.failovers")
@@ -66,19 +66,19 @@ def record_trace(tracer: Tracer, failover: Failover) -> None:
         step = tracer.start_span(f"step {key.removesuffix('_ms')}", context=context, start_time=_ns(at))
         steps.append((at, until, step))
         at = until
-    for number, attempt in enumerate(failover.attempt_log, start=1):
-        started = _when(attempt.get("started_at")) or failover.created_at
+    for number, attempt in enumerate(failover.attempts, start=1):
+        started = attempt.started_at or failover.created_at
         # The step it began in: the last to start by then (timings are rounded to 0.1 ms).
         parent = next((s for a, _, s in reversed(steps) if a <= started + _ROUNDING), root)
         span = tracer.start_span(
-            f"attempt {attempt.get('strategy')}",
+            f"attempt {attempt.strategy}",
             context=trace.set_span_in_context(parent),
             start_time=_ns(started),
-            attributes=_attempt(number, attempt, failover, last=number == len(failover.attempt_log)),
+            attributes=_attempt(number, attempt, failover, last=number == len(failover.attempts)),
         )
-        if attempt.get("error"):
-            span.set_status(Status(StatusCode.ERROR, str(attempt["error"])))
-        span.end(end_time=_ns(started + timedelta(milliseconds=attempt.get("ms") or 0)))
+        if attempt.error:
+            span.set_status(Status(StatusCode.ERROR, attempt.error))
+        span.end(end_time=_ns(started + timedelta(milliseconds=attempt.ms or 0)))
     for _, until, step in steps:
         step.end(end_time=_ns(until))
     if failover.status is FailoverStatus.FAILED:
@@ -93,7 +93,7 @@ def _about(failover: Failover) -> dict[str, Any]:
         "takeover.failover.reason": failover.reason.value,
         "takeover.failover.status": failover.status.value,
         "takeover.failover.strategy": failover.strategy or "",
-        "takeover.failover.attempts": len(failover.attempt_log),
+        "takeover.failover.attempts": len(failover.attempts),
         "takeover.node.source": _text(failover.source_node_id) or "",
         "takeover.node.target": _text(failover.target_node_id) or "",
         "takeover.snapshot": failover.backup_id or "",
@@ -103,28 +103,21 @@ def _about(failover: Failover) -> dict[str, Any]:
     return about
 
 
-def _attempt(number: int, attempt: dict[str, Any], failover: Failover, last: bool) -> dict[str, Any]:
+def _attempt(number: int, attempt: Attempt, failover: Failover, last: bool) -> dict[str, Any]:
     about: dict[str, Any] = {
         "takeover.attempt.number": number,
-        "takeover.attempt.strategy": str(attempt.get("strategy")),
-        "takeover.attempt.node": str(attempt.get("node_id") or ""),
+        "takeover.attempt.strategy": attempt.strategy,
+        "takeover.attempt.node": _text(attempt.node_id) or "",
     }
     if last and failover.status is FailoverStatus.COMPLETED and failover.backup_id:
         about["takeover.snapshot"] = failover.backup_id
-    if attempt.get("error"):
-        about["takeover.attempt.error"] = str(attempt["error"])
+    if attempt.error:
+        about["takeover.attempt.error"] = attempt.error
     return about
 
 
 def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000_000)
-
-
-def _when(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
 
 
 def _text(value: object | None) -> str | None:

@@ -65,6 +65,21 @@ def check_transition(current: FailoverStatus, target: FailoverStatus) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a failover: which strategy, which node, how long, and why it failed.
+
+    A placed attempt has ``started_at`` and gets ``ms`` when it ends; one a strategy or a
+    rental could not even start is logged with the reason and 0 ms (or the rental's time)."""
+
+    strategy: str
+    node_id: UUID | None
+    ms: float | None = None
+    error: str | None = None
+    rental: dict[str, Any] | None = None  # the rented machine it was on, or that failed to come
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Failover:
     id: UUID
     instance_id: UUID
@@ -77,12 +92,12 @@ class Failover:
     requested_target_id: UUID | None = None
     backup_id: str | None = None
     error: str | None = None
-    attempts: int = 0
+    targets_tried: int = 0  # target nodes placed on so far
     tried_node_ids: tuple[UUID, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     completed_at: datetime | None = None
     strategy: str | None = None  # the chain this failover runs (force_strategy, the instance's, default)
-    attempt_log: tuple[dict[str, Any], ...] = ()  # {strategy, node_id, started_at, ms, error} per try
+    attempts: tuple[Attempt, ...] = ()  # every try, in order
     start_empty: bool = False  # an operator's choice: start it empty if no snapshot can be restored
 
     @property
@@ -200,5 +215,5 @@ def _decide_restoring(
     if problem is None:
         return Wait("waiting for the target node to report the instance running")
     if failover.requested_target_id is not None:
-        return Fail(f"{problem}; gave up after {failover.attempts} target node(s)")
+        return Fail(f"{problem}; gave up after {failover.targets_tried} target node(s)")
     return Advance(FailoverStatus.MIGRATING, problem)  # the strategy plans the next attempt, if any

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from takeover.domain.failover import Attempt
 from takeover.domain.gpus import matches
 from takeover.domain.models import RentPolicy
 from takeover.ports import Offer
@@ -200,3 +201,13 @@ def elapsed_ms(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start).total_seconds() * 1000, 1)
+
+
+def unlogged_failures(attempts: Sequence[Attempt], rentals: Iterable[Rental]) -> list[Attempt]:
+    """Rentals of a failover that failed and are not among its attempts yet, as attempts."""
+    logged = {a.rental.get("rental_id") for a in attempts if a.rental}
+    return [
+        Attempt("rent", None, elapsed_ms(r.created_at, r.ended_at), r.error, rental_detail(r))
+        for r in rentals
+        if r.state is RentalState.FAILED and str(r.id) not in logged
+    ]

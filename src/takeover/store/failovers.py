@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import (
     OPEN_STATUSES,
+    Attempt,
     Failover,
     FailoverReason,
     FailoverStatus,
@@ -25,12 +26,13 @@ from takeover.domain.failover import (
 )
 from takeover.domain.models import InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
-from takeover.domain.strategies.base import Attempt, AttemptPlan
+from takeover.domain.steps import after_step, placed, target_refusal
+from takeover.domain.strategies.base import AttemptPlan
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.instances import get_instance
 from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
-from takeover.store.rows import NEW_RUNNER, failover_from_row, instance_from_row
+from takeover.store.rows import NEW_RUNNER, attempts_to_json, failover_from_row, instance_from_row
 from takeover.store.tables import failovers, instances, nodes
 
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -116,18 +118,11 @@ class FailoverRepository:
         ).scalar_one_or_none()
         if open_id is not None:
             raise Conflict(f"failover {open_id} of this instance is already in progress", field="instance_id")
-        if instance.node_id is None:
-            raise Conflict("the instance is not placed on any node", field="instance_id")
-        if requested_target_id is not None:
-            target = get_node(conn, requested_target_id)
-            if target.id == instance.node_id:
-                raise Conflict("the instance already runs on the target node", field="target_node_id")
-            if target.status is not NodeStatus.ONLINE or target.free_capacity <= 0:
-                raise Conflict(
-                    f"target node {target.name} cannot take it ({target.status}, "
-                    f"{target.current_instances}/{target.max_instances})",
-                    field="target_node_id",
-                )
+        target = get_node(conn, requested_target_id) if requested_target_id is not None else None
+        refused = target_refusal(instance, target)
+        if refused is not None:
+            field, message = refused
+            raise Conflict(message, field=field)
         failover = Failover(
             id=uuid4(),
             instance_id=instance_id,
@@ -189,7 +184,9 @@ class FailoverRepository:
             failover = _get(conn, failover_id, None, lock=True)
             target = FailoverStatus.COMPLETED if success else FailoverStatus.FAILED
             check_transition(failover.status, target)
-            _write_step(conn, failover, target, now, error=error if not success else None)
+            _write_step(
+                conn, failover, after_step(failover, target, now, error=error if not success else None)
+            )
             if success:
                 _stamp_instance(conn, failover.instance_id, now)
             return _get(conn, failover_id, None)
@@ -256,19 +253,12 @@ class FailoverRepository:
         that could not even try.
         """
         check_transition(failover.status, status)
-        extra = {"backup_id": backup_id} if backup_id else {}
+        after = after_step(failover, status, now, error=error, attempt_error=attempt_error, skipped=skipped)
+        if backup_id:
+            after = replace(after, backup_id=backup_id)
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            if not _write_step(
-                conn,
-                failover,
-                status,
-                now,
-                attempt_error=attempt_error,
-                skipped=skipped,
-                error=error,
-                **extra,
-            ):
+            if not _write_step(conn, failover, after):
                 return False
             if status is FailoverStatus.COMPLETED:
                 _stamp_instance(conn, failover.instance_id, now)
@@ -330,20 +320,7 @@ class FailoverRepository:
                 )
             )
             release_slot(conn, instance.node_id)
-            tried = [*(str(n) for n in failover.tried_node_ids), str(target)]
-            log = [*failover.attempt_log, *(_logged(a) for a in skipped)]
-            entry = {"strategy": plan.strategy.value, "node_id": str(target), "started_at": now.isoformat()}
-            log.append({**entry, "rental": rental} if rental else entry)
-            _write_step(
-                conn,
-                failover,
-                FailoverStatus.RESTORING,
-                now,
-                target_node_id=target,
-                attempts=failover.attempts + 1,
-                tried_node_ids=tried,
-                attempt_log=log,
-            )
+            _write_step(conn, failover, placed(failover, plan.strategy.value, target, now, skipped, rental))
             name = conn.execute(sa.select(nodes.c.name).where(nodes.c.id == target)).scalar_one()
             record_event(
                 conn,
@@ -367,53 +344,32 @@ def _claim_target(conn: sa.Connection, fixed: UUID | None, request: PlacementReq
     )
 
 
-def _logged(attempt: Attempt) -> dict[str, Any]:
-    entry = {
-        "strategy": attempt.strategy,
-        "node_id": str(attempt.node_id) if attempt.node_id else None,
-        "ms": attempt.ms,
-        "error": attempt.error,
+def _write_step(conn: sa.Connection, before: Failover, after: Failover) -> bool:
+    """Persist ``after`` if the failover is still where ``before`` read it; False otherwise."""
+    ends = not after.is_open
+    values: dict[str, Any] = {
+        "status": after.status.value,
+        "step_started_at": after.step_started_at,
+        "timings": after.timings,
+        "attempt_log": attempts_to_json(after.attempts),
+        "error": after.error,
+        "backup_id": after.backup_id,
+        "completed_at": after.completed_at,
+        "target_node_id": after.target_node_id,
+        "attempts": after.targets_tried,
+        "tried_node_ids": [str(n) for n in after.tried_node_ids],
+        **({"claimed_by": None} if ends else {}),
     }
-    return {**entry, "rental": attempt.rental} if attempt.rental else entry
-
-
-def _write_step(
-    conn: sa.Connection,
-    failover: Failover,
-    status: FailoverStatus,
-    now: datetime,
-    attempt_error: str | None = None,
-    skipped: Sequence[Attempt] = (),
-    **extra: Any,
-) -> bool:
-    timings = dict(failover.timings)
-    timings[f"{failover.status.value}_ms"] = round((now - failover.step_started_at).total_seconds() * 1000, 1)
-    values: dict[str, Any] = {"status": status.value, "step_started_at": now, "timings": timings, **extra}
-    if failover.status is FailoverStatus.RESTORING and failover.attempt_log:  # that attempt is over
-        log = [dict(a) for a in failover.attempt_log]
-        log[-1]["ms"] = round((now - failover.step_started_at).total_seconds() * 1000, 1)
-        log[-1]["error"] = attempt_error or extra.get("error")
-        values["attempt_log"] = log
-    if skipped:
-        values["attempt_log"] = [
-            *values.get("attempt_log", failover.attempt_log),
-            *(_logged(a) for a in skipped),
-        ]
-    if status in (FailoverStatus.COMPLETED, FailoverStatus.FAILED):
-        timings["total_ms"] = round((now - failover.created_at).total_seconds() * 1000, 1)
-        values["completed_at"] = now
-        values["claimed_by"] = None
     result = conn.execute(
         failovers.update()
-        .where(failovers.c.id == failover.id, failovers.c.status == failover.status.value)
+        .where(failovers.c.id == before.id, failovers.c.status == before.status.value)
         .values(values)
     )
     if result.rowcount != 1:
         return False
-    message = f"failover {failover.status} -> {status}" + (
-        f": {extra['error']}" if extra.get("error") else ""
-    )
-    record_event(conn, "failover.step", failover.id, message, now, status=status.value)
+    failed = after.error if after.error and after.error != before.error else None
+    message = f"failover {before.status} -> {after.status}" + (f": {failed}" if failed else "")
+    record_event(conn, "failover.step", before.id, message, after.step_started_at, status=after.status.value)
     return True
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.failover import Attempt, Failover, FailoverReason, FailoverStatus
 from takeover.domain.models import (
     DEFAULT_MOUNT_PATH,
     Gpu,
@@ -148,11 +150,41 @@ def failover_from_row(row: sa.Row[Any]) -> Failover:
         requested_target_id=row.requested_target_id,
         backup_id=row.backup_id,
         error=row.error,
-        attempts=row.attempts,
+        targets_tried=row.attempts,
         tried_node_ids=tuple(UUID(x) for x in row.tried_node_ids),
         timings=dict(row.timings),
         completed_at=row.completed_at,
         strategy=row.strategy,
-        attempt_log=tuple(row.attempt_log or ()),
+        attempts=attempts_from_json(row.attempt_log),
         start_empty=row.start_empty,
+    )
+
+
+def attempts_to_json(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    """The attempt_log column: one object per try, keys as the API shows them."""
+    return [
+        {
+            "strategy": a.strategy,
+            "node_id": str(a.node_id) if a.node_id else None,
+            "started_at": a.started_at.isoformat() if a.started_at else None,
+            "ms": a.ms,
+            "error": a.error,
+            **({"rental": a.rental} if a.rental else {}),
+        }
+        for a in attempts
+    ]
+
+
+def attempts_from_json(data: list[dict[str, Any]] | None) -> tuple[Attempt, ...]:
+    """Also reads the entries of older releases, which left out the keys they had no value for."""
+    return tuple(
+        Attempt(
+            strategy=a["strategy"],
+            node_id=UUID(a["node_id"]) if a.get("node_id") else None,
+            ms=a.get("ms"),
+            error=a.get("error"),
+            rental=a.get("rental"),
+            started_at=datetime.fromisoformat(a["started_at"]) if a.get("started_at") else None,
+        )
+        for a in data or ()
     )

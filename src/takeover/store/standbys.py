@@ -7,10 +7,11 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from takeover.domain.failover import Attempt
 from takeover.domain.models import Instance, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.domain.standby import WARM_STRATEGIES, choose_standby, needs_standby, standby_request
-from takeover.domain.strategies.base import Attempt, Situation
+from takeover.domain.strategies.base import Situation
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, transaction
 from takeover.store.instances import get_instance

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from takeover.domain.failover import Attempt
 from takeover.domain.strategies.base import (
-    Attempt,
     AttemptPlan,
     NotPossible,
     Readiness,

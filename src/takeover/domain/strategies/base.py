@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
+from takeover.domain.failover import Attempt
 from takeover.domain.models import Instance, NodeStatus
 
 
@@ -49,17 +50,6 @@ class StrategyInfo:
     cost: str
     requirements: tuple[str, ...]
     steps: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of a failover: which strategy, which node, how long, and why it failed."""
-
-    strategy: str
-    node_id: UUID | None
-    ms: float | None = None
-    error: str | None = None
-    rental: dict[str, Any] | None = None  # the rented machine it was on, or that failed to come
 
 
 @dataclass(frozen=True, slots=True)
