@@ -149,13 +149,11 @@ class PostgresCluster:
 
     def stop(self) -> None:
         for member in self.members:
-            try:
+            with contextlib.suppress(Exception):  # teardown: the next member is stopped whatever happened
                 if (member.data / "postmaster.pid").exists():
                     member.stop()
                 else:
                     shutil.rmtree(member.root, ignore_errors=True)
-            except Exception:
-                pass
 
 
 def _children(pid: int) -> list[int]:

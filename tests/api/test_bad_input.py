@@ -208,7 +208,8 @@ def test_every_bad_request_is_a_clear_4xx_and_changes_nothing(
     assert dump(pool) == before
 
 
-def test_malformed_json_and_oversized_bodies_are_refused(pool: Pool, client: TestClient, seeded: Any) -> None:
+@pytest.mark.usefixtures("seeded")
+def test_malformed_json_and_oversized_bodies_are_refused(pool: Pool, client: TestClient) -> None:
     before = dump(pool)
     broken = client.post(
         "/api/v1/instances", content=b'{"name": ', headers={"Content-Type": "application/json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
 from fastapi.testclient import TestClient
 
 from takeover.console.session import COOKIE, csrf_value
@@ -53,7 +54,8 @@ def test_login_keeps_the_token_in_a_strict_http_only_cookie_and_never_in_a_page(
         assert page.headers["x-frame-options"] == "DENY"
 
 
-def test_without_a_good_cookie_every_page_goes_to_the_login(runtime: Runtime, pool: Pool) -> None:
+@pytest.mark.usefixtures("pool")
+def test_without_a_good_cookie_every_page_goes_to_the_login(runtime: Runtime) -> None:
     ui = TestClient(runtime.app)
     assert ui.get("/ui", follow_redirects=False).headers["location"] == "/ui/login"
     hx = ui.get("/ui/instances", headers={"HX-Request": "true"})
@@ -165,7 +167,8 @@ def test_a_revoked_token_ends_its_console_session(runtime: Runtime, pool: Pool) 
     assert ui.get("/ui", follow_redirects=False).headers["location"] == "/ui/login"
 
 
-def test_logging_out_clears_the_cookie(runtime: Runtime, pool: Pool) -> None:
+@pytest.mark.usefixtures("pool")
+def test_logging_out_clears_the_cookie(runtime: Runtime) -> None:
     ui = console(runtime, ADMIN)
     response = ui.post("/ui/logout", data={"csrf": csrf_value(ADMIN)}, follow_redirects=False)
     assert response.status_code == 303

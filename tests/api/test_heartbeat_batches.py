@@ -41,7 +41,7 @@ def apply_at_once(runtime: Runtime, batches: list[Batch]) -> list[BaseException]
         try:
             results = runtime.store.nodes.apply_heartbeats(batch, runtime.services.clock.now())
             errors.extend(r for r in results if isinstance(r, Exception))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - raised again by the test's own thread
             errors.append(error)
 
     threads = [threading.Thread(target=apply, args=(b,)) for b in batches]

@@ -140,7 +140,7 @@ def test_a_cycle_that_lost_a_deadlock_runs_again_at_once(
     assert controllers is not None
     cycles: list[int] = []
 
-    def executor_cycle(now: object, token: object) -> list[str]:
+    def executor_cycle(_now: object, _token: object) -> list[str]:
         cycles.append(len(cycles))
         if len(cycles) == 1:
             raise Contended("store unavailable: deadlock detected")

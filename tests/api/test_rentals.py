@@ -253,7 +253,8 @@ def test_the_budget_ends_a_failover_with_the_reason_and_counts_it(
     runtime.store.engine.dispose()
 
 
-def test_concurrent_intents_never_spend_more_than_the_budget(pool: Pool, fake: FakeVast) -> None:
+@pytest.mark.usefixtures("fake")
+def test_concurrent_intents_never_spend_more_than_the_budget(pool: Pool) -> None:
     """Many wanted rows asking at once, from threads, on both databases: the intent's
     transaction sums the spend, so together they stay within it."""
     store = pool.runtime.store
@@ -337,7 +338,8 @@ def test_an_idle_rented_machine_is_released_after_the_grace(pool: Pool, fake: Fa
     assert ended["cost_so_far"] > 0
 
 
-def test_provider_endpoints(pool: Pool, fake: FakeVast, client: TestClient) -> None:
+@pytest.mark.usefixtures("fake")
+def test_provider_endpoints(pool: Pool, client: TestClient) -> None:
     n1 = pool.node("n1", labels={"price_per_hour": 0.05})
     pool.beat(n1)
     offers = pool.get("/api/v1/provider/offers?region=r1&gpu=4090&max_price=1")["offers"]

@@ -76,7 +76,7 @@ def test_a_lost_push_is_carried_by_the_next_heartbeat_reply(
 ) -> None:
     node = pool.node("n1")
     pool.beat(node)
-    monkeypatch.setattr(runtime.services.pushes, "_wake", lambda node_ids: None)  # every push lost
+    monkeypatch.setattr(runtime.services.pushes, "_wake", lambda _: None)  # every push lost
     with opened(client, node) as ws:
         ws.send_json(frame(node, seq=1))
         assert ws.receive_json()["reply"]["desired"] == []

@@ -94,9 +94,8 @@ def _request(label: str) -> RentRequest:
     return RentRequest("python:3.11-slim", {"X": "1"}, "sleep 60", 16, label)
 
 
-def test_a_rent_gives_a_machine_found_by_its_label_until_released(
-    market: Marketplace, fake: FakeVast
-) -> None:
+@pytest.mark.usefixtures("fake")
+def test_a_rent_gives_a_machine_found_by_its_label_until_released(market: Marketplace) -> None:
     chosen = market.offers("br", None)[0]
     machine = market.rent(chosen, _request("takeover-one"))
     assert machine.label == "takeover-one"
@@ -159,7 +158,8 @@ def test_a_bad_key_is_a_clear_error_that_does_not_show_the_key(fake: FakeVast) -
     assert "secret-wrong-key" not in str(refused.value)
 
 
-def test_an_unreachable_marketplace_is_provider_unavailable(fake: FakeVast) -> None:
+@pytest.mark.usefixtures("fake")
+def test_an_unreachable_marketplace_is_provider_unavailable() -> None:
     from takeover.domain.errors import ProviderUnavailable
 
     gone = VastMarketplace(API_KEY, "http://127.0.0.1:9", backoff=0.01, timeout=1)

@@ -234,7 +234,7 @@ def containers_only(subject: Subject) -> ContainerRuntime:
     return subject.runtime
 
 
-def test_an_image_resolves_to_a_pinned_reference_that_runs(subject: Subject, tmp_path: Path) -> None:
+def test_an_image_resolves_to_a_pinned_reference_that_runs(subject: Subject) -> None:
     runtime = containers_only(subject)
     ref, digest = runtime.resolve(COUNTER_IMAGE, None)
     assert digest.startswith("sha256:")

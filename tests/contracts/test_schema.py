@@ -14,7 +14,7 @@ from takeover.store.tables import metadata
 def test_migrations_match_the_tables(store_url: str) -> None:
     engine = make_engine(store_url)
 
-    def comparable(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+    def comparable(_obj: Any, name: str | None, kind: str, _reflected: bool, _other: Any) -> bool:
         # Alembic cannot read back SQLite's expression indexes (health_score DESC); PostgreSQL checks it.
         return not (engine.dialect.name == "sqlite" and kind == "index" and name == "ix_nodes_placement")
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.postgres
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def test_the_shipped_haproxy_config_is_valid(tmp_path: Path) -> None:
+def test_the_shipped_haproxy_config_is_valid() -> None:
     env = {**os.environ, "TAKEOVER_LISTEN": "127.0.0.1:8080"}
     env |= {f"TAKEOVER_REPLICA_{n}": f"127.0.0.1:{8080 + n}" for n in (1, 2, 3)}
     checked = subprocess.run(

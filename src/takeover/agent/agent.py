@@ -637,7 +637,7 @@ class Agent:
                 continue
             try:
                 result = job.future.result()
-            except Exception as exc:  # any store's error (S3 too): reported, never fatal
+            except Exception as exc:  # noqa: BLE001 - any store's error (S3 too): reported, never fatal
                 job.failed(exc)
                 continue
             job.done(result)

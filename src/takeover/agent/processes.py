@@ -72,16 +72,16 @@ class ProcessRuntime:
             raise LaunchError(f"command not executable: {launch.command[0]}") from None
         return ProcessHandle(proc, launch.log_path)
 
-    def resolve(self, image: str, digest: str | None) -> tuple[str, str]:
+    def resolve(self, image: str, digest: str | None) -> tuple[str, str]:  # noqa: ARG002 - the Runtime port
         raise LaunchError("this node runs no containers (set NODE_CONTAINER_RUNTIME to podman or docker)")
 
-    def leftovers(self, node: str) -> list[Leftover]:
+    def leftovers(self, node: str) -> list[Leftover]:  # noqa: ARG002 - the Runtime port
         return []  # they died with the agent that started them
 
-    def adopt(self, leftover: Leftover, log_path: Path) -> Handle:
+    def adopt(self, leftover: Leftover, log_path: Path) -> Handle:  # noqa: ARG002 - the Runtime port
         raise LaunchError("processes cannot be adopted")
 
-    def remove(self, leftover: Leftover) -> None:
+    def remove(self, leftover: Leftover) -> None:  # noqa: ARG002 - the Runtime port
         return None
 
     def decode_log(self, data: bytes) -> str:

@@ -66,7 +66,7 @@ class StoreCounts:
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
 
-    async def hit(self, key: str, window: int, ttl: float) -> int:
+    async def hit(self, key: str, window: int, ttl: float) -> int:  # noqa: ARG002 - rows expire by window
         if self._sync == 0:
             totals = await asyncio.to_thread(self._add, {(key, window): 1})
             return totals[key, window]

@@ -142,7 +142,7 @@ class AgentStream:
                 except NotFound:
                     await self.websocket.close(GONE, "this node was deleted")
                     return
-                except Exception as error:  # the next heartbeat's ack carries the same state
+                except Exception as error:  # noqa: BLE001 - the next heartbeat's ack carries the same state
                     log.warning("push skipped", node=str(self.node_id), error=str(error))
                     continue
                 reply = heartbeat_reply(result, self.services.agent_timings)

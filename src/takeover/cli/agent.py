@@ -29,7 +29,7 @@ def agent() -> None:
         err.print(f"[red]agent:[/] {exc}", soft_wrap=True)
         raise SystemExit(2) from None
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    def stop(_signum: int, _frame: FrameType | None) -> None:
         runtime.stop_event.set()
 
     signal.signal(signal.SIGTERM, stop)

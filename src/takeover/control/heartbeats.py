@@ -26,7 +26,7 @@ class HeartbeatBatcher:
         apply: Apply,
         clock: Clock,
         max_batch: int,
-        on_batch: Callable[[list[Outcome]], None] = lambda results: None,
+        on_batch: Callable[[list[Outcome]], None] = lambda _: None,
     ) -> None:
         self._apply = apply
         self._clock = clock
@@ -60,7 +60,7 @@ class HeartbeatBatcher:
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         try:
             results = await asyncio.to_thread(self._apply, [item for item, _ in batch], self._clock.now())
-        except Exception as error:  # every waiter gets the same error; none is left hanging
+        except Exception as error:  # noqa: BLE001 - every waiter gets it; none is left hanging
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

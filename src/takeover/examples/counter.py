@@ -88,7 +88,7 @@ def main() -> None:
     time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))  # a slow starter, for the tests
     server = HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))), Handler)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    def stop(_signum: int, _frame: FrameType | None) -> None:
         _log_run("stop")
         os._exit(0)
 

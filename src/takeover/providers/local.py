@@ -21,7 +21,11 @@ class LocalProvider:
         self.store = store
 
     def offers(
-        self, region: str, max_price: float | None, gpu_names: Sequence[str] = (), spot: bool = False
+        self,
+        region: str,
+        max_price: float | None,
+        gpu_names: Sequence[str] = (),
+        spot: bool = False,  # noqa: ARG002 - the pool's own nodes are not interrupted by anyone
     ) -> list[Offer]:
         """``spot`` changes nothing: the pool's own nodes are not interrupted by anyone."""
         found = []

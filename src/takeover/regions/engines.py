@@ -58,7 +58,7 @@ class EngineDriver:
         if driver == "psycopg":
 
             @event.listens_for(engine, "do_connect")
-            def connect(dialect: Any, record: Any, args: Any, params: dict[str, Any]) -> Any:
+            def connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> Any:
                 if read_only:
                     params["options"] = f"{params.get('options', '')} {READ_ONLY_OPTIONS}".strip()
                 context = params.pop("context", None)  # the dialect's type adapters
@@ -70,7 +70,7 @@ class EngineDriver:
         elif read_only and driver == "pyodbc":
 
             @event.listens_for(engine, "do_connect")
-            def odbc(dialect: Any, record: Any, args: Any, params: dict[str, Any]) -> None:
+            def odbc(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
                 params["readonly"] = True
 
         return engine

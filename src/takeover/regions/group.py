@@ -317,7 +317,7 @@ class RegionGroup:
             try:
                 with deadline(driver.fileno(conn), self.timeout) as cut:
                     writable, lag = driver.health(conn)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the driver raised: the region is unhealthy
                 timed_out = cut.is_set()
                 error = f"no answer within {self.timeout * 1000:g} ms" if timed_out else first_line(exc)
             finally:

@@ -119,5 +119,5 @@ class FakeNvml:
     def nvmlDeviceGetUtilizationRates(self, device: FakeNvml.Device) -> SimpleNamespace:  # noqa: N802
         return SimpleNamespace(gpu=self._check(device).gpu_percent, memory=0)
 
-    def nvmlDeviceGetTemperature(self, device: FakeNvml.Device, sensor: int) -> int:  # noqa: N802
+    def nvmlDeviceGetTemperature(self, device: FakeNvml.Device, sensor: int) -> int:  # noqa: N802, ARG002
         return self._check(device).temperature

@@ -19,7 +19,7 @@ INFO = StrategyInfo(
 class Disabled:
     info = INFO
 
-    def readiness(self, situation: Situation) -> Readiness:
+    def readiness(self, situation: Situation) -> Readiness:  # noqa: ARG002 - never ready, whatever it is
         return Readiness(False, {"automatic": False}, None)
 
     def plan(self, situation: Situation) -> AttemptPlan | NotPossible:
