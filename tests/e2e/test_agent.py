@@ -233,7 +233,7 @@ def test_a_corrupt_snapshot_is_refused_and_the_previous_good_one_restored(cluste
     cluster.kill_agent("a")
 
     manifest = cluster.snapshot_dir / "snapshots" / web["id"] / f"{bad}.json"
-    from takeover.snapshots.archive import Manifest
+    from takeover.snapshots.manifest import Manifest
 
     decoded = Manifest.decode(manifest.read_bytes(), bad)
     [count_chunk] = next(f.chunks for f in decoded.files if f.path == "count")

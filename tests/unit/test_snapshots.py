@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from takeover.domain.snapshots import SnapshotRef, restore_candidates
 from takeover.snapshots import CorruptSnapshot, DirectoryStore, SnapshotRepository
-from takeover.snapshots.archive import CHUNK_BYTES, Manifest, restore_snapshot, take_snapshot
+from takeover.snapshots.archive import CHUNK_BYTES, restore_snapshot, take_snapshot
 from takeover.snapshots.check import check_store
+from takeover.snapshots.manifest import Manifest
 
 
 def tree(root: Path) -> dict[str, tuple[bytes | str, int]]:

@@ -13,7 +13,6 @@ all of it verified; ``takeover snapshots check --read-data`` does the same for a
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -21,83 +20,26 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import zstandard
 
 from takeover.domain.snapshots import SnapshotRef
 from takeover.ports import ObjectStore
+from takeover.snapshots.manifest import (
+    DamagedChunk,
+    FileEntry,
+    Manifest,
+    SnapshotError,
+)
+from takeover.snapshots.syncplan import Kind, Present, inside, plan_sync
 
 CHUNK_BYTES = 4 * 1024 * 1024
 RACY_NS = 1_000_000_000  # coarse file-system clocks: an mtime this close to a snapshot is re-read
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 _local = threading.local()
-
-
-class SnapshotError(Exception):
-    """A snapshot cannot be taken or restored; the message names the snapshot and the cause."""
-
-
-class CorruptSnapshot(SnapshotError):
-    pass
-
-
-class DamagedChunk(CorruptSnapshot):
-    """A chunk the snapshot names is missing or does not hold its content; the manifest is fine."""
-
-    def __init__(self, message: str, digest: str, missing: bool) -> None:
-        super().__init__(message)
-        self.digest, self.missing = digest, missing
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    path: str
-    mode: int
-    size: int
-    mtime_ns: int
-    chunks: list[str]
-    packed: list[int] = field(default_factory=list)  # each chunk's stored size (older manifests: none)
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    id: str
-    instance_id: str
-    epoch: int
-    taken_at: str
-    started_ns: int  # wall clock when the walk began: the racy-file check of the next snapshot
-    files: list[FileEntry] = field(default_factory=list)
-    dirs: list[str] = field(default_factory=list)
-    symlinks: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> SnapshotRef:
-        return SnapshotRef.parse(self.id)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def encode(self) -> bytes:
-        body = asdict(self)
-        digest = hashlib.sha256(_canonical(body)).hexdigest()
-        return json.dumps({"sha256": digest, "manifest": body}).encode()
-
-    @staticmethod
-    def decode(data: bytes, where: str) -> Manifest:
-        try:
-            outer = json.loads(data)
-            body = outer["manifest"]
-            if hashlib.sha256(_canonical(body)).hexdigest() != outer["sha256"]:
-                raise CorruptSnapshot(f"snapshot {where}: the manifest fails its checksum")
-            files = [FileEntry(**f) for f in body.pop("files")]
-            return Manifest(files=files, **body)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptSnapshot(f"snapshot {where}: unreadable manifest ({exc})") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +48,6 @@ class TakeResult:
     bytes_read: int
     bytes_written: int
     repaired: tuple[str, ...] = ()  # damaged chunks found in the store and written anew
-
-
-def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _compressor() -> zstandard.ZstdCompressor:
@@ -274,12 +212,12 @@ def restore_snapshot(store: ObjectStore, instance_id: str, snapshot_id: str, des
 def _materialize(store: ObjectStore, manifest: Manifest, root: Path) -> None:
     root.mkdir(parents=True)
     for rel in manifest.dirs:
-        (root / _inside(rel, manifest.id)).mkdir(parents=True, exist_ok=True)
+        (root / inside(rel, manifest.id)).mkdir(parents=True, exist_ok=True)
     fds: dict[int, int] = {}
     jobs: list[tuple[int, str, int, str]] = []
     try:
         for index, entry in enumerate(manifest.files):
-            path = root / _inside(entry.path, manifest.id)
+            path = root / inside(entry.path, manifest.id)
             path.parent.mkdir(parents=True, exist_ok=True)
             fds[index] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.ftruncate(fds[index], entry.size)
@@ -295,7 +233,7 @@ def _materialize(store: ObjectStore, manifest: Manifest, root: Path) -> None:
         for fd in fds.values():
             os.close(fd)
     for rel, target in manifest.symlinks.items():
-        os.symlink(target, root / _inside(rel, manifest.id))
+        os.symlink(target, root / inside(rel, manifest.id))
 
 
 def _restore_chunk(
@@ -321,77 +259,62 @@ def unpack_chunk(packed: bytes, digest: str) -> tuple[bytes, str | None]:
     return data, None
 
 
-def _inside(rel: str, snapshot_id: str) -> str:
-    """A manifest path must stay inside the workspace: no absolute paths, no '..'."""
-    parts = Path(rel).parts
-    if Path(rel).is_absolute() or ".." in parts or not parts:
-        raise CorruptSnapshot(f"snapshot {snapshot_id}: path {rel!r} points outside the workspace")
-    return rel
-
-
 def sync_snapshot(
     store: ObjectStore, instance_id: str, snapshot_id: str, dest: Path, previous: Manifest | None
 ) -> Manifest:
-    """Bring ``dest`` (not in use: a warm copy) to ``snapshot_id`` in place, rewriting only changes.
-
-    A file is kept when ``previous`` (what ``dest`` was synced to) lists it with the same chunks
-    and it still has that size and mtime; every rewritten file is verified, written aside and
-    renamed over. Entries the snapshot does not have are removed.
-    """
+    """Bring ``dest`` (not in use: a warm copy) to ``snapshot_id`` in place, rewriting only what
+    plan_sync says changed; every rewritten file is verified, written aside and renamed over."""
     manifest = load_manifest(store, instance_id, snapshot_id)
     dest.mkdir(parents=True, exist_ok=True)
-    known = {f.path: f for f in previous.files} if previous else {}
-    for rel in manifest.dirs:
-        (dest / _inside(rel, manifest.id)).mkdir(parents=True, exist_ok=True)
-    for entry in manifest.files:
-        path = dest / _inside(entry.path, manifest.id)
-        old = known.get(entry.path)
-        if old and old.chunks == entry.chunks and _same_file(path, entry):
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.sync-{secrets.token_hex(3)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.ftruncate(fd, entry.size)
-            for n, digest in enumerate(entry.chunks):
-                _restore_chunk(store, manifest.id, fd, digest, n * CHUNK_BYTES, entry.path)
-            os.fsync(fd)
-            os.fchmod(fd, entry.mode)
-            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
+    plan = plan_sync(manifest, previous, dict(_present(dest)))
+    for rel in plan.dirs:
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+    for entry in plan.write:
+        _write_aside(store, manifest.id, entry, dest / entry.path)
+    for rel, target in plan.links:
+        path = dest / rel
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        tmp.replace(path)
-    for rel, target in manifest.symlinks.items():
-        path = dest / _inside(rel, manifest.id)
-        if path.is_symlink() and os.readlink(path) == target:
-            continue
-        if path.is_symlink() or path.exists():
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        elif path.is_symlink() or path.exists():
+            path.unlink()
         os.symlink(target, path)
-    _remove_extra(dest, manifest)
-    return manifest
-
-
-def _same_file(path: Path, entry: FileEntry) -> bool:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
-
-
-def _remove_extra(dest: Path, manifest: Manifest) -> None:
-    wanted = {f.path for f in manifest.files} | set(manifest.dirs) | set(manifest.symlinks)
-    for rel, st in sorted(_walk(dest), key=lambda item: item[0], reverse=True):  # children first
-        if rel in wanted:
-            continue
+    for rel in plan.remove:
         path = dest / rel
-        if stat.S_ISDIR(st.st_mode):
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    return manifest
+
+
+def _present(dest: Path) -> Iterator[tuple[str, Present]]:
+    for rel, st in _walk(dest):
+        if stat.S_ISLNK(st.st_mode):
+            yield rel, Present(Kind.LINK, target=os.readlink(dest / rel))
+        elif stat.S_ISDIR(st.st_mode):
+            yield rel, Present(Kind.DIR)
+        elif stat.S_ISREG(st.st_mode):
+            yield rel, Present(Kind.FILE, st.st_size, st.st_mtime_ns)
+        else:
+            yield rel, Present(Kind.OTHER)
+
+
+def _write_aside(store: ObjectStore, snapshot_id: str, entry: FileEntry, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.sync-{secrets.token_hex(3)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, entry.size)
+        for n, digest in enumerate(entry.chunks):
+            _restore_chunk(store, snapshot_id, fd, digest, n * CHUNK_BYTES, entry.path)
+        os.fsync(fd)
+        os.fchmod(fd, entry.mode)
+        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    tmp.replace(path)

@@ -12,13 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from takeover.ports import ObjectStore
-from takeover.snapshots.archive import (
-    CorruptSnapshot,
-    Manifest,
-    chunk_size_problem,
-    entry_chunks,
-    unpack_chunk,
-)
+from takeover.snapshots.archive import chunk_size_problem, entry_chunks, unpack_chunk
+from takeover.snapshots.manifest import CorruptSnapshot, Manifest
 
 _WORKERS = 8
 

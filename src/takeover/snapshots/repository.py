@@ -10,15 +10,13 @@ import structlog
 from takeover.domain.snapshots import SnapshotRef, restore_candidates
 from takeover.ports import ObjectStore
 from takeover.snapshots.archive import (
-    CorruptSnapshot,
-    DamagedChunk,
-    Manifest,
     TakeResult,
     load_manifest,
     restore_snapshot,
     sync_snapshot,
     take_snapshot,
 )
+from takeover.snapshots.manifest import CorruptSnapshot, DamagedChunk, Manifest
 
 log = structlog.get_logger("takeover.snapshots")
 
