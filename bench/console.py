@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from bench.common import backend_parser, database, start, stop
 from takeover.console.session import COOKIE
-from takeover.control.services import InstanceDraft, NodeDraft, hash_token
+from takeover.control.values import InstanceDraft, NodeDraft, hash_token
 from takeover.domain.failover import FailoverReason
 from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import InstanceSpec, Principal, Role

@@ -23,9 +23,10 @@ from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
 from takeover.control.monitor import NodeMonitor
 from takeover.control.renter import Renter, RentSettings
-from takeover.control.services import AgentTimings, Services
+from takeover.control.services import Services
 from takeover.control.standbys import StandbyController
 from takeover.control.telemetry import FailoverTelemetry
+from takeover.control.values import AgentTimings
 from takeover.coordination.redis_client import redis_client
 from takeover.coordination.redis_lease import RedisCoordinator
 from takeover.domain.failover import FailoverPolicy

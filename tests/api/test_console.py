@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from takeover.console.session import COOKIE, csrf_value
-from takeover.control.services import InstanceDraft
+from takeover.control.values import InstanceDraft
 from takeover.domain.models import InstanceSpec, Principal, Role
 from takeover.main import Runtime
 from takeover.testing import FakeClock

@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from takeover.control.services import hash_token
+from takeover.control.values import hash_token
 from takeover.domain.heartbeat import Heartbeat, InstanceReport
 from takeover.domain.models import InstanceState
 from takeover.localcluster import wait_until

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from takeover.agent.link import BACKOFF_CAP, BACKOFF_FIRST, reconnect_delay, stream_url
 from takeover.api.frames import StreamMessage
-from takeover.api.schemas import HeartbeatOut
 from takeover.api.stream import message
+from takeover.api.wire import HeartbeatOut
 from takeover.domain.models import NodeStatus
 
 

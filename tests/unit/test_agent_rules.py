@@ -13,7 +13,7 @@ from takeover.agent.agent import Agent
 from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner
 from takeover.agent.settings import AgentSettings, load_agent_settings
-from takeover.api.schemas import DesiredInstance
+from takeover.api.wire import DesiredInstance
 from takeover.domain.models import InstanceSpec, InstanceState
 
 

@@ -33,7 +33,7 @@ from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import LaunchError, Leftover, Runtime
 from takeover.agent.settings import AgentSettings
-from takeover.api.schemas import DesiredInstance, HeartbeatOut
+from takeover.api.wire import DesiredInstance, HeartbeatOut
 from takeover.domain.models import InstanceState
 from takeover.domain.snapshots import empty_start_refusal
 from takeover.snapshots import Manifest, Restored, SnapshotRepository

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from takeover.api.frames import StreamMessage
-from takeover.api.schemas import HeartbeatOut
+from takeover.api.wire import HeartbeatOut
 
 log = structlog.get_logger("takeover.agent")
 

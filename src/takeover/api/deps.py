@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from takeover.api.schemas import Ref
+from takeover.api.fields import Ref
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden

@@ -11,12 +11,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from takeover.api.schemas import DesiredInstance, HeartbeatIn, HeartbeatOut, ReleaseInstance, SpecOut
+from takeover.api.specs import SpecOut
+from takeover.api.wire import DesiredInstance, HeartbeatIn, HeartbeatOut, ReleaseInstance
 from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import Instance
 
 if TYPE_CHECKING:  # the agent imports this module: none of the control plane's code comes with it
-    from takeover.control.services import AgentTimings
+    from takeover.control.values import AgentTimings
     from takeover.store import HeartbeatResult
 
 

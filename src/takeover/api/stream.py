@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from takeover.api.frames import HeartbeatFrame, heartbeat_of, heartbeat_reply
-from takeover.api.schemas import HeartbeatOut
+from takeover.api.wire import HeartbeatOut
 from takeover.control.services import Services
 from takeover.domain.errors import Forbidden, NotFound, TakeoverError, Unauthenticated
 

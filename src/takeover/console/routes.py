@@ -26,7 +26,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from takeover.api.deps import ControllersDep, ServicesDep
 from takeover.api.errors import status_of
-from takeover.api.schemas import FailoverOut, InstanceOut, NodeOut, TokenOut
+from takeover.api.failover_schemas import FailoverOut
+from takeover.api.schemas import InstanceOut, NodeOut, TokenOut
 from takeover.console import charts, views
 from takeover.console.session import (
     COOKIE,

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import structlog
 
-from takeover.control.services import hash_token, new_token
+from takeover.control.values import hash_token, new_token
 from takeover.domain.errors import Conflict, NotFound, OfferGone, ProviderError, ProviderUnavailable
 from takeover.domain.models import NodeStatus
 from takeover.domain.rentals import (

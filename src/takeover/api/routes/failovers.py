@@ -7,8 +7,8 @@ from uuid import UUID
 from fastapi import APIRouter, status
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.failover_schemas import FailoverCreate, FailoverFinish, FailoverOut
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import FailoverCreate, FailoverFinish, FailoverOut
 from takeover.domain.failover import FailoverStatus
 
 router = APIRouter(prefix="/failovers", tags=["failovers"], route_class=StrictJSONRoute)

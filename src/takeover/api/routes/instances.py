@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from takeover.api.deps import AdminDep, InstanceIdDep, PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, LogsOut
-from takeover.control.services import InstanceDraft
+from takeover.control.values import InstanceDraft
 
 router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
 

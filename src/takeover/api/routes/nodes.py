@@ -8,21 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from takeover.api.deps import AdminDep, BearerDep, ControllersDep, PersonDep, PrincipalDep, ServicesDep
+from takeover.api.failover_schemas import CheckOfflineOut, FailoverOut
 from takeover.api.frames import heartbeat_of, heartbeat_reply
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import (
-    CheckOfflineOut,
-    FailoverOut,
-    HeartbeatIn,
-    HeartbeatOut,
-    NodeCreate,
-    NodeCreated,
-    NodeJoin,
-    NodeOut,
-    NodePatch,
-    SelectIn,
-)
-from takeover.control.services import NodeDraft
+from takeover.api.schemas import NodeCreate, NodeCreated, NodeJoin, NodeOut, NodePatch, SelectIn
+from takeover.api.wire import HeartbeatIn, HeartbeatOut
+from takeover.control.values import NodeDraft
 from takeover.domain.errors import Conflict, NoCapacity
 from takeover.domain.models import NodeStatus
 from takeover.domain.placement import Ineligible

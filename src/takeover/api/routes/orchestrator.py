@@ -11,17 +11,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from takeover.api.deps import MachineIdDep, PersonDep, ServicesDep, VolumeIdDep
-from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import (
+from takeover.api.failover_schemas import (
     EXECUTE_NOT_ACTED_ON,
     VOLUME_FAILOVER_NOT_ACTED_ON,
     ExecuteIn,
     StrategyParam,
-    VolumeCreate,
     VolumeFailoverIn,
-    VolumeOut,
     not_acted_on,
 )
+from takeover.api.inputs import StrictJSONRoute
+from takeover.api.schemas import VolumeCreate, VolumeOut
 from takeover.control.services import Services
 from takeover.domain.failover import Failover
 

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from takeover.api.deps import AdminDep, PersonDep, ServicesDep
+from takeover.api.fields import Region
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import Region
-from takeover.control.services import RentedMachine
+from takeover.control.values import RentedMachine
 
 router = APIRouter(prefix="/provider", tags=["provider"], route_class=StrictJSONRoute)
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from takeover.api.deps import AdminDep, ControllersDep, PersonDep, ServicesDep
+from takeover.api.fields import Region
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import LeaderOut, Region, TokenCreate, TokenCreated, TokenOut
+from takeover.api.schemas import LeaderOut, TokenCreate, TokenCreated, TokenOut
 from takeover.control.leadership import LEASE_NAME
 from takeover.domain.models import Role
 

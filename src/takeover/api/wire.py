@@ -1,0 +1,132 @@
+"""What an agent and the control plane exchange at each heartbeat; the agent imports only this side of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, field_validator
+
+from takeover.api.fields import Request, SnapshotId
+from takeover.api.specs import SpecOut
+from takeover.domain.heartbeat import InstanceReport
+from takeover.domain.images import DIGEST
+from takeover.domain.models import (
+    Gpu,
+    InstanceState,
+    NodeStatus,
+)
+
+
+class GpuIn(Request):
+    """One GPU as NVML reads it."""
+
+    index: int = Field(ge=0, le=1023)
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    memory_total_mb: int = Field(ge=0, le=2**31)
+    memory_used_mb: int = Field(0, ge=0, le=2**31)
+    utilization: float = Field(0.0, ge=0, le=1, description="0..1, of the last sample period")
+    temperature_c: float = Field(0.0, ge=-50, le=200)
+
+    def to_gpu(self) -> Gpu:
+        return Gpu(**self.model_dump())
+
+
+class InstanceReportIn(Request):
+    id: UUID
+    epoch: int = Field(ge=0)
+    state: Literal[
+        InstanceState.STARTING,
+        InstanceState.RUNNING,
+        InstanceState.STOPPING,
+        InstanceState.FAILED,
+        InstanceState.STOPPED,
+    ]
+    port: int | None = Field(None, ge=1, le=65535, description="where the runner serves")
+    error: Annotated[str, Field(max_length=2000)] | None = None
+    restored_from: SnapshotId | None = Field(None, description="snapshot this runner started from")
+    last_snapshot: SnapshotId | None = Field(None, description="newest snapshot this runner took")
+    log: Annotated[str, Field(max_length=65_536)] | None = Field(
+        None, description="what the runner printed since the last accepted heartbeat"
+    )
+    image_digest: Annotated[str, Field(pattern=rf"^{DIGEST}$", max_length=200)] | None = Field(
+        None, description="the digest of the image this runner runs (a container instance)"
+    )
+
+    def to_report(self) -> InstanceReport:
+        return InstanceReport(
+            self.id,
+            self.epoch,
+            self.state,
+            self.port,
+            self.error,
+            self.restored_from,
+            self.last_snapshot,
+            self.log,
+            self.image_digest,
+        )
+
+
+class StandbyReportIn(Request):
+    id: UUID
+    snapshot: SnapshotId | None = Field(None, description="the snapshot the warm copy now holds")
+
+
+class HeartbeatIn(Request):
+    cpu_load: float = Field(ge=0, le=1, allow_inf_nan=False)
+    memory_load: float = Field(ge=0, le=1, allow_inf_nan=False)
+    avg_latency_ms: float = Field(0.0, ge=0, le=600_000, allow_inf_nan=False)
+    instances: list[InstanceReportIn] = Field(default_factory=list, max_length=10_000)
+    standbys: list[StandbyReportIn] = Field(
+        default_factory=list, max_length=10_000, description="warm copies synced since the last heartbeat"
+    )
+    gpus: list[GpuIn] = Field(default_factory=list, max_length=1024, description="this node's GPUs (NVML)")
+
+    @field_validator("gpus")
+    @classmethod
+    def _one_report_per_gpu(cls, gpus: list[GpuIn]) -> list[GpuIn]:
+        indices = [g.index for g in gpus]
+        if len(set(indices)) != len(indices):
+            raise ValueError("each GPU index may appear once")
+        return gpus
+
+
+class DesiredInstance(BaseModel):
+    id: UUID
+    name: str
+    epoch: int
+    spec: SpecOut
+    snapshot_requested_at: datetime | None = Field(None, description="take a snapshot if none is newer")
+    volume_id: UUID | None = Field(None, description="a regional volume to use as the workspace")
+    recovery_point: str | None = Field(
+        None, description="the newest snapshot known: if none can be restored, do not start empty"
+    )
+    start_empty: bool = Field(False, description="an operator accepted starting it empty")
+    gpu_indices: list[int] = Field(
+        default_factory=list, description="this node's GPUs it runs on (CUDA_VISIBLE_DEVICES / CDI)"
+    )
+
+
+class ReleaseInstance(BaseModel):
+    id: UUID
+    epoch: int
+
+
+class HeartbeatOut(BaseModel):
+    node_id: UUID
+    health_score: float
+    status: NodeStatus
+    desired: list[DesiredInstance]
+    release: list[ReleaseInstance] = Field(
+        description="stop these, snapshot their workspace, then report them stopped (a handover)"
+    )
+    heartbeat_interval: float
+    fence_after: float = Field(description="stop every instance after this long without a heartbeat")
+    standby: list[DesiredInstance] = Field(
+        default_factory=list, description="keep a synced, not running copy of these (warm pool)"
+    )
+    sync_interval: float = Field(10.0, description="how often to sync the warm copies")
+    fence_grace: float = Field(
+        1.0, description="when fencing: SIGTERM, then SIGKILL this long after (within fence_margin)"
+    )
