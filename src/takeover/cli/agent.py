@@ -17,7 +17,8 @@ def agent() -> None:
     register), NODE_NAME, NODE_REGION, NODE_MAX_INSTANCES, NODE_HOST, NODE_PORT_RANGE,
     TAKEOVER_AGENT_DIR, TAKEOVER_SNAPSHOT_DIR (shared by all nodes), SNAPSHOT_INTERVAL.
     """
-    from takeover.agent.agent import Agent, AgentError
+    from takeover.agent.agent import Agent
+    from takeover.agent.registration import AgentError
     from takeover.agent.settings import load_agent_settings
     from takeover.logsetup import configure_logging
 

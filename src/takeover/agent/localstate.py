@@ -1,0 +1,45 @@
+"""What the agent keeps on disk per instance (its epoch and port here), and finding a free port."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from takeover.agent.runner import Runner
+
+
+class LocalState:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def read(self, instance_id: str) -> dict[str, Any]:
+        path = self.folder / f"{instance_id}.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def save(self, runner: Runner) -> None:
+        path = self.folder / f"{runner.instance_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": runner.epoch, "port": runner.port}))
+        tmp.replace(path)
+
+
+def free_port(ports: tuple[int, int], used: Collection[int]) -> int:
+    """A port of the range nobody listens on, or 0 when all are taken."""
+    low, high = ports
+    for port in range(low, high + 1):
+        if port in used:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return port
+    return 0
