@@ -115,13 +115,32 @@ def build(
         stream_accepts=(settings.stream_accept_rate, settings.stream_accept_burst),
     )
     services.drain_file = settings.drain_file
+    _watch(metrics, store, clock, renter is not None)
+    if settings.admin_token is not None:
+        services.ensure_admin_token(settings.admin_token.get_secret_value())
+    app = _app(settings, store, services, controllers, metrics, traces)
+    return Runtime(settings, store, services, controllers, app)
+
+
+def _watch(metrics: Metrics, store: Store, clock: Clock, renting: bool) -> None:
+    """Gauges read from the store at scrape time (shared by every replica)."""
     metrics.watch_pool(store.pool.counts)
     metrics.watch_nodes(store.nodes.find, clock.now)
     metrics.watch_snapshots(store.instances.find, clock.now)
-    if renter is not None:
+    if renting:
         metrics.watch_rentals(lambda: store.rentals.find(BILLED))
-    if settings.admin_token is not None:
-        services.ensure_admin_token(settings.admin_token.get_secret_value())
+
+
+def _app(
+    settings: Settings,
+    store: Store,
+    services: Services,
+    controllers: ControlLoop | None,
+    metrics: Metrics,
+    traces: TracerProvider | None,
+) -> FastAPI:
+    """The API with its lifespan (controllers, region groups, shared counts, change feed), the
+    region health routes and the rate limit."""
     regions = _regions(settings, metrics)
     shared = redis_client(settings, retries=0)  # over the limit or not, a request never waits for Redis
     counts = (
@@ -136,16 +155,13 @@ def build(
         lifespan=_lifespan(controllers, regions, counts, traces, _change_feed(store, services)),
         tracer_provider=traces,
     )
-    if regions is not None:
-        app.include_router(health_router(regions))
-    else:
-        app.include_router(no_regions_router())
+    app.include_router(health_router(regions) if regions is not None else no_regions_router())
     proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
     limits = Limits(
         settings.rate_limit_per_token, settings.rate_limit_per_address, settings.rate_limit_window, proxies
     )
     app.add_middleware(RateLimit, limits=limits, counts=counts)
-    return Runtime(settings, store, services, controllers, app)
+    return app
 
 
 def worker_app() -> FastAPI:
@@ -227,14 +243,9 @@ def _controllers(
         restore_timeout=settings.seconds("restore_timeout"),
         max_attempts=settings.max_attempts,
     )
-    coordinator: Coordinator = store.coordinator
-    if settings.lease_backend == "redis":
-        client = redis_client(settings, retries=1)  # one reconnect: to the new master after a failover
-        assert client is not None  # Settings refuses the redis backend without a Redis
-        coordinator = RedisCoordinator(client, store.coordinator)
     rent_from = renter.market.name if renter is not None else None
     return ControlLoop(
-        Leadership(coordinator, holder, lease_ttl),
+        Leadership(_coordinator(settings, store), holder, lease_ttl),
         NodeMonitor(
             store, monitor_policy, bucket, telemetry, timedelta(seconds=settings.score_sample_interval)
         ),
@@ -254,6 +265,15 @@ def _controllers(
         metrics,
         renter,
     )
+
+
+def _coordinator(settings: Settings, store: Store) -> Coordinator:
+    """The leader lease: in the store, or in Redis (with the store's epoch as fence)."""
+    if settings.lease_backend != "redis":
+        return store.coordinator
+    client = redis_client(settings, retries=1)  # one reconnect: to the new master after a failover
+    assert client is not None  # Settings refuses the redis backend without a Redis
+    return RedisCoordinator(client, store.coordinator)
 
 
 def _regions(settings: Settings, metrics: Metrics) -> MultiRegion | None:

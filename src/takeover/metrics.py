@@ -19,7 +19,12 @@ from takeover.domain.snapshots import SnapshotRef
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._pool_metrics(self.registry)
+        self._failover_metrics(self.registry)
+        self._control_metrics(self.registry)
+        self._rent_metrics(self.registry)
+
+    def _pool_metrics(self, r: CollectorRegistry) -> None:
         self.heartbeats = Counter("takeover_heartbeats_total", "Heartbeats applied", registry=r)
         self.heartbeat_batch = Histogram(
             "takeover_heartbeat_batch_size",
@@ -44,6 +49,11 @@ class Metrics:
         self.pushes = Counter(
             "takeover_desired_pushes_total", "Desired states pushed to agent streams", registry=r
         )
+        self.nodes_marked_offline = Counter(
+            "takeover_nodes_marked_offline_total", "Nodes declared offline", registry=r
+        )
+
+    def _failover_metrics(self, r: CollectorRegistry) -> None:
         self.failovers_opened = Counter(
             "takeover_failovers_opened_total", "Failovers opened", ["reason"], registry=r
         )
@@ -54,9 +64,6 @@ class Metrics:
             "takeover_failovers_rate_limited_total",
             "Automatic failovers deferred by the rate limit",
             registry=r,
-        )
-        self.nodes_marked_offline = Counter(
-            "takeover_nodes_marked_offline_total", "Nodes declared offline", registry=r
         )
         self.region_paused = Gauge(
             "takeover_region_failovers_paused",
@@ -71,6 +78,8 @@ class Metrics:
             buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600),
             registry=r,
         )
+
+    def _control_metrics(self, r: CollectorRegistry) -> None:
         self.leader = Gauge("takeover_leader", "1 while this replica holds the leader lease", registry=r)
         self.leader_epoch = Gauge(
             "takeover_leader_epoch",
@@ -87,6 +96,8 @@ class Metrics:
         self.cycle_seconds = Histogram(
             "takeover_control_cycle_seconds", "Duration of one controller cycle", registry=r
         )
+
+    def _rent_metrics(self, r: CollectorRegistry) -> None:
         self.rent_failures = Counter(
             "takeover_rent_failures_total",
             "Rentals that gave no usable machine, by why: gone, refused, unreachable, no_join, "
