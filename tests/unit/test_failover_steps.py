@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from takeover.domain.failover import Attempt, FailoverStatus
 from takeover.domain.models import NodeStatus
-from takeover.domain.steps import after_step, gave_up, placed, target_refusal
+from takeover.domain.steps import after_step, gave_up, placed, placement_for, target_refusal
 from takeover.domain.strategies import AttemptPlan, NotPossible, StrategyName
 from takeover.domain.strategies.choice import next_attempt
 from takeover.store.rows import attempts_from_json, attempts_to_json
@@ -123,3 +123,24 @@ def test_attempts_keep_every_field_through_the_store_s_json_and_older_entries_st
     old = [{"strategy": "cpu_standby", "node_id": None, "ms": 0.0, "error": "x"}]
     assert attempts_from_json(old) == (Attempt("cpu_standby", None, 0.0, "x"),)
     assert attempts_from_json(None) == ()
+
+
+def test_an_attempt_goes_where_its_plan_says_and_a_fixed_target_is_never_excluded() -> None:
+    web = instance(uuid4(), preferred_region="r1")
+    f, tried, standby = failover(web.id, web.node_id, status=S.MIGRATING), uuid4(), uuid4()
+    request, fixed = placement_for(f, AttemptPlan(StrategyName.CPU_STANDBY), web, frozenset({tried}), 3)
+    assert (request.preferred_region, request.exclude, request.degraded_streak, request.region_only) == (
+        "r1",
+        frozenset({tried}),
+        3,
+        False,
+    )
+    assert fixed is None
+    held = AttemptPlan(StrategyName.REGIONAL_VOLUME, region="r2")
+    request, _ = placement_for(f, held, web, frozenset(), 0)
+    assert (request.preferred_region, request.region_only) == ("r2", True)
+    warm_plan = AttemptPlan(StrategyName.WARM_POOL, target=standby)
+    request, fixed = placement_for(f, warm_plan, web, frozenset({standby, tried}), 0)
+    assert (fixed, request.exclude) == (standby, frozenset({tried}))
+    asked = replace(f, requested_target_id=tried)
+    assert placement_for(asked, AttemptPlan(StrategyName.CPU_STANDBY), web, frozenset({tried}), 0)[1] == tried

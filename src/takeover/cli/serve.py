@@ -47,16 +47,7 @@ def serve(
     from takeover.main import build, open_store, tune_gc
 
     settings = load_settings(host=host, port=port, workers=workers)
-    if settings.regions_config is not None:
-        from prometheus_client import CollectorRegistry
-
-        from takeover.regions import ConfigError, MultiRegion, load_config
-
-        try:  # the file, and every region's driver (an SQLAlchemy URL's dialect must load)
-            MultiRegion(load_config(settings.regions_config), registry=CollectorRegistry()).close()
-        except ConfigError as error:
-            err.print(f"[red]invalid setting:[/] TAKEOVER_REGIONS_CONFIG: {error}", soft_wrap=True)
-            raise typer.Exit(2) from error
+    _check_regions(settings)
     configure_logging(settings.log_level, settings.log_format)
     where = settings.store_url.split("@")[-1]
     err.print(
@@ -75,6 +66,26 @@ def serve(
         DrainingServer(config, runtime.services, settings.drain_seconds).run()
         return
     open_store(settings).engine.dispose()  # migrate once, before the workers start
+    _serve_workers(settings)
+
+
+def _check_regions(settings: Settings) -> None:
+    """The regions file, and every region's driver (an SQLAlchemy URL's dialect must load)."""
+    if settings.regions_config is None:
+        return
+    from prometheus_client import CollectorRegistry
+
+    from takeover.regions import ConfigError, MultiRegion, load_config
+
+    try:
+        MultiRegion(load_config(settings.regions_config), registry=CollectorRegistry()).close()
+    except ConfigError as error:
+        err.print(f"[red]invalid setting:[/] TAKEOVER_REGIONS_CONFIG: {error}", soft_wrap=True)
+        raise typer.Exit(2) from error
+
+
+def _serve_workers(settings: Settings) -> None:
+    """Several processes on one socket; each builds its own runtime (main.worker_app)."""
     drain_file = Path(tempfile.mkdtemp(prefix="takeover-serve-")) / "draining"  # only ours to create
     for name, value in (
         ("HOST", settings.host),
@@ -87,11 +98,11 @@ def serve(
         "takeover.main:worker_app",
         factory=True,
         workers=settings.workers,
-        host=host,
-        port=port,
-        log_level=level,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
         access_log=False,
-        ws_max_size=max_frame,
+        ws_max_size=settings.max_body_bytes,
     )
     try:
         DrainingSupervisor(config, [config.bind_socket()], drain_file, settings.drain_seconds).run()

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from takeover.domain.failover import Attempt, Failover, FailoverStatus
 from takeover.domain.models import Instance, Node, NodeStatus
+from takeover.domain.placement import PlacementRequest
+from takeover.domain.strategies.base import AttemptPlan
 
 
 def _ms(since: datetime, now: datetime) -> float:
@@ -70,6 +72,18 @@ def placed(
         attempts=(*failover.attempts, *skipped, attempt),
     )
     return after_step(moved, FailoverStatus.RESTORING, now)
+
+
+def placement_for(
+    failover: Failover, plan: AttemptPlan, instance: Instance, exclude: frozenset[UUID], degraded_streak: int
+) -> tuple[PlacementRequest, UUID | None]:
+    """Where the attempt may go, and the one node it must go to if the plan or an operator fixed
+    it (that node is never excluded: a requested target is tried even if an attempt failed there)."""
+    fixed = plan.target or failover.requested_target_id
+    if fixed is not None:
+        exclude = frozenset(n for n in exclude if n != fixed)
+    region = plan.region or instance.preferred_region
+    return PlacementRequest(region, exclude, degraded_streak, plan.region is not None), fixed
 
 
 def gave_up(failover: Failover, reason: str) -> str:

@@ -73,24 +73,7 @@ def take_snapshot(
     """Store ``workspace`` as a new snapshot at ``epoch``; ``previous`` lets unchanged files be skipped."""
     started_ns = _wall_ns()
     taken_at = now()
-    known = {f.path: f for f in previous.files} if previous else {}
-    racy_after = (previous.started_ns - RACY_NS) if previous else 0
-    files: list[FileEntry] = []
-    dirs: list[str] = []
-    links: dict[str, str] = {}
-    unread: list[int] = []  # files taken from ``previous`` without reading them
-    for rel, st in _walk(workspace):
-        if stat.S_ISDIR(st.st_mode):
-            dirs.append(rel)
-        elif stat.S_ISLNK(st.st_mode):
-            links[rel] = os.readlink(workspace / rel)
-        elif stat.S_ISREG(st.st_mode):
-            old = known.get(rel)
-            if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns < racy_after:
-                unread.append(len(files))
-                files.append(old)
-                continue
-            files.append(FileEntry(rel, stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, []))
+    files, dirs, links, unread = _listing(workspace, previous)
     sizes = _packed_sizes(previous)
     with ThreadPoolExecutor(_WORKERS) as pool:
         intact = list(pool.map(lambda i: _chunks_intact(store, files[i]), unread))
@@ -117,6 +100,32 @@ def take_snapshot(
     manifest = Manifest(ref.id, instance_id, epoch, taken_at.isoformat(), started_ns, files, dirs, links)
     store.put_manifest(instance_id, ref.id, manifest.encode())
     return TakeResult(manifest, read, written, tuple(repaired))
+
+
+def _listing(
+    workspace: Path, previous: Manifest | None
+) -> tuple[list[FileEntry], list[str], dict[str, str], list[int]]:
+    """Files (with no chunks yet, or as ``previous`` had them), folders, symlinks, and which files
+    were taken from ``previous`` unread: same size and mtime, and older than its walk (not racy)."""
+    known = {f.path: f for f in previous.files} if previous else {}
+    racy_after = (previous.started_ns - RACY_NS) if previous else 0
+    files: list[FileEntry] = []
+    dirs: list[str] = []
+    links: dict[str, str] = {}
+    unread: list[int] = []
+    for rel, st in _walk(workspace):
+        if stat.S_ISDIR(st.st_mode):
+            dirs.append(rel)
+        elif stat.S_ISLNK(st.st_mode):
+            links[rel] = os.readlink(workspace / rel)
+        elif stat.S_ISREG(st.st_mode):
+            old = known.get(rel)
+            if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns < racy_after:
+                unread.append(len(files))
+                files.append(old)
+                continue
+            files.append(FileEntry(rel, stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, []))
+    return files, dirs, links, unread
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:

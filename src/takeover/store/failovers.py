@@ -24,15 +24,21 @@ from takeover.domain.failover import (
     FailoverView,
     check_transition,
 )
-from takeover.domain.models import InstanceState, NodeStatus
+from takeover.domain.models import Instance, InstanceState, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
-from takeover.domain.steps import after_step, placed, target_refusal
+from takeover.domain.steps import after_step, placed, placement_for, target_refusal
 from takeover.domain.strategies.base import AttemptPlan
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.instances import get_instance
 from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
-from takeover.store.rows import NEW_RUNNER, attempts_to_json, failover_from_row, instance_from_row
+from takeover.store.rows import (
+    NEW_RUNNER,
+    attempts_to_json,
+    failover_from_row,
+    failover_to_row,
+    instance_from_row,
+)
 from takeover.store.tables import failovers, instances, nodes
 
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -135,23 +141,7 @@ class FailoverRepository:
             requested_target_id=requested_target_id,
             strategy=strategy or instance.failover_strategy or self.default_strategy,
         )
-        conn.execute(
-            failovers.insert().values(
-                id=failover.id,
-                instance_id=instance_id,
-                source_node_id=failover.source_node_id,
-                requested_target_id=requested_target_id,
-                reason=reason.value,
-                status=failover.status.value,
-                attempts=0,
-                tried_node_ids=[],
-                timings={},
-                created_at=now,
-                step_started_at=now,
-                strategy=failover.strategy,
-                attempt_log=[],
-            )
-        )
+        conn.execute(failovers.insert().values(failover_to_row(failover)))
         record_event(conn, "failover.opened", failover.id, f"{reason} failover of {instance.name}", now)
         return failover
 
@@ -276,10 +266,8 @@ class FailoverRepository:
     ) -> Failover | Ineligible | None:
         """Migrating -> restoring in one transaction: take a slot, bump the epoch, move the instance.
 
-        ``plan`` is the strategy's choice (a fixed node, or placement held to a region);
-        ``skipped`` are strategies that could not try, logged with their reasons; ``rental`` is
-        the rented machine the target is, for the log.
-        Ineligible: no node fits (nothing written). None: the failover moved on meanwhile.
+        ``skipped``: strategies that could not try, logged first; ``rental``: the rented machine
+        the target is. Ineligible: no node fits (nothing written). None: it moved on meanwhile.
         """
         check_transition(failover.status, FailoverStatus.RESTORING)
         with transaction(self._engine) as conn:
@@ -287,26 +275,11 @@ class FailoverRepository:
             if _get(conn, failover.id, None, lock=True).status is not failover.status:
                 return None
             instance = get_instance(conn, failover.instance_id, None, lock=True)
-            fixed = plan.target or failover.requested_target_id
-            if fixed is not None:
-                exclude = frozenset(n for n in exclude if n != fixed)
-            request = PlacementRequest(
-                plan.region or instance.preferred_region,
-                exclude,
-                self._degraded_streak,
-                plan.region is not None,
-            )
-            indices: tuple[int, ...] = ()
-            if instance.gpus is not None:  # its GPUs are slots of the target too
-                choice = claim_gpus(conn, request, instance.gpus, fixed)
-                if isinstance(choice, Ineligible):
-                    return choice
-                target, indices = choice.node.id, choice.indices
-            else:
-                claimed = _claim_target(conn, fixed, request)
-                if isinstance(claimed, Ineligible):
-                    return claimed
-                target = claimed
+            request, fixed = placement_for(failover, plan, instance, exclude, self._degraded_streak)
+            claimed = _claim(conn, instance, request, fixed)
+            if isinstance(claimed, Ineligible):
+                return claimed
+            target, indices = claimed
             epoch = instance.epoch + 1
             conn.execute(
                 instances.update()
@@ -330,6 +303,17 @@ class FailoverRepository:
                 now,
             )
             return _get(conn, failover.id, None)
+
+
+def _claim(
+    conn: sa.Connection, instance: Instance, request: PlacementRequest, fixed: UUID | None
+) -> tuple[UUID, tuple[int, ...]] | Ineligible:
+    """A slot on the target (and its GPUs, which are slots too): the node and the GPU indices."""
+    if instance.gpus is not None:
+        choice = claim_gpus(conn, request, instance.gpus, fixed)
+        return choice if isinstance(choice, Ineligible) else (choice.node.id, choice.indices)
+    claimed = _claim_target(conn, fixed, request)
+    return claimed if isinstance(claimed, Ineligible) else (claimed, ())
 
 
 def _claim_target(conn: sa.Connection, fixed: UUID | None, request: PlacementRequest) -> UUID | Ineligible:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from takeover.domain.errors import Conflict, NoCapacity, NotFound, Unsatisfiable
 from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.gpus import impossible
-from takeover.domain.models import Instance, InstanceState, NodeStatus
+from takeover.domain.models import Instance, InstanceState, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.store.base import id_by_number, next_number, record_event, transaction
 from takeover.store.nodes import (
@@ -178,18 +178,7 @@ class InstanceRepository:
                         f"instance runs on node {current.name} ({current.status}); "
                         "move it with POST /failovers and target_node_id"
                     )
-            indices: tuple[int, ...] = ()
-            if instance.gpus is not None:
-                choice = claim_gpus(conn, PlacementRequest(), instance.gpus, fixed=target.id)
-                if isinstance(choice, Ineligible):
-                    raise Conflict(f"node {target.name} cannot take it: {choice.reason}", field="node_id")
-                indices = choice.indices
-            elif not take_slot(conn, target.id):
-                raise Conflict(
-                    f"node {target.name} cannot take it ({target.status}, "
-                    f"{target.current_instances}/{target.max_instances})",
-                    field="node_id",
-                )
+            indices = _take(conn, instance, target)
             release_slot(conn, instance.node_id)
             moved = replace(
                 instance,
@@ -221,6 +210,22 @@ class InstanceRepository:
                 now,
             )
             return moved
+
+
+def _take(conn: sa.Connection, instance: Instance, target: Node) -> tuple[int, ...]:
+    """A slot on ``target`` (and the GPUs the instance asks for): their indices; Conflict if it cannot."""
+    if instance.gpus is not None:
+        choice = claim_gpus(conn, PlacementRequest(), instance.gpus, fixed=target.id)
+        if isinstance(choice, Ineligible):
+            raise Conflict(f"node {target.name} cannot take it: {choice.reason}", field="node_id")
+        return choice.indices
+    if not take_slot(conn, target.id):
+        raise Conflict(
+            f"node {target.name} cannot take it ({target.status}, "
+            f"{target.current_instances}/{target.max_instances})",
+            field="node_id",
+        )
+    return ()
 
 
 def get_instance(conn: sa.Connection, instance_id: UUID, owner: str | None, lock: bool = False) -> Instance:

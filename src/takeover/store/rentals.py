@@ -180,15 +180,7 @@ class RentalRepository:
                     sa.select(rentals).where(rentals.c.state.in_([s.value for s in BILLED]))
                 )
             ]
-            same = (
-                rentals.c.failover_id == rental.failover_id
-                if rental.failover_id is not None
-                else sa.and_(rentals.c.failover_id.is_(None), rentals.c.instance_id == rental.instance_id)
-            )
-            tried = conn.execute(
-                sa.select(rentals.c.offer_id).where(same, rentals.c.offer_id.is_not(None))
-            ).scalars()
-            choice = choose_offer(offers, rental.policy, [t for t in tried if t], spend(billed), budget)
+            choice = choose_offer(offers, rental.policy, _offers_tried(conn, rental), spend(billed), budget)
             if isinstance(choice, Refusal):
                 moved = _move(conn, rental, RentalState.FAILED, error=choice.reason, ended_at=now)
                 return choice if moved else None
@@ -370,3 +362,14 @@ def _rental(row: sa.Row[Any]) -> Rental:
         ended_at=row.ended_at,
         error=row.error,
     )
+
+
+def _offers_tried(conn: sa.Connection, rental: Rental) -> list[str]:
+    """Offers the earlier rentals for the same failover (or standby of the instance) asked for."""
+    same = (
+        rentals.c.failover_id == rental.failover_id
+        if rental.failover_id is not None
+        else sa.and_(rentals.c.failover_id.is_(None), rentals.c.instance_id == rental.instance_id)
+    )
+    tried = conn.execute(sa.select(rentals.c.offer_id).where(same, rentals.c.offer_id.is_not(None))).scalars()
+    return [t for t in tried if t]

@@ -160,6 +160,29 @@ def failover_from_row(row: sa.Row[Any]) -> Failover:
     )
 
 
+def failover_to_row(f: Failover) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "instance_id": f.instance_id,
+        "source_node_id": f.source_node_id,
+        "target_node_id": f.target_node_id,
+        "requested_target_id": f.requested_target_id,
+        "reason": f.reason.value,
+        "status": f.status.value,
+        "backup_id": f.backup_id,
+        "error": f.error,
+        "attempts": f.targets_tried,
+        "tried_node_ids": [str(n) for n in f.tried_node_ids],
+        "timings": f.timings,
+        "created_at": f.created_at,
+        "step_started_at": f.step_started_at,
+        "completed_at": f.completed_at,
+        "strategy": f.strategy,
+        "attempt_log": attempts_to_json(f.attempts),
+        "start_empty": f.start_empty,
+    }
+
+
 def attempts_to_json(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
     """The attempt_log column: one object per try, keys as the API shows them."""
     return [

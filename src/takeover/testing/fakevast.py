@@ -210,31 +210,7 @@ class FakeVast:
 
         @app.put("/api/v0/asks/{ask_id}/")
         def create(ask_id: int, body: dict[str, Any]) -> JSONResponse:
-            problem = _invalid(body)
-            if problem is not None:
-                return JSONResponse({"success": False, "error": "invalid_args", "msg": problem}, 400)
-            with self._lock:
-                chosen = next((o for o in self.offers if o["ask_contract_id"] == ask_id), None)
-                if chosen is None or ask_id in self.gone:
-                    return JSONResponse(
-                        {"success": False, "error": "no_such_ask", "msg": f"ask {ask_id} is not available"},
-                        404,
-                    )
-                if self.refuse > 0:
-                    self.refuse -= 1
-                    return JSONResponse(
-                        {"success": False, "error": "invalid_args", "msg": "the host declined the contract"},
-                        400,
-                    )
-                self.offers.remove(chosen)  # rented: it leaves the book
-                machine = self._machine(chosen, body)
-            self.rent_received.set()
-            if self.hold is not None:
-                self.hold.wait()
-            time.sleep(self.delays.rent)
-            if ask_id not in self.never_boot:
-                threading.Thread(target=self._boot, args=(machine,), daemon=True).start()
-            return JSONResponse({"success": True, "new_contract": machine.id})
+            return self._create(ask_id, body)
 
         @app.get("/api/v0/instances/")
         def listing() -> dict[str, Any]:
@@ -257,6 +233,34 @@ class FakeVast:
             return JSONResponse({"success": True})
 
         return app
+
+    def _create(self, ask_id: int, body: dict[str, Any]) -> JSONResponse:
+        """Rent an offer: it leaves the book, and the machine boots (unless told not to)."""
+        problem = _invalid(body)
+        if problem is not None:
+            return JSONResponse({"success": False, "error": "invalid_args", "msg": problem}, 400)
+        with self._lock:
+            chosen = next((o for o in self.offers if o["ask_contract_id"] == ask_id), None)
+            if chosen is None or ask_id in self.gone:
+                return JSONResponse(
+                    {"success": False, "error": "no_such_ask", "msg": f"ask {ask_id} is not available"},
+                    404,
+                )
+            if self.refuse > 0:
+                self.refuse -= 1
+                return JSONResponse(
+                    {"success": False, "error": "invalid_args", "msg": "the host declined the contract"},
+                    400,
+                )
+            self.offers.remove(chosen)  # rented: it leaves the book
+            machine = self._machine(chosen, body)
+        self.rent_received.set()
+        if self.hold is not None:
+            self.hold.wait()
+        time.sleep(self.delays.rent)
+        if ask_id not in self.never_boot:
+            threading.Thread(target=self._boot, args=(machine,), daemon=True).start()
+        return JSONResponse({"success": True, "new_contract": machine.id})
 
     # machines -----------------------------------------------------------------------------
     def _machine(self, chosen: dict[str, Any], body: dict[str, Any]) -> FakeMachine:
