@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import generators, waiting
@@ -21,6 +21,7 @@ from psycopg.rows import AsyncRowFactory, RowFactory, tuple_row
 
 Params = Sequence[Any] | dict[str, Any] | None
 Rows = list[tuple[Any, ...]]
+C = TypeVar("C")
 _ROWS = psycopg.pq.ExecStatus.TUPLES_OK
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _WAIT_INTERVAL = 0.02  # how often a connect attempt looks at its deadline
@@ -43,16 +44,16 @@ class Unreachable(Exception):
         self.timed_out = timed_out
 
 
-class Driver(Protocol):
-    native_async: bool
+class Driver(Protocol[C]):
+    """One region's database as the group uses it; ``C`` is the driver's connection."""
 
-    def connect(self, read_only: bool) -> Any: ...
-    def run(self, conn: Any, sql: str, params: Params) -> Rows: ...
-    def broken(self, conn: Any, exc: BaseException) -> bool: ...
-    def reusable(self, conn: Any) -> bool: ...
-    def close(self, conn: Any) -> None: ...
-    def fileno(self, conn: Any) -> int | None: ...
-    def health(self, conn: Any) -> tuple[bool | None, timedelta | None]: ...
+    def connect(self, read_only: bool) -> C: ...
+    def run(self, conn: C, sql: str, params: Params) -> Rows: ...
+    def broken(self, conn: C, exc: BaseException) -> bool: ...
+    def reusable(self, conn: C) -> bool: ...
+    def close(self, conn: C) -> None: ...
+    def fileno(self, conn: C) -> int | None: ...
+    def health(self, conn: C) -> tuple[bool | None, timedelta | None]: ...
 
 
 def first_line(exc: BaseException) -> str:
@@ -111,8 +112,6 @@ def parse_health(row: Sequence[Any] | None) -> tuple[bool | None, timedelta | No
 
 class PsycopgDriver:
     """Autocommit connections: one statement is one round trip; transaction() opens a real one."""
-
-    native_async = True
 
     def __init__(self, dsn: str, timeout: float) -> None:
         self.dsn = dsn

@@ -41,8 +41,6 @@ def make_url_safe(url: str) -> str:
 
 
 class EngineDriver:
-    native_async = False
-
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
         self.timeout = timeout

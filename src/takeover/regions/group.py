@@ -1,12 +1,10 @@
-"""One connection group at run time: connections per region, routing, failover, probes.
+"""One connection group at run time: connections per region, the I/O of routing, probes.
 
-Each query goes to the group's current region, or, when that fails at the connection level,
-to the next region that is up (writes only to a writable one), so the caller gets an answer
-while the policy decides when the group itself moves. A write is retried elsewhere only when
-it never left: if the connection broke after it was sent, it may have committed, and the
-error goes to the caller rather than risk running it twice. SQL errors (a constraint, a typo, a
-statement timeout) are the caller's and pass through untouched: they say nothing about the
-region. A query stuck on a server that stopped answering is cut (``inflight``).
+Each query goes to the group's current region, or, when that fails at the connection level, to
+the next region that is up (writes only to a writable one), so the caller gets an answer while
+the policy decides when the group itself moves. Which region comes next and whose error an error
+is, routing.py decides once for the sync and the async shells here. A query stuck on a server
+that stopped answering is cut (``inflight``); events and gauges are announce.py's.
 """
 
 from __future__ import annotations
@@ -20,12 +18,22 @@ from typing import Any
 
 import structlog
 
-from takeover.domain.regions import AllRegionsFailed, EventKind, GroupBook, RegionEvent
+from takeover.domain.regions import AllRegionsFailed, GroupBook, RegionEvent
+from takeover.regions.announce import Announcer
 from takeover.regions.config import GroupConfig, RegionConfig
-from takeover.regions.drivers import Driver, Params, PsycopgDriver, Rows, Unreachable, first_line
+from takeover.regions.drivers import (
+    AsyncRegionConnection,
+    Driver,
+    Params,
+    PsycopgDriver,
+    Rows,
+    Unreachable,
+    first_line,
+)
 from takeover.regions.inflight import FAILED, REFUSED, SUCCEEDED, InFlight, deadline
 from takeover.regions.metrics import RegionMetrics
-from takeover.regions.shared import Decision, SharedDecision
+from takeover.regions.routing import Failure, Flow, NotConnected, Raised, route
+from takeover.regions.shared import SharedDecision
 from takeover.regions.statements import is_write
 
 log = structlog.get_logger("takeover.regions")
@@ -39,7 +47,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def driver_for(region: RegionConfig, timeout: float) -> Driver:
+def driver_for(region: RegionConfig, timeout: float) -> Driver[Any]:
     if region.url is not None:
         from takeover.regions.engines import EngineDriver  # SQLAlchemy: only for groups that use it
 
@@ -58,23 +66,21 @@ class RegionGroup:
         idle_per_region: int = 4,
         shared: SharedDecision | None = None,
     ) -> None:
-        self.shared = shared
-        self.shared_epoch = 0
-        self._next_sync: datetime | None = None
         self.config = config
         policy = config.failover_policy
         self.book = GroupBook(config.group_id, config.specs(), policy.policy(), config.current_region)
         self.timeout = policy.connect_timeout / 1000
         self.drivers = {r.connection_id: driver_for(r, self.timeout) for r in config.regions}
-        self.native_async = all(d.native_async for d in self.drivers.values())
+        self.native_async = all(isinstance(d, PsycopgDriver) for d in self.drivers.values())
+        self._adrivers = {c: d for c, d in self.drivers.items() if isinstance(d, PsycopgDriver)}
         self.metrics = metrics
-        self.emit = emit
         self.clock = clock
         self._idle: dict[str, deque[Any]] = {c: deque() for c in self.drivers}  # append/pop: no lock
-        self._aidle: dict[str, list[Any]] = {c: [] for c in self.drivers}
-        self._astale: list[Any] = []  # async connections to close at the next async call
+        self._aidle: dict[str, list[AsyncRegionConnection]] = {c: [] for c in self.drivers}
+        self._astale: list[AsyncRegionConnection] = []  # async connections to close at the next async call
         self._idle_max = idle_per_region
         self._lock = threading.RLock()
+        self.announcer = Announcer(self.book, self._lock, metrics, emit, clock, shared)
         group = config.group_id
         self.inflight = metrics.inflight[group] = InFlight(
             list(self.drivers),
@@ -82,7 +88,7 @@ class RegionGroup:
             self._answers,
             f"takeover-regions-watchdog-{group}",
         )
-        self._publish()
+        self.announcer.publish()
 
     # connections --------------------------------------------------------------------------
     def _read_only(self, connection_id: str) -> bool:
@@ -96,10 +102,11 @@ class RegionGroup:
         except IndexError:
             return self.drivers[connection_id].connect(self._read_only(connection_id))
 
-    def _give_back(self, connection_id: str, conn: Any) -> None:
+    def _release(self, connection_id: str, conn: Any, broken: bool) -> None:
+        """Back to the idle ones if it can serve again, else closed."""
         driver = self.drivers[connection_id]
         idle = self._idle[connection_id]
-        if len(idle) < self._idle_max and driver.reusable(conn):
+        if not broken and len(idle) < self._idle_max and driver.reusable(conn):
             idle.append(conn)
         else:
             driver.close(conn)
@@ -113,8 +120,8 @@ class RegionGroup:
                 conn.pgconn.finish()  # what AsyncConnection.close() does, without a loop to await it
             self._astale.clear()
 
-    # routing ------------------------------------------------------------------------------
-    def _candidates(self, write: bool) -> list[str]:
+    # routing: route() decides, these shells do the I/O ------------------------------------
+    def candidates(self, write: bool) -> list[str]:
         found = self.book.routes(write)  # without the lock: a list its holders replace, never change
         if found:
             return found
@@ -128,72 +135,127 @@ class RegionGroup:
                     f"group {self.config.group_id}: a write needs a writable region, and the regions up "
                     f"({up}) are read-only"
                 )
-            raise AllRegionsFailed(self.book.all_failed_message())
-
-    @contextmanager
-    def connection(self, write: bool) -> Iterator[Any]:
-        """A connection to the best region for this use; the region is judged by how it goes."""
-        last: Exception | None = None
-        for connection_id in self._candidates(write):
-            try:
-                conn = self._take(connection_id)
-            except Unreachable as exc:
-                self._unreachable(connection_id, exc)
-                last = exc
-                continue
-            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
-            try:
-                yield conn
-            except BaseException as exc:
-                self._after_error(connection_id, conn, exc, watched)
-                raise
-            self._succeeded(connection_id, watched)
-            self._give_back(connection_id, conn)
-            return
-        raise AllRegionsFailed(self.book.all_failed_message()) from last
-
-    def _after_error(self, connection_id: str, conn: Any, exc: BaseException, watched: int | None) -> bool:
-        """Whether the error broke the connection (the region's fault) or was the caller's."""
-        driver = self.drivers[connection_id]
-        broken = driver.broken(conn, exc)
-        self.inflight.end(watched, connection_id, FAILED if broken else REFUSED)
-        if broken:
-            driver.close(conn)
-            self._failed(connection_id, first_line(exc))
-        else:
-            self._give_back(connection_id, conn)
-        return broken
+            raise self.all_failed()
 
     def query(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
         """Run one statement with failover; rows for a query, [] for a command."""
         writes = is_write(sql) if write is None else write
-        last: Exception | None = None
-        for connection_id in self._candidates(writes):
+        candidates = self.candidates(writes)
+        connection_id, flow = candidates[0], None
+        while True:
+            outcome = self._run(connection_id, sql, params)
+            if isinstance(outcome, list):  # answered (and recorded): the common case, no flow
+                return outcome
+            connection_id, flow = self._reroute(flow, candidates, outcome, not writes)
+
+    def _reroute(
+        self, flow: Flow | None, candidates: list[str], failure: Failure, again: bool
+    ) -> tuple[str, Flow]:
+        """The next region to try after ``failure``: the flow starts at a call's first failure."""
+        if flow is None:
+            flow = route(self, candidates, failure, again)
+            return next(flow), flow
+        return flow.send(failure), flow
+
+    def _run(self, connection_id: str, sql: str, params: Params) -> Rows | Failure:
+        """One try: the rows (the region's success recorded), or how it failed, for route()."""
+        driver = self.drivers[connection_id]
+        try:
+            conn = self._take(connection_id)
+        except Unreachable as exc:
+            return NotConnected(exc)
+        watched = self.inflight.begin(connection_id, driver.fileno(conn))
+        try:
+            rows = driver.run(conn, sql, params)
+        except Exception as exc:  # noqa: BLE001 - route() says whose error it is and raises it
+            broken = driver.broken(conn, exc)
+            self._release(connection_id, conn, broken)
+            return Raised(exc, broken, watched)
+        self._release(connection_id, conn, False)
+        self.succeeded(connection_id, watched)
+        return rows
+
+    @contextmanager
+    def connection(self, write: bool) -> Iterator[Any]:
+        """A connection to the best region for this use; the region is judged by how it goes."""
+        candidates = self.candidates(write)
+        connection_id, flow = candidates[0], None
+        while True:
             driver = self.drivers[connection_id]
             try:
                 conn = self._take(connection_id)
-            except Unreachable as exc:  # nothing was sent: safe to try the next region
-                self._unreachable(connection_id, exc)
-                last = exc
+            except Unreachable as exc:
+                connection_id, flow = self._reroute(flow, candidates, NotConnected(exc), False)
                 continue
             watched = self.inflight.begin(connection_id, driver.fileno(conn))
             try:
-                rows = driver.run(conn, sql, params)
-            except Exception as exc:
-                if not self._after_error(connection_id, conn, exc, watched) or writes:
-                    raise  # the caller's error; or a write that may have committed: never twice
-                last = exc
-                continue
-            self._succeeded(connection_id, watched)
-            self._give_back(connection_id, conn)
-            return rows
-        raise AllRegionsFailed(self.book.all_failed_message()) from last
+                yield conn
+            except BaseException as exc:
+                broken = driver.broken(conn, exc)
+                self._release(connection_id, conn, broken)
+                self._reroute(flow, candidates, Raised(exc, broken, watched), False)  # raises it
+                raise
+            self._release(connection_id, conn, False)
+            self.succeeded(connection_id, watched)
+            return
 
-    # asyncio: the same routing on psycopg's AsyncConnection, no thread per query ----------
-    async def _atake(self, connection_id: str) -> Any:
+    async def aquery(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
+        self._require_async()
+        writes = is_write(sql) if write is None else write
+        candidates = self.candidates(writes)
+        connection_id, flow = candidates[0], None
+        while True:
+            outcome = await self._arun(connection_id, sql, params)
+            if isinstance(outcome, list):  # answered (and recorded): the common case, no flow
+                return outcome
+            connection_id, flow = self._reroute(flow, candidates, outcome, not writes)
+
+    async def _arun(self, connection_id: str, sql: str, params: Params) -> Rows | Failure:
+        driver = self._adrivers[connection_id]
+        try:
+            conn = await self._atake(connection_id)
+        except Unreachable as exc:
+            return NotConnected(exc)
+        watched = self.inflight.begin(connection_id, driver.fileno(conn))
+        try:
+            rows = await driver.arun(conn, sql, params)
+        except Exception as exc:  # noqa: BLE001 - route() says whose error it is and raises it
+            broken = driver.broken(conn, exc)
+            await self._arelease(connection_id, conn, broken)
+            return Raised(exc, broken, watched)
+        await self._arelease(connection_id, conn, False)
+        self.succeeded(connection_id, watched)
+        return rows
+
+    @asynccontextmanager
+    async def aconnection(self, write: bool) -> AsyncIterator[AsyncRegionConnection]:
+        self._require_async()
+        candidates = self.candidates(write)
+        connection_id, flow = candidates[0], None
+        while True:
+            driver = self._adrivers[connection_id]
+            try:
+                conn = await self._atake(connection_id)
+            except Unreachable as exc:
+                connection_id, flow = self._reroute(flow, candidates, NotConnected(exc), False)
+                continue
+            watched = self.inflight.begin(connection_id, driver.fileno(conn))
+            try:
+                yield conn
+            except BaseException as exc:
+                broken = driver.broken(conn, exc)
+                await self._arelease(connection_id, conn, broken)
+                self._reroute(flow, candidates, Raised(exc, broken, watched), False)  # raises it
+                raise
+            await self._arelease(connection_id, conn, False)
+            self.succeeded(connection_id, watched)
+            return
+
+    # asyncio connections: psycopg's AsyncConnection, no thread per query ----------------
+    async def _atake(self, connection_id: str) -> AsyncRegionConnection:
         await self._aclose_stale()
         idle = self._aidle[connection_id]
-        driver: PsycopgDriver = self.drivers[connection_id]  # type: ignore[assignment]
+        driver = self._adrivers[connection_id]
         conn = idle.pop() if idle else None
         if conn is not None and driver.reusable(conn):
             return conn
@@ -203,94 +265,43 @@ class RegionGroup:
         while self._astale:
             await self._astale.pop().close()
 
-    async def _agive_back(self, connection_id: str, conn: Any) -> None:
+    async def _arelease(self, connection_id: str, conn: AsyncRegionConnection, broken: bool) -> None:
         idle = self._aidle[connection_id]
-        if self.drivers[connection_id].reusable(conn) and len(idle) < self._idle_max:
+        if not broken and self._adrivers[connection_id].reusable(conn) and len(idle) < self._idle_max:
             idle.append(conn)
         else:
             await conn.close()
-
-    async def _aafter_error(
-        self, connection_id: str, conn: Any, exc: BaseException, watched: int | None
-    ) -> bool:
-        broken = self.drivers[connection_id].broken(conn, exc)
-        self.inflight.end(watched, connection_id, FAILED if broken else REFUSED)
-        if broken:
-            await conn.close()
-            self._failed(connection_id, first_line(exc))
-        else:
-            await self._agive_back(connection_id, conn)
-        return broken
 
     def _require_async(self) -> None:
         if not self.native_async:
             raise TypeError(f"group {self.config.group_id} uses SQLAlchemy engines: use the sync API")
 
-    @asynccontextmanager
-    async def aconnection(self, write: bool) -> AsyncIterator[Any]:
-        self._require_async()
-        last: Exception | None = None
-        for connection_id in self._candidates(write):
-            try:
-                conn = await self._atake(connection_id)
-            except Unreachable as exc:
-                self._unreachable(connection_id, exc)
-                last = exc
-                continue
-            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
-            try:
-                yield conn
-            except BaseException as exc:
-                await self._aafter_error(connection_id, conn, exc, watched)
-                raise
-            self._succeeded(connection_id, watched)
-            await self._agive_back(connection_id, conn)
-            return
-        raise AllRegionsFailed(self.book.all_failed_message()) from last
-
-    async def aquery(self, sql: str, params: Params = None, write: bool | None = None) -> Rows:
-        self._require_async()
-        writes = is_write(sql) if write is None else write
-        last: Exception | None = None
-        for connection_id in self._candidates(writes):
-            driver: PsycopgDriver = self.drivers[connection_id]  # type: ignore[assignment]
-            try:
-                conn = await self._atake(connection_id)
-            except Unreachable as exc:
-                self._unreachable(connection_id, exc)
-                last = exc
-                continue
-            watched = self.inflight.begin(connection_id, self.drivers[connection_id].fileno(conn))
-            try:
-                rows = await driver.arun(conn, sql, params)
-            except Exception as exc:
-                if not await self._aafter_error(connection_id, conn, exc, watched) or writes:
-                    raise
-                last = exc
-                continue
-            self._succeeded(connection_id, watched)
-            await self._agive_back(connection_id, conn)
-            return rows
-        raise AllRegionsFailed(self.book.all_failed_message()) from last
-
     # what happened ------------------------------------------------------------------------
-    def _succeeded(self, connection_id: str, watched: int | None) -> None:
+    def all_failed(self) -> AllRegionsFailed:
+        return AllRegionsFailed(self.book.all_failed_message())
+
+    def succeeded(self, connection_id: str, watched: int | None) -> None:
         self.inflight.end(watched, connection_id, SUCCEEDED)
         if self.book.regions[connection_id].healthy_since is None:  # only a change needs the lock
             with self._lock:
                 self.book.record_success(connection_id, self.clock())
 
-    def _unreachable(self, connection_id: str, exc: Unreachable) -> None:
+    def unreachable(self, connection_id: str, error: Unreachable) -> None:
         self.inflight.count(connection_id, FAILED)
-        self._failed(connection_id, str(exc), exc.timed_out)
+        self._failed(connection_id, str(error), error.timed_out)
+
+    def raised(self, connection_id: str, outcome: Raised) -> None:
+        self.inflight.end(outcome.watched, connection_id, FAILED if outcome.broken else REFUSED)
+        if outcome.broken:
+            self._failed(connection_id, first_line(outcome.error))
 
     def _failed(self, connection_id: str, error: str, timed_out: bool = False) -> None:
         with self._lock:
             event = self.book.record_failure(connection_id, error, self.clock(), timed_out)
             self._drop_idle(connection_id)
-        self._publish()
+        self.announcer.publish()
         if event is not None:
-            self._announce(event)
+            self.announcer.announce(event)
 
     def _drop_idle(self, connection_id: str) -> None:
         """Kept connections point at the same failing (or just promoted) server: not reused."""
@@ -331,9 +342,9 @@ class RegionGroup:
             )
             if self.book.writable(connection_id) != was_writable:  # promoted: reopen without the guard
                 self._drop_idle(connection_id)
-        self._publish()
+        self.announcer.publish()
         if event is not None:
-            self._announce(event)
+            self.announcer.announce(event)
         return error
 
     def _answers(self, connection_id: str) -> bool:
@@ -346,83 +357,21 @@ class RegionGroup:
         for connection_id in due:
             self.probe(connection_id)
 
-    def _announce(self, event: RegionEvent) -> None:
-        log.warning(
-            "region event",
-            kind=str(event.kind),
-            group=event.group,
-            from_=event.from_region,
-            to=event.to_region,
-            reason=event.reason,
-        )
-        if event.kind is EventKind.FAILOVER and event.from_region and event.to_region:
-            self.metrics.failovers.labels(event.group, event.from_region, event.to_region).inc()
-        if event.kind is EventKind.FAILBACK and event.to_region:
-            self.metrics.failbacks.labels(event.group, event.to_region).inc()
-        self._publish()
-        self.emit(event)
-        if self.shared is not None and event.to_region and event.kind is not EventKind.ALL_REGIONS_FAILED:
-            decision = self.shared.publish(
-                self.config.group_id, event.to_region, self.shared_epoch, event.reason
-            )
-            if decision is not None:
-                self._follow(decision)
-
     def sync_shared(self) -> None:
-        """Once per health check interval: follow the group's shared decision if it is newer."""
-        now = self.clock()
-        if self.shared is None or (self._next_sync is not None and now < self._next_sync):
-            return
-        self._next_sync = now + self.book.policy.health_check_interval
-        decision = self.shared.fetch(self.config.group_id)
-        if decision is not None:
-            self._follow(decision)
-
-    def _follow(self, decision: Decision) -> None:
-        if decision.epoch < self.shared_epoch:
-            return
-        self.shared_epoch = decision.epoch
-        with self._lock:
-            if decision.region == self.book.current or decision.region not in self.book.regions:
-                return
-            event = self.book.failover_to(decision.region, self.clock())
-        event = RegionEvent(
-            event.kind,
-            event.group,
-            event.from_region,
-            event.to_region,
-            f"shared decision by {decision.by}: {decision.reason}",
-            event.at,
-        )
-        log.warning(
-            "following the shared decision", group=event.group, to=event.to_region, reason=event.reason
-        )
-        self._publish()
-        self.emit(event)
-
-    def _publish(self) -> None:
-        with self._lock:
-            for connection_id, state in self.book.regions.items():
-                self.metrics.region_health.labels(self.config.group_id, connection_id).set(
-                    1 if state.up else 0
-                )
-                current = connection_id == self.book.current
-                self.metrics.current_region.labels(self.config.group_id, connection_id).set(
-                    state.spec.priority if current else 0
-                )
+        self.announcer.sync_shared()
 
     # operators ----------------------------------------------------------------------------
     def failover_to(self, connection_id: str) -> RegionEvent:
         with self._lock:
             event = self.book.failover_to(connection_id, self.clock())
-        self._announce(event)
+        self.announcer.announce(event)
         return event
 
     def failback(self) -> RegionEvent | None:
         with self._lock:
             event = self.book.failback(self.clock())
         if event is not None:
-            self._announce(event)
+            self.announcer.announce(event)
         return event
 
     def status(self) -> dict[str, Any]:
