@@ -23,6 +23,9 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
     assert outcome.monitor is not None
     assert outcome.monitor.offline_nodes == ["n1"]
     assert [str(f.instance_id) for f in outcome.monitor.failovers] == [web["id"]]
+    assert outcome.executor is not None
+    assert [s.split()[1] for s in outcome.executor.steps] == ["backing_up", "migrating", "restoring"]
+    assert outcome.executor.ended == []
 
     moved = pool.get(f"/api/v1/instances/{web['id']}")
     assert moved["node_id"] in (n2.id, n3.id)
@@ -31,7 +34,9 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
     assert (failover["status"], failover["reason"]) == ("restoring", "node_failure")
 
     pool.beat_twice(n2, n3)
-    pool.cycle()
+    ended = pool.cycle().executor
+    assert ended is not None
+    assert [(str(f.id), f.status.value) for f in ended.ended] == [(failover["id"], "completed")]
     failover = pool.get(f"/api/v1/failovers/{failover['id']}")
     assert failover["status"] == "completed"
     assert set(failover["timings"]) >= {

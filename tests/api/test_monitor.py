@@ -8,6 +8,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
+from takeover.control.executor import ExecutorOutcome
 from takeover.domain.errors import Contended, FencedOut
 from takeover.testing import FakeClock
 from tests.api.pool import Pool
@@ -140,11 +141,11 @@ def test_a_cycle_that_lost_a_deadlock_runs_again_at_once(
     assert controllers is not None
     cycles: list[int] = []
 
-    def executor_cycle(_now: object, _token: object) -> list[str]:
+    def executor_cycle(_now: object, _token: object) -> ExecutorOutcome:
         cycles.append(len(cycles))
         if len(cycles) == 1:
             raise Contended("store unavailable: deadlock detected")
-        return []
+        return ExecutorOutcome()
 
     monkeypatch.setattr(controllers._executor, "run_cycle", executor_cycle)
 

@@ -7,7 +7,7 @@ leaves a record another executor resumes from the last step (its claim expires).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -45,6 +45,14 @@ log = structlog.get_logger("takeover.executor")
 _MAX_STEPS_PER_CYCLE = 8
 
 
+@dataclass
+class ExecutorOutcome:
+    """What one cycle of the executor did, as the monitor's outcome says what it found."""
+
+    steps: list[str] = field(default_factory=list)  # one line per step taken, in order
+    ended: list[Failover] = field(default_factory=list)  # failovers that completed or failed
+
+
 class FailoverExecutor:
     def __init__(
         self,
@@ -68,18 +76,20 @@ class FailoverExecutor:
         self._rent_from = rent_from
         self._max_offers = max_offers
 
-    def run_cycle(self, now: datetime, fence: LeaseToken | None) -> list[str]:
-        """Advance every claimable failover as far as it goes now; one line per step."""
-        steps: list[str] = []
+    def run_cycle(self, now: datetime, fence: LeaseToken | None) -> ExecutorOutcome:
+        """Advance every claimable failover as far as it goes now."""
+        outcome = ExecutorOutcome()
         for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
             with structlog.contextvars.bound_contextvars(
                 failover_id=str(failover.id), instance_id=str(failover.instance_id)
             ):
-                steps.extend(self._drive(failover, now, fence))
-        return steps
+                self._drive(failover, now, fence, outcome)
+        return outcome
 
-    def _drive(self, failover: Failover, now: datetime, fence: LeaseToken | None) -> list[str]:
-        steps = []
+    def _drive(
+        self, failover: Failover, now: datetime, fence: LeaseToken | None, outcome: ExecutorOutcome
+    ) -> None:
+        steps = outcome.steps
         for _ in range(_MAX_STEPS_PER_CYCLE):
             decision = decide(failover, self._store.failovers.view(failover), now, self._policy)
             if isinstance(decision, Wait):
@@ -94,8 +104,8 @@ class FailoverExecutor:
             log.info("failover step", status=str(failover.status), error=failover.error)
             if not failover.is_open:
                 self._telemetry.ended(failover)
+                outcome.ended.append(failover)
                 break
-        return steps
 
     def _act(
         self,

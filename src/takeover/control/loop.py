@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from takeover.control.executor import FailoverExecutor
+from takeover.control.executor import ExecutorOutcome, FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.monitor import MonitorOutcome, NodeMonitor
 from takeover.control.renter import Renter
@@ -27,7 +27,7 @@ class CycleOutcome:
     epoch: int | None = None
     monitor: MonitorOutcome | None = None
     standbys: list[str] = field(default_factory=list)  # standbys placed or rented
-    steps: list[str] = field(default_factory=list)  # failover steps taken
+    executor: ExecutorOutcome | None = None  # the failover steps taken
     error: str | None = None
 
 
@@ -74,7 +74,7 @@ class ControlLoop:
         try:
             outcome.monitor = self._monitor.run_cycle(self._clock.now(), token)
             outcome.standbys = self._standbys.run_cycle(self._clock.now(), token)
-            outcome.steps = self._executor.run_cycle(self._clock.now(), token)
+            outcome.executor = self._executor.run_cycle(self._clock.now(), token)
         except FencedOut as error:
             self.leadership.token = None
             outcome.error = str(error)
