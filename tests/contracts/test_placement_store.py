@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -11,18 +9,9 @@ from hypothesis import strategies as st
 
 from takeover.domain.models import Node
 from takeover.domain.placement import PlacementRequest, assume_placed, select_best_node
-from takeover.store import make_engine, migrate
 from takeover.store.nodes import _node_values, select_node, take_slot
 from takeover.store.tables import nodes
 from tests.unit.factories import nodes_strategy
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -3,16 +3,12 @@ needs_standby rule picks out of every instance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from takeover.domain.models import NodeStatus
 from takeover.domain.standby import needs_standby
-from takeover.store import make_engine, migrate
 from takeover.store.instances import _values
 from takeover.store.nodes import _node_values
 from takeover.store.standbys import _lacking
@@ -20,14 +16,6 @@ from takeover.store.tables import instances, nodes
 from tests.unit.factories import T0, instance, node
 
 STRATEGIES = [None, "warm_pool", "both", "cpu_standby", "snapshot_restore", "disabled"]
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
