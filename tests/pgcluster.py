@@ -58,11 +58,16 @@ class Member(PostgresServer):
     def kill(self) -> None:
         """SIGKILL the postmaster and its children: the machine is gone."""
         pid = self.pid()
-        os.kill(pid, signal.SIGKILL)
-        for child in _children(pid):
-            os.kill(child, signal.SIGKILL)
+        # Stopped first, so it forks nothing new and its backends are still its children when
+        # they are listed (once it is dead they belong to init, and a backend that had not yet
+        # noticed its postmaster's death could still answer a query: seen in CI).
+        os.kill(pid, signal.SIGSTOP)
+        doomed = [pid, *_children(pid)]
+        for one in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(one, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and any(_alive(one) for one in doomed):
             time.sleep(0.05)
         # A killed postmaster leaves its lock files; its PID may linger as a zombie that nothing
         # here reaps, which a restart would take for a live server.
