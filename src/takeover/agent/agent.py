@@ -233,10 +233,9 @@ class Agent:
 
     def _find_leftovers(self) -> None:
         """Containers an earlier life of this agent started: settled by the first reply."""
-        runtime = self.containers
-        usable = runtime is not None and shutil.which(self.settings.container_runtime) is not None
         assert self.credentials is not None
-        self._leftovers = find_leftovers(runtime, str(self.credentials.node_id)) if usable else []
+        installed = shutil.which(self.settings.container_runtime) is not None
+        self._leftovers = find_leftovers(self.containers, str(self.credentials.node_id)) if installed else []
 
     def _settle_leftovers(self, wanted: dict[str, DesiredInstance]) -> None:
         found, self._leftovers = self._leftovers or [], []

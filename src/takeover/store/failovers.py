@@ -34,7 +34,6 @@ from takeover.store.instances import get_instance
 from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
 from takeover.store.rows import (
     NEW_RUNNER,
-    attempts_to_json,
     failover_from_row,
     failover_to_row,
     instance_from_row,
@@ -328,22 +327,27 @@ def _claim_target(conn: sa.Connection, fixed: UUID | None, request: PlacementReq
     )
 
 
+# What a step changes; the rest is the operator's (start_empty) or fixed when it opened.
+_STEP_COLUMNS = (
+    "status",
+    "step_started_at",
+    "timings",
+    "attempt_log",
+    "error",
+    "backup_id",
+    "completed_at",
+    "target_node_id",
+    "attempts",
+    "tried_node_ids",
+)
+
+
 def _write_step(conn: sa.Connection, before: Failover, after: Failover) -> bool:
     """Persist ``after`` if the failover is still where ``before`` read it; False otherwise."""
-    ends = not after.is_open
-    values: dict[str, Any] = {
-        "status": after.status.value,
-        "step_started_at": after.step_started_at,
-        "timings": after.timings,
-        "attempt_log": attempts_to_json(after.attempts),
-        "error": after.error,
-        "backup_id": after.backup_id,
-        "completed_at": after.completed_at,
-        "target_node_id": after.target_node_id,
-        "attempts": after.targets_tried,
-        "tried_node_ids": [str(n) for n in after.tried_node_ids],
-        **({"claimed_by": None} if ends else {}),
-    }
+    row = failover_to_row(after)
+    values: dict[str, Any] = {column: row[column] for column in _STEP_COLUMNS}
+    if not after.is_open:
+        values["claimed_by"] = None
     result = conn.execute(
         failovers.update()
         .where(failovers.c.id == before.id, failovers.c.status == before.status.value)
