@@ -12,8 +12,9 @@ from uuid import UUID
 from takeover.domain.gpus import select_gpu_node
 from takeover.domain.models import Instance, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest, select_best_node
+from takeover.domain.strategies.base import StrategyName
 
-WARM_STRATEGIES = frozenset({"warm_pool", "both"})
+WARM_STRATEGIES = frozenset({StrategyName.WARM_POOL.value, StrategyName.BOTH.value})
 
 
 def needs_standby(instance: Instance, default_strategy: str, standby_status: NodeStatus | None) -> bool:
