@@ -18,7 +18,7 @@ from takeover.testing import FakeClock
 from tests.api.pool import Pool
 from tests.conftest import make_runtime
 
-ROLES = ("admin", "alice", "bob", "node_a", "node_b", "none", "revoked")
+ROLES = ("admin", "alice", "bob", "node_a", "node_b", "none", "revoked", "joiner")
 
 
 @dataclass
@@ -48,7 +48,10 @@ def build_world(tmp_path: Path, n: int) -> World:
 
     alice, bob, carol, spare = token("alice"), token("bob"), token("carol"), token("dave")
     assert pool.client.delete(f"/api/v1/tokens/{carol['id']}").status_code == 204
+    joining = pool.client.post("/api/v1/join-tokens", json={"region": "r1", "max_uses": 10}).json()
+    other_join = pool.client.post("/api/v1/join-tokens", json={"region": "r2"}).json()
     headers = {
+        "joiner": {"Authorization": f"Bearer {joining['token']}"},
         "admin": admin,
         "alice": {"Authorization": f"Bearer {alice['token']}"},
         "bob": {"Authorization": f"Bearer {bob['token']}"},
@@ -82,6 +85,7 @@ def build_world(tmp_path: Path, n: int) -> World:
         "failover_id": failover["id"],
         "volume_id": volume["volume_id"],
         "token_id": spare["id"],
+        "join_token_id": other_join["id"],
         "region": "r1",
         "group_id": "g1",
         "other_node": b.id if web_node == a.id else a.id,
@@ -177,6 +181,9 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/readyz"): ("/readyz", None),
     ("GET", "/metrics"): ("/metrics", None),
     ("GET", "/api/v1/leader"): ("/api/v1/leader", None),
+    ("POST", "/api/v1/join-tokens"): ("/api/v1/join-tokens", {"region": "r1"}),
+    ("GET", "/api/v1/join-tokens"): ("/api/v1/join-tokens", None),
+    ("DELETE", "/api/v1/join-tokens/{token_id}"): ("/api/v1/join-tokens/{join_token_id}", None),
     ("GET", "/api/v1/tokens"): ("/api/v1/tokens", None),
     ("POST", "/api/v1/tokens"): ("/api/v1/tokens", {"role": "user", "subject": "erin"}),
     ("DELETE", "/api/v1/tokens/{token_id}"): ("/api/v1/tokens/{token_id}", None),
@@ -213,59 +220,63 @@ def outcomes(tmp_path: Path, operation: tuple[str, str]) -> dict[str, int]:
 
 
 # Expected status per role: admin, alice (owner), bob (another user), node_a (runs the instance),
-# node_b, no token, a revoked token. 404 for bob: another user's records do not exist for him.
+# node_b, no token, a revoked token, a join token. 404 for bob: another user's records do not exist for him.
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
-    ("POST", "/api/v1/nodes"): (201, 403, 403, 403, 403, 401, 401),
-    ("GET", "/api/v1/nodes"): (200, 200, 200, 403, 403, 401, 401),
-    ("POST", "/api/v1/nodes/select"): (200, 200, 200, 403, 403, 401, 401),
-    ("POST", "/api/v1/nodes/check-offline"): (200, 403, 403, 403, 403, 401, 401),
-    ("GET", "/api/v1/nodes/{node_id}"): (200, 200, 200, 200, 403, 401, 401),
-    ("GET", "/api/v1/nodes/{node_id} (another node)"): (200, 200, 200, 403, 200, 401, 401),
-    ("PATCH", "/api/v1/nodes/{node_id}"): (200, 403, 403, 403, 403, 401, 401),
-    ("DELETE", "/api/v1/nodes/{node_id}"): (204, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/nodes/{node_id}/heartbeat"): (403, 403, 403, 200, 403, 401, 401),
-    ("GET", "/api/v1/instances"): (200, 200, 200, 403, 403, 401, 401),
-    ("POST", "/api/v1/instances"): (201, 201, 201, 403, 403, 401, 401),
-    ("GET", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("DELETE", "/api/v1/instances/{instance_id}"): (204, 204, 404, 403, 403, 401, 401),
-    ("PATCH", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("POST", "/api/v1/instances/{instance_id}/snapshot"): (409, 409, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/instances/{instance_id}/logs"): (200, 200, 404, 403, 403, 401, 401),
-    ("POST", "/api/v1/instances/{instance_id}/assign"): (409, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/failovers"): (202, 202, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/failovers"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/failovers/{failover_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("POST", "/api/v1/failovers/{failover_id}/complete"): (200, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/failover/execute"): (200, 200, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/readiness/{machine_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/status/{machine_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("POST", "/api/v1/failover/test/{machine_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/strategies"): (200, 200, 200, 403, 403, 401, 401),
-    ("POST", "/api/v1/failover/regional-volume/create"): (200, 200, 200, 403, 403, 401, 401),
-    ("POST", "/api/v1/failover/regional-volume/failover"): (409, 409, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/regional-volume/list"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/regional-volume/search/{region}"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/failover/regional-volume/{volume_id}"): (200, 200, 404, 403, 403, 401, 401),
-    ("DELETE", "/api/v1/failover/regional-volume/{volume_id}"): (204, 204, 404, 403, 403, 401, 401),
-    ("GET", "/api/v1/region-groups"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/region-groups/{group_id}"): (200, 200, 200, 403, 403, 401, 401),
-    ("PUT", "/api/v1/region-groups/{group_id}"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/healthz"): (200, 200, 200, 200, 200, 200, 200),
-    ("GET", "/livez"): (200, 200, 200, 200, 200, 200, 200),
-    ("GET", "/readyz"): (200, 200, 200, 200, 200, 200, 200),
-    ("GET", "/metrics"): (200, 200, 200, 200, 200, 200, 200),
-    ("GET", "/api/v1/leader"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/tokens"): (200, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/tokens"): (201, 403, 403, 403, 403, 401, 401),
-    ("DELETE", "/api/v1/tokens/{token_id}"): (204, 403, 403, 403, 403, 401, 401),
-    ("GET", "/api/v1/regions/paused"): (200, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/regions/{region}/resume"): (404, 403, 403, 403, 403, 401, 401),
-    ("GET", "/api/v1/events"): (200, 403, 403, 403, 403, 401, 401),
-    # Only a rented machine's one-time token joins; every other token is unknown to it.
-    ("POST", "/api/v1/nodes/join"): (401, 401, 401, 401, 401, 401, 401),
-    ("GET", "/api/v1/provider/offers"): (200, 200, 200, 403, 403, 401, 401),
-    ("GET", "/api/v1/provider/machines"): (200, 403, 403, 403, 403, 401, 401),
-    ("POST", "/api/v1/provider/machines/{rental_id}/release"): (404, 403, 403, 403, 403, 401, 401),
+    ("POST", "/api/v1/nodes"): (201, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/nodes"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/nodes/select"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/nodes/check-offline"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/nodes/{node_id}"): (200, 200, 200, 200, 403, 401, 401, 401),
+    ("GET", "/api/v1/nodes/{node_id} (another node)"): (200, 200, 200, 403, 200, 401, 401, 401),
+    ("PATCH", "/api/v1/nodes/{node_id}"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("DELETE", "/api/v1/nodes/{node_id}"): (204, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/nodes/{node_id}/heartbeat"): (403, 403, 403, 200, 403, 401, 401, 401),
+    ("GET", "/api/v1/instances"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/instances"): (201, 201, 201, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("DELETE", "/api/v1/instances/{instance_id}"): (204, 204, 404, 403, 403, 401, 401, 401),
+    ("PATCH", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/instances/{instance_id}/snapshot"): (409, 409, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/instances/{instance_id}/logs"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/instances/{instance_id}/assign"): (409, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failovers"): (202, 202, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failovers"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failovers/{failover_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failovers/{failover_id}/complete"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failover/execute"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/readiness/{machine_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/status/{machine_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failover/test/{machine_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/strategies"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failover/regional-volume/create"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/failover/regional-volume/failover"): (409, 409, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/regional-volume/list"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/regional-volume/search/{region}"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/failover/regional-volume/{volume_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
+    ("DELETE", "/api/v1/failover/regional-volume/{volume_id}"): (204, 204, 404, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/region-groups"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/region-groups/{group_id}"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("PUT", "/api/v1/region-groups/{group_id}"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/healthz"): (200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/livez"): (200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/readyz"): (200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/metrics"): (200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/api/v1/leader"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/join-tokens"): (201, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/join-tokens"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("DELETE", "/api/v1/join-tokens/{token_id}"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/tokens"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/tokens"): (201, 403, 403, 403, 403, 401, 401, 401),
+    ("DELETE", "/api/v1/tokens/{token_id}"): (204, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/regions/paused"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/regions/{region}/resume"): (404, 403, 403, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/events"): (200, 403, 403, 403, 403, 401, 401, 401),
+    # Only a join token (the joiner's) or a rented machine's one-time token joins; every other
+    # token is unknown to it.
+    ("POST", "/api/v1/nodes/join"): (401, 401, 401, 401, 401, 401, 401, 201),
+    ("GET", "/api/v1/provider/offers"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/provider/machines"): (200, 403, 403, 403, 403, 401, 401, 401),
+    ("POST", "/api/v1/provider/machines/{rental_id}/release"): (404, 403, 403, 403, 403, 401, 401, 401),
 }
 
 

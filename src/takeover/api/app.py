@@ -12,7 +12,16 @@ from takeover.api import stream
 from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
 from takeover.api.inputs import RefuseNul
 from takeover.api.observe import RequestMetrics
-from takeover.api.routes import failovers, instances, nodes, orchestrator, provider, regiongroups, system
+from takeover.api.routes import (
+    failovers,
+    instances,
+    jointokens,
+    nodes,
+    orchestrator,
+    provider,
+    regiongroups,
+    system,
+)
 from takeover.console.routes import install_console
 from takeover.control.loop import ControlLoop
 from takeover.control.services import Services
@@ -45,7 +54,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(RequestMetrics, histogram=services.metrics.http_seconds)
-    for module in (nodes, instances, failovers, orchestrator, provider, regiongroups):
+    for module in (nodes, jointokens, instances, failovers, orchestrator, provider, regiongroups):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)

@@ -21,6 +21,7 @@ from takeover.domain.models import (
     RentPolicy,
     Volume,
 )
+from takeover.domain.tokens import JoinToken
 
 
 class NodeCreate(Request):
@@ -83,11 +84,39 @@ class RentPolicyOut(BaseModel):
 
 
 class NodeJoin(Request):
-    """A rented machine's agent registering with its one-time token (the rental fixes its region)."""
+    """An agent registering with a join token, or a rented machine's with its one-time token: the
+    token fixes the region (a region given must be the join token's; a rental's says its own)."""
 
     name: Name
     base_url: HttpUrl
     max_instances: int = Field(1, ge=1, le=100_000)
+    region: Region | None = None
+
+
+class JoinTokenCreate(Request):
+    region: Region
+    ttl_seconds: int = Field(3600, ge=60, le=30 * 86400, description="how long it lets machines in")
+    max_uses: int = Field(1, ge=1, le=100_000, description="how many nodes it may register")
+
+
+class JoinTokenOut(BaseModel):
+    id: UUID
+    region: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    max_uses: int
+    uses: int
+    revoked_at: datetime | None
+    live: bool = Field(description="false: expired, used up or revoked; it registers nothing more")
+
+    @classmethod
+    def of(cls, token: JoinToken, now: datetime) -> JoinTokenOut:
+        return cls(**asdict(token), live=token.live(now))
+
+
+class JoinTokenCreated(JoinTokenOut):
+    token: str = Field(description="shown this once; only its hash is stored")
 
 
 class GpuRequestOut(BaseModel):

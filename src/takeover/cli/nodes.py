@@ -1,4 +1,5 @@
-"""`takeover nodes`: list, show, register, drain, maintenance, activate, delete (names or short ids)."""
+"""`takeover nodes`: list, show, join-token, register, drain, maintenance, activate, delete (names or
+short ids)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from typing import Any
 
 import typer
 
-from takeover.cli import resolve
+from takeover.cli import jointokens, resolve
 from takeover.cli.client import call
 from takeover.cli.output import Output, OutputOption, WatchOption, emit_one, emit_watching
 from takeover.cli.tables import out, parse_pairs
 
 app = typer.Typer(help="Nodes of the pool", no_args_is_help=True)
+app.add_typer(jointokens.app, name="join-token")
 Ref = typer.Argument(help="the node's name, id, or the start of its id")
 
 

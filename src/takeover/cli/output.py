@@ -118,10 +118,11 @@ def age(stamp: str | None, now: datetime | None = None) -> str | None:
     except ValueError:
         return stamp
     seconds = ((now or datetime.now(UTC)) - then).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    size, unit = next(
+        ((s, u) for u, s in (("d", 86400), ("h", 3600), ("m", 60)) if abs(seconds) >= s), (1, "s")
+    )
+    amount = f"{abs(seconds) / size:.0f}{unit}"
+    return f"{amount} ago" if seconds >= 0 else f"in {amount}"  # an expiry is ahead
 
 
 def _flat(value: Any) -> Any:

@@ -13,6 +13,7 @@ from takeover.cli.serve import load_settings
 from takeover.cli.tables import out
 from takeover.domain.errors import TakeoverError
 from takeover.domain.models import Role
+from takeover.domain.tokens import ADMIN_SUBJECT
 
 app = typer.Typer(help="API tokens", no_args_is_help=True)
 
@@ -20,7 +21,9 @@ app = typer.Typer(help="API tokens", no_args_is_help=True)
 @app.command("create")
 def create(
     role: Role = typer.Option(..., help="admin or user (node tokens come with `nodes register`)"),
-    subject: str = typer.Option("admin", help="who the token is for; users own what they create"),
+    subject: str | None = typer.Option(
+        None, help="who the token is for; users own what they create (required for users; admins: admin)"
+    ),
     store: bool = typer.Option(
         False,
         "--store",
@@ -29,6 +32,12 @@ def create(
     ),
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
+    if subject is None:
+        if role is Role.USER:
+            raise typer.BadParameter(
+                "name the user the token is for: they own what they create", param_hint="--subject"
+            )
+        subject = ADMIN_SUBJECT
     if store:
         record_role, record_subject, record_id, raw = _create_in_store(role, subject)
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -39,6 +40,7 @@ from takeover.domain.monitor import TokenBucket
 from takeover.domain.placement import Ineligible
 from takeover.domain.rentals import BILLED, IN_FLIGHT, Rental
 from takeover.domain.strategies import parse_strategy
+from takeover.domain.tokens import ADMIN_SUBJECT, JOIN_TOKEN_PREFIX, JoinToken
 from takeover.metrics import Metrics
 from takeover.ports import Clock
 from takeover.store import HeartbeatResult, Store, TokenRecord
@@ -104,7 +106,7 @@ class Services:
     def ensure_admin_token(self, raw: str) -> None:
         """Install TAKEOVER_ADMIN_TOKEN once; an existing identical token is left alone."""
         if self.store.tokens.principal(hash_token(raw)) is None:
-            self.store.tokens.add(uuid4(), hash_token(raw), Role.ADMIN, "admin", self.clock.now())
+            self.store.tokens.add(uuid4(), hash_token(raw), Role.ADMIN, ADMIN_SUBJECT, self.clock.now())
 
     # nodes --------------------------------------------------------------------------------
     def register_node(self, draft: NodeDraft) -> tuple[Node, str]:
@@ -126,19 +128,39 @@ class Services:
         return self.store.nodes.add(node, uuid4(), hash_token(raw)), raw
 
     def join_node(
-        self, raw_token: str | None, name: str, base_url: str, max_instances: int
+        self, raw_token: str | None, name: str, base_url: str, max_instances: int, region: str | None = None
     ) -> tuple[Node, str]:
-        """A rented machine's agent: its one-time token makes it the node its rental paid for."""
+        """A machine's agent with a join token (``takeover nodes join-token``) or the one-time
+        token its rental gave it: it becomes a node of the token's region, with a token of its own."""
         if not raw_token:
             raise Unauthenticated("missing bearer token")
         now = self.clock.now()
         draft = Node(uuid4(), name, "", base_url, max_instances, 0, NodeStatus.ONLINE, 0.0, created_at=now)
         raw = new_token()
+        if raw_token.startswith(JOIN_TOKEN_PREFIX):
+            node = self.store.join_tokens.join(hash_token(raw_token), draft, region, uuid4(), hash_token(raw))
+            return node, raw
         rental, node = self.store.rentals.join(hash_token(raw_token), draft, uuid4(), hash_token(raw), now)
         if rental.rented_at is not None and rental.joined_at is not None:
             self.metrics.rent_join_seconds.observe((rental.joined_at - rental.rented_at).total_seconds())
         self.wake()  # the failover that wanted it can be placed now
         return node, raw
+
+    def create_join_token(
+        self, who: Principal, region: str, ttl: timedelta, max_uses: int
+    ) -> tuple[JoinToken, str]:
+        """A token that can only register ``max_uses`` nodes of ``region`` within ``ttl``."""
+        now = self.clock.now()
+        raw = new_token(JOIN_TOKEN_PREFIX)
+        token = JoinToken(uuid4(), region, who.subject, now, now + ttl, max_uses)
+        return self.store.join_tokens.add(token, hash_token(raw)), raw
+
+    def join_tokens(self, include_ended: bool) -> list[JoinToken]:
+        now = self.clock.now()
+        return [t for t in self.store.join_tokens.find() if include_ended or t.live(now)]
+
+    def revoke_join_token(self, token_id: UUID) -> JoinToken:
+        return self.store.join_tokens.revoke(token_id, self.clock.now())
 
     def list_nodes(self, who: Principal, status: NodeStatus | None, region: str | None) -> list[Node]:
         if not who.is_admin:

@@ -8,6 +8,7 @@ from takeover.store.engine import make_engine, migrate, pending_migration
 from takeover.store.failovers import FailoverRepository
 from takeover.store.heartbeats import HeartbeatResult
 from takeover.store.instances import InstanceRepository
+from takeover.store.jointokens import JoinTokenRepository
 from takeover.store.leases import StoreCoordinator
 from takeover.store.logs import LogRepository
 from takeover.store.nodes import NodeRepository
@@ -35,6 +36,7 @@ class Store:
         self.instances = InstanceRepository(engine, degraded_streak)
         self.failovers = FailoverRepository(engine, degraded_streak, default_strategy)
         self.tokens = TokenRepository(engine)
+        self.join_tokens = JoinTokenRepository(engine)
         self.volumes = VolumeRepository(engine)
         self.logs = LogRepository(engine)
         self.region_groups = RegionGroupRepository(engine)

@@ -164,6 +164,22 @@ tokens = sa.Table(
     sa.Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+# A machine's ticket into the pool (takeover nodes join-token): it can only register a node of
+# its region, until it expires, runs out of uses or is revoked; only its hash is kept.
+join_tokens = sa.Table(
+    "join_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("region", sa.String(100), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=False),
+    sa.Column("uses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
 leases = sa.Table(
     "leases",
     metadata,

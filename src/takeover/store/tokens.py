@@ -9,8 +9,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import NotFound
+from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.models import Principal, Role
+from takeover.domain.tokens import subject_refusal
 from takeover.store.base import record_event, transaction
 from takeover.store.tables import tokens
 
@@ -29,7 +30,15 @@ class TokenRepository:
         self._engine = engine
 
     def add(self, token_id: UUID, token_hash: str, role: Role, subject: str, now: datetime) -> TokenRecord:
+        """Conflict when ``subject`` may not take a ``role`` token (domain/tokens.py), checked in
+        the inserting transaction."""
         with transaction(self._engine) as conn:
+            taken = conn.execute(
+                sa.select(tokens.c.role).distinct().where(sa.func.lower(tokens.c.subject) == subject.lower())
+            )
+            refusal = subject_refusal(role, subject, [Role(r) for r in taken.scalars()])
+            if refusal is not None:
+                raise Conflict(refusal, field="subject")
             conn.execute(
                 tokens.insert().values(
                     id=token_id, token_hash=token_hash, role=role.value, subject=subject, created_at=now

@@ -34,12 +34,13 @@ def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeC
 async def join_node(
     body: NodeJoin, services: ServicesDep, controllers: ControllersDep, token: BearerDep
 ) -> NodeCreated:
-    """A rented machine's agent, with the one-time token its rental gave it (good once).
+    """A machine's agent with a join token (``takeover nodes join-token``), or a rented
+    machine's with the one-time token its rental gave it.
 
     On the leader it answers after a controller cycle, so the failover that rented the machine
     is placed there before the agent's first heartbeat asks what to run."""
     node, raw = await asyncio.to_thread(
-        services.join_node, token, body.name, str(body.base_url), body.max_instances
+        services.join_node, token, body.name, str(body.base_url), body.max_instances, body.region
     )
     if controllers is not None and controllers.leadership.token is not None:
         await asyncio.to_thread(controllers.run_cycle)
