@@ -191,9 +191,15 @@ class LocalCluster:
         data.mkdir(parents=True, exist_ok=True)
         low = self._ports
         self._ports += 100
+        joining = {}
+        if (
+            not (data / "node.json").exists()
+            and not {"NODE_ID", "TAKEOVER_JOIN_TOKEN", "TAKEOVER_TOKEN"} & env.keys()
+        ):
+            joining["TAKEOVER_JOIN_TOKEN"] = self.join_token(region)
         environment = self._env(
+            **joining,
             TAKEOVER_URL=url or self.url,
-            TAKEOVER_TOKEN=ADMIN_TOKEN,
             NODE_NAME=name,
             NODE_REGION=region,
             NODE_PORT_RANGE=f"{low}-{low + 99}",
@@ -218,6 +224,13 @@ class LocalCluster:
         if wait:
             wait_until(registered, 30, f"agent {name} to register")
         return agent
+
+    def join_token(self, region: str, uses: int = 1) -> str:
+        """A join token for ``uses`` new nodes of ``region`` (as `takeover nodes join-token`)."""
+        made = self.api.post("/api/v1/join-tokens", json={"region": region, "max_uses": uses})
+        made.raise_for_status()
+        token: str = made.json()["token"]
+        return token
 
     def kill_agent(self, name: str) -> None:
         """SIGKILL: the node is gone, with everything it ran."""

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -182,6 +182,22 @@ def test_it_runs_the_workload_with_its_environment_and_workspace(subject: Subjec
         handle.signal(signal.SIGKILL)
         assert handle.wait(20)
     assert handle.exit_code() not in (None, 0)
+
+
+def test_the_workload_s_environment_is_its_launch_s_and_nothing_of_the_agent_s(
+    subject: Subject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAKEOVER_TOKEN", "tko_the_agents_admin_token")  # an operator's shell exported it
+    monkeypatch.setenv("AGENT_ONLY", "the agent's")
+    spec = launch(subject, tmp_path, ("sh", "-c", "export -p"))
+    spec = replace(spec, env={**spec.env, "PEM": "line one\nline two", "URL": "a=b c"})
+    handle = subject.runtime.start(spec)
+    assert handle.wait(20)
+    text = wait_until(lambda: "URL" in (t := output(subject, handle.log_path)) and t, 10, "the output")
+    assert "tko_the_agents_admin_token" not in text
+    assert "AGENT_ONLY" not in text
+    assert "export PEM='line one\nline two'" in text
+    assert "export URL='a=b c'" in text
 
 
 def test_its_output_reaches_its_log_in_order(subject: Subject, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from takeover.localcluster import LocalCluster, free_port, wait_until
+from takeover.examples.image import COUNTER_IMAGE
+from takeover.localcluster import ADMIN_TOKEN, LocalCluster, free_port, wait_until
 from tests.e2e.tcpproxy import TcpProxy
 
 pytestmark = [
@@ -392,3 +394,33 @@ def test_a_node_without_the_image_pulls_it_by_its_digest(cluster: LocalCluster, 
                     env={**os.environ, **cluster.extra_env},
                 )
                 shutil.rmtree(runroot, ignore_errors=True)
+
+
+def test_no_token_reaches_a_container_and_its_variables_arrive_whole(cluster: LocalCluster) -> None:
+    """The agent was started from a shell that exported the admin token; the container sees its
+    spec's variables (a multi-line one too) and the instance's, nothing of the agent's."""
+    cluster.start_agent("a", TAKEOVER_JOIN_TOKEN=cluster.join_token("local"), TAKEOVER_TOKEN=ADMIN_TOKEN)
+    env = {"DB_URL": "postgresql://u:p@db/app?sslmode=require", "PEM": "line one\nline two"}
+    command = ["sh", "-c", "export -p; echo probe done; exec /app/serve"]
+    spec = {"image": COUNTER_IMAGE, "command": command, "env": env}
+    made = cluster.api.post("/api/v1/instances", json={"name": "env", "spec": spec}).json()
+    output = wait_until(
+        lambda: "probe done" in (t := cluster.api.get(f"/api/v1/instances/{made['id']}/logs").text) and t,
+        60,
+        "the container's environment in its logs",
+    )
+    text = json.loads(output)["chunks"]
+    shown = "".join(chunk["text"] for chunk in text)
+    names = set(re.findall(r"^export (\w+)=", shown, re.MULTILINE))
+    assert {"DB_URL", "PEM", "PORT", "TAKEOVER_INSTANCE_ID", "TAKEOVER_EPOCH", "TAKEOVER_WORKSPACE"} <= names
+    assert not {n for n in names if n.startswith("NODE_")}, names
+    assert {n for n in names if n.startswith("TAKEOVER_")} == {
+        "TAKEOVER_INSTANCE_ID",
+        "TAKEOVER_EPOCH",
+        "TAKEOVER_WORKSPACE",
+    }
+    assert "export DB_URL='postgresql://u:p@db/app?sslmode=require'" in shown
+    assert "export PEM='line one\nline two'" in shown
+    assert ADMIN_TOKEN not in shown
+    assert "tkj_" not in shown
+    assert "tko_" not in shown

@@ -21,13 +21,13 @@ from takeover.agent.gpus import GpuReader
 from takeover.agent.jobs import Jobs, WarmCopy, keep_warm
 from takeover.agent.leftovers import find_leftovers, settle_leftovers
 from takeover.agent.link import HttpLink, Link, StreamLink, stream_url
-from takeover.agent.localstate import LocalState, free_port
+from takeover.agent.localstate import LocalState, free_port, make_folders
 from takeover.agent.plan import Act, Held, plan
-from takeover.agent.processes import ProcessRuntime
+from takeover.agent.processes import ProcessRuntime, RunAs
 from takeover.agent.registration import AgentError, Credentials, register
 from takeover.agent.reports import load, reports
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
-from takeover.agent.runtime import Leftover, Runtime
+from takeover.agent.runtime import LaunchError, Leftover, Runtime
 from takeover.agent.settings import AgentSettings
 from takeover.api.wire import DesiredInstance, HeartbeatOut
 from takeover.domain.models import InstanceState
@@ -47,8 +47,7 @@ class Agent:
         self.workspaces = self.data_dir / "workspaces"
         self.state_dir = self.data_dir / "instances"
         self.local = LocalState(self.state_dir)
-        for folder in (self.workspaces, self.state_dir, self.data_dir / "logs"):
-            folder.mkdir(parents=True, exist_ok=True)
+        make_folders(self.data_dir)
         try:
             store = open_object_store(settings.snapshot_store)
         except SnapshotStoreError as exc:
@@ -59,7 +58,11 @@ class Agent:
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
         self.fence = Fence(self.data_dir / "fence")
-        self.processes = ProcessRuntime()
+        try:
+            run_as = RunAs.parse(settings.run_as) if settings.run_as else None
+            self.processes = ProcessRuntime(run_as, settings.passed_env)
+        except LaunchError as exc:
+            raise AgentError(str(exc)) from None
         self.containers: Runtime | None = None
         if settings.container_runtime != "none":
             self.containers = ContainerRuntime(

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,7 @@ import psutil
 
 from takeover.agent.runtime import Handle, Launch, LaunchError, Leftover
 from takeover.domain.images import ImageRef, parse_image
+from takeover.secretenv import child_env
 
 Flavor = Literal["podman", "docker"]
 _LABEL = "takeover"
@@ -94,7 +96,12 @@ class ContainerRuntime:
     def _run(self, *args: str, timeout: float = _CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [*self.cli, *args], capture_output=True, text=True, timeout=timeout, check=False
+                [*self.cli, *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=child_env(),
             )
         except FileNotFoundError:
             raise LaunchError(f"{self.flavor} is not installed on this node") from None
@@ -155,19 +162,18 @@ class ContainerRuntime:
         args = ["run", "-d", "--name", name, "--network", "host"]
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
-        for key, value in launch.env.items():
-            args += ["--env", f"{key}={value}"]
         args += ["--volume", f"{launch.workspace}:{launch.mount_path}"]
         for index in launch.gpus:  # CDI names (nvidia-ctk cdi generate): the GPUs it holds, no others
             args += ["--device", f"nvidia.com/gpu={index}"]
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.flavor == "podman":
             args += ["--log-driver", "k8s-file", "--log-opt", f"path={launch.log_path}"]
-        args += [launch.image, *launch.command]
-        done = self._run(*args)
-        if done.returncode != 0 and "already in use" in done.stderr:  # a crash left this epoch's
-            self._run("rm", "-f", *self._now(), name)
+        with env_file(launch.env) as env_args:
+            args += [*env_args, launch.image, *launch.command]
             done = self._run(*args)
+            if done.returncode != 0 and "already in use" in done.stderr:  # a crash left this epoch's
+                self._run("rm", "-f", *self._now(), name)
+                done = self._run(*args)
         if done.returncode != 0:
             self._run("rm", "-f", *self._now(), name)  # one that was created but could not start
             raise LaunchError(f"{self.flavor} run {launch.image}: {_last_line(done.stderr)}")
@@ -238,7 +244,7 @@ class ContainerRuntime:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            env={**child_env(), "PYTHONDONTWRITEBYTECODE": "1"},
         )
 
     def _follow(self, name: str, log_path: Path, since: float | None) -> None:
@@ -248,6 +254,7 @@ class ContainerRuntime:
         with open(log_path, "ab") as log:
             self.followers[name] = subprocess.Popen(
                 [*self.cli, "logs", "--follow", *since_args, name],
+                env=child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -279,6 +286,18 @@ class ContainerRuntime:
         if keeper is not None:
             keeper.wait()  # it ends by itself once the container is gone
         return code
+
+
+@contextlib.contextmanager
+def env_file(env: dict[str, str]) -> Iterator[list[str]]:
+    """The options that give a container ``env``: a file only the agent reads, so the values
+    (the spec's secrets) never show on a command line; one with a line break cannot go in
+    such a file and is given as ``--env`` (Podman's and Docker's env files are one per line)."""
+    multiline = {k: v for k, v in env.items() if "\n" in v or "\r" in v}
+    with tempfile.NamedTemporaryFile("w", prefix="takeover-env-", encoding="utf-8") as file:
+        file.write("".join(f"{k}={v}\n" for k, v in env.items() if k not in multiline))
+        file.flush()
+        yield ["--env-file", file.name, *(a for k, v in multiline.items() for a in ("--env", f"{k}={v}"))]
 
 
 def container_name(instance_id: str, epoch: int) -> str:

@@ -1,4 +1,4 @@
-"""What the agent keeps on disk per instance (its epoch and port here), and finding a free port."""
+"""What the agent keeps on disk: its folders, per instance its epoch and port; and finding a free port."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from takeover.agent.runner import Runner
+
+
+def make_folders(data_dir: Path) -> None:
+    """The agent's folders. Workloads may pass through ``workspaces`` to their own (not list it);
+    logs, local state and standby copies only the agent reads (its credentials file is 0600)."""
+    for name in ("workspaces", "instances", "logs", "standby"):
+        (data_dir / name).mkdir(parents=True, exist_ok=True)
+        (data_dir / name).chmod(0o711 if name == "workspaces" else 0o700)
 
 
 class LocalState:

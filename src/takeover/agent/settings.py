@@ -11,6 +11,8 @@ from uuid import UUID
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from takeover.secretenv import secret
+
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names, *(n.lower() for n in names))
@@ -23,12 +25,15 @@ class AgentSettings(BaseSettings):
     node_id: UUID | None = Field(None, validation_alias=_env("NODE_ID"))
     node_token: SecretStr | None = Field(None, validation_alias=_env("NODE_TOKEN"))
     bootstrap_token: SecretStr | None = Field(
-        None, validation_alias=_env("TAKEOVER_TOKEN"), description="admin token, to register this node"
+        None,
+        validation_alias=_env("TAKEOVER_TOKEN"),
+        description="an admin token: registers this node only with NODE_ALLOW_ADMIN_TOKEN=true",
     )
+    allow_admin_token: bool = Field(False, validation_alias=_env("NODE_ALLOW_ADMIN_TOKEN"))
     join_token: SecretStr | None = Field(
         None,
         validation_alias=_env("TAKEOVER_JOIN_TOKEN"),
-        description="one-time token of a rented machine: it joins as the node its rental made",
+        description="a join token (takeover nodes join-token), or a rented machine's one-time token",
     )
     node_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("NODE_NAME"))
     node_region: str = Field("default", validation_alias=_env("NODE_REGION"))
@@ -50,6 +55,18 @@ class AgentSettings(BaseSettings):
         None,
         validation_alias=_env("NODE_VOLUME_ROOT"),
         description="where this node mounts its region's shared storage (regional volumes)",
+    )
+    run_as: str | None = Field(
+        None,
+        validation_alias=_env("NODE_RUN_AS"),
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
+        description="user[:group] process workloads run as (the agent must run as root)",
+    )
+    pass_env: str = Field(
+        "",
+        validation_alias=_env("NODE_PASS_ENV"),
+        pattern=r"^\s*([A-Za-z_][A-Za-z0-9_]*\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*)*)?$",
+        description="names of this node's variables process workloads get too, e.g. LD_LIBRARY_PATH",
     )
     container_runtime: Literal["podman", "docker", "none"] = Field(
         "podman",
@@ -81,21 +98,25 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
-        if self.node_id is None and self.bootstrap_token is None and self.join_token is None:
-            raise ValueError(
-                "set NODE_ID and NODE_TOKEN, or TAKEOVER_TOKEN (an admin token) to register, "
-                "or TAKEOVER_JOIN_TOKEN (a rented machine's)"
-            )
         if self.node_id is not None and self.node_token is None:
             raise ValueError("NODE_ID is set but NODE_TOKEN is missing")
         try:
             shlex.split(self.container_options)
         except ValueError as exc:
             raise ValueError(f"NODE_CONTAINER_OPTIONS cannot be split into words: {exc}") from None
+        refused = [name for name in self.passed_env if secret(name)]
+        if refused:
+            raise ValueError(
+                f"NODE_PASS_ENV names credentials, which never reach a workload: {', '.join(refused)}"
+            )
         low, high = self.ports
         if not 1024 <= low <= high <= 65535:
             raise ValueError(f"NODE_PORT_RANGE {low}-{high} must lie within 1024-65535")
         return self
+
+    @property
+    def passed_env(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.pass_env.split(",") if name.strip())
 
     @property
     def ports(self) -> tuple[int, int]:

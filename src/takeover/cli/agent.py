@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 from rich.console import Console
@@ -13,10 +14,14 @@ err = Console(stderr=True)
 def agent() -> None:
     """Run the node agent: heartbeats, runs and snapshots its instances, fences itself when cut off.
 
-    Environment: TAKEOVER_URL, NODE_ID + NODE_TOKEN (or TAKEOVER_TOKEN, an admin token, to
-    register), NODE_NAME, NODE_REGION, NODE_MAX_INSTANCES, NODE_HOST, NODE_PORT_RANGE,
-    TAKEOVER_AGENT_DIR, TAKEOVER_SNAPSHOT_DIR (shared by all nodes), SNAPSHOT_INTERVAL.
+    Environment: TAKEOVER_URL, TAKEOVER_JOIN_TOKEN (from `takeover nodes join-token`) or
+    NODE_ID + NODE_TOKEN, NODE_NAME, NODE_REGION, NODE_MAX_INSTANCES, NODE_HOST, NODE_PORT_RANGE,
+    TAKEOVER_AGENT_DIR, TAKEOVER_SNAPSHOT_STORE (shared by all nodes), SNAPSHOT_INTERVAL.
     """
+    from takeover.secretenv import hide_secrets
+
+    hide_secrets([sys.executable, "-m", "takeover", "agent"])
+
     from takeover.agent.agent import Agent
     from takeover.agent.registration import AgentError
     from takeover.agent.settings import load_agent_settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -43,6 +44,16 @@ def serve(
     workers: int | None = typer.Option(None, help="server processes sharing the store (TAKEOVER_WORKERS)"),
 ) -> None:
     """Run the control plane: REST API, and the controllers when this replica holds the lease."""
+    from takeover.secretenv import hide_secrets
+
+    options = [
+        a
+        for name, v in (("--host", host), ("--port", port), ("--workers", workers))
+        if v
+        for a in (name, str(v))
+    ]
+    hide_secrets([sys.executable, "-m", "takeover", "serve", *options])
+
     from takeover.logsetup import configure_logging
     from takeover.main import build, open_store, tune_gc
 
