@@ -206,6 +206,7 @@ def test_the_printed_join_command_joins_a_machine_and_the_token_is_listed_and_re
     )
     assert (cluster.node("fresh") or {}).get("region") == "eu"
     saved = cluster.agents["fresh"].data_dir / "node.json"
+    wait_until(saved.exists, 10, "its credentials saved")  # written as the registration is answered
     assert saved.stat().st_mode & 0o777 == 0o600
     listed = json.loads(run(cluster, "nodes", "join-token", "list", "-o", "json").stdout)
     (ticket,) = listed
