@@ -69,6 +69,17 @@ def check_fence(conn: sa.Connection, token: LeaseToken | None, now: datetime) ->
         raise FencedOut(f"lease {token.name} epoch {token.epoch} expired")
 
 
+def revoke_token(conn: sa.Connection, table: sa.Table, token_id: UUID, now: datetime, what: str) -> None:
+    """Mark a token of ``table`` revoked once (NotFound when unknown or already revoked), with
+    the event ``<what>.revoked``."""
+    done = conn.execute(
+        table.update().where(table.c.id == token_id, table.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    if done.rowcount != 1:
+        raise NotFound(f"{what.replace('_', ' ')} {token_id} not found or already revoked")
+    record_event(conn, f"{what}.revoked", token_id, f"{what.replace('_', ' ')} revoked", now)
+
+
 def record_event(
     conn: sa.Connection, kind: str, subject: object, message: str, now: datetime, **data: Any
 ) -> None:

@@ -11,10 +11,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import Forbidden, NotFound, Unauthenticated
+from takeover.domain.errors import Forbidden, Unauthenticated
 from takeover.domain.models import Node
 from takeover.domain.tokens import JoinToken
-from takeover.store.base import record_event, transaction
+from takeover.store.base import record_event, revoke_token, transaction
 from takeover.store.nodes import insert_node
 from takeover.store.tables import join_tokens
 
@@ -67,14 +67,7 @@ class JoinTokenRepository:
 
     def revoke(self, token_id: UUID, now: datetime) -> JoinToken:
         with transaction(self._engine) as conn:
-            done = conn.execute(
-                join_tokens.update()
-                .where(join_tokens.c.id == token_id, join_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            if done.rowcount != 1:
-                raise NotFound(f"join token {token_id} not found or already revoked")
-            record_event(conn, "join_token.revoked", token_id, "join token revoked", now)
+            revoke_token(conn, join_tokens, token_id, now, "join_token")
             row = conn.execute(sa.select(join_tokens).where(join_tokens.c.id == token_id)).one()
             return _join_token(row)
 

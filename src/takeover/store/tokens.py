@@ -9,10 +9,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from takeover.domain.errors import Conflict, NotFound
+from takeover.domain.errors import Conflict
 from takeover.domain.models import Principal, Role
 from takeover.domain.tokens import subject_refusal
-from takeover.store.base import record_event, transaction
+from takeover.store.base import record_event, revoke_token, transaction
 from takeover.store.tables import tokens
 
 
@@ -63,11 +63,4 @@ class TokenRepository:
 
     def revoke(self, token_id: UUID, now: datetime) -> None:
         with transaction(self._engine) as conn:
-            done = conn.execute(
-                tokens.update()
-                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            if done.rowcount != 1:
-                raise NotFound(f"token {token_id} not found or already revoked")
-            record_event(conn, "token.revoked", token_id, "token revoked", now)
+            revoke_token(conn, tokens, token_id, now, "token")
