@@ -206,14 +206,23 @@ class _SnapshotCollector(Collector):
             "Age of each running instance's recovery point (its newest snapshot)",
             labels=["instance"],
         )
+        failing = GaugeMetricFamily(
+            "takeover_instance_snapshot_failing",
+            "1 while an instance's runner cannot take snapshots (its recovery point stops moving)",
+            labels=["instance"],
+        )
         for instance in self._read():
-            if instance.state is InstanceState.RUNNING and instance.recovery_point:
+            if instance.state is not InstanceState.RUNNING:
+                continue
+            failing.add_metric([instance.name], 1.0 if instance.snapshot_error else 0.0)
+            if instance.recovery_point:
                 try:
                     taken = SnapshotRef.parse(instance.recovery_point).taken_at
                 except ValueError:
                     continue
                 family.add_metric([instance.name], (now - taken).total_seconds())
         yield family
+        yield failing
 
 
 class _PoolCollector(Collector):

@@ -172,9 +172,13 @@ def test_a_partitioned_node_stops_its_copy_before_the_new_one_starts(cluster: Lo
         proxy.close()
 
 
-def old_stopped_before_new_started(cluster: LocalCluster, instance_id: str) -> None:
-    """a's copy (epoch 1) stopped, and stays stopped, before b's (epoch 2) started: never two."""
-    old, new = workspace(cluster, "a", instance_id), workspace(cluster, "b", instance_id)
+def old_stopped_before_new_started(
+    cluster: LocalCluster, instance_id: str, on_volume: Path | None = None
+) -> None:
+    """a's copy (epoch 1) stopped, and stays stopped, before b's (epoch 2) started: never two.
+    ``on_volume``: both ran in that regional volume's directory."""
+    old = on_volume or workspace(cluster, "a", instance_id)
+    new = on_volume or workspace(cluster, "b", instance_id)
     last_alive_old = float((old / "alive-1").read_text())
     runs_old = (old / "runs.log").read_text().split("\n")
     started_new = next(
@@ -182,7 +186,9 @@ def old_stopped_before_new_started(cluster: LocalCluster, instance_id: str) -> N
         for line in (new / "runs.log").read_text().split("\n")
         if line.startswith("start 2 ")
     )
-    stopped_old = next(float(line.split()[2]) for line in runs_old if line.startswith("stop 1 "))
+    stopped_old = next(
+        float(line.split()[2]) for line in runs_old if line.startswith(("stop 1 ", "superseded 1 "))
+    )
     assert last_alive_old < started_new
     assert stopped_old < started_new
     time.sleep(0.3)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from takeover.domain.models import Instance, InstanceSpec, InstanceState
 from takeover.metrics import Metrics
 from takeover.regions.metrics import RegionMetrics
 
@@ -25,7 +28,7 @@ def promtool(*args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize(("rules", "count"), [("multi-region", 4), ("control-plane", 7)])
+@pytest.mark.parametrize(("rules", "count"), [("multi-region", 4), ("control-plane", 8)])
 def test_the_rules_pass_promtool_check_and_their_unit_tests(rules: str, count: int) -> None:
     assert f"SUCCESS: {count} rules found" in promtool("check", "rules", f"{rules}.rules.yml")
     assert "SUCCESS" in promtool("test", "rules", f"{rules}.test.yml")
@@ -37,6 +40,10 @@ def test_every_metric_the_rules_use_is_exported() -> None:
     metrics = Metrics()
     metrics.watch_pool(lambda: {"nodes": {"offline": 1}, "instances": {"running": 1}})
     metrics.rent_failures.labels("budget").inc()
+    metrics.watch_snapshots(
+        lambda: [Instance(uuid4(), "o", "web", InstanceSpec(("x",)), None, 1, InstanceState.RUNNING)],
+        lambda: datetime.now(UTC),
+    )
     exported = {
         sample_name
         for source in (registry, metrics.registry)

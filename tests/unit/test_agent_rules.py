@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from uuid import uuid4
 
@@ -25,7 +26,9 @@ def agent(tmp_path: Path) -> Agent:
         data_dir=tmp_path / "agent",
         snapshot_store=str(tmp_path / "snapshots"),
     )
-    return Agent(settings)
+    started = Agent(settings)
+    started.fence.acknowledged(time.monotonic(), 60.0)  # as after its first heartbeat: it may start work
+    return started
 
 
 @pytest.mark.parametrize("workspace", ["..", "../../etc", "/etc"])

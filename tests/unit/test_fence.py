@@ -77,3 +77,98 @@ def test_the_kill_grace_fits_in_the_fence_margin(tmp_path: Path) -> None:
     fence = Fence(tmp_path / "fence", Clock())
     fence.acknowledged(sent=50.0, fence_after=2.0, grace=0.25)
     assert read_deadline(fence.path) == (52.0, 0.25)  # the keepers use the same grace
+
+
+def test_after_a_fence_work_starts_again_only_once_acknowledgements_settle(tmp_path: Path) -> None:
+    """A starved agent's replies come now and then: its instances must not be killed and started
+    again at every gap, so after a fence the node is live only after a fence_after of acks."""
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.acknowledged(sent=99.0, fence_after=2.0)
+    assert fence.live()  # never fenced: live at the first acknowledgement
+    clock.now = 101.5
+    assert fence.due()
+    assert fence.acknowledged(sent=101.6, fence_after=2.0)  # lifted...
+    assert not fence.live()  # ...but nothing starts yet
+    clock.now = 102.6
+    fence.acknowledged(sent=102.6, fence_after=2.0)
+    assert not fence.live()
+    clock.now = 103.6
+    fence.acknowledged(sent=103.6, fence_after=2.0)
+    assert fence.live()  # acknowledged all along for fence_after since the fence lifted
+
+
+def test_a_new_fence_during_the_settling_starts_the_wait_again(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.acknowledged(sent=99.0, fence_after=2.0)
+    clock.now = 101.5
+    assert fence.due()
+    fence.acknowledged(sent=101.5, fence_after=2.0)
+    clock.now = 103.6  # no acknowledgement since 101.5: its deadline passed
+    assert fence.due()
+    fence.acknowledged(sent=103.7, fence_after=2.0)
+    clock.now = 104.0
+    assert not fence.live()
+    clock.now = 105.7
+    fence.acknowledged(sent=105.7, fence_after=2.0)
+    assert not fence.live()  # a second fence within ten fence_after: twice the wait
+    clock.now = 107.7
+    fence.acknowledged(sent=107.7, fence_after=2.0)
+    assert fence.live()
+
+
+def test_fences_in_a_row_back_off_up_to_four_fence_afters(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.acknowledged(sent=100.0, fence_after=2.0)
+    waits = []
+    for _ in range(4):
+        clock.now = fence.deadline + 0.01  # type: ignore[operator]
+        assert fence.due()
+        fence.acknowledged(sent=clock.now, fence_after=2.0)
+        assert fence.settles_at is not None
+        waits.append(round(fence.settles_at - clock.now, 2))
+    assert waits == [2.0, 4.0, 8.0, 8.0]
+    clock.now += 21  # ten fence_after after the last fence: forgotten
+    assert fence.settling() == 2.0
+
+
+def test_a_late_acknowledgement_while_settling_starts_the_wait_again(tmp_path: Path) -> None:
+    """Replies that keep coming, but late (a starved agent): the node does not turn live."""
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.acknowledged(sent=99.0, fence_after=2.0, interval=0.5)
+    clock.now = 101.5
+    assert fence.due()
+    fence.acknowledged(sent=101.5, fence_after=2.0, interval=0.5)  # settles at 103.5...
+    clock.now = 102.5
+    fence.acknowledged(sent=102.5, fence_after=2.0, interval=0.5)  # ...but this came 1 s later
+    clock.now = 103.6
+    fence.acknowledged(sent=103.0, fence_after=2.0, interval=0.5)
+    assert not fence.live()
+    clock.now = 104.5
+    for sent in (103.5, 104.0, 104.5):
+        fence.acknowledged(sent=sent, fence_after=2.0, interval=0.5)
+    assert fence.live()  # steady since 102.5, for fence_after
+
+
+def test_a_loop_that_comes_round_late_while_settling_starts_the_wait_again(tmp_path: Path) -> None:
+    """Heartbeats every interval on the dot, but the agent runs a few ms a second (CFS quota)."""
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.acknowledged(sent=99.0, fence_after=2.0, interval=1.0)
+    clock.now = 101.5
+    assert fence.due()
+    fence.acknowledged(sent=101.5, fence_after=2.0, interval=1.0)
+    fence.ticked(1.0)
+    for now in (102.5, 103.5):  # each tick a second after the last one: starved
+        clock.now = now
+        fence.ticked(1.0)
+        fence.acknowledged(sent=now, fence_after=2.0, interval=1.0)
+    assert not fence.live()  # 103.5 >= 101.5 + 2, but the loop was late all along
+    while clock.now < 105.6:
+        clock.now += 0.1
+        fence.ticked(1.0)
+        fence.acknowledged(sent=clock.now, fence_after=2.0, interval=1.0)
+    assert fence.live()

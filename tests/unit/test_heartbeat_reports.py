@@ -3,7 +3,7 @@
 from dataclasses import replace
 from uuid import uuid4
 
-from takeover.domain.heartbeat import InstanceReport, report_changes
+from takeover.domain.heartbeat import Heartbeat, InstanceReport, report_changes, score_of
 from takeover.domain.models import InstanceSpec, InstanceState
 from takeover.domain.snapshots import empty_start_refusal, newest_snapshot
 from tests.unit.factories import instance
@@ -124,3 +124,22 @@ def test_a_process_instance_records_no_digest() -> None:
     inst = instance(node, endpoint="h:1")
     report = InstanceReport(inst.id, 1, InstanceState.RUNNING, port=1, image_digest=DIGEST)
     assert report_changes(inst, node, report, "h") == {}
+
+
+def test_a_fenced_agent_s_heartbeat_scores_zero() -> None:
+    """It runs nothing: nothing is placed there, and its instances move after a streak of these."""
+    calm = Heartbeat(uuid4(), cpu_load=0.1, memory_load=0.1, avg_latency_ms=5.0)
+    assert score_of(calm) > 50
+    assert score_of(replace(calm, fenced=True)) == 0.0
+
+
+def test_a_failing_snapshot_is_reported_and_cleared_by_the_next_good_one() -> None:
+    node = uuid4()
+    inst = instance(node, state=InstanceState.RUNNING)
+    full = InstanceReport(
+        inst.id, 1, InstanceState.RUNNING, snapshot_error="[Errno 28] No space left on device"
+    )
+    assert report_changes(inst, node, full, "h")["snapshot_error"] == "[Errno 28] No space left on device"
+    failing = replace(inst, snapshot_error="[Errno 28] No space left on device")
+    good = InstanceReport(inst.id, 1, InstanceState.RUNNING, last_snapshot=SNAP)
+    assert report_changes(failing, node, good, "h")["snapshot_error"] is None

@@ -15,19 +15,20 @@ from typing import Any
 import httpx
 import structlog
 
-from takeover.agent.containers import ContainerRuntime
+from takeover.agent.cpclock import ControlPlaneClock
 from takeover.agent.fence import Fence
 from takeover.agent.gpus import GpuReader
 from takeover.agent.jobs import Jobs, WarmCopy, keep_warm
+from takeover.agent.keeper import EPOCH_FILE, claim_volume
 from takeover.agent.leftovers import find_leftovers, settle_leftovers
-from takeover.agent.link import HttpLink, Link, StreamLink, stream_url
+from takeover.agent.link import Link, open_link
 from takeover.agent.localstate import LocalState, free_port, make_folders
 from takeover.agent.plan import Act, Held, plan
-from takeover.agent.processes import ProcessRuntime, RunAs
 from takeover.agent.registration import AgentError, Credentials, register
 from takeover.agent.reports import load, reports
 from takeover.agent.runner import RestartPolicy, Runner, stop_all
-from takeover.agent.runtime import LaunchError, Leftover, Runtime
+from takeover.agent.runtime import Leftover
+from takeover.agent.runtimes import node_runtimes, node_watchdog
 from takeover.agent.settings import AgentSettings
 from takeover.api.wire import DesiredInstance, HeartbeatOut
 from takeover.domain.models import InstanceState
@@ -37,7 +38,6 @@ from takeover.snapshots.objects import SnapshotStoreError, open_object_store
 
 log = structlog.get_logger("takeover.agent")
 _TICK = 0.1
-_FENCE_GRACE = 1.0  # SIGTERM to SIGKILL when fencing, until a reply gives the control plane's
 
 
 class Agent:
@@ -52,25 +52,15 @@ class Agent:
             store = open_object_store(settings.snapshot_store)
         except SnapshotStoreError as exc:
             raise AgentError(str(exc)) from exc
-        self.snapshots = SnapshotRepository(store, settings.snapshots_kept)
+        self.cp_clock = ControlPlaneClock()  # stamps snapshots: immune to this node's clock steps
+        self.snapshots = SnapshotRepository(store, settings.snapshots_kept, self.cp_clock.now)
         self.client = client or httpx.Client(base_url=settings.takeover_url.rstrip("/"))
         self.policy = RestartPolicy(settings.max_restarts, settings.restart_backoff, settings.ready_after)
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
         self.fence = Fence(self.data_dir / "fence")
-        try:
-            run_as = RunAs.parse(settings.run_as) if settings.run_as else None
-            self.processes = ProcessRuntime(run_as, settings.passed_env)
-        except LaunchError as exc:
-            raise AgentError(str(exc)) from None
-        self.containers: Runtime | None = None
-        if settings.container_runtime != "none":
-            self.containers = ContainerRuntime(
-                settings.container_runtime,
-                settings.container_options,
-                self.fence.path,
-                min(settings.stop_grace, _FENCE_GRACE),
-            )
+        self.processes, self.containers = node_runtimes(settings, self.fence.path)
+        self.watchdog = node_watchdog(settings)
         self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
         self.gpus = GpuReader(nvml)
         self._gpu_count = 0
@@ -83,23 +73,26 @@ class Agent:
         self.credentials: Credentials | None = None
         self.link: Link | None = None  # once registered
 
-    # start-up -----------------------------------------------------------------------------
-
     # the loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
         self.credentials = register(self.settings, self.client, self.data_dir, self.stop_event)
-        self.link = self._open_link(self.credentials)
+        self.link = open_link(self.settings, self.client, self.credentials, self.stop_event)
         log.info("agent started", node=str(self.credentials.node_id), url=self.settings.takeover_url)
         self._find_leftovers()
         next_beat = 0.0
         reported: set[tuple[str, int, InstanceState]] = set()
         try:
             while not self.stop_event.is_set():
+                self.fence.ticked(self.heartbeat_interval)
+                self._fence_if_silent()  # first: after a pause, before anything starts again
+                if self.watchdog is not None:
+                    self.watchdog.tick(not self.fence.fenced and self.fence.deadline is not None)
                 self.jobs.collect(self._start_missing)
-                now = time.monotonic()
+                now, live = time.monotonic(), self.fence.live()
                 for runner in list(self.runners.values()):
-                    runner.supervise(now)
+                    runner.supervise(now, live)
+                self._start_missing()  # what waited for the fence to settle, if it has
                 states = {(r.instance_id, r.epoch, r.state) for r in self.runners.values()}
                 if now >= next_beat or states != reported:  # news is reported at once, not next beat
                     reported = states
@@ -122,21 +115,12 @@ class Agent:
     def _reconcile_to(self, reply: HeartbeatOut) -> None:
         self.reconcile(reply.desired, {str(r.id): r.epoch for r in reply.release}, reply.standby)
 
-    def _open_link(self, credentials: Credentials) -> Link:
-        http = HttpLink(self.client, credentials.node_id, credentials.token, self.stop_event)
-        if self.settings.transport == "http":
-            return http
-        return StreamLink(
-            stream_url(self.settings.takeover_url, credentials.node_id),
-            credentials.node_id,
-            credentials.token,
-            http,
-        )
-
     def shutdown(self) -> None:
         """SIGTERM: end the children cleanly; the control plane still lists them here."""
         stop_all(list(self.runners.values()), self.settings.stop_grace)
         self.runners.clear()
+        if self.watchdog is not None:
+            self.watchdog.disarm()
         self.jobs.shutdown()
         if self.link is not None:
             self.link.close()
@@ -153,6 +137,7 @@ class Agent:
             "gpus": gpus,
             "avg_latency_ms": round(self.latency_ms, 2),
             "instances": found,
+            "fenced": self.fence.holding(),
             "standbys": [
                 {"id": c.instance_id, "snapshot": c.manifest.id if c.manifest else None}
                 for c in self.warm.values()
@@ -163,13 +148,15 @@ class Agent:
         sent = time.monotonic()
         assert self.link is not None
         reply = self.link.beat(body, self.fence.request_timeout(self.heartbeat_interval, sent))
+        self._fence_if_silent()  # a reply that came after the deadline: the keepers have acted
         if reply is None:
             return False
+        self.cp_clock.observe(reply.server_time, sent, time.monotonic())
         rtt = (time.monotonic() - sent) * 1000
         self.latency_ms = rtt if self.fence.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
         self.heartbeat_interval = reply.heartbeat_interval
         self.sync_interval = reply.sync_interval
-        if self.fence.acknowledged(sent, reply.fence_after, reply.fence_grace):
+        if self.fence.acknowledged(sent, reply.fence_after, reply.fence_grace, reply.heartbeat_interval):
             log.info("control plane reachable again; no longer fenced")
         for copy in reported_syncs:
             copy.to_report = False
@@ -193,18 +180,21 @@ class Agent:
         for instance_id, item in wanted.items():
             if instance_id in self.runners:
                 self.runners[instance_id].snapshot_request = _request(item)
+        busy = self.jobs.busy()
         actions = plan(
             {i: d.epoch for i, d in wanted.items()},
             release,
             {i: Held(r.epoch, r.released) for i, r in self.runners.items()},
-            self.jobs.busy(),
+            busy,
         )
         stopping, handovers = [], []
         for action in actions:
             runner = self.runners.get(action.instance_id)
-            if action.act is Act.HAND_OVER and runner is not None:
+            if action.act is Act.HAND_OVER and runner is not None and runner.on_volume:
                 runner.released, runner.state = True, InstanceState.STOPPING
-                handovers.append(runner)
+                handovers.append(runner)  # its data is already on the shared volume
+            elif action.act is Act.HAND_OVER and runner is not None and action.instance_id not in busy:
+                self.jobs.hand_over(runner, lambda r: stop_all([r], self.settings.stop_grace))
             elif action.act is Act.STOP and runner is not None:
                 stopping.append(self.runners.pop(action.instance_id))
                 log.info(
@@ -215,20 +205,18 @@ class Agent:
                 )
             elif action.act is Act.RESUME and runner is not None:  # the handover was called off
                 runner.released = False
-                runner.start()
+                runner.resume(self.fence.live())
         stop_all(stopping + handovers, self.settings.stop_grace)
         for runner in handovers:
             log.info("handing over", instance_id=runner.instance_id, epoch=runner.epoch)
-            if runner.on_volume:  # its data is already on the shared volume
-                runner.state = InstanceState.STOPPED
-            else:
-                self.jobs.final_snapshot(runner)
+            runner.state = InstanceState.STOPPED
         self._wanted = wanted
-        for action in actions:
-            if action.act is Act.START:
-                self._prepare(wanted[action.instance_id])
+        self._start_missing()
 
     def _start_missing(self) -> None:
+        """Start what is desired here and not running, once the fence is live."""
+        if not self.fence.live():
+            return
         busy = self.jobs.busy()
         for instance_id, item in self._wanted.items():
             if instance_id not in self.runners and instance_id not in busy:
@@ -337,6 +325,10 @@ class Agent:
             self._fail(runner, f"volume {volume_id} resolves outside {root}")
             return
         runner.workspace.mkdir(parents=True, exist_ok=True)
+        newer = claim_volume(runner.workspace / EPOCH_FILE, runner.epoch)
+        if newer is not None:
+            self._fail(runner, f"volume {volume_id} is held by a newer epoch ({newer})")
+            return
         log.info("starting on its regional volume", instance_id=runner.instance_id, volume=volume_id)
         self._start(runner)
 

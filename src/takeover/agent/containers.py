@@ -17,7 +17,6 @@ import json
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Literal
 
 import psutil
 
+from takeover.agent.keeper import Kept, start_keeper
 from takeover.agent.runtime import Handle, Launch, LaunchError, Leftover
 from takeover.domain.images import ImageRef, parse_image
 from takeover.secretenv import child_env
@@ -178,7 +178,7 @@ class ContainerRuntime:
             self._run("rm", "-f", *self._now(), name)  # one that was created but could not start
             raise LaunchError(f"{self.flavor} run {launch.image}: {_last_line(done.stderr)}")
         try:
-            return self._attach(name, launch.log_path, since=None)
+            return self._attach(name, launch.log_path, None, launch.epoch_file, launch.epoch)
         except LaunchError:
             self._run("rm", "-f", *self._now(), name)  # never a container nobody supervises
             raise
@@ -213,7 +213,9 @@ class ContainerRuntime:
         """rm -f without the stop timeout (Podman's default waits 10 s before SIGKILL)."""
         return ["--time", "0"] if self.flavor == "podman" else []
 
-    def _attach(self, name: str, log_path: Path, since: float | None) -> ContainerHandle:
+    def _attach(
+        self, name: str, log_path: Path, since: float | None, epoch_file: Path | None = None, epoch: int = 0
+    ) -> ContainerHandle:
         if self.flavor == "docker":
             self._follow(name, log_path, since)
         pid_text = self._ok("inspect", "--format", "{{.State.Pid}}", name)
@@ -222,30 +224,15 @@ class ContainerRuntime:
             if int(pid_text) > 0:
                 proc = psutil.Process(int(pid_text))
         if proc is not None:
-            self._keep(name, proc)
+            self._keep(name, proc, epoch_file, epoch)
         return ContainerHandle(self, name, proc, log_path)
 
-    def _keep(self, name: str, proc: psutil.Process) -> None:
-        """Its keeper: stops it at the fence deadline unless the agent renews it (a new session,
-        so it outlives the agent; it ends when the container does)."""
+    def _keep(self, name: str, proc: psutil.Process, epoch_file: Path | None, epoch: int) -> None:
+        """Its keeper: stops it at the fence deadline unless the agent renews it, or when a newer
+        epoch holds its volume (a new session, so it outlives the agent; it ends with the container)."""
         self._stop_keeper(name)
-        self.keepers[name] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "takeover.agent.keeper",
-                str(self.fence_path),
-                str(proc.pid),
-                repr(proc.create_time()),
-                str(self.fence_grace),
-                name,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**child_env(), "PYTHONDONTWRITEBYTECODE": "1"},
-        )
+        kept = Kept(proc.pid, epoch_file=epoch_file, epoch=epoch)
+        self.keepers[name] = start_keeper(self.fence_path, proc, self.fence_grace, name, kept)
 
     def _follow(self, name: str, log_path: Path, since: float | None) -> None:
         """Docker deletes a container's log with the container, so its output is copied to

@@ -23,6 +23,9 @@ class Fence:
         self.fence_after: float | None = None  # learnt from the first reply
         self.grace = 1.0  # SIGTERM to SIGKILL when fencing: the control plane's, from each reply
         self.fenced = False
+        self.settles_at: float | None = None  # after a fence, work starts again only from then
+        self._last_tick: float | None = None
+        self._fences: list[float] = []  # when it fell, lately
 
     @property
     def deadline(self) -> float | None:
@@ -30,18 +33,55 @@ class Fence:
             return None
         return self.last_ok + self.fence_after
 
-    def acknowledged(self, sent: float, fence_after: float, grace: float = 1.0) -> bool:
-        """A reply to a heartbeat sent at ``sent``; True when it lifts the fence."""
+    def acknowledged(
+        self, sent: float, fence_after: float, grace: float = 1.0, interval: float | None = None
+    ) -> bool:
+        """A reply to a heartbeat sent at ``sent``; True when it lifts the fence.
+
+        Lifting it does not make the node live at once: work starts again only after the control
+        plane has acknowledged heartbeats at their ``interval`` (a gap of at most 1.5 of it) for
+        the settling time (``settling``); a longer gap starts that wait again. A starved agent or
+        a flapping link would otherwise have its instances killed and started again at every gap."""
+        steady = interval is None or self.last_ok is None or sent - self.last_ok <= 1.5 * interval
         self.last_ok, self.fence_after, self.grace = sent, fence_after, grace
         write_deadline(self.path, sent + fence_after, grace)
         lifted, self.fenced = self.fenced, False
+        settling = self.settles_at is not None and self.clock() < self.settles_at
+        if lifted or (settling and not steady):
+            self.settles_at = sent + self.settling()
         return lifted
 
+    def settling(self) -> float:
+        """How long acknowledgements must be steady after a fence: ``fence_after``, doubled for
+        each other fence within the last ten ``fence_after`` (at most four times it), as
+        Kubernetes backs off a crash loop."""
+        assert self.fence_after is not None
+        recent = [at for at in self._fences if self.clock() - at <= 10 * self.fence_after]
+        self._fences = recent
+        return float(self.fence_after * 2 ** min(max(len(recent) - 1, 0), 2))
+
+    def ticked(self, interval: float) -> None:
+        """The agent's loop came round. One that came round late (by over half a heartbeat
+        interval: a starved or stalled agent) starts the settling wait again, however steady
+        its heartbeats looked."""
+        now, before = self.clock(), self._last_tick
+        self._last_tick = now
+        if before is None or now - before <= interval / 2 or self.fence_after is None:
+            return
+        if self.settles_at is not None and before < self.settles_at:  # it may have run out meanwhile
+            self.settles_at = now + self.settling()
+
+    def holding(self) -> bool:
+        """Fenced, or settling after a fence: the node runs nothing (its heartbeats say so)."""
+        return self.fenced or (self.settles_at is not None and self.clock() < self.settles_at)
+
     def live(self) -> bool:
-        """Whether work may start now: before the deadline of an acknowledged heartbeat. A push
-        between heartbeats may start instances only then, since it acknowledges nothing."""
-        deadline = self.deadline
-        return not self.fenced and deadline is not None and self.clock() <= deadline
+        """Whether work may start now: before the deadline of an acknowledged heartbeat, and, after
+        a fence, once the acknowledgements have settled. A push between heartbeats may start
+        instances only then, since it acknowledges nothing."""
+        deadline, now = self.deadline, self.clock()
+        settled = self.settles_at is None or now >= self.settles_at
+        return not self.fenced and settled and deadline is not None and now <= deadline
 
     def due(self) -> bool:
         """True once, when the deadline has passed: stop every instance now."""
@@ -49,6 +89,7 @@ class Fence:
         if self.fenced or deadline is None or self.clock() <= deadline:
             return False
         self.fenced = True
+        self._fences.append(self.clock())
         return True
 
     def request_timeout(self, interval: float, sent: float) -> float:

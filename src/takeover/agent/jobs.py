@@ -144,9 +144,11 @@ class Jobs:
 
         def done(result: Any) -> None:
             runner.last_snapshot, runner.snapshot_served = result.manifest.id, request
+            runner.snapshot_error = None
 
         def failed(exc: Exception) -> None:
             runner.snapshot_served = request  # not retried at every tick; the next period tries again
+            runner.snapshot_error = str(exc) or type(exc).__name__
             log.error("snapshot failed", instance_id=runner.instance_id, error=str(exc))
 
         self.submit(
@@ -171,15 +173,45 @@ class Jobs:
             future, done, failed, lambda: self._warm.get(copy.instance_id) is copy
         )
 
+    def hand_over(self, runner: Runner, stop: Callable[[Runner], None]) -> None:
+        """A handover: first a snapshot while it still serves. It shows the store takes writes (if
+        not, it keeps serving, says why, and the next reply asks again) and leaves little for the
+        final snapshot; then ``stop`` it and take the final one."""
+        runner.released = True
+
+        def stored(result: Any) -> None:
+            runner.last_snapshot, runner.snapshot_error = result.manifest.id, None
+            if not runner.released:
+                return  # called off meanwhile: it keeps serving
+            runner.state = InstanceState.STOPPING
+            stop(runner)
+            log.info("handing over", instance_id=runner.instance_id, epoch=runner.epoch)
+            self.final_snapshot(runner)
+
+        def refused(exc: Exception) -> None:
+            runner.released, runner.snapshot_error = False, str(exc) or type(exc).__name__
+            log.error(
+                "not handing over: the snapshot store refused", instance_id=runner.instance_id, error=str(exc)
+            )
+
+        self.submit(
+            runner,
+            lambda: self.snapshots.take(runner.workspace, runner.instance_id, runner.epoch),
+            stored,
+            refused,
+        )
+
     def final_snapshot(self, runner: Runner) -> None:
         """A handover's: the runner has stopped; once it is taken, the instance can move."""
 
         def done(result: Any) -> None:
             runner.last_snapshot, runner.state, runner.error = result.manifest.id, InstanceState.STOPPED, None
+            runner.snapshot_error = None
             log.info("handed over", instance_id=runner.instance_id, snapshot=result.manifest.id)
 
         def failed(exc: Exception) -> None:
             runner.error = f"final snapshot failed, retrying: {exc}"
+            runner.snapshot_error = str(exc) or type(exc).__name__
             self.next_snapshot[runner.instance_id] = time.monotonic() + 1.0
             log.error("final snapshot failed", instance_id=runner.instance_id, error=str(exc))
 

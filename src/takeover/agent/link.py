@@ -11,7 +11,7 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import httpx
@@ -21,8 +21,12 @@ from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+from takeover.agent.settings import AgentSettings
 from takeover.api.frames import StreamMessage
 from takeover.api.wire import HeartbeatOut
+
+if TYPE_CHECKING:
+    from takeover.agent.registration import Credentials
 
 log = structlog.get_logger("takeover.agent")
 
@@ -97,14 +101,17 @@ class StreamLink:
         self.seq = itertools.count(1)
 
     def beat(self, body: dict[str, Any], timeout: float) -> HeartbeatOut | None:
+        """Over the stream, waiting for its ack half the time at most: the other half is for the
+        same heartbeat over HTTP, through the balancer to another replica, when the stream's
+        replica has stopped answering without closing it (paused, hung, starved)."""
         deadline = time.monotonic() + timeout
-        ws = self._connected(timeout)
+        ws = self._connected(timeout / 2)
         if ws is not None:
             seq = next(self.seq)
             try:
                 frame = {"type": "heartbeat", "seq": seq, "node_id": self.node_id, **body}
                 ws.send(orjson.dumps(frame).decode())  # compact: no whitespace
-                reply = self._ack(ws, seq, deadline)
+                reply = self._ack(ws, seq, deadline - timeout / 2)
             except (ConnectionClosed, TimeoutError, OSError) as exc:
                 self._lost(exc)
             else:
@@ -200,3 +207,14 @@ def detail(response: httpx.Response) -> str:
         return str(response.json().get("detail", response.text))[:500]
     except ValueError:
         return response.text[:500]
+
+
+def open_link(
+    settings: AgentSettings, client: httpx.Client, credentials: Credentials, stop: threading.Event
+) -> Link:
+    """NODE_TRANSPORT's: a stream (falling back to requests while it reconnects), or requests."""
+    http = HttpLink(client, credentials.node_id, credentials.token, stop)
+    if settings.transport == "http":
+        return http
+    url = stream_url(settings.takeover_url, credentials.node_id)
+    return StreamLink(url, credentials.node_id, credentials.token, http)

@@ -1,7 +1,9 @@
 """The process adapter of the runtime port: the workload is the agent's child.
 
 Children get PR_SET_PDEATHSIG: if the agent dies, so do they. A node whose agent is gone can
-no longer fence itself, so its workloads must not outlive it (one runner per instance).
+no longer fence itself, so its workloads must not outlive it (one runner per instance). An agent
+that is hung or starved is not gone: each workload has a keeper (agent/keeper.py) that stops its
+whole process group at the node's fence deadline unless the agent renews it.
 
 A workload's environment is built from nothing: its spec's variables and the instance's
 (``Launch.env``), the node's locale and search path, and its user's identity. Nothing else of the
@@ -21,6 +23,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
+from takeover.agent.keeper import Kept, start_keeper
 from takeover.agent.runtime import Handle, Launch, LaunchError, Leftover
 
 _PR_SET_PDEATHSIG = 1
@@ -32,16 +37,29 @@ def _die_with_parent() -> None:
 
 
 class ProcessHandle:
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], log_path: Path, keeper: subprocess.Popen[bytes] | None
+    ) -> None:
         self._proc = proc
         self._log_path = log_path
+        self._keeper = keeper
 
     @property
     def log_path(self) -> Path:
         return self._log_path
 
     def exit_code(self) -> int | None:
-        return self._proc.poll()
+        code = self._proc.poll()
+        if code is not None:
+            self._end_keeper()
+        return code
+
+    def _end_keeper(self) -> None:
+        """Its watch is over: stopped and reaped (the agent's child, else a zombie)."""
+        if self._keeper is not None:
+            self._keeper.terminate()
+            self._keeper.wait()
+            self._keeper = None
 
     def signal(self, sig: signal.Signals) -> None:
         if self._proc.poll() is None:
@@ -53,6 +71,7 @@ class ProcessHandle:
             self._proc.wait(timeout=max(0.0, timeout))
         except subprocess.TimeoutExpired:
             return False
+        self._end_keeper()
         return True
 
 
@@ -112,9 +131,19 @@ def hand_over(workspace: Path, run_as: RunAs) -> None:
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, run_as: RunAs | None = None, passed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        run_as: RunAs | None = None,
+        passed: tuple[str, ...] = (),
+        fence_path: Path | None = None,
+        fence_grace: float = 1.0,
+    ) -> None:
+        """``fence_path``: the node's deadline file, for the keeper each workload gets (None: no
+        keeper, for a runtime used without an agent)."""
         self.run_as = run_as
         self.passed = passed
+        self.fence_path = fence_path
+        self.fence_grace = fence_grace
 
     def start(self, launch: Launch) -> Handle:
         run_as = self.run_as
@@ -142,7 +171,14 @@ class ProcessRuntime:
         except PermissionError as exc:
             where = exc.filename or launch.command[0]
             raise LaunchError(f"cannot start {launch.command[0]}: permission denied on {where}") from None
-        return ProcessHandle(proc, launch.log_path)
+        keeper = None
+        if self.fence_path is not None:
+            kept = Kept(proc.pid, group=True, epoch_file=launch.epoch_file, epoch=launch.epoch)
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended already: nothing to keep
+                keeper = start_keeper(
+                    self.fence_path, psutil.Process(proc.pid), self.fence_grace, launch.instance_id, kept
+                )
+        return ProcessHandle(proc, launch.log_path, keeper)
 
     def resolve(self, image: str, digest: str | None) -> tuple[str, str]:  # noqa: ARG002 - the Runtime port
         raise LaunchError("this node runs no containers (set NODE_CONTAINER_RUNTIME to podman or docker)")

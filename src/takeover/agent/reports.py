@@ -45,6 +45,8 @@ def report(runner: Runner) -> dict[str, Any]:
         out["port"] = runner.port
     if runner.error or runner.warning:
         out["error"] = (runner.error or runner.warning or "")[:2000]
+    if runner.snapshot_error:
+        out["snapshot_error"] = runner.snapshot_error[:2000]
     for key in ("restored_from", "last_snapshot", "image_digest"):
         if getattr(runner, key):
             out[key] = getattr(runner, key)

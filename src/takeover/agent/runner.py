@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from takeover.agent.keeper import EPOCH_FILE
 from takeover.agent.runtime import Handle, Launch, LaunchError, Runtime
 from takeover.domain.models import InstanceSpec, InstanceState
 
@@ -40,6 +41,7 @@ class Runner:
     warning: str | None = None  # lasts for this runner: e.g. newer snapshots refused as corrupt
     restored_from: str | None = None
     last_snapshot: str | None = None
+    snapshot_error: str | None = None  # why its last snapshot failed (reported until one works)
     restarts: int = 0
     handle: Handle | None = None
     started_at: float = 0.0
@@ -95,6 +97,8 @@ class Runner:
             self.gpu_indices or self.node_has_gpus
         ):  # a container sees only its CDI devices
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_indices))
+        if self.on_volume:  # a store can refuse a write once a newer epoch holds the volume
+            env["TAKEOVER_EPOCH_FILE"] = f"{env['TAKEOVER_WORKSPACE']}/{EPOCH_FILE}"
         return Launch(
             self.instance_id,
             self.epoch,
@@ -107,6 +111,7 @@ class Runner:
             mount_path=self.spec.mount_path,
             labels=self.labels,
             gpus=self.gpu_indices,
+            epoch_file=self.workspace / EPOCH_FILE if self.on_volume else None,
         )
 
     def start(self) -> None:
@@ -120,6 +125,16 @@ class Runner:
         self.started_at = time.monotonic()
         self.restart_at = None
 
+    def resume(self, may_start: bool) -> None:
+        """Start again (a handover called off): now, or once the fence is live; nothing while it
+        still runs (called off before it stopped)."""
+        if self.handle is not None and self.handle.exit_code() is None:
+            return
+        if may_start:
+            self.start()
+        else:
+            self.state, self.restart_at = InstanceState.STARTING, time.monotonic()
+
     def adopt(self, handle: Handle) -> None:
         """A container an earlier agent started at this epoch: supervised from now on, not restarted."""
         self.handle = handle
@@ -131,12 +146,13 @@ class Runner:
         if path != self.log_path:  # a runtime that gives each start a log file of its own
             self.log_path, self.log_shipped = path, 0
 
-    def supervise(self, now: float) -> None:
-        """Notice exits (restart or give up) and readiness; called every loop tick."""
+    def supervise(self, now: float, may_start: bool) -> None:
+        """Notice exits (restart or give up) and readiness; called every loop tick. A restart
+        waits while ``may_start`` is False (the node's fence is not live)."""
         if self.state in (InstanceState.FAILED, InstanceState.STOPPED, InstanceState.STOPPING):
             return
         if self.restart_at is not None:
-            if now >= self.restart_at:
+            if now >= self.restart_at and may_start:
                 self.restarts += 1
                 self.start()
             return

@@ -32,6 +32,7 @@ class Launch:
     mount_path: str = "/workspace"
     labels: dict[str, str] = field(default_factory=dict)
     gpus: tuple[int, ...] = ()  # the node's GPU indices it may use (a container gets them by CDI)
+    epoch_file: Path | None = None  # on a regional volume: its keeper stops it once a newer epoch is here
 
 
 class Handle(Protocol):

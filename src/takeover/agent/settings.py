@@ -68,6 +68,12 @@ class AgentSettings(BaseSettings):
         pattern=r"^\s*([A-Za-z_][A-Za-z0-9_]*\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*)*)?$",
         description="names of this node's variables process workloads get too, e.g. LD_LIBRARY_PATH",
     )
+    watchdog: Path | None = Field(
+        None,
+        validation_alias=_env("NODE_WATCHDOG"),
+        description="a watchdog device (/dev/watchdog) the agent keeps alive while its fence is live",
+    )
+    watchdog_timeout: int = Field(5, ge=1, le=3600, validation_alias=_env("NODE_WATCHDOG_TIMEOUT"))
     container_runtime: Literal["podman", "docker", "none"] = Field(
         "podman",
         validation_alias=_env("NODE_CONTAINER_RUNTIME"),

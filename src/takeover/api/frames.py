@@ -6,6 +6,7 @@ agent on either gets the same desired state and the same fencing timings.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
@@ -47,10 +48,11 @@ def heartbeat_of(node_id: UUID, body: HeartbeatIn) -> Heartbeat:
         tuple(r.to_report() for r in body.instances),
         tuple((s.id, s.snapshot) for s in body.standbys),
         tuple(g.to_gpu() for g in sorted(body.gpus, key=lambda g: g.index)),
+        body.fenced,
     )
 
 
-def heartbeat_reply(result: HeartbeatResult, timings: AgentTimings) -> HeartbeatOut:
+def heartbeat_reply(result: HeartbeatResult, timings: AgentTimings, now: datetime) -> HeartbeatOut:
     node = result.node
     return HeartbeatOut(
         node_id=node.id,
@@ -63,6 +65,7 @@ def heartbeat_reply(result: HeartbeatResult, timings: AgentTimings) -> Heartbeat
         standby=[_desired(i) for i in result.desired.standby],
         sync_interval=timings.sync_interval,
         fence_grace=timings.fence_grace,
+        server_time=now,
     )
 
 

@@ -195,6 +195,9 @@ class InstanceOut(BaseModel):
     last_error: str | None
     restored_from: str | None
     last_snapshot: str | None
+    snapshot_error: str | None = Field(
+        None, description="why its runner's last snapshot failed; null once one is taken again"
+    )
     snapshot_requested_at: datetime | None
     volume_id: UUID | None
     standby_node_id: UUID | None

@@ -125,7 +125,7 @@ class AgentStream:
             except Exception as error:  # the store failed: this heartbeat is not acknowledged
                 log.warning("stream heartbeat not committed", node=str(self.node_id), error=str(error))
                 raise Closed(STORE_FAILED, "heartbeat not committed; send it again") from error
-            reply = heartbeat_reply(result, self.services.agent_timings)
+            reply = heartbeat_reply(result, self.services.agent_timings, self.services.clock.now())
             await self.websocket.send_text(message("ack", frame.seq, reply))
 
     async def _push(self, changed: asyncio.Event) -> None:
@@ -145,7 +145,7 @@ class AgentStream:
                 except Exception as error:  # noqa: BLE001 - the next heartbeat's ack carries the same state
                     log.warning("push skipped", node=str(self.node_id), error=str(error))
                     continue
-                reply = heartbeat_reply(result, self.services.agent_timings)
+                reply = heartbeat_reply(result, self.services.agent_timings, self.services.clock.now())
                 await self.websocket.send_text(message("desired", None, reply))
                 self.services.metrics.pushes.inc()
 

@@ -47,6 +47,9 @@ class InstanceReportIn(Request):
     error: Annotated[str, Field(max_length=2000)] | None = None
     restored_from: SnapshotId | None = Field(None, description="snapshot this runner started from")
     last_snapshot: SnapshotId | None = Field(None, description="newest snapshot this runner took")
+    snapshot_error: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="why this runner's last snapshot failed (none: it did not)"
+    )
     log: Annotated[str, Field(max_length=65_536)] | None = Field(
         None, description="what the runner printed since the last accepted heartbeat"
     )
@@ -63,6 +66,7 @@ class InstanceReportIn(Request):
             self.error,
             self.restored_from,
             self.last_snapshot,
+            self.snapshot_error,
             self.log,
             self.image_digest,
         )
@@ -82,6 +86,9 @@ class HeartbeatIn(Request):
         default_factory=list, max_length=10_000, description="warm copies synced since the last heartbeat"
     )
     gpus: list[GpuIn] = Field(default_factory=list, max_length=1024, description="this node's GPUs (NVML)")
+    fenced: bool = Field(
+        False, description="the agent is fenced, or settling after a fence: it runs nothing (scores 0)"
+    )
 
     @field_validator("gpus")
     @classmethod
@@ -129,4 +136,7 @@ class HeartbeatOut(BaseModel):
     sync_interval: float = Field(10.0, description="how often to sync the warm copies")
     fence_grace: float = Field(
         1.0, description="when fencing: SIGTERM, then SIGKILL this long after (within fence_margin)"
+    )
+    server_time: datetime | None = Field(
+        None, description="the control plane's clock when it answered: the agent stamps snapshots by it"
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
+from takeover.domain.health import health_score
 from takeover.domain.models import Gpu, Instance, InstanceState, NodeStatus
 from takeover.domain.snapshots import newest_snapshot
 
@@ -23,6 +24,7 @@ class InstanceReport:
     error: str | None = None
     restored_from: str | None = None
     last_snapshot: str | None = None
+    snapshot_error: str | None = None  # why the runner's last snapshot failed
     log: str | None = None  # what the runner printed since the last accepted heartbeat
     image_digest: str | None = None  # a container's image, as the runner resolved it
 
@@ -36,6 +38,14 @@ class Heartbeat:
     instances: tuple[InstanceReport, ...] = ()
     standbys: tuple[tuple[UUID, str | None], ...] = ()  # (instance, snapshot it holds) after a sync
     gpus: tuple[Gpu, ...] = ()  # as NVML reads them now
+    fenced: bool = False  # the agent is fenced or settling after a fence: it runs nothing
+
+
+def score_of(hb: Heartbeat) -> float:
+    """A node whose agent is fenced runs nothing, so it scores 0: nothing is placed there, and
+    after ``degraded_heartbeats`` such beats its instances move (health_degraded), as from a
+    node that keeps heartbeating but cannot keep its workloads running (a starved agent)."""
+    return 0.0 if hb.fenced else health_score(hb.cpu_load, hb.memory_load, hb.avg_latency_ms, hb.gpus)
 
 
 def status_after_heartbeat(status: NodeStatus) -> NodeStatus:
@@ -75,6 +85,7 @@ def report_changes(
         "last_error": report.error,
         "restored_from": report.restored_from or instance.restored_from,
         "last_snapshot": report.last_snapshot or instance.last_snapshot,
+        "snapshot_error": report.snapshot_error,
         "recovery_point": newest_snapshot(
             instance.recovery_point, report.restored_from, report.last_snapshot
         ),

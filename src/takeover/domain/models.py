@@ -127,6 +127,7 @@ class Instance:
     last_error: str | None = None  # the current runner's last reported problem
     restored_from: str | None = None  # snapshot the current runner started from
     last_snapshot: str | None = None  # newest snapshot of the current epoch
+    snapshot_error: str | None = None  # why the current runner's last snapshot failed (None: it did not)
     snapshot_requested_at: datetime | None = None  # an on-demand snapshot newer than this is wanted
     volume_id: UUID | None = None  # a regional volume used as its workspace
     standby_node_id: UUID | None = None  # warm_pool: the node keeping a synced copy

@@ -5,6 +5,11 @@ request is never lost by a handover. ``GET /count`` reads without counting. It a
 evidence for the fencing tests: ``runs.log`` gets a line when a runner starts and stops, and
 ``alive-<epoch>`` holds the last moment this runner was alive (rewritten every 50 ms).
 ``STARTUP_DELAY`` seconds pass before it listens.
+
+On a regional volume it fences its own writes: before a count is acknowledged it reads the
+volume's epoch (``TAKEOVER_EPOCH_FILE``), and once a newer runner holds the volume it refuses
+(503) and exits, so a runner left behind by a hung node cannot acknowledge a count that the new
+one overwrites.
 """
 
 from __future__ import annotations
@@ -21,7 +26,23 @@ from types import FrameType
 WORKSPACE = Path(os.environ.get("TAKEOVER_WORKSPACE", "."))
 EPOCH = os.environ.get("TAKEOVER_EPOCH", "0")
 INSTANCE = os.environ.get("TAKEOVER_INSTANCE_ID", "local")
+EPOCH_FILE = os.environ.get("TAKEOVER_EPOCH_FILE")
 _lock = threading.Lock()
+
+
+class Superseded(Exception):
+    """A newer runner holds the volume: this one must not write."""
+
+
+def _check_epoch() -> None:
+    if EPOCH_FILE is None:
+        return
+    try:
+        holder = int(Path(EPOCH_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return  # no claim readable: the agent claimed the volume before it started this runner
+    if holder > int(EPOCH):
+        raise Superseded(f"epoch {holder} holds the volume; this runner is epoch {EPOCH}")
 
 
 def _write(path: Path, text: str) -> None:
@@ -47,8 +68,10 @@ class Counter:
 
     def add(self) -> int:
         with _lock:
+            _check_epoch()
             self.value += 1
             _write(WORKSPACE / "count", str(self.value))
+            _check_epoch()  # a newer runner may have read the count before this write landed
             return self.value
 
 
@@ -58,7 +81,12 @@ COUNTER = Counter()
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/":
-            count = COUNTER.add()
+            try:
+                count = COUNTER.add()
+            except Superseded as exc:
+                self.send_error(503, str(exc))
+                _log_run("superseded")
+                os._exit(0)
         elif self.path == "/count":
             count = COUNTER.value
         else:

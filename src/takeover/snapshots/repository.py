@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -28,9 +30,13 @@ class Restored:
 
 
 class SnapshotRepository:
-    def __init__(self, store: ObjectStore, keep: int = 5) -> None:
+    def __init__(
+        self, store: ObjectStore, keep: int = 5, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        """``clock`` stamps new snapshots (an agent's: the control plane's clock, agent/cpclock.py)."""
         self.store = store
         self.keep = keep
+        self.clock = clock
         self._last: dict[str, Manifest] = {}
 
     def refs(self, instance_id: str) -> list[SnapshotRef]:
@@ -43,13 +49,23 @@ class SnapshotRepository:
         return sorted(refs)
 
     def take(self, workspace: Path, instance_id: str, epoch: int) -> TakeResult:
-        result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id))
+        """A new snapshot, stamped after every earlier one of its epoch whatever the clock says (a
+        clock stepped back would sort it as the oldest), then the oldest beyond ``keep`` pruned,
+        never the one just taken."""
+        refs = self.refs(instance_id)
+        floor = max((r.taken_at for r in refs if r.epoch == epoch), default=None)
+
+        def stamp() -> datetime:
+            now = self.clock()
+            return now if floor is None else max(now, floor + timedelta(microseconds=1))
+
+        result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id), stamp)
         for digest in result.repaired:
             log.warning(
                 "a damaged chunk in the store was written anew", instance_id=instance_id, chunk=digest
             )
         self._last[instance_id] = result.manifest
-        self.prune(instance_id)
+        self.prune(instance_id, [*refs, SnapshotRef.parse(result.manifest.id)], taken=result.manifest.id)
         return result
 
     def restore(self, instance_id: str, epoch: int, dest: Path) -> Restored:
@@ -100,7 +116,11 @@ class SnapshotRepository:
     def manifest(self, instance_id: str, snapshot_id: str) -> Manifest:
         return load_manifest(self.store, instance_id, snapshot_id)
 
-    def prune(self, instance_id: str) -> None:
-        """Keep the newest ``keep`` manifests; chunks stay (shared by other snapshots)."""
-        for ref in self.refs(instance_id)[: -self.keep]:
-            self.store.delete_manifest(instance_id, ref.id)
+    def prune(
+        self, instance_id: str, refs: list[SnapshotRef] | None = None, taken: str | None = None
+    ) -> None:
+        """Keep the newest ``keep`` manifests, and ``taken`` (the one just written) whatever its
+        place; chunks stay (shared by other snapshots). ``refs``: the listing, if already read."""
+        for ref in sorted(self.refs(instance_id) if refs is None else refs)[: -self.keep]:
+            if ref.id != taken:
+                self.store.delete_manifest(instance_id, ref.id)

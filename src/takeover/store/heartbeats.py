@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from takeover.domain.desired import DesiredState, Handover, desired_states
 from takeover.domain.errors import Contended, Forbidden, TakeoverError, Unauthenticated
 from takeover.domain.failover import FailoverStatus
-from takeover.domain.health import health_score, next_low_score_streak
-from takeover.domain.heartbeat import Heartbeat, report_changes, status_after_heartbeat
+from takeover.domain.health import next_low_score_streak
+from takeover.domain.heartbeat import Heartbeat, report_changes, score_of, status_after_heartbeat
 from takeover.domain.models import Instance, Node, NodeStatus, Role
 from takeover.store.base import among, record_event, transaction
 from takeover.store.logs import append_logs
@@ -65,12 +65,14 @@ def _apply_heartbeats(
         known = {node.id: node for _, node in owners.values() if node is not None}
         updated = _heartbeat_nodes(accepted, known, now, low_score_threshold)
         held, handovers = _held(conn, list(updated))
-        changes, writes = _report_writes(accepted, held, updated)
+        changes, writes, news = _report_writes(accepted, held, updated)
         # Instances before nodes, as placements lock them; each table in id order, so every
         # replica's batches and the executor take row locks alike.
         for _, write in sorted([*writes, *_standby_syncs(accepted, now)], key=lambda w: w[0]):
             conn.execute(write)
         _write_nodes(conn, updated, known, now)
+        for kind, instance_id, message in news:
+            record_event(conn, kind, instance_id, message, now)
         append_logs(conn, _log_chunks(accepted, held), now)
         states = desired_states(updated, held, handovers, _standbys(conn, list(updated)))
     results: list[HeartbeatResult | TakeoverError] = []
@@ -94,7 +96,7 @@ def _heartbeat_nodes(
         node = updated.get(hb.node_id) or known.get(hb.node_id)
         if node is None:
             continue
-        score = health_score(hb.cpu_load, hb.memory_load, hb.avg_latency_ms, hb.gpus)
+        score = score_of(hb)
         updated[hb.node_id] = replace(
             node,
             gpus=hb.gpus,
@@ -129,11 +131,13 @@ def _write_nodes(
 
 def _report_writes(
     batch: Sequence[Heartbeat], held: Sequence[Instance], senders: dict[UUID, Node]
-) -> tuple[Counter[UUID], list[InstanceWrite]]:
-    """What each runner reported, as writes; per node, how many instances changed state."""
+) -> tuple[Counter[UUID], list[InstanceWrite], list[tuple[str, UUID, str]]]:
+    """What each runner reported, as writes; per node, how many instances changed state; the
+    events to record (snapshots that began or stopped failing)."""
     reports = {(hb.node_id, r.id): r for hb in batch for r in hb.instances}
     per_node: Counter[UUID] = Counter()
     writes: list[InstanceWrite] = []
+    news: list[tuple[str, UUID, str]] = []
     hosts = {  # only of senders holding instances: most of a batch holds none
         i.node_id: urlsplit(senders[i.node_id].base_url).hostname or "localhost"
         for i in held
@@ -150,6 +154,8 @@ def _report_writes(
             changes["state"] = changes["state"].value
         if "spec" in changes:
             changes["spec"] = spec_to_json(changes["spec"])
+        if "snapshot_error" in changes:
+            news.append(_snapshot_news(instance, changes["snapshot_error"]))
         writes.append(
             (
                 instance.id,
@@ -158,7 +164,13 @@ def _report_writes(
                 .values(**changes),
             )
         )
-    return per_node, writes
+    return per_node, writes, news
+
+
+def _snapshot_news(instance: Instance, error: str | None) -> tuple[str, UUID, str]:
+    if error is None:
+        return "instance.snapshot_recovered", instance.id, f"instance {instance.name}: snapshots work again"
+    return "instance.snapshot_failed", instance.id, f"instance {instance.name}: a snapshot failed: {error}"
 
 
 def _token_owners(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[str, Node | None]]:

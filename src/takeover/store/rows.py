@@ -102,6 +102,7 @@ NEW_RUNNER: dict[str, None] = {
     "last_error": None,
     "restored_from": None,
     "last_snapshot": None,
+    "snapshot_error": None,
 }
 
 
@@ -123,6 +124,7 @@ def instance_from_row(row: sa.Row[Any]) -> Instance:
         last_error=row.last_error,
         restored_from=row.restored_from,
         last_snapshot=row.last_snapshot,
+        snapshot_error=row.snapshot_error,
         snapshot_requested_at=row.snapshot_requested_at,
         volume_id=row.volume_id,
         standby_node_id=row.standby_node_id,

@@ -98,6 +98,7 @@ instances = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("restored_from", sa.String(200), nullable=True),
     sa.Column("last_snapshot", sa.String(200), nullable=True),
+    sa.Column("snapshot_error", sa.Text, nullable=True),
     sa.Column("snapshot_requested_at", UtcDateTime, nullable=True),
     sa.Column("volume_id", sa.Uuid, sa.ForeignKey("volumes.id"), nullable=True, unique=True),
     sa.Column("standby_node_id", sa.Uuid, nullable=True, index=True),

@@ -104,5 +104,5 @@ def delete_node(node_id: UUID, services: ServicesDep, _: AdminDep) -> Response:
 async def heartbeat(node_id: UUID, body: HeartbeatIn, services: ServicesDep, token: BearerDep) -> Response:
     """The hot path: the reply is serialized once here, not validated again by FastAPI."""
     result = await services.heartbeat(token, heartbeat_of(node_id, body))
-    reply = heartbeat_reply(result, services.agent_timings)
+    reply = heartbeat_reply(result, services.agent_timings, services.clock.now())
     return Response(reply.model_dump_json(), media_type="application/json")
