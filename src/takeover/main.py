@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -64,19 +65,39 @@ class Runtime:
 
 
 def open_store(settings: Settings, *, migrated: bool = False) -> Store:
+    """The store, migrated; StoreRefused when it is not the one TAKEOVER_STORE_ID names (a lost
+    SQLite file is not created anew then)."""
+    sqlite_file = (
+        settings.store_url.removeprefix("sqlite:///") if settings.store_url.startswith("sqlite:///") else None
+    )
+    if settings.store_id is not None and sqlite_file is not None and not Path(sqlite_file).exists():
+        raise StoreRefused(
+            f"TAKEOVER_STORE_ID is {settings.store_id}, and its store {sqlite_file} does not exist: "
+            "restore it from a backup (or unset TAKEOVER_STORE_ID to start a new, empty pool)"
+        )
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.store_url)
+    engine = make_engine(settings.store_url, stall_limit=settings.stall_limit)
     if not migrated:
         migrate(engine)
-    streak = settings.degraded_heartbeats
-    default = settings.default_strategy.value
-    return Store(
+    store = Store(
         engine,
         low_score_threshold=settings.low_score_threshold,
-        degraded_streak=streak,
-        default_strategy=default,
+        degraded_streak=settings.degraded_heartbeats,
+        default_strategy=settings.default_strategy.value,
     )
+    store.known_identity = store.identity()
+    if settings.store_id is not None and store.known_identity != settings.store_id:
+        engine.dispose()
+        raise StoreRefused(
+            f"TAKEOVER_STORE_ID is {settings.store_id}, but {settings.store_url.split('@')[-1]} holds store "
+            f"{store.known_identity}: restore the right one (or unset TAKEOVER_STORE_ID)"
+        )
+    return store
+
+
+class StoreRefused(Exception):
+    """The store is not the one this control plane was pinned to; the message says what to do."""
 
 
 def build(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from uuid import UUID
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("takeover-data")
     database_url: str | None = Field(None, description="default: SQLite file in data_dir")
+    store_id: UUID | None = Field(
+        None, description="the store this control plane runs on: any other (a new empty one) is refused"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes sharing the store")
@@ -216,6 +220,14 @@ class Settings(BaseSettings):
         """SIGTERM to SIGKILL when a node fences itself: within the margin, so that even a
         workload that ignores SIGTERM is dead before ``offline_after`` lets a copy start."""
         return min(FENCE_GRACE, self.fence_margin / 2)
+
+    @property
+    def stall_limit(self) -> float:
+        """How long a store session of this control plane may sit idle inside a transaction, or
+        wait for a lock (PostgreSQL), before the server ends it: a replica paused mid-step must
+        release its locks in time for the heartbeats queued behind them to be acknowledged
+        before the agents' fences fall, and for the next leader to take the lease."""
+        return max(0.5, min(self.lease_ttl / 2, (self.fence_after - self.heartbeat_interval) / 2))
 
     @property
     def store_url(self) -> str:

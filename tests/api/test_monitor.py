@@ -161,3 +161,17 @@ def test_a_cycle_that_lost_a_deadlock_runs_again_at_once(
 
     asyncio.run(run())
     assert len(cycles) >= 2
+
+
+def test_a_failed_manual_failover_holds_back_no_node_failure_failover(pool: Pool, client: TestClient) -> None:
+    """An operator's failover that failed (here aborted) must not delay the automatic one when the
+    node then dies: failover_retry_after is for automatic failovers failing in a loop."""
+    _, n2, web = pool.two_nodes_running_web()
+    manual = client.post("/api/v1/failovers", json={"instance_id": web["id"]}).json()
+    aborted = client.post(f"/api/v1/failovers/{manual['id']}/complete", json={"success": False})
+    assert aborted.json()["status"] == "failed"
+    pool.clock.advance(6)  # n1 silent past offline_after; well within failover_retry_after (30 s)
+    pool.beat(n2)
+    body = client.post("/api/v1/nodes/check-offline").json()
+    assert body["offline_nodes"] == ["n1"]
+    assert [(f["instance_id"], f["reason"]) for f in body["failovers"]] == [(web["id"], "node_failure")]

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from takeover.main import Runtime
+from takeover.store import make_engine
 from takeover.testing import FakeClock
 from tests.api.pool import Pool
 from tests.conftest import make_runtime
@@ -46,7 +47,7 @@ def test_a_draining_replica_is_alive_but_not_ready(runtime: Runtime, client: Tes
 
 def test_an_unreachable_store_is_not_ready(runtime: Runtime, client: TestClient) -> None:
     runtime.store.engine.dispose()
-    runtime.store.engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    runtime.store.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("store unreachable: connection failed")

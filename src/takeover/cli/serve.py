@@ -22,6 +22,7 @@ from takeover.settings import Settings
 
 if TYPE_CHECKING:
     from takeover.control.services import Services
+    from takeover.main import Runtime
 
 err = Console(stderr=True)
 
@@ -55,7 +56,7 @@ def serve(
     hide_secrets([sys.executable, "-m", "takeover", "serve", *options])
 
     from takeover.logsetup import configure_logging
-    from takeover.main import build, open_store, tune_gc
+    from takeover.main import tune_gc
 
     settings = load_settings(host=host, port=port, workers=workers)
     _check_regions(settings)
@@ -68,16 +69,34 @@ def serve(
     )
     host, port, level = settings.host, settings.port, settings.log_level
     max_frame = settings.max_body_bytes  # a stream's frame, like a request's body (close code 1009)
-    if settings.workers == 1:
-        runtime = build(settings)
+    runtime = _runtime(settings)
+    if runtime is not None:
         tune_gc()
         config = uvicorn.Config(
             runtime.app, host=host, port=port, log_level=level, access_log=False, ws_max_size=max_frame
         )
         DrainingServer(config, runtime.services, settings.drain_seconds).run()
         return
-    open_store(settings).engine.dispose()  # migrate once, before the workers start
     _serve_workers(settings)
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    """The app and its controllers (one worker), or None after migrating once (each of several
+    workers builds its own); a store that TAKEOVER_STORE_ID does not name stops it here."""
+    from takeover.main import StoreRefused, build, open_store
+
+    try:
+        if settings.workers > 1:
+            open_store(settings).engine.dispose()
+            return None
+        runtime = build(settings)
+    except StoreRefused as error:
+        err.print(f"[red]refusing to start:[/] {error}", soft_wrap=True)
+        raise typer.Exit(2) from error
+    identity = runtime.store.known_identity
+    if settings.store_id is None and identity is not None:
+        err.print(f"store {identity} (TAKEOVER_STORE_ID={identity} refuses any other)", soft_wrap=True)
+    return runtime
 
 
 def _check_regions(settings: Settings) -> None:

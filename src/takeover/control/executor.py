@@ -79,7 +79,7 @@ class FailoverExecutor:
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> ExecutorOutcome:
         """Advance every claimable failover as far as it goes now."""
         outcome = ExecutorOutcome()
-        for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl):
+        for failover in self._store.failovers.claim(self._holder, now, self._claim_ttl, fence):
             with structlog.contextvars.bound_contextvars(
                 failover_id=str(failover.id), instance_id=str(failover.instance_id)
             ):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import sqlalchemy as sa
 
-from takeover.store.engine import make_engine, migrate, pending_migration
+from takeover.domain.errors import StoreUnavailable
+from takeover.store.engine import make_engine, migrate, pending_migration, store_file_problem
 from takeover.store.failovers import FailoverRepository
 from takeover.store.heartbeats import HeartbeatResult
 from takeover.store.instances import InstanceRepository
@@ -18,6 +21,7 @@ from takeover.store.regiongroups import RegionGroupRepository
 from takeover.store.rentals import RentalRepository
 from takeover.store.scores import ScoreRepository
 from takeover.store.standbys import StandbyRepository
+from takeover.store.tables import store_identity
 from takeover.store.tokens import TokenRecord, TokenRepository
 from takeover.store.volumes import VolumeRepository
 
@@ -32,6 +36,7 @@ class Store:
         default_strategy: str = "cpu_standby",
     ) -> None:
         self.engine = engine
+        self.known_identity: UUID | None = None  # the store's identity at start (open_store)
         self.nodes = NodeRepository(engine, low_score_threshold, degraded_streak)
         self.instances = InstanceRepository(engine, degraded_streak)
         self.failovers = FailoverRepository(engine, degraded_streak, default_strategy)
@@ -47,19 +52,31 @@ class Store:
         self.rentals = RentalRepository(engine)
         self.scores = ScoreRepository(engine)
 
+    def identity(self) -> UUID | None:
+        """Which store this is (migration 0015 made it); None before the schema exists."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(store_identity.c.id)).scalar_one_or_none()
+        return UUID(str(found)) if found is not None else None
+
     def not_ready(self) -> str | None:
-        """Why this replica must not take traffic now (None: ready): store down, schema behind."""
+        """Why this replica must not take traffic now (None: ready): store down, schema behind,
+        or no longer the store it started on (its file removed, or another database)."""
+        problem = store_file_problem(self.engine)
+        if problem is not None:
+            return f"{problem}: restore it and restart takeover serve"
         try:
-            return pending_migration(self.engine)
-        except sa.exc.SQLAlchemyError as error:
-            cause = getattr(error, "orig", None) or error
-            return f"store unreachable: {str(cause).strip().splitlines()[0]}"
+            behind = pending_migration(self.engine)
+            if behind is None and self.known_identity is not None and self.identity() != self.known_identity:
+                return f"the store is no longer the one this replica started on ({self.known_identity})"
+            return behind
+        except StoreUnavailable as error:
+            return error.message.replace("store unavailable", "store unreachable", 1)
 
     def reachable(self) -> bool:
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError:
+        except StoreUnavailable:
             return False
         return True
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from takeover.domain.errors import Conflict, Contended, FencedOut, NotFound, StoreUnavailable
+from takeover.domain.errors import Conflict, FencedOut, NotFound
 from takeover.ports import LeaseToken
 from takeover.store.engine import WRITE_OPTION
 from takeover.store.tables import events, leases
@@ -20,7 +20,8 @@ from takeover.store.tables import events, leases
 
 @contextmanager
 def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One atomic write; leaving the block commits, so callers answer only after the commit."""
+    """One atomic write; leaving the block commits, so callers answer only after the commit.
+    A store that cannot be reached raises StoreUnavailable (store.engine translates it)."""
     try:
         with engine.connect() as conn:
             conn.execution_options(**{WRITE_OPTION: True})
@@ -28,13 +29,6 @@ def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
                 yield conn
     except exc.IntegrityError as error:
         raise Conflict(f"conflicts with stored data: {error.orig}") from error
-    except (exc.OperationalError, exc.InterfaceError) as error:
-        if getattr(error.orig, "sqlstate", None) in _ABORTED_FOR_ANOTHER:
-            raise Contended(f"store unavailable: {error.orig}") from error
-        raise StoreUnavailable(f"store unavailable: {error.orig}") from error
-
-
-_ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 def among(

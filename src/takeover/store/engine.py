@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,92 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from takeover.domain.errors import Contended, StoreUnavailable
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_OPTION = "takeover_write"  # execution option set by store.base.transaction
 _MIGRATION_LOCK = 0x74616B65  # "take": one replica migrates at a time on PostgreSQL
 
 
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, stall_limit: float | None = None) -> sa.Engine:
+    """``stall_limit`` (PostgreSQL; the control plane gives Settings.stall_limit): a session
+    idle inside a transaction for longer (its process paused: SIGSTOP, a stalled VM) is ended by
+    the server, and a statement gives up waiting for a lock after as long, so that one paused
+    replica holding row locks cannot stall every heartbeat and the next leader's lease."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    # orjson decodes the JSON columns psycopg hands over as bytes several times faster than json
-    # (a tenth of a heartbeat batch's CPU went to json.loads).
-    return sa.create_engine(
-        url, pool_size=20, max_overflow=40, pool_pre_ping=True, json_deserializer=orjson.loads
-    )
+        engine = _sqlite_engine(url)
+    else:
+        connect_args = {}
+        if stall_limit is not None:
+            ms = max(1, int(stall_limit * 1000))
+            connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms} -c lock_timeout={ms}"
+        # orjson decodes the JSON columns psycopg hands over as bytes several times faster than json
+        # (a tenth of a heartbeat batch's CPU went to json.loads).
+        engine = sa.create_engine(
+            url,
+            pool_size=20,
+            max_overflow=40,
+            pool_pre_ping=True,
+            json_deserializer=orjson.loads,
+            connect_args=connect_args,
+        )
+    sa.event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+# deadlock_detected, serialization_failure, lock_not_available: nothing written, try again
+_ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001", "55P03"})
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> None:
+    """Every failure to reach the store or finish a statement in it, wherever it happens (a read,
+    a transaction, the pool's check of a connection) is StoreUnavailable, or Contended when the
+    server aborted it for another transaction: the callers' one error for "outcome unknown"."""
+    error = context.original_exception
+    dbapi = context.dialect.loaded_dbapi if context.dialect is not None else None
+    failed = isinstance(context.sqlalchemy_exception, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    if dbapi is not None:
+        failed = failed or isinstance(error, (dbapi.OperationalError, dbapi.InterfaceError))
+    if not (failed or context.is_disconnect):
+        return  # integrity errors and the like: the caller's (store.base.transaction maps them)
+    what = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    kind = Contended if getattr(error, "sqlstate", None) in _ABORTED_FOR_ANOTHER else StoreUnavailable
+    raise kind(f"store unavailable: {what}") from context.sqlalchemy_exception or error
+
+
+class SqliteFile:
+    """The file a SQLite store lives in, as first opened: if it is removed or replaced under a
+    running control plane, the engine's connections would go on writing into the unlinked file,
+    and every write they acknowledged would be gone at the next start."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+
+    def opened(self) -> None:
+        if self.identity is None:
+            found = os.stat(self.path)
+            self.identity = (found.st_dev, found.st_ino)
+
+    def problem(self) -> str | None:
+        if self.identity is None:
+            return None
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the store file {self.path} was removed"
+        if (found.st_dev, found.st_ino) != self.identity:
+            return f"the store file {self.path} was replaced"
+        return None
+
+
+_FILES: weakref.WeakKeyDictionary[sa.Engine, SqliteFile] = weakref.WeakKeyDictionary()
+
+
+def store_file_problem(engine: sa.Engine) -> str | None:
+    """Why a SQLite store's file is no longer the one it opened (None: it is, or not SQLite)."""
+    file = _FILES.get(engine)
+    return file.problem() if file is not None else None
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
@@ -55,6 +130,19 @@ def _sqlite_engine(url: str) -> sa.Engine:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
+    if not memory:
+        file = _FILES[engine] = SqliteFile(sa.make_url(url).database or "")
+
+        @sa.event.listens_for(engine, "connect")
+        def _identify(_dbapi_conn: Any, _record: Any) -> None:
+            file.opened()
+
+        @sa.event.listens_for(engine, "commit")
+        def _still_there(_conn: sa.Connection) -> None:
+            problem = file.problem()
+            if problem is not None:
+                raise StoreUnavailable(f"{problem}: nothing more is written into it")
+
     return engine
 
 
@@ -72,6 +160,9 @@ def migrate(engine: sa.Engine) -> None:
     config = _alembic_config(engine)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
+            # It waits for another replica's migration, however long: no stall limit here.
+            conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+            conn.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
             try:
                 if not _newer_than_this_release(engine):

@@ -180,9 +180,13 @@ class FailoverRepository:
                 _stamp_instance(conn, failover.instance_id, now)
             return _get(conn, failover_id, None)
 
-    def claim(self, holder: str, now: datetime, ttl: timedelta, limit: int = 50) -> list[Failover]:
-        """Open failovers nobody else is working on, claimed for ``ttl``."""
+    def claim(
+        self, holder: str, now: datetime, ttl: timedelta, fence: LeaseToken | None = None, limit: int = 50
+    ) -> list[Failover]:
+        """Open failovers nobody else is working on, claimed for ``ttl``; FencedOut once ``fence``
+        was superseded (a deposed leader woken from a pause claims nothing)."""
         with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
             query = (
                 sa.select(failovers.c.id)
                 .where(

@@ -11,7 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from takeover.domain.errors import NotFound
-from takeover.domain.failover import OPEN_STATUSES, FailoverStatus
+from takeover.domain.failover import OPEN_STATUSES, FailoverReason, FailoverStatus
 from takeover.domain.models import Instance, Node
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
@@ -47,9 +47,10 @@ class PoolRepository:
                     sa.select(failovers.c.instance_id).where(
                         sa.or_(
                             failovers.c.status.in_([s.value for s in OPEN_STATUSES]),
-                            sa.and_(
+                            sa.and_(  # an operator's failed attempt holds back no automatic one
                                 failovers.c.status == FailoverStatus.FAILED.value,
                                 failovers.c.completed_at > now - retry_after,
+                                failovers.c.reason != FailoverReason.MANUAL.value,
                             ),
                         )
                     )

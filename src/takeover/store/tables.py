@@ -293,6 +293,15 @@ rentals = sa.Table(
     ),
 )
 
+# Which store this is: one row, made when the schema is first created. A control plane pinned to
+# it (TAKEOVER_STORE_ID) refuses any other store, e.g. a new empty one where its own was lost.
+store_identity = sa.Table(
+    "store_identity",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
 # Each node's health score, sampled by the leader (store/scores.py), for the console's charts.
 node_scores = sa.Table(
     "node_scores",
