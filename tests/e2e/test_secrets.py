@@ -186,6 +186,14 @@ def run(
     )
 
 
+def agent_alone(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`takeover agent` run until it gives up (these all do, at start)."""
+    environment = {**os.environ, "TAKEOVER_AGENT_DIR": str(data_dir), **env}
+    return subprocess.run(
+        [*TAKEOVER, "agent"], env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_the_printed_join_command_joins_a_machine_and_the_token_is_listed_and_revoked(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -215,14 +223,7 @@ def test_the_printed_join_command_joins_a_machine_and_the_token_is_listed_and_re
     revoked = run(cluster, "nodes", "join-token", "revoke", ticket["id"][:8])
     assert revoked.returncode == 0, revoked.stderr
     assert run(cluster, "nodes", "join-token", "list", "-o", "json").stdout.strip() == "[]"
-    refused = subprocess.run(
-        [*TAKEOVER, "agent"],
-        env={**os.environ, **variables, "TAKEOVER_AGENT_DIR": str(tmp_path / "late"), "NODE_NAME": "late"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = agent_alone(tmp_path / "late", **variables, NODE_NAME="late")
     assert refused.returncode == 2
     assert "registration refused (401): this join token was revoked" in refused.stderr
     only = run(cluster, "nodes", "join-token", "--region", "eu", "-q")
@@ -232,19 +233,7 @@ def test_the_printed_join_command_joins_a_machine_and_the_token_is_listed_and_re
 def test_joining_without_a_join_token_and_bad_token_commands_say_what_to_do(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    admin_only = subprocess.run(
-        [*TAKEOVER, "agent"],
-        env={
-            **os.environ,
-            "TAKEOVER_URL": cluster.url,
-            "TAKEOVER_TOKEN": ADMIN_TOKEN,
-            "TAKEOVER_AGENT_DIR": str(tmp_path / "agent"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    admin_only = agent_alone(tmp_path / "agent", TAKEOVER_URL=cluster.url, TAKEOVER_TOKEN=ADMIN_TOKEN)
     assert admin_only.returncode == 2
     assert "takeover nodes join-token --region R" in admin_only.stderr
     assert ADMIN_TOKEN not in admin_only.stderr + admin_only.stdout
