@@ -119,7 +119,7 @@ def workload_env(launch_env: dict[str, str], uid: int, passed: tuple[str, ...] =
     return env | launch_env
 
 
-def hand_over(workspace: Path, run_as: RunAs) -> None:
+def give_workspace(workspace: Path, run_as: RunAs) -> None:
     """The workspace and everything in it belong to the workload's user (a restore wrote it as
     the agent's)."""
     for folder, dirs, files in os.walk(workspace):
@@ -150,7 +150,7 @@ class ProcessRuntime:
         env = workload_env(launch.env, run_as.uid if run_as else os.getuid(), self.passed)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         if run_as is not None:
-            hand_over(launch.workspace, run_as)
+            give_workspace(launch.workspace, run_as)
         try:
             with open(launch.log_path, "ab") as log:
                 proc = subprocess.Popen(
