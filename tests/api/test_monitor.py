@@ -124,6 +124,21 @@ def test_a_deposed_leaders_writes_are_refused(pool: Pool) -> None:
     assert pool.get(f"/api/v1/nodes/{node.id}")["status"] == "offline"
 
 
+def test_a_deposed_leader_claims_no_failover(pool: Pool, client: TestClient) -> None:
+    """A leader woken from a pause must not take failovers its successor works on."""
+    _, _, web = pool.two_nodes_running_web()
+    assert client.post("/api/v1/failovers", json={"instance_id": web["id"]}).status_code == 202
+    store, clock = pool.runtime.store, pool.clock
+    old = store.coordinator.acquire("controllers", "old", timedelta(seconds=5), clock.now())
+    assert old is not None
+    clock.advance(6)
+    new = store.coordinator.acquire("controllers", "new", timedelta(seconds=5), clock.now())
+    with pytest.raises(FencedOut):
+        store.failovers.claim("old", clock.now(), timedelta(seconds=30), old)
+    claimed = store.failovers.claim("new", clock.now(), timedelta(seconds=30), new)
+    assert [str(f.instance_id) for f in claimed] == [web["id"]]
+
+
 def test_a_replica_that_loses_the_lease_stops_acting(pool: Pool) -> None:
     assert pool.cycle().leader
     pool.clock.advance(11)  # lease_ttl 10 s passed without renewal
