@@ -116,11 +116,9 @@ class SnapshotRepository:
     def manifest(self, instance_id: str, snapshot_id: str) -> Manifest:
         return load_manifest(self.store, instance_id, snapshot_id)
 
-    def prune(
-        self, instance_id: str, refs: list[SnapshotRef] | None = None, taken: str | None = None
-    ) -> None:
-        """Keep the newest ``keep`` manifests, and ``taken`` (the one just written) whatever its
-        place; chunks stay (shared by other snapshots). ``refs``: the listing, if already read."""
-        for ref in sorted(self.refs(instance_id) if refs is None else refs)[: -self.keep]:
+    def prune(self, instance_id: str, refs: list[SnapshotRef], taken: str) -> None:
+        """Of ``refs`` (the listing, with the one just written), keep the newest ``keep`` and
+        ``taken`` whatever its place; chunks stay (shared by other snapshots)."""
+        for ref in sorted(refs)[: -self.keep]:
             if ref.id != taken:
                 self.store.delete_manifest(instance_id, ref.id)
