@@ -4,9 +4,8 @@ for N machines lets in N, however many race for it, and a refused node uses noth
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -16,20 +15,8 @@ from takeover.domain.models import Node
 from takeover.domain.tokens import JoinToken
 from takeover.store.base import record_event, revoke_token, transaction
 from takeover.store.nodes import insert_node
+from takeover.store.rows import join_token_from_row
 from takeover.store.tables import join_tokens
-
-
-def _join_token(row: Any) -> JoinToken:
-    return JoinToken(
-        id=row.id,
-        region=row.region,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        max_uses=row.max_uses,
-        uses=row.uses,
-        revoked_at=row.revoked_at,
-    )
 
 
 class JoinTokenRepository:
@@ -38,18 +25,7 @@ class JoinTokenRepository:
 
     def add(self, token: JoinToken, token_hash: str) -> JoinToken:
         with transaction(self._engine) as conn:
-            conn.execute(
-                join_tokens.insert().values(
-                    id=token.id,
-                    token_hash=token_hash,
-                    region=token.region,
-                    created_by=token.created_by,
-                    created_at=token.created_at,
-                    expires_at=token.expires_at,
-                    max_uses=token.max_uses,
-                    uses=token.uses,
-                )
-            )
+            conn.execute(join_tokens.insert().values(**asdict(token), token_hash=token_hash))
             record_event(
                 conn,
                 "join_token.created",
@@ -63,13 +39,13 @@ class JoinTokenRepository:
     def find(self) -> list[JoinToken]:
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(join_tokens).order_by(join_tokens.c.created_at))
-            return [_join_token(r) for r in rows]
+            return [join_token_from_row(r) for r in rows]
 
     def revoke(self, token_id: UUID, now: datetime) -> JoinToken:
         with transaction(self._engine) as conn:
             revoke_token(conn, join_tokens, token_id, now, "join_token")
             row = conn.execute(sa.select(join_tokens).where(join_tokens.c.id == token_id)).one()
-            return _join_token(row)
+            return join_token_from_row(row)
 
     def join(
         self, token_hash: str, node: Node, region: str | None, token_id: UUID, node_token_hash: str
@@ -85,7 +61,7 @@ class JoinTokenRepository:
             row = conn.execute(query).one_or_none()
             if row is None:
                 raise Unauthenticated("unknown join token")
-            token = _join_token(row)
+            token = join_token_from_row(row)
             refusal = token.refusal(now)
             if refusal is not None:
                 raise Unauthenticated(refusal)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,6 +22,7 @@ from takeover.domain.models import (
     NodeStatus,
     RentPolicy,
 )
+from takeover.domain.tokens import JoinToken
 
 
 def node_from_row(row: sa.Row[Any]) -> Node:
@@ -213,3 +214,8 @@ def attempts_from_json(data: list[dict[str, Any]] | None) -> tuple[Attempt, ...]
         )
         for a in data or ()
     )
+
+
+def join_token_from_row(row: sa.Row[Any]) -> JoinToken:
+    """The join_tokens row holds the record's fields and its token's hash."""
+    return JoinToken(**{f.name: getattr(row, f.name) for f in fields(JoinToken)})
