@@ -120,7 +120,7 @@ def build(
     market = _market(settings)
     renter = _renter(settings, store, market, metrics, clock) if market is not None else None
     controllers = (
-        _controllers(settings, store, clock, telemetry, timings, renter) if settings.controllers else None
+        controller_loop(settings, store, clock, telemetry, timings, renter) if settings.controllers else None
     )
     services = Services(
         store,
@@ -239,7 +239,7 @@ def _renter(settings: Settings, store: Store, market: Marketplace, metrics: Metr
     return Renter(store, market, rent, metrics, clock)
 
 
-def _controllers(
+def controller_loop(
     settings: Settings,
     store: Store,
     clock: Clock,

@@ -47,8 +47,8 @@ def test_a_push_may_start_work_only_before_the_deadline_of_an_acknowledged_heart
 def test_the_deadline_file_is_what_the_keepers_read(tmp_path: Path) -> None:
     fence = Fence(tmp_path / "fence", Clock())
     fence.acknowledged(sent=50.0, fence_after=3.0)
-    assert not deadline_passed(fence.path, 53.0)
-    assert deadline_passed(fence.path, 53.001)
+    assert not deadline_passed(tmp_path / "fence", 53.0)
+    assert deadline_passed(tmp_path / "fence", 53.001)
 
 
 def test_a_heartbeat_never_waits_past_the_deadline(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_the_kill_grace_fits_in_the_fence_margin(tmp_path: Path) -> None:
     assert Settings().fence_grace == 1.0  # the default margin (10 s) allows the full second
     fence = Fence(tmp_path / "fence", Clock())
     fence.acknowledged(sent=50.0, fence_after=2.0, grace=0.25)
-    assert read_deadline(fence.path) == (52.0, 0.25)  # the keepers use the same grace
+    assert read_deadline(tmp_path / "fence") == (52.0, 0.25)  # the keepers use the same grace
 
 
 def test_after_a_fence_work_starts_again_only_once_acknowledgements_settle(tmp_path: Path) -> None:

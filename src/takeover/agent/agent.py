@@ -58,8 +58,8 @@ class Agent:
         self.policy = RestartPolicy(settings.max_restarts, settings.restart_backoff, settings.ready_after)
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
-        self.fence = Fence(self.data_dir / "fence")
-        self.processes, self.containers = node_runtimes(settings, self.fence.path)
+        self.fence = Fence(fence_file := self.data_dir / "fence")
+        self.processes, self.containers = node_runtimes(settings, fence_file)
         self.watchdog = node_watchdog(settings)
         self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
         self.gpus = GpuReader(nvml)

@@ -16,7 +16,8 @@ from takeover.agent.keeper import write_deadline
 
 
 class Fence:
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path | None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``path``: where the keepers read the deadline (None: no keepers, as in the simulation)."""
         self.path = path
         self.clock = clock
         self.last_ok: float | None = None  # when the last acknowledged heartbeat was sent
@@ -44,7 +45,8 @@ class Fence:
         a flapping link would otherwise have its instances killed and started again at every gap."""
         steady = interval is None or self.last_ok is None or sent - self.last_ok <= 1.5 * interval
         self.last_ok, self.fence_after, self.grace = sent, fence_after, grace
-        write_deadline(self.path, sent + fence_after, grace)
+        if self.path is not None:
+            write_deadline(self.path, sent + fence_after, grace)
         lifted, self.fenced = self.fenced, False
         settling = self.settles_at is not None and self.clock() < self.settles_at
         if lifted or (settling and not steady):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -16,7 +18,7 @@ from takeover.control.renter import Renter
 from takeover.control.standbys import StandbyController
 from takeover.domain.errors import Contended, FencedOut, StoreUnavailable
 from takeover.metrics import Metrics
-from takeover.ports import Clock
+from takeover.ports import Clock, LeaseToken
 
 log = structlog.get_logger("takeover.loop")
 
@@ -70,11 +72,16 @@ class ControlLoop:
         self._metrics.leader_epoch.set(token.epoch if token else 0)
         if token is None:
             return CycleOutcome(leader=False)
+        return self.work(token, self._clock.now)
+
+    def work(self, token: LeaseToken, now: Callable[[], datetime]) -> CycleOutcome:
+        """The controllers' work as the holder of ``token``; the simulation also calls it with a
+        stale token and time, as a leader paused mid-cycle goes on once it runs again."""
         outcome = CycleOutcome(leader=True, epoch=token.epoch)
         try:
-            outcome.monitor = self._monitor.run_cycle(self._clock.now(), token)
-            outcome.standbys = self._standbys.run_cycle(self._clock.now(), token)
-            outcome.executor = self._executor.run_cycle(self._clock.now(), token)
+            outcome.monitor = self._monitor.run_cycle(now(), token)
+            outcome.standbys = self._standbys.run_cycle(now(), token)
+            outcome.executor = self._executor.run_cycle(now(), token)
         except FencedOut as error:
             self.leadership.token = None
             outcome.error = str(error)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -32,6 +32,18 @@ class SnapshotRef:
             return SnapshotRef(int(epoch), taken_at, snapshot_id)
         except ValueError as exc:
             raise ValueError(f"not a snapshot id: {snapshot_id!r}") from exc
+
+
+def stamp_after(now: datetime, floor: datetime | None) -> datetime:
+    """A new snapshot's stamp: ``now``, but after ``floor`` (the newest of its epoch) whatever the
+    clock says, so a clock stepped back never sorts a new snapshot as the oldest."""
+    return now if floor is None else max(now, floor + timedelta(microseconds=1))
+
+
+def to_prune(refs: Iterable[SnapshotRef], keep: int, taken: str) -> list[SnapshotRef]:
+    """Of an instance's snapshots (with the one just ``taken``), those beyond the newest ``keep``,
+    never ``taken`` itself whatever its place."""
+    return [r for r in sorted(refs)[:-keep] if r.id != taken]
 
 
 def restore_candidates(refs: Iterable[SnapshotRef], epoch: int) -> list[SnapshotRef]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
-from takeover.domain.snapshots import SnapshotRef, restore_candidates
+from takeover.domain.snapshots import SnapshotRef, restore_candidates, stamp_after, to_prune
 from takeover.ports import ObjectStore
 from takeover.snapshots.archive import (
     TakeResult,
@@ -55,11 +55,14 @@ class SnapshotRepository:
         refs = self.refs(instance_id)
         floor = max((r.taken_at for r in refs if r.epoch == epoch), default=None)
 
-        def stamp() -> datetime:
-            now = self.clock()
-            return now if floor is None else max(now, floor + timedelta(microseconds=1))
-
-        result = take_snapshot(self.store, workspace, instance_id, epoch, self._last.get(instance_id), stamp)
+        result = take_snapshot(
+            self.store,
+            workspace,
+            instance_id,
+            epoch,
+            self._last.get(instance_id),
+            lambda: stamp_after(self.clock(), floor),
+        )
         for digest in result.repaired:
             log.warning(
                 "a damaged chunk in the store was written anew", instance_id=instance_id, chunk=digest
@@ -119,6 +122,5 @@ class SnapshotRepository:
     def prune(self, instance_id: str, refs: list[SnapshotRef], taken: str) -> None:
         """Of ``refs`` (the listing, with the one just written), keep the newest ``keep`` and
         ``taken`` whatever its place; chunks stay (shared by other snapshots)."""
-        for ref in sorted(refs)[: -self.keep]:
-            if ref.id != taken:
-                self.store.delete_manifest(instance_id, ref.id)
+        for ref in to_prune(refs, self.keep, taken):
+            self.store.delete_manifest(instance_id, ref.id)
