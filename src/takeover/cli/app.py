@@ -11,6 +11,7 @@ from takeover.cli.demo import demo
 from takeover.cli.events import events
 from takeover.cli.leader import leader
 from takeover.cli.serve import serve
+from takeover.cli.sim import sim
 
 app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no_args_is_help=True)
 app.command()(serve)
@@ -19,6 +20,7 @@ app.command()(demo)
 app.command()(check)
 app.command()(leader)
 app.command()(events)
+app.command()(sim)
 app.add_typer(tokens.app, name="token")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(instances.app, name="instances")
