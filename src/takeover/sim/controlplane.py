@@ -23,12 +23,12 @@ from takeover.control.values import AgentTimings
 from takeover.domain.errors import TakeoverError
 from takeover.domain.failover import Failover
 from takeover.domain.heartbeat import Heartbeat
-from takeover.main import controller_loop
+from takeover.main import controller_loop, open_store
 from takeover.metrics import Metrics
 from takeover.ports import LeaseToken
 from takeover.settings import Settings
 from takeover.sim.world import World
-from takeover.store import HeartbeatResult, Store, make_engine, migrate
+from takeover.store import HeartbeatResult, Store
 
 HEALTH_CHECK = 3.0  # seconds until the balancer stops sending to a replica that does not answer
 
@@ -68,16 +68,9 @@ class ControlPlane:
 
     @classmethod
     def open(cls, world: World, settings: Settings, url: str) -> ControlPlane:
-        engine = make_engine(url)
-        migrate(engine)
-        store = Store(
-            engine,
-            low_score_threshold=settings.low_score_threshold,
-            degraded_streak=settings.degraded_heartbeats,
-            default_strategy=settings.default_strategy.value,
-        )
+        store = open_store(settings.model_copy(update={"database_url": url}))
         plane = cls(world, settings, store)
-        sa.event.listen(engine, "before_cursor_execute", plane._outage)
+        sa.event.listen(store.engine, "before_cursor_execute", plane._outage)
         return plane
 
     def _outage(self, *_: Any) -> None:

@@ -148,31 +148,20 @@ def _effects(c: Cluster, p: Planned) -> tuple[Callable[[], None], Callable[[], N
 def _on_agent(c: Cluster, p: Planned) -> tuple[Callable[[], None], Callable[[], None]]:
     """The target node is resolved when the fault begins (``BUSIEST``: the node running most)."""
 
-    def begin() -> None:
+    def switch(on: bool) -> None:
         agent = c.agents[c.resolve(p.target)]
         if p.fault is Fault.CRASH:
-            agent.crash()
+            agent.crash() if on else agent.restart()
         elif p.fault is Fault.PAUSE:
-            agent.pause()
+            agent.pause() if on else agent.resume()
         elif p.fault is Fault.STARVE:
-            agent.late = c.world.rng.uniform(1, 60)
+            agent.late = c.world.rng.uniform(1, 60) if on else 0.0
         elif p.fault is Fault.ISOLATE:
-            c.net.cut_nodes.add(agent.name)
-        else:
+            (c.net.cut_nodes.add if on else c.net.cut_nodes.discard)(agent.name)
+        elif on:  # the agent's clock: a step, nothing to undo
             agent.wall_skew += p.size
 
-    def end() -> None:
-        agent = c.agents[c.resolve(p.target)]
-        if p.fault is Fault.CRASH:
-            agent.restart()
-        elif p.fault is Fault.PAUSE:
-            agent.resume()
-        elif p.fault is Fault.STARVE:
-            agent.late = 0.0
-        elif p.fault is Fault.ISOLATE:
-            c.net.cut_nodes.discard(agent.name)
-
-    return begin, end
+    return lambda: switch(True), lambda: switch(False)
 
 
 def _on_leader(c: Cluster, p: Planned) -> tuple[Callable[[], None], Callable[[], None]]:
