@@ -217,9 +217,11 @@ class LocalCluster:
         self.agents[name] = agent
 
         def registered() -> dict[str, Any] | None:
+            """Known and heard from: a node registered ahead by its token has no heartbeat yet."""
             if process.poll() is not None:
                 raise RuntimeError(f"agent {name} exited; see {self.root / f'agent-{name}.log'}")
-            return self.node(name)
+            node = self.node(name)
+            return node if node and node["last_heartbeat_at"] else None
 
         if wait:
             wait_until(registered, 30, f"agent {name} to register")

@@ -115,7 +115,8 @@ def test_a_silent_node_loses_its_instances_to_the_others(
 
 def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
     env = {**os.environ, "TAKEOVER_DATA_DIR": str(tmp_path), "COLUMNS": "250"}
-    with serve(tmp_path, **FAST) as url:
+    # Its nodes never heartbeat: they must stay placeable across the CLI calls of a loaded machine.
+    with serve(tmp_path, **FAST | {"TAKEOVER_OFFLINE_AFTER": "120"}) as url:
         env |= {"TAKEOVER_URL": url, "TAKEOVER_TOKEN": "admin-secret"}
 
         def cli(*args: str, ok: bool = True) -> str:

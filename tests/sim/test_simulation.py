@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from takeover.cli.app import app
-from takeover.sim import Options, simulate
 from takeover.sim.faults import Fault
 from takeover.sim.findings import AVAILABILITY, SAFETY, Kind
+from takeover.sim.run import Options, simulate
 from takeover.sim.runners import Models
 
 SWEEP = range(1, 9)  # seeds of the random scenario the suite runs (bench-size sweeps: takeover sim --seeds)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
 
-from takeover.sim import Options, Report, simulate
-from takeover.sim.faults import Fault
+from takeover.sim.faults import SCENARIOS, Fault
 from takeover.sim.findings import AVAILABILITY, SAFETY, Kind, Violation
-from takeover.sim.run import SCENARIOS
 from takeover.sim.runners import Models
+
+if TYPE_CHECKING:
+    from takeover.sim.run import Report
 
 _TRACE_TAIL = 60  # trace lines shown before the first violation
 
@@ -52,6 +53,8 @@ def sim(
             f"{', '.join(unknown)}: faults are {', '.join(f.name.lower() for f in Fault)}",
             param_hint="--without",
         )
+    from takeover.sim.run import Options, simulate  # the server's code: only when a run is asked for
+
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     options = Options(
         scenario,

@@ -37,6 +37,8 @@ class Fault(StrEnum):
     SNAPSHOTS = "snapshot store errors"
 
 
+# The random draw, and one named fault each (run.py builds their schedules).
+SCENARIOS = ("random", "cp-away", "hung-agent", "agent-clock-step", "region-cut", "replica-clock-step")
 NODE_LEVEL = frozenset({Fault.CRASH, Fault.PAUSE, Fault.STARVE, Fault.ISOLATE})
 _DURATIONS = {  # (shortest, longest) seconds; a step's size for the clock faults
     Fault.CRASH: (5, 400),

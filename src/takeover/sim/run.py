@@ -19,7 +19,7 @@ from takeover.metrics import Metrics
 from takeover.settings import Settings
 from takeover.sim.agent import SimAgent
 from takeover.sim.controlplane import ControlPlane, Replica, SimClock
-from takeover.sim.faults import BUSIEST, NODE_LEVEL, Fault, Planned, apply, draw, random_schedule
+from takeover.sim.faults import BUSIEST, NODE_LEVEL, SCENARIOS, Fault, Planned, apply, draw, random_schedule
 from takeover.sim.findings import Findings, Kind
 from takeover.sim.network import Network
 from takeover.sim.runners import Models
@@ -27,7 +27,6 @@ from takeover.sim.workload import Workloads
 from takeover.sim.world import World, seeded_ids
 from takeover.store.invariants import violations
 
-SCENARIOS = ("random", "cp-away", "hung-agent", "agent-clock-step", "region-cut", "replica-clock-step")
 WARM_UP = 60.0  # seconds before the first fault: instances placed, running, snapshotted
 USER = Principal(Role.USER, "sim")
 
