@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -51,6 +52,30 @@ def test_an_unreachable_store_is_not_ready(runtime: Runtime, client: TestClient)
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("store unreachable: connection failed")
+
+
+def test_a_store_that_answers_reads_but_refuses_writes_is_not_ready(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """A read-only disk or a PostgreSQL standby: every read works, no heartbeat can be committed."""
+    engine = runtime.store.engine
+    read_only = (
+        "PRAGMA query_only = ON"
+        if engine.dialect.name == "sqlite"
+        else "SET default_transaction_read_only = on"
+    )
+
+    def connect(dbapi: Any, _: object) -> None:
+        dbapi.execute(read_only)
+        dbapi.commit()  # psycopg opened a transaction for the SET: keep it past the pool's rollback
+
+    sa.event.listen(engine, "connect", connect)
+    engine.dispose()  # every connection from now on is opened read-only
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reason"].startswith("the store cannot be written: ")
+    assert "read" in ready.json()["reason"]  # the database's own words
+    assert client.get("/api/v1/nodes").status_code == 200  # reads still answered
 
 
 def test_any_replica_says_which_one_leads(

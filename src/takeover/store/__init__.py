@@ -68,9 +68,20 @@ class Store:
             behind = pending_migration(self.engine)
             if behind is None and self.known_identity is not None and self.identity() != self.known_identity:
                 return f"the store is no longer the one this replica started on ({self.known_identity})"
-            return behind
+            return behind or self._unwritable()
         except StoreUnavailable as error:
             return error.message.replace("store unavailable", "store unreachable", 1)
+
+    def _unwritable(self) -> str | None:
+        """A store that still answers reads but refuses writes (a read-only file or disk, a
+        PostgreSQL standby) acknowledges no heartbeat: this replica must not look ready."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(store_identity).values(id=store_identity.c.id))
+        except (StoreUnavailable, sa.exc.DBAPIError) as error:
+            reason = error.message if isinstance(error, StoreUnavailable) else str(error.orig).splitlines()[0]
+            return f"the store cannot be written: {reason}"
+        return None
 
     def reachable(self) -> bool:
         try:
