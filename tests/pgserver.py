@@ -44,6 +44,14 @@ class PostgresServer:
         self._run(
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )
+        self.resume()
+        return self
+
+    def halt(self) -> None:
+        """Down, as a crashed primary: its data stays for ``resume``."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
             "-c fsync=off -c synchronous_commit=on -c max_connections=200"
@@ -52,7 +60,6 @@ class PostgresServer:
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options, "-w", "start"
         )
-        return self
 
     def stop(self) -> None:
         try:

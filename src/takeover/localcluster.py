@@ -203,6 +203,7 @@ class LocalCluster:
             NODE_NAME=name,
             NODE_REGION=region,
             NODE_PORT_RANGE=f"{low}-{low + 99}",
+            NODE_WITNESS_PORT="0",
             TAKEOVER_AGENT_DIR=str(data),
             TAKEOVER_SNAPSHOT_DIR=str(self.snapshot_dir),
             SNAPSHOT_INTERVAL=str(self.snapshot_interval),
@@ -226,6 +227,16 @@ class LocalCluster:
         if wait:
             wait_until(registered, 30, f"agent {name} to register")
         return agent
+
+    def witnessed(self, timeout: float = 30) -> None:
+        """Until every node asks as many witnesses as the pool allows (three at most): a node's
+        failover needs its witnesses to outlive it (docs/rules.md, Witnesses)."""
+
+        def settled() -> bool:
+            nodes = self.api.get("/api/v1/nodes").json()
+            return all(len(n["witnesses"]) == min(3, len(nodes) - 1) for n in nodes)
+
+        wait_until(settled, timeout, "every node to use its witnesses")
 
     def join_token(self, region: str, uses: int = 1) -> str:
         """A join token for ``uses`` new nodes of ``region`` (as `takeover nodes join-token`)."""

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from takeover.api.ratelimit import Counts, Limits, RateLimit, RedisCounts, Store
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
-from takeover.control.monitor import NodeMonitor
+from takeover.control.monitor import NodeMonitor, Watch
 from takeover.control.renter import Renter, RentSettings
 from takeover.control.services import Services
 from takeover.control.standbys import StandbyController
@@ -53,6 +54,9 @@ log = structlog.get_logger("takeover.main")
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def elapsed(self) -> float:
+        return time.monotonic()
 
 
 @dataclass
@@ -268,7 +272,13 @@ def controller_loop(
     return ControlLoop(
         Leadership(_coordinator(settings, store), holder, lease_ttl),
         NodeMonitor(
-            store, monitor_policy, bucket, telemetry, timedelta(seconds=settings.score_sample_interval)
+            store,
+            monitor_policy,
+            bucket,
+            telemetry,
+            clock,
+            Watch(lease_ttl.total_seconds(), timings, settings.fence_margin),
+            timedelta(seconds=settings.score_sample_interval),
         ),
         StandbyController(store, rent_from),
         FailoverExecutor(

@@ -32,6 +32,10 @@ class Clock(Protocol):
         """The current time, timezone-aware UTC."""
         ...
 
+    def elapsed(self) -> float:
+        """Seconds on a clock that never steps (monotonic): for how long something lasted."""
+        ...
+
 
 class Coordinator(Protocol):
     """A named leader lease with a fencing epoch.

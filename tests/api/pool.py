@@ -93,6 +93,12 @@ class Pool:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def elapse(self, seconds: float) -> None:
+        """``seconds`` pass while the leader watches: it cycles first (seeing every heartbeat so
+        far), then time moves on. A node's silence counts only across time the leader watched."""
+        self.cycle()
+        self.clock.advance(seconds)
+
     def cycle(self) -> CycleOutcome:
         assert self.runtime.controllers is not None
         return self.runtime.controllers.run_cycle()

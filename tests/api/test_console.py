@@ -197,7 +197,12 @@ def test_the_leader_samples_each_node_s_score_once_a_minute_for_the_chart(
     assert all(theirs < mine for (_, theirs), (_, mine) in zip(busier, history, strict=True))
     assert 'class="score"' in console(runtime, ADMIN).get(f"/ui/nodes/{n1.id}").text
 
-    clock.advance(2 * 3600)  # n2 has been silent: offline, and its samples stop
+    pool.beat(n1, cpu=0.0)
+    pool.elapse(1)  # a cycle 20 s after the last starts a new watch (the leader was away)
+    pool.elapse(6)
+    pool.beat(n1, cpu=0.0)
+    assert pool.cycle().monitor.offline_nodes == ["n2"]  # type: ignore[union-attr]
+    clock.advance(2 * 3600)  # n2 offline since: its samples stop
     pool.beat(n1, cpu=0.0)
     pool.cycle()
     recent = clock.now() - timedelta(hours=1)

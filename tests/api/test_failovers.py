@@ -16,7 +16,7 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
     pool.beat_twice(n1)
     assert set(n1.running) == {web["id"], db["id"]}
 
-    pool.clock.advance(6)  # n1 stays silent past offline_after (5 s)
+    pool.elapse(6)  # n1 stays silent past offline_after (5 s)
     pool.beat(n2)
     pool.beat(n3)
     outcome = pool.cycle()
@@ -51,7 +51,7 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
 
 def test_a_node_that_comes_back_is_told_to_stop_what_now_runs_elsewhere(pool: Pool) -> None:
     n1, n2, web = pool.two_nodes_running_web()
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(n2)
     pool.cycle()
     pool.beat_twice(n2)
@@ -100,7 +100,7 @@ def test_a_target_that_never_reports_is_replaced_then_the_failover_gives_up(pool
         pool.beat(n, cpu=i * 0.1)
     web = pool.instance("web")
     pool.beat_twice(nodes[0])
-    pool.clock.advance(6)
+    pool.elapse(6)
     for n in nodes[1:]:
         pool.beat(n)
     pool.cycle()
@@ -130,7 +130,7 @@ def test_no_room_anywhere_fails_the_failover_with_the_reason(pool: Pool) -> None
     assert pool.instance("filler")["node_id"] == n2.id  # n2 is now full
     web = pool.instance("web")
     assert web["node_id"] == n1.id
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(n2)
     pool.cycle()
     failover = pool.get(f"/api/v1/failovers?instance_id={web['id']}")[0]
@@ -195,7 +195,7 @@ def test_assign_moves_only_an_instance_whose_node_is_offline(pool: Pool, client:
     web = pool.instance("web", failover_enabled=False)
     refused = client.post(f"/api/v1/instances/{web['id']}/assign", json={"node_id": n2.id})
     assert refused.status_code == 409
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(n2)
     pool.cycle()
     moved = client.post(f"/api/v1/instances/{web['id']}/assign", json={"node_id": n2.id})

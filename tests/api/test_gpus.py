@@ -96,7 +96,7 @@ def test_a_gpu_instance_fails_over_only_to_a_node_with_a_free_gpu_of_its_model(p
     web = pool.instance("web", gpus={"count": 1, "names": ["L4"]})
     assert web["node_id"] == a.id
     pool.beat_twice(a)
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(cpu_only)
     pool.beat(b)
     pool.cycle()

@@ -12,7 +12,7 @@ from tests.api.pool import Pool
 
 def test_a_pool_after_a_failover_holds_every_invariant(pool: Pool, runtime: Runtime) -> None:
     _, n2, web = pool.two_nodes_running_web()
-    pool.clock.advance(6)  # n1 silent past offline_after
+    pool.elapse(6)  # n1 silent past offline_after
     pool.beat(n2)
     pool.cycle()
     assert violations(runtime.store.engine) == []

@@ -19,7 +19,7 @@ def test_check_offline_runs_the_leaders_check_now(pool: Pool, client: TestClient
     n1, n2 = pool.node("n1"), pool.node("n2")
     pool.beat(n1, cpu=0.0)
     web = pool.instance("web")
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(n2)
     body = client.post("/api/v1/nodes/check-offline").json()
     assert body["offline_nodes"] == ["n1"]
@@ -44,7 +44,7 @@ def test_most_of_a_region_going_silent_pauses_its_failovers_until_an_admin_resum
     for n in nodes:
         pool.beat(n)
     instances = [pool.instance(f"i{i}", preferred_region="a") for i in range(3)]
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.beat(nodes[3])
     pool.beat(other)
     outcome = pool.cycle()
@@ -68,7 +68,7 @@ def test_the_brake_releases_itself_when_the_region_heartbeats_again(pool: Pool) 
     nodes = [pool.node(f"a{i}", region="a") for i in range(3)]
     for n in nodes:
         pool.beat(n)
-    pool.clock.advance(6)
+    pool.elapse(6)
     assert pool.cycle().monitor.paused_regions  # type: ignore[union-attr]
     for n in nodes:
         pool.beat(n)
@@ -84,7 +84,7 @@ def test_automatic_failovers_are_rate_limited(store_url: str, clock: FakeClock, 
     pool.beat(alive, cpu=1.0, memory=1.0)  # so busy that all five go to "dead" despite the spreading
     for i in range(5):
         pool.instance(f"i{i}")
-    clock.advance(6)
+    pool.elapse(6)
     pool.beat(alive)
     outcome = pool.cycle().monitor
     assert outcome is not None
@@ -185,7 +185,7 @@ def test_a_failed_manual_failover_holds_back_no_node_failure_failover(pool: Pool
     manual = client.post("/api/v1/failovers", json={"instance_id": web["id"]}).json()
     aborted = client.post(f"/api/v1/failovers/{manual['id']}/complete", json={"success": False})
     assert aborted.json()["status"] == "failed"
-    pool.clock.advance(6)  # n1 silent past offline_after; well within failover_retry_after (30 s)
+    pool.elapse(6)  # n1 silent past offline_after; well within failover_retry_after (30 s)
     pool.beat(n2)
     body = client.post("/api/v1/nodes/check-offline").json()
     assert body["offline_nodes"] == ["n1"]

@@ -90,7 +90,7 @@ def lose_the_only_node(pool: Pool, **extra: Any) -> tuple[NodeHandle, dict[str, 
     pool.beat(n1)
     web = pool.instance("web", rent=POLICY, **extra)
     pool.beat_twice(n1)
-    pool.clock.advance(6)  # n1 is silent past offline_after
+    pool.elapse(6)  # n1 is silent past offline_after
     pool.cycle()
     return n1, web
 
@@ -201,7 +201,7 @@ def test_offers_above_the_price_are_never_rented_and_the_failover_says_why(
     pool.beat(n1)
     web = pool.instance("web", rent={"max_price": 0.25, "gpu_names": ["4090"]})
     pool.beat_twice(n1)
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.cycle()
     rent(pool)
     pool.cycle()
@@ -216,7 +216,7 @@ def test_an_instance_without_a_rent_policy_never_rents(pool: Pool, fake: FakeVas
     pool.beat(n1)
     web = pool.instance("web")
     pool.beat_twice(n1)
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.cycle()
     rent(pool)
     assert failover_of(pool, web)["status"] == "failed"
@@ -239,7 +239,7 @@ def test_the_budget_ends_a_failover_with_the_reason_and_counts_it(
     for _ in range(2):
         for n in nodes:
             pool.beat(n)
-    clock.advance(6)
+    pool.elapse(6)
     pool.cycle()  # three failovers at once, each wanting a machine
     for _ in range(3):
         rent(pool)
@@ -427,7 +427,7 @@ def test_a_warm_instance_with_no_other_node_keeps_its_standby_on_a_rented_machin
     pool.cycle()
     rent(pool)
     assert len(fake.live()) == 1  # it has its standby: nothing more is rented
-    pool.clock.advance(6)  # n1 dies; spare beats on
+    pool.elapse(6)  # n1 dies; spare beats on
     pool.beat(spare)
     pool.cycle()
     pool.beat_twice(spare)
@@ -461,7 +461,7 @@ def test_a_gpu_instance_is_placed_on_the_rented_gpu_machine_at_its_join(pool: Po
     n1 = gpu_node(pool, "n1", "NVIDIA GeForce RTX 4090", 1)
     web = pool.instance("web", rent=POLICY, gpus={"count": 1, "names": ["4090"]})
     pool.beat_twice(n1)
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.cycle()
     rent(pool)
     (machine,) = fake.live()
@@ -519,7 +519,7 @@ def test_a_machine_rented_for_one_failover_is_left_to_it(pool: Pool, fake: FakeV
     web1 = pool.instance("web1", rent=POLICY)
     web2 = pool.instance("web2", rent=POLICY)
     pool.beat_twice(first, second)
-    pool.clock.advance(6)
+    pool.elapse(6)
     pool.cycle()
     rent(pool)
     assert len(fake.live()) == 2

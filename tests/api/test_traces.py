@@ -46,7 +46,7 @@ def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[str]:
 
 def test_a_node_failure_failover_is_one_trace_with_its_steps_and_attempt(traced: Pool, spans: Spans) -> None:
     _n1, n2, web = traced.two_nodes_running_web()
-    traced.clock.advance(6)  # n1 stays silent past offline_after
+    traced.elapse(6)  # n1 stays silent past offline_after
     traced.beat(n2)
     traced.cycle()
     traced.beat_twice(n2)
@@ -88,7 +88,7 @@ def test_a_failover_that_gives_up_is_an_error_span_saying_why(traced: Pool, span
     traced.beat(n1)
     web = traced.instance("web")
     traced.beat_twice(n1)
-    traced.clock.advance(6)  # n1 dies, and there is no other node
+    traced.elapse(6)  # n1 dies, and there is no other node
     traced.cycle()
     [failover] = traced.get(f"/api/v1/failovers?instance_id={web['id']}")
     assert failover["status"] == "failed"

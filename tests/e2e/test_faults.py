@@ -32,7 +32,7 @@ from takeover.settings import Settings
 from takeover.store import make_engine
 from tests.conftest import new_store_url
 from tests.e2e.balancer import leads
-from tests.e2e.process import TAKEOVER, serve
+from tests.e2e.process import TAKEOVER, serve, threads_running
 from tests.e2e.test_agent import first_placed, not_started_again_after_healing, old_stopped_before_new_started
 from tests.e2e.test_replicas import _lease_epoch, control_plane
 from tests.e2e.test_strategies import snapshotted, standby_synced
@@ -101,14 +101,8 @@ class Writers:
             threading.Thread(target=self._at_old_address, args=(endpoint,)),
             threading.Thread(target=self._at_current_address),
         ]
-        for thread in threads:
-            thread.start()
-        try:
+        with threads_running(threads, self.stop):
             yield self
-        finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
 
     def none_acknowledged_by_the_old_copy_once_the_new_one_served(self) -> None:
         first_new = min(a.at for a in self.acks if a.epoch == 2)
@@ -257,7 +251,7 @@ def test_an_agent_starved_now_and_then_does_not_restart_its_workload_at_every_ga
         during = agent_starts(cluster, "a")
         wait_until(lambda: cluster.serving(web["id"]), 30, "web to serve again once the node is steady")
         assert (cluster.node("a") or {}).get("status") == "online"  # never declared offline
-        fenced = (cluster.root / "agent-a.log").read_text().count("no heartbeat accepted; fencing")
+        fenced = (cluster.root / "agent-a.log").read_text().count("; fencing")
         assert fenced >= 2  # the gaps did fence it
         assert during - 1 <= fenced // 2, f"{fenced} fences, started again {during - 1} times"
 
@@ -332,7 +326,7 @@ def metric(cluster: LocalCluster, name: str) -> float:
 def no_agent_fenced(cluster: LocalCluster) -> None:
     for name in cluster.agents:
         log = (cluster.root / f"agent-{name}.log").read_text()
-        assert "no heartbeat accepted; fencing" not in log, f"agent {name} fenced"
+        assert "; fencing" not in log, f"agent {name} fenced"
 
 
 @pytest.mark.postgres

@@ -124,6 +124,7 @@ def test_both_falls_back_to_a_snapshot_when_the_standby_dies_too(tmp_path: Path)
         snapshotted(cluster, web["id"], moment)
         standby = cluster.node_name(standby_synced(cluster, web["id"], moment)["standby_node_id"])
         assert standby is not None
+        cluster.witnessed()  # a's witnesses: b and c; one of them dies with it, the other proves it
         cluster.kill_agent(standby)
         cluster.kill_agent("a")
 

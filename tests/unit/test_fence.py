@@ -52,11 +52,18 @@ def test_the_deadline_file_is_what_the_keepers_read(tmp_path: Path) -> None:
 
 
 def test_a_heartbeat_never_waits_past_the_deadline(tmp_path: Path) -> None:
-    fence = Fence(tmp_path / "fence", Clock())
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
     assert fence.request_timeout(5.0, sent=0.0) == 5.0
     fence.acknowledged(sent=10.0, fence_after=3.0)
+    clock.now = 11.0
     assert fence.request_timeout(5.0, sent=11.0) == 2.0
+    clock.now = 12.95
     assert fence.request_timeout(5.0, sent=12.95) == 0.2  # a floor: the request can still be made
+    fence.vouch(30.0)  # past its own deadline, kept by witnesses: it asks as often as it probes them
+    clock.now = 14.0
+    assert fence.beat_every(5.0) == 1.25
+    assert fence.request_timeout(5.0, sent=14.0) == 1.25
 
 
 def test_a_missing_or_damaged_deadline_counts_as_passed(tmp_path: Path) -> None:
@@ -172,3 +179,24 @@ def test_a_loop_that_comes_round_late_while_settling_starts_the_wait_again(tmp_p
         fence.ticked(1.0)
         fence.acknowledged(sent=clock.now, fence_after=2.0, interval=1.0)
     assert fence.live()
+
+
+def test_witnesses_vouching_keep_instances_past_the_deadline_but_start_nothing(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    fence.vouch(500.0)  # nothing acknowledged yet: nothing to keep running
+    assert fence.deadline is None
+    fence.acknowledged(sent=99.0, fence_after=2.0)
+    fence.vouch(104.0)
+    assert fence.deadline == 104.0
+    assert not deadline_passed(tmp_path / "fence", 103.9)  # the keepers follow the vouch
+    clock.now = 102.0
+    assert not fence.due()
+    assert not fence.live()  # past the control plane's own deadline: nothing new starts
+    fence.vouch(103.0)  # an older vouch never shortens it
+    assert fence.deadline == 104.0
+    clock.now = 104.01
+    assert fence.due()
+    fence.vouch(200.0)  # fenced: only the control plane lifts it
+    assert fence.deadline == 104.0
+    assert fence.fenced

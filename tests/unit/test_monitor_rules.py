@@ -1,8 +1,9 @@
 from dataclasses import replace
 from datetime import timedelta
+from uuid import UUID
 
 from takeover.domain.failover import FailoverReason
-from takeover.domain.models import NodeStatus
+from takeover.domain.models import Node, NodeStatus
 from takeover.domain.monitor import (
     MonitorPolicy,
     TokenBucket,
@@ -19,31 +20,34 @@ POLICY = MonitorPolicy(
 )
 
 
-def test_a_node_is_stale_only_after_offline_after_without_heartbeat() -> None:
-    n = node(last_heartbeat_at=T0)
-    assert not is_stale(n, T0 + timedelta(seconds=120), POLICY.offline_after)
-    assert is_stale(n, T0 + timedelta(seconds=121), POLICY.offline_after)
-    assert not is_stale(node(status=NodeStatus.OFFLINE), T0 + timedelta(days=1), POLICY.offline_after)
+def test_a_node_is_stale_only_once_watched_silent_past_offline_after() -> None:
+    assert not is_stale(node(), 120, POLICY)
+    assert is_stale(node(), 121, POLICY)
+    assert not is_stale(node(status=NodeStatus.OFFLINE), 86400, POLICY)
 
 
-def test_a_node_that_never_heartbeat_counts_from_its_registration() -> None:
-    n = node(last_heartbeat_at=None, created_at=T0)
-    assert is_stale(n, T0 + timedelta(seconds=121), POLICY.offline_after)
+def silence(nodes: list[Node], quiet: list[Node], seconds: float = 61) -> dict[UUID, float]:
+    return {n.id: seconds if n in quiet else 1.0 for n in nodes}
 
 
-def test_more_than_half_of_a_region_going_silent_at_once_pauses_that_region_only() -> None:
+def test_most_of_a_region_quiet_now_when_one_goes_offline_pauses_that_region_only() -> None:
     region_a = [node(f"a{i}", region="a") for i in range(4)]
     region_b = [node(f"b{i}", region="b") for i in range(4)]
-    paused = regions_to_pause([*region_a, *region_b], [*region_a[:3], region_b[0]], POLICY)
-    assert list(paused) == ["a"]
-    assert "3 of 4 nodes" in paused["a"]
+    nodes = [*region_a, *region_b]
+    quiet = silence(nodes, [*region_a[:3], region_b[0]]) | {region_a[0].id: 121, region_b[0].id: 121}
+    paused = regions_to_pause(nodes, quiet, [region_a[0], region_b[0]], POLICY)
+    assert list(paused) == ["a"]  # three of a's four are quiet, though only one is stale yet
+    assert "3 of 4 reachable nodes" in paused["a"]
 
 
-def test_half_or_fewer_silent_or_a_tiny_region_does_not_pause() -> None:
+def test_half_or_fewer_quiet_a_tiny_region_or_no_node_going_offline_does_not_pause() -> None:
     region = [node(f"a{i}", region="a") for i in range(4)]
-    assert regions_to_pause(region, region[:2], POLICY) == {}
+    assert regions_to_pause(region, silence(region, region[:2]), region[:1], POLICY) == {}
+    assert regions_to_pause(region, silence(region, region), [], POLICY) == {}
     tiny = [node("t0", region="t"), node("t1", region="t")]
-    assert regions_to_pause(tiny, tiny, POLICY) == {}
+    assert regions_to_pause(tiny, silence(tiny, tiny), tiny, POLICY) == {}
+    gone = [replace(n, status=NodeStatus.OFFLINE) for n in region[:3]] + [region[3]]
+    assert regions_to_pause(gone, silence(gone, gone), region[3:], POLICY) == {}  # one reachable
 
 
 def test_a_paused_region_resumes_once_most_nodes_are_back() -> None:
@@ -116,11 +120,10 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 
 def test_only_nodes_that_can_lose_instances_are_read() -> None:
-    now = T0 + timedelta(seconds=121)
-    assert not may_lose_instances(node(last_heartbeat_at=now), now, POLICY)
-    assert may_lose_instances(node(last_heartbeat_at=T0), now, POLICY)  # about to go offline
-    assert may_lose_instances(node(status=NodeStatus.DRAINING, last_heartbeat_at=now), now, POLICY)
-    assert may_lose_instances(node(low_score_streak=3, last_heartbeat_at=now), now, POLICY)
+    assert not may_lose_instances(node(), 1, POLICY)
+    assert may_lose_instances(node(), 121, POLICY)  # about to go offline
+    assert may_lose_instances(node(status=NodeStatus.DRAINING), 1, POLICY)
+    assert may_lose_instances(node(low_score_streak=3), 1, POLICY)
 
 
 def test_the_disabled_strategy_means_no_automatic_failover() -> None:

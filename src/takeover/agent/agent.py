@@ -30,6 +30,7 @@ from takeover.agent.runner import RestartPolicy, Runner, stop_all
 from takeover.agent.runtime import Leftover
 from takeover.agent.runtimes import node_runtimes, node_watchdog
 from takeover.agent.settings import AgentSettings
+from takeover.agent.witness import Witness
 from takeover.api.wire import DesiredInstance, HeartbeatOut
 from takeover.domain.models import InstanceState
 from takeover.domain.snapshots import empty_start_refusal
@@ -59,6 +60,7 @@ class Agent:
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
         self.fence = Fence(fence_file := self.data_dir / "fence")
+        self.witness = Witness.open(settings.advertise_host, settings.witness_port)
         self.processes, self.containers = node_runtimes(settings, fence_file)
         self.watchdog = node_watchdog(settings)
         self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
@@ -79,12 +81,14 @@ class Agent:
         self.credentials = register(self.settings, self.client, self.data_dir, self.stop_event)
         self.link = open_link(self.settings, self.client, self.credentials, self.stop_event)
         log.info("agent started", node=str(self.credentials.node_id), url=self.settings.takeover_url)
+        self.witness.start(self.credentials.node_id)
         self._find_leftovers()
         next_beat = 0.0
         reported: set[tuple[str, int, InstanceState]] = set()
         try:
             while not self.stop_event.is_set():
                 self.fence.ticked(self.heartbeat_interval)
+                self.witness.tick(self.fence, self.heartbeat_interval)
                 self._fence_if_silent()  # first: after a pause, before anything starts again
                 if self.watchdog is not None:
                     self.watchdog.tick(not self.fence.fenced and self.fence.deadline is not None)
@@ -97,7 +101,7 @@ class Agent:
                 if now >= next_beat or states != reported:  # news is reported at once, not next beat
                     reported = states
                     self.heartbeat()  # may change the interval: the control plane's value wins
-                    next_beat = now + self.heartbeat_interval
+                    next_beat = now + self.fence.beat_every(self.heartbeat_interval)
                 self._fence_if_silent()
                 self.jobs.schedule(time.monotonic(), self.sync_interval)
                 self._wait_for_push(_TICK)
@@ -124,6 +128,7 @@ class Agent:
         self.jobs.shutdown()
         if self.link is not None:
             self.link.close()
+        self.witness.close()
         self.client.close()
         log.info("agent stopped")
 
@@ -138,6 +143,7 @@ class Agent:
             "avg_latency_ms": round(self.latency_ms, 2),
             "instances": found,
             "fenced": self.fence.holding(),
+            **self.witness.report(),
             "standbys": [
                 {"id": c.instance_id, "snapshot": c.manifest.id if c.manifest else None}
                 for c in self.warm.values()
@@ -152,6 +158,7 @@ class Agent:
         if reply is None:
             return False
         self.cp_clock.observe(reply.server_time, sent, time.monotonic())
+        self.witness.heard(reply)
         rtt = (time.monotonic() - sent) * 1000
         self.latency_ms = rtt if self.fence.last_ok is None else 0.8 * self.latency_ms + 0.2 * rtt
         self.heartbeat_interval = reply.heartbeat_interval
@@ -378,10 +385,15 @@ class Agent:
     # fencing ------------------------------------------------------------------------------
 
     def _fence_if_silent(self) -> None:
+        self.fence.vouch(self.witness.vouched_until())  # answers that came while it waited
         if not self.fence.due():
             return
         silent = time.monotonic() - (self.fence.last_ok or 0.0)
-        log.error("no heartbeat accepted; fencing", silent_s=round(silent, 2), instances=len(self.runners))
+        log.error(
+            "no acknowledgement, no quorum vouching; fencing",
+            silent_s=round(silent, 2),
+            instances=len(self.runners),
+        )
         stop_all(list(self.runners.values()), min(self.settings.stop_grace, self.fence.grace))
         self.runners.clear()
         self._wanted = {}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from takeover.agent.keeper import write_deadline
+from takeover.domain.witnesses import PROBES
 
 
 class Fence:
@@ -24,15 +25,45 @@ class Fence:
         self.fence_after: float | None = None  # learnt from the first reply
         self.grace = 1.0  # SIGTERM to SIGKILL when fencing: the control plane's, from each reply
         self.fenced = False
+        self.vouched: float | None = None  # until when a quorum of witnesses vouches (domain.witnesses)
         self.settles_at: float | None = None  # after a fence, work starts again only from then
         self._last_tick: float | None = None
         self._fences: list[float] = []  # when it fell, lately
 
     @property
-    def deadline(self) -> float | None:
+    def acked_until(self) -> float | None:
+        """The control plane's own deadline: only it lets work start."""
         if self.last_ok is None or self.fence_after is None:
             return None
         return self.last_ok + self.fence_after
+
+    @property
+    def deadline(self) -> float | None:
+        """When everything must have stopped: the acknowledgement's deadline, or later while a
+        quorum of witnesses vouches that the control plane is away for all of them."""
+        acked = self.acked_until
+        if acked is None or self.vouched is None:
+            return acked
+        return max(acked, self.vouched)
+
+    def beat_every(self, interval: float) -> float:
+        """While only its witnesses keep it running, a node asks the control plane as often as it
+        asks them: once it is back, every node is acknowledged again well before the witnesses
+        acknowledged first stop vouching for the others (a vouch lasts an interval)."""
+        acked, now = self.acked_until, self.clock()
+        if self.fenced or acked is None or now <= acked:
+            return interval
+        return interval / PROBES
+
+    def vouch(self, until: float | None) -> None:
+        """Witnesses vouch until ``until``. Running instances go on meanwhile; once fenced, only
+        the control plane lifts the fence (witnesses never restart anything)."""
+        if until is None or self.fenced or self.acked_until is None:
+            return
+        if self.vouched is None or until > self.vouched:
+            self.vouched = until
+            if self.path is not None and until > self.acked_until:
+                write_deadline(self.path, until, self.grace)
 
     def acknowledged(
         self, sent: float, fence_after: float, grace: float = 1.0, interval: float | None = None
@@ -46,7 +77,7 @@ class Fence:
         steady = interval is None or self.last_ok is None or sent - self.last_ok <= 1.5 * interval
         self.last_ok, self.fence_after, self.grace = sent, fence_after, grace
         if self.path is not None:
-            write_deadline(self.path, sent + fence_after, grace)
+            write_deadline(self.path, max(sent + fence_after, self.vouched or 0.0), grace)
         lifted, self.fenced = self.fenced, False
         settling = self.settles_at is not None and self.clock() < self.settles_at
         if lifted or (settling and not steady):
@@ -81,7 +112,7 @@ class Fence:
         """Whether work may start now: before the deadline of an acknowledged heartbeat, and, after
         a fence, once the acknowledgements have settled. A push between heartbeats may start
         instances only then, since it acknowledges nothing."""
-        deadline, now = self.deadline, self.clock()
+        deadline, now = self.acked_until, self.clock()
         settled = self.settles_at is None or now >= self.settles_at
         return not self.fenced and settled and deadline is not None and now <= deadline
 
@@ -99,4 +130,4 @@ class Fence:
         deadline = self.deadline
         if self.fenced or deadline is None:
             return interval
-        return max(0.2, min(interval, deadline - sent))
+        return max(0.2, min(self.beat_every(interval), deadline - sent))

@@ -90,6 +90,13 @@ class AgentSettings(BaseSettings):
         description="stream: one WebSocket for heartbeats and pushed desired state (HTTP while it "
         "reconnects); http: one request per heartbeat",
     )
+    witness_port: int = Field(
+        7947,
+        ge=0,
+        le=65535,
+        validation_alias=_env("NODE_WITNESS_PORT"),
+        description="UDP port (on NODE_HOST) where peers ask which stamp this node holds; 0: any free one",
+    )
     heartbeat_interval: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     snapshot_interval: float = Field(60.0, gt=0, validation_alias=_env("SNAPSHOT_INTERVAL"))
     snapshots_kept: int = Field(5, ge=1, validation_alias=_env("SNAPSHOTS_KEPT"))

@@ -13,9 +13,9 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from takeover.api.specs import SpecOut
-from takeover.api.wire import DesiredInstance, HeartbeatIn, HeartbeatOut, ReleaseInstance
+from takeover.api.wire import DesiredInstance, HeartbeatIn, HeartbeatOut, ReleaseInstance, WitnessOut
 from takeover.domain.heartbeat import Heartbeat
-from takeover.domain.models import Instance
+from takeover.domain.models import Instance, Witnessing
 
 if TYPE_CHECKING:  # the agent imports this module: none of the control plane's code comes with it
     from takeover.control.values import AgentTimings
@@ -49,6 +49,12 @@ def heartbeat_of(node_id: UUID, body: HeartbeatIn) -> Heartbeat:
         tuple((s.id, s.snapshot) for s in body.standbys),
         tuple(g.to_gpu() for g in sorted(body.gpus, key=lambda g: g.index)),
         body.fenced,
+        Witnessing(
+            body.witness_addr,
+            body.stamp_held,
+            body.held_for,
+            tuple(body.witnesses) if body.witnesses is not None else None,
+        ),
     )
 
 
@@ -66,6 +72,10 @@ def heartbeat_reply(result: HeartbeatResult, timings: AgentTimings, now: datetim
         sync_interval=timings.sync_interval,
         fence_grace=timings.fence_grace,
         server_time=now,
+        stamp=node.last_heartbeat_at,
+        witnesses=[WitnessOut(id=i, addr=a) for i, a in result.witnesses],
+        witness_lag=timings.witness_lag,
+        witness_lease=timings.witness_lease,
     )
 
 

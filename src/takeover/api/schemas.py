@@ -142,11 +142,15 @@ class NodeOut(BaseModel):
     gpus: list[GpuOut] = Field(default_factory=list, description="as its agent last read them")
     last_heartbeat_at: datetime | None
     created_at: datetime | None
+    witnesses: list[UUID] = Field(
+        default_factory=list, description="the nodes its agent asks when it cannot reach the control plane"
+    )
 
     @classmethod
     def of(cls, node: Node) -> NodeOut:
-        data = {f: getattr(node, f) for f in cls.model_fields}
-        return cls.model_validate({**data, "gpus": [asdict(g) for g in node.gpus]})
+        data = {f: getattr(node, f) for f in cls.model_fields if f != "witnesses"}
+        witnesses = list(node.witness.used or ())
+        return cls.model_validate({**data, "gpus": [asdict(g) for g in node.gpus], "witnesses": witnesses})
 
 
 class NodeCreated(NodeOut):

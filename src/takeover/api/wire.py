@@ -89,6 +89,15 @@ class HeartbeatIn(Request):
     fenced: bool = Field(
         False, description="the agent is fenced, or settling after a fence: it runs nothing (scores 0)"
     )
+    witness_addr: str | None = Field(
+        None,
+        max_length=300,
+        pattern=r"^\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}$",
+        description="host:port it answers probes on",
+    )
+    stamp_held: datetime | None = Field(None, description="the newest acknowledgement stamp it holds")
+    held_for: float | None = Field(None, ge=0, le=10**9, allow_inf_nan=False, description="since (seconds)")
+    witnesses: list[UUID] | None = Field(None, max_length=16, description="the witnesses it asks")
 
     @field_validator("gpus")
     @classmethod
@@ -120,6 +129,11 @@ class ReleaseInstance(BaseModel):
     epoch: int
 
 
+class WitnessOut(BaseModel):
+    id: UUID
+    addr: str
+
+
 class HeartbeatOut(BaseModel):
     node_id: UUID
     health_score: float
@@ -140,3 +154,7 @@ class HeartbeatOut(BaseModel):
     server_time: datetime | None = Field(
         None, description="the control plane's clock when it answered: the agent stamps snapshots by it"
     )
+    stamp: datetime | None = Field(None, description="this acknowledgement's stamp, as stored")
+    witnesses: list[WitnessOut] = Field(default_factory=list, description="whom to ask (domain.witnesses)")
+    witness_lag: float | None = Field(None, description="a witness vouches if its stamp is no newer by more")
+    witness_lease: float | None = Field(None, description="how long a vouching answer counts")

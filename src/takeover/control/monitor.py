@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import structlog
 
 from takeover.control.telemetry import FailoverTelemetry
+from takeover.control.values import AgentTimings
+from takeover.control.witnessing import WitnessWatch
+from takeover.domain.errors import StoreUnavailable
 from takeover.domain.failover import Failover
-from takeover.domain.models import NodeStatus
+from takeover.domain.liveness import Liveness
+from takeover.domain.models import Node, NodeStatus
 from takeover.domain.monitor import (
     MonitorPolicy,
     TokenBucket,
@@ -19,10 +24,19 @@ from takeover.domain.monitor import (
     regions_to_resume,
     stale_nodes,
 )
-from takeover.ports import LeaseToken
+from takeover.ports import Clock, LeaseToken
 from takeover.store import Store
 
 log = structlog.get_logger("takeover.monitor")
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the leader's watch needs besides the monitor's policy."""
+
+    lease_ttl: float
+    timings: AgentTimings
+    fence_margin: float
 
 
 @dataclass
@@ -32,6 +46,7 @@ class MonitorOutcome:
     resumed_regions: list[str] = field(default_factory=list)
     failovers: list[Failover] = field(default_factory=list)
     rate_limited: int = 0
+    vouched_for: list[str] = field(default_factory=list)  # silent, but not proven stopped (yet)
 
 
 class NodeMonitor:
@@ -41,25 +56,53 @@ class NodeMonitor:
         policy: MonitorPolicy,
         bucket: TokenBucket,
         telemetry: FailoverTelemetry,
+        clock: Clock,
+        watch: Watch,
         score_every: timedelta = timedelta(minutes=1),
     ) -> None:
         self._store = store
         self._policy = policy
+        self._clock = clock
+        # A leader that did not come round for its whole lease may have been replaced meanwhile.
+        self._liveness = Liveness(max_gap=watch.lease_ttl)
+        self._witnesses = WitnessWatch(
+            store, self._liveness, watch.timings.witness_lag, watch.timings.witness_lease + watch.fence_margin
+        )
         self._bucket = bucket
         self._metrics = telemetry.metrics
         self._telemetry = telemetry
         self._score_every = score_every
         self._scored_at: datetime | None = None
+        self._vouched_for: list[str] = []  # logged when it changes, not every cycle
 
     def run_cycle(self, now: datetime, fence: LeaseToken | None) -> MonitorOutcome:
-        snap = self._store.pool.snapshot(
-            now, self._policy.retry_after, lambda node: may_lose_instances(node, now, self._policy)
-        )
+        try:
+            return self._cycle(now, fence)
+        except StoreUnavailable:
+            self._liveness.interrupted()  # what went unseen meanwhile is not silence
+            raise
+
+    def _cycle(self, now: datetime, fence: LeaseToken | None) -> MonitorOutcome:
+        at = self._clock.elapsed()
+        if self._liveness.cycle(at, fence.epoch if fence is not None else 0):
+            log.info("watching every node's heartbeats afresh", epoch=self._liveness.epoch)
+        silence: dict[UUID, float] = {}
+
+        def watched(node: Node) -> bool:
+            silence[node.id] = self._liveness.silent_for(node.id, node.last_heartbeat_at, at)
+            return may_lose_instances(node, silence[node.id], self._policy)
+
+        snap = self._store.pool.snapshot(now, self._policy.retry_after, watched)
+        self._liveness.forget(set(silence))
+        self._witnesses.observe(snap.nodes, at)
+        self._witnesses.offer(snap.nodes, now, fence)
         outcome = MonitorOutcome()
-        stale = stale_nodes(snap.nodes, now, self._policy.offline_after)
+        silent = stale_nodes(snap.nodes, silence, self._policy)
+        stale = [n for n in silent if self._witnesses.proven(n, at)]
+        outcome.vouched_for = [n.name for n in silent if n not in stale]
         new_pauses = {
             region: reason
-            for region, reason in regions_to_pause(snap.nodes, stale, self._policy).items()
+            for region, reason in regions_to_pause(snap.nodes, silence, stale, self._policy).items()
             if region not in snap.paused_regions
         }
         self._store.nodes.mark_offline([n.id for n in stale], now, fence)
@@ -107,9 +150,12 @@ class NodeMonitor:
             self._telemetry.opened(failover)
         for region in regions:  # every region, so a dashboard shows 0 where the brake is off
             self._metrics.region_paused.labels(region).set(1 if region in paused else 0)
-        if outcome.offline_nodes or outcome.failovers or outcome.paused_regions or outcome.rate_limited:
+        news = outcome.offline_nodes or outcome.failovers or outcome.paused_regions or outcome.rate_limited
+        if news or outcome.vouched_for != self._vouched_for:
+            self._vouched_for = outcome.vouched_for
             log.info(
                 "monitor cycle",
+                vouched_for=outcome.vouched_for,
                 offline=outcome.offline_nodes,
                 paused=outcome.paused_regions,
                 resumed=outcome.resumed_regions,

@@ -67,6 +67,18 @@ class AgentTimings:
     fence_grace: float = 1.0
 
     @property
+    def witness_lag(self) -> float:
+        """Heartbeats spread over an interval: when the control plane goes away, the last stamps
+        its nodes hold differ by up to one interval (and the network's delay)."""
+        return 1.5 * self.heartbeat_interval
+
+    @property
+    def witness_lease(self) -> float:
+        """Nodes probe their witnesses four times an interval (domain.witnesses.PROBES): a vouch
+        lasts an interval, so three answers in a row may be lost."""
+        return self.heartbeat_interval
+
+    @property
     def standby_report_interval(self) -> timedelta:
         """How often a standby's sync can reach the control plane: it rides on the heartbeats."""
         return timedelta(seconds=max(self.sync_interval, self.heartbeat_interval))

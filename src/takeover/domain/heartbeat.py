@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from takeover.domain.health import health_score
-from takeover.domain.models import Gpu, Instance, InstanceState, NodeStatus
+from takeover.domain.models import Gpu, Instance, InstanceState, NodeStatus, Witnessing
 from takeover.domain.snapshots import newest_snapshot
 
 
@@ -39,6 +39,7 @@ class Heartbeat:
     standbys: tuple[tuple[UUID, str | None], ...] = ()  # (instance, snapshot it holds) after a sync
     gpus: tuple[Gpu, ...] = ()  # as NVML reads them now
     fenced: bool = False  # the agent is fenced or settling after a fence: it runs nothing
+    witnessing: Witnessing | None = None  # its part in domain.witnesses (None: an older agent)
 
 
 def score_of(hb: Heartbeat) -> float:

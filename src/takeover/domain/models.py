@@ -64,6 +64,17 @@ class RentPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Witnessing:
+    """A node's part in domain.witnesses."""
+
+    addr: str | None = None  # host:port where its agent answers probes (None: an older agent)
+    stamp_held: datetime | None = None  # the newest acknowledgement stamp it holds
+    held_for: float | None = None  # seconds it had held it when it said so
+    used: tuple[UUID, ...] | None = None  # the witnesses it asks (None: not reported yet)
+    offered: tuple[UUID, ...] | None = None  # the set the control plane offers it
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     id: UUID
     name: str
@@ -82,6 +93,7 @@ class Node:
     low_score_streak: int = 0
     last_heartbeat_at: datetime | None = None
     created_at: datetime | None = None
+    witness: Witnessing = field(default_factory=Witnessing)
 
     @property
     def free_capacity(self) -> int:

@@ -1,10 +1,14 @@
 """What the node monitor decides each cycle, given one snapshot of the pool.
 
-* A node whose last heartbeat is older than ``offline_after`` goes offline.
-* Mass-failure brake: when more than ``brake_fraction`` of a region's reachable nodes go silent
-  in one cycle (and the region has at least ``brake_min_nodes``), the control plane suspects
-  its own network: ``node_failure`` failovers for that region pause until most of those nodes
-  heartbeat again or an admin releases the brake.
+* A node the leader has watched stay silent for longer than ``offline_after`` goes offline
+  (domain.liveness: silence is measured on the leader's monotonic clock, across time it watched).
+* Mass-failure brake, level-triggered: when a node would go offline while more than
+  ``brake_fraction`` of its region's reachable nodes (at least ``brake_min_nodes``) have been silent
+  for over half ``offline_after`` *now*, the control plane suspects its own network (or that
+  region's link): ``node_failure`` failovers for that region pause until most of those nodes
+  heartbeat again or an admin releases the brake. Heartbeats spread over an interval, so a region
+  cut off goes quiet across several cycles: counting nodes that turned stale within one cycle
+  (as this rule once did) almost never fired.
 * Instances of offline nodes fail over (``node_failure``, when failover is enabled), instances
   of draining / maintenance nodes always move (``maintenance``), instances of nodes whose score
   stayed low for ``degraded_streak`` heartbeats move (``health_degraded``).
@@ -14,7 +18,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -33,36 +37,39 @@ class MonitorPolicy:
     default_strategy: str = "cpu_standby"  # for instances that name none; "disabled": manual only
 
 
-def is_stale(node: Node, now: datetime, offline_after: timedelta) -> bool:
-    if node.status is NodeStatus.OFFLINE:
-        return False
-    seen = node.last_heartbeat_at or node.created_at
-    return seen is not None and now - seen > offline_after
+Silence = Mapping[UUID, float]  # seconds the leader has watched each node stay silent
 
 
-def may_lose_instances(node: Node, now: datetime, policy: MonitorPolicy) -> bool:
+def is_stale(node: Node, silent: float, policy: MonitorPolicy) -> bool:
+    return node.status is not NodeStatus.OFFLINE and silent > policy.offline_after.total_seconds()
+
+
+def may_lose_instances(node: Node, silent: float, policy: MonitorPolicy) -> bool:
     """Whether this cycle could move instances off ``node``: only those are worth reading."""
     degraded = bool(policy.degraded_streak) and node.low_score_streak >= policy.degraded_streak
-    return node.status is not NodeStatus.ONLINE or degraded or is_stale(node, now, policy.offline_after)
+    return node.status is not NodeStatus.ONLINE or degraded or is_stale(node, silent, policy)
 
 
-def stale_nodes(nodes: Iterable[Node], now: datetime, offline_after: timedelta) -> list[Node]:
-    return [node for node in nodes if is_stale(node, now, offline_after)]
+def stale_nodes(nodes: Iterable[Node], silence: Silence, policy: MonitorPolicy) -> list[Node]:
+    return [node for node in nodes if is_stale(node, silence[node.id], policy)]
 
 
 def regions_to_pause(
-    nodes: Sequence[Node], newly_stale: Sequence[Node], policy: MonitorPolicy
+    nodes: Sequence[Node], silence: Silence, stale: Sequence[Node], policy: MonitorPolicy
 ) -> dict[str, str]:
-    """Regions where too many nodes went silent at once, each with the reason."""
+    """Regions with a node going offline while most of their reachable nodes are quiet now."""
+    quiet_after = policy.offline_after.total_seconds() / 2
     reachable = Counter(n.region for n in nodes if n.status is not NodeStatus.OFFLINE)
-    silent = Counter(n.region for n in newly_stale)
+    quiet = Counter(
+        n.region for n in nodes if n.status is not NodeStatus.OFFLINE and silence[n.id] > quiet_after
+    )
     paused: dict[str, str] = {}
-    for region, count in silent.items():
-        total = reachable[region]
+    for region in {n.region for n in stale}:
+        count, total = quiet[region], reachable[region]
         if total >= policy.brake_min_nodes and count > policy.brake_fraction * total:
             paused[region] = (
-                f"{count} of {total} nodes went silent in one monitor cycle; "
-                "suspecting the control plane's own network"
+                f"{count} of {total} reachable nodes silent for over {quiet_after:g}s at once; "
+                "suspecting the control plane's own network or this region's link to it"
             )
     return paused
 

@@ -33,8 +33,10 @@ from takeover.domain.snapshots import (
     to_prune,
 )
 from takeover.sim.controlplane import ControlPlane
+from takeover.sim.keepers import Keepers
 from takeover.sim.network import Network
 from takeover.sim.runners import Models, Runner
+from takeover.sim.witness import SimWitness
 from takeover.sim.workload import Run, Volume, Workloads, Written
 from takeover.sim.world import World
 from takeover.store import HeartbeatResult
@@ -51,6 +53,7 @@ class SimAgent:
     net: Network
     loads: Workloads
     models: Models
+    peers: dict[UUID, SimWitness]  # every agent's witness part, by node id
     up: bool = True
     paused: bool = False
     late: float = 0.0  # while starved: how late each wake-up may be
@@ -61,6 +64,7 @@ class SimAgent:
     busy: set[str] = field(default_factory=set)  # workspaces a job (restore, snapshot) uses
     fence: Fence = field(init=False)
     cp_clock: ControlPlaneClock = field(init=False)
+    witness: SimWitness = field(init=False)
     _in_flight: tuple[int, float, float] | None = None  # (beat, sent, gives up at)
     _inbox: list[tuple[int, HeartbeatResult | TakeoverError, datetime]] = field(default_factory=list)
     _beats: int = 0
@@ -69,8 +73,15 @@ class SimAgent:
     _wake_at: float | None = None
     _pending: list[Callable[[], None]] = field(default_factory=list)  # jobs done, for the loop
     _reported: frozenset[tuple[str, int, InstanceState]] = frozenset()
+    _keepers: Keepers = field(init=False)
 
     def __post_init__(self) -> None:
+        answering = lambda: self.up and not self.paused  # noqa: E731
+        self.witness = SimWitness(
+            self.world, self.net, self.name, self.region, self.peers, answering, lambda: self.late
+        )
+        self.peers[self.node_id] = self.witness
+        self._keepers = Keepers(self)
         self.boot()
 
     def mono(self) -> float:
@@ -84,6 +95,7 @@ class SimAgent:
         self.runners, self.wanted, self.standby, self.busy = {}, {}, [], set()
         self._in_flight, self._inbox, self._pending = None, [], []
         self._next_beat, self._wake_at = self.mono(), None
+        self.witness.forget()
         self.schedule(self.mono())
 
     # the loop -------------------------------------------------------------------------------
@@ -108,6 +120,7 @@ class SimAgent:
             return
         interval = self.plane.settings.heartbeat_interval
         self.fence.ticked(interval)
+        self.witness.tick(self.fence, interval)
         self._fence_if_silent()
         done, self._pending = self._pending, []
         for finish in done:
@@ -116,7 +129,7 @@ class SimAgent:
         states = frozenset((i, r.epoch, r.state) for i, r in self.runners.items())
         if self.mono() >= self._next_beat or states != self._reported:
             self._reported = states
-            self._next_beat = self.mono() + interval
+            self._next_beat = self.mono() + self.fence.beat_every(interval)
             self._beat()
             return
         self._fence_if_silent()
@@ -127,12 +140,20 @@ class SimAgent:
         """The real loop comes round every 0.1 s; here it wakes when there is something to do,
         and at least every 0.4 heartbeat intervals, so that only a paused or starved agent comes
         round late by the fence's measure (over half an interval)."""
-        wakes = [self._next_beat, self.mono() + 0.4 * self.plane.settings.heartbeat_interval]
+        wakes = [
+            self._next_beat,
+            self.mono() + 0.4 * self.plane.settings.heartbeat_interval,
+            self.witness.next_probe,
+        ]
         if self.fence.deadline is not None and not self.fence.fenced:
             wakes.append(self.fence.deadline + 0.1)
         if self.fence.settles_at is not None and self.fence.settles_at > self.mono():
             wakes.append(self.fence.settles_at)
-        wakes += [r.next_snapshot for r in self.runners.values() if r.next_snapshot is not None]
+        wakes += [  # a snapshot under way wakes the loop when it is done
+            r.next_snapshot
+            for i, r in self.runners.items()
+            if r.next_snapshot is not None and i not in self.busy
+        ]
         self.schedule(max(min(wakes), self.mono() + 0.001))
 
     def pause(self) -> None:
@@ -175,6 +196,7 @@ class SimAgent:
             instances=tuple(r.report(i) for i, r in self.runners.items()),
             standbys=tuple((s.id, self._newest(str(s.id))) for s in self.standby),
             fenced=self.fence.holding(),
+            witnessing=self.witness.report(),
         )
 
         def arrived() -> None:
@@ -203,11 +225,15 @@ class SimAgent:
         if isinstance(result, HeartbeatResult):
             timings = self.plane.timings
             self.cp_clock.observe(server_time, sent, self.mono())
+            offered = tuple(w for w, _ in result.witnesses)
+            self.witness.heard(
+                result.node.last_heartbeat_at, offered, timings.witness_lag, timings.witness_lease
+            )
             if self.fence.acknowledged(
                 sent, timings.fence_after, timings.fence_grace, timings.heartbeat_interval
             ):
                 self.world.log(f"{self.name}: acknowledged again; no longer fenced")
-            self._keep(self.fence.deadline)
+            self._keepers.watch(self.fence.deadline)
             self._reconcile(result.desired)
         self.step()
 
@@ -376,20 +402,3 @@ class SimAgent:
     def _newest(self, instance_id: str) -> str | None:
         candidates = restore_candidates(self.loads.refs(instance_id), 1 << 30)
         return candidates[0].id if candidates else None
-
-    # keepers ----------------------------------------------------------------------------------
-
-    def _keep(self, deadline: float | None) -> None:
-        """Each runner's keeper wakes at the deadline just written, and stops its runner if the
-        agent has not moved the deadline on by then."""
-        if deadline is None or not self.models.keepers:
-            return
-
-        def look() -> None:
-            if not self.up or self.fence.deadline is None or self.mono() <= self.fence.deadline:
-                return
-            for runner in self.runners.values():
-                if runner.run is not None and runner.run.stopped is None:
-                    self.loads.stop(runner.run, "its keeper: fence deadline passed")
-
-        self.world.at(deadline + 0.001, look)

@@ -43,6 +43,9 @@ class SimClock:
     def now(self) -> datetime:
         return self.world.wall(self.skew)
 
+    def elapsed(self) -> float:
+        return self.world.now  # a step of its wall clock moves no monotonic one
+
 
 @dataclass
 class Replica:

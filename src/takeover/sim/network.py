@@ -31,6 +31,24 @@ class Network:
         for _ in range(copies):
             self.world.after(rng.expovariate(1 / self.delay), lambda: self._arrive(node, region, deliver))
 
+    def peers_linked(self, a: str, a_region: str, b: str, b_region: str) -> bool:
+        """Nodes reach each other unless one is cut off, or a cut region's link lies between."""
+        if a in self.cut_nodes or b in self.cut_nodes:
+            return False
+        return a_region == b_region or not {a_region, b_region} & self.cut_regions
+
+    def between(self, a: str, a_region: str, b: str, b_region: str, deliver: Callable[[], None]) -> None:
+        """A message from node ``a`` to node ``b`` (a witness's probe or answer)."""
+        rng = self.world.rng
+        if not self.peers_linked(a, a_region, b, b_region) or rng.random() < self.drop:
+            return
+
+        def arrive() -> None:
+            if self.peers_linked(a, a_region, b, b_region):
+                deliver()
+
+        self.world.after(rng.expovariate(1 / self.delay), arrive)
+
     def _arrive(self, node: str, region: str, deliver: Callable[[], None]) -> None:
         if self.linked(node, region):  # a cut that came while it travelled loses it too
             deliver()

@@ -23,6 +23,7 @@ from takeover.sim.faults import BUSIEST, NODE_LEVEL, SCENARIOS, Fault, Planned, 
 from takeover.sim.findings import Findings, Kind
 from takeover.sim.network import Network
 from takeover.sim.runners import Models
+from takeover.sim.witness import SimWitness
 from takeover.sim.workload import Workloads
 from takeover.sim.world import World, seeded_ids
 from takeover.store.invariants import violations
@@ -118,12 +119,13 @@ def _simulate(world: World, options: Options) -> Report:
     cluster = Cluster(world, plane, net, loads, {}, replicas)
     services = Services(plane.store, SimClock(world), Metrics())
     regions = ["r1", "r2"]
+    peers: dict[UUID, SimWitness] = {}
     for region in regions:
         for n in range(rng.randint(3, 5)):
             name = f"{region}-n{n + 1}"
             node, raw = services.register_node(NodeDraft(name, region, f"http://{name}:9000", 4))
             cluster.agents[name] = SimAgent(
-                world, name, region, node.id, hash_token(raw), plane, net, loads, options.models
+                world, name, region, node.id, hash_token(raw), plane, net, loads, options.models, peers
             )
     for _ in range(replicas):
         plane.add_replica()

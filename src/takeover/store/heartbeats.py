@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,10 +18,10 @@ from takeover.domain.errors import Contended, Forbidden, TakeoverError, Unauthen
 from takeover.domain.failover import FailoverStatus
 from takeover.domain.health import next_low_score_streak
 from takeover.domain.heartbeat import Heartbeat, report_changes, score_of, status_after_heartbeat
-from takeover.domain.models import Instance, Node, NodeStatus, Role
+from takeover.domain.models import Instance, Node, NodeStatus, Role, Witnessing
 from takeover.store.base import among, record_event, transaction
 from takeover.store.logs import append_logs
-from takeover.store.rows import gpus_to_json, instance_from_row, node_from_row, spec_to_json
+from takeover.store.rows import gpus_to_json, ids_to_json, instance_from_row, node_from_row, spec_to_json
 from takeover.store.tables import OPEN_FAILOVER, failovers, instances, nodes, tokens
 
 _ATTEMPTS = 3  # a batch PostgreSQL aborted to break a deadlock runs again at once
@@ -34,6 +34,7 @@ class HeartbeatResult:
     desired: DesiredState
     state_changes: int = 0  # instances whose reported state changed with this heartbeat
     gap: float | None = None  # seconds since this node's previous heartbeat (None: its first)
+    witnesses: tuple[tuple[UUID, str], ...] = ()  # the set offered to it, with where each answers
 
 
 def apply_heartbeats(
@@ -75,16 +76,28 @@ def _apply_heartbeats(
             record_event(conn, kind, instance_id, message, now)
         append_logs(conn, _log_chunks(accepted, held), now)
         states = desired_states(updated, held, handovers, _standbys(conn, list(updated)))
+        addrs = _witness_addrs(conn, updated.values())
     results: list[HeartbeatResult | TakeoverError] = []
     for (_, hb), refused in zip(batch, refusals, strict=True):
         if refused is not None:  # accepted ones are known: a node token names a stored node
             results.append(refused)
         else:
             node = updated[hb.node_id]
+            offered = tuple((w, addrs[w]) for w in node.witness.offered or () if w in addrs)
             results.append(
-                HeartbeatResult(node, states[node.id], changes[node.id], _gap(known[node.id], now))
+                HeartbeatResult(node, states[node.id], changes[node.id], _gap(known[node.id], now), offered)
             )
     return results
+
+
+def _witness_addrs(conn: sa.Connection, senders: Iterable[Node]) -> dict[UUID, str]:
+    wanted = {w for n in senders for w in n.witness.offered or ()}
+    if not wanted:
+        return {}
+    query = sa.select(nodes.c.id, nodes.c.witness_addr).where(
+        among(conn, nodes.c.id, list(wanted)), nodes.c.witness_addr.is_not(None)
+    )
+    return {row.id: row.witness_addr for row in conn.execute(query)}
 
 
 def _heartbeat_nodes(
@@ -107,8 +120,15 @@ def _heartbeat_nodes(
             low_score_streak=next_low_score_streak(score, low_score_threshold, node.low_score_streak),
             status=status_after_heartbeat(node.status),
             last_heartbeat_at=now,
+            witness=_witnessing(node.witness, hb.witnessing),
         )
     return updated
+
+
+def _witnessing(stored: Witnessing, reported: Witnessing | None) -> Witnessing:
+    if reported is None:
+        return stored
+    return replace(reported, offered=stored.offered)
 
 
 def _write_nodes(
@@ -249,6 +269,10 @@ def _heartbeat_values(n: Node) -> dict[str, Any]:
         "gpus": gpus_to_json(n.gpus),
         "low_score_streak": n.low_score_streak,
         "status": n.status.value,
+        "witness_addr": n.witness.addr,
+        "stamp_held": n.witness.stamp_held,
+        "stamp_held_for": n.witness.held_for,
+        "witnesses_used": ids_to_json(n.witness.used),
     }
 
 
@@ -256,11 +280,15 @@ _LOCK_IN_ORDER = "SELECT 1 FROM nodes WHERE id = ANY(%(ids)s) ORDER BY id FOR UP
 _UPDATE_FROM_ARRAYS = """
 UPDATE nodes AS n SET cpu_load = v.cpu_load, memory_load = v.memory_load,
     avg_latency_ms = v.avg_latency_ms, health_score = v.health_score, gpus = v.gpus,
-    low_score_streak = v.low_score_streak, status = v.status, last_heartbeat_at = %(at)s
+    low_score_streak = v.low_score_streak, status = v.status, last_heartbeat_at = %(at)s,
+    witness_addr = v.witness_addr, stamp_held = v.stamp_held, stamp_held_for = v.stamp_held_for,
+    witnesses_used = v.witnesses_used
 FROM unnest(%(ids)s::uuid[], %(cpu_load)s::float8[], %(memory_load)s::float8[],
             %(avg_latency_ms)s::float8[], %(health_score)s::float8[], %(gpus)s::jsonb[],
-            %(low_score_streak)s::int[], %(status)s::text[])
-    AS v(id, cpu_load, memory_load, avg_latency_ms, health_score, gpus, low_score_streak, status)
+            %(low_score_streak)s::int[], %(status)s::text[], %(witness_addr)s::text[],
+            %(stamp_held)s::timestamptz[], %(stamp_held_for)s::float8[], %(witnesses_used)s::jsonb[])
+    AS v(id, cpu_load, memory_load, avg_latency_ms, health_score, gpus, low_score_streak, status,
+         witness_addr, stamp_held, stamp_held_for, witnesses_used)
 WHERE n.id = v.id
 """
 
@@ -273,6 +301,9 @@ def _write_nodes_at_once(conn: sa.Connection, ordered: list[Node], now: datetime
     rows = [_heartbeat_values(n) for n in ordered]
     columns = {key: [row[key] for row in rows] for key in rows[0]}
     columns["gpus"] = [orjson.dumps(gpus).decode() for gpus in columns["gpus"]]
+    columns["witnesses_used"] = [
+        None if u is None else orjson.dumps(u).decode() for u in columns["witnesses_used"]
+    ]
     conn.exec_driver_sql(_UPDATE_FROM_ARRAYS, {"at": now, "ids": ids, **columns})
 
 

@@ -20,7 +20,7 @@ from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementReques
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
 from takeover.store.heartbeats import HeartbeatResult, apply_heartbeats, desired_of
-from takeover.store.rows import gpus_to_json, node_from_row
+from takeover.store.rows import gpus_to_json, ids_to_json, node_from_row
 from takeover.store.tables import instances, nodes, tokens
 
 
@@ -101,6 +101,26 @@ class NodeRepository:
             for node_id in node_ids:
                 record_event(conn, "node.offline", node_id, "node went silent", now)
 
+    def offer_witnesses(
+        self, offers: dict[UUID, tuple[UUID, ...]], now: datetime, fence: LeaseToken | None
+    ) -> None:
+        """Offer each node a witness set, unless it has not yet reported using the previous one
+        (domain.witnesses: a node uses the last set it reported or the one offered, never older)."""
+        with transaction(self._engine) as conn:
+            check_fence(conn, fence, now)
+            for node_id, witnesses in sorted(offers.items()):
+                conn.execute(
+                    nodes.update()
+                    .where(
+                        nodes.c.id == node_id,
+                        sa.or_(
+                            nodes.c.witnesses_offered.is_(None),
+                            nodes.c.witnesses_offered == nodes.c.witnesses_used,
+                        ),
+                    )
+                    .values(witnesses_offered=ids_to_json(witnesses))
+                )
+
     def gpus_in_use(self) -> dict[UUID, dict[int, bool]]:
         with self._engine.connect() as conn:
             return gpus_in_use(conn)
@@ -130,6 +150,7 @@ def _node_values(node: Node) -> dict[str, Any]:
         "low_score_streak": node.low_score_streak,
         "last_heartbeat_at": node.last_heartbeat_at,
         "created_at": node.created_at,
+        "witness_addr": node.witness.addr,
     }
 
 

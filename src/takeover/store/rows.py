@@ -21,6 +21,7 @@ from takeover.domain.models import (
     Node,
     NodeStatus,
     RentPolicy,
+    Witnessing,
 )
 from takeover.domain.tokens import JoinToken
 
@@ -44,7 +45,22 @@ def node_from_row(row: sa.Row[Any]) -> Node:
         low_score_streak=row.low_score_streak,
         last_heartbeat_at=row.last_heartbeat_at,
         created_at=row.created_at,
+        witness=Witnessing(
+            row.witness_addr,
+            row.stamp_held,
+            row.stamp_held_for,
+            _ids(row.witnesses_used),
+            _ids(row.witnesses_offered),
+        ),
     )
+
+
+def _ids(data: list[str] | None) -> tuple[UUID, ...] | None:
+    return None if data is None else tuple(UUID(i) for i in data)
+
+
+def ids_to_json(ids: tuple[UUID, ...] | None) -> list[str] | None:
+    return None if ids is None else [str(i) for i in ids]
 
 
 def gpus_to_json(gpus: tuple[Gpu, ...]) -> list[dict[str, Any]]:

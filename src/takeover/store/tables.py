@@ -62,6 +62,12 @@ nodes = sa.Table(
     sa.Column("low_score_streak", sa.Integer, nullable=False, default=0),
     sa.Column("last_heartbeat_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # domain.witnesses: where its agent answers probes, what it holds, the sets it uses and is offered
+    sa.Column("witness_addr", sa.String(300), nullable=True),
+    sa.Column("stamp_held", UtcDateTime, nullable=True),
+    sa.Column("stamp_held_for", sa.Float, nullable=True),
+    sa.Column("witnesses_used", Json, nullable=True),
+    sa.Column("witnesses_offered", Json, nullable=True),
     sa.Index("ix_nodes_placement", "status", sa.text("health_score DESC")),
     sa.Index("ix_nodes_region", "region"),
 )

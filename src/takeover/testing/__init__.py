@@ -22,6 +22,9 @@ class FakeClock:
     def now(self) -> datetime:
         return self._now
 
+    def elapsed(self) -> float:
+        return self._now.timestamp()  # a fake clock only moves forward
+
     def advance(self, seconds: float) -> datetime:
         self._now += timedelta(seconds=seconds)
         return self._now

@@ -293,6 +293,7 @@ class FakeVast:
             "TAKEOVER_AGENT_DIR": str(home / "agent"),
             "NODE_PORT_RANGE": f"{machine.ports[0] + 1}-{machine.ports[1]}",
             "NODE_HOST": "127.0.0.1",
+            "NODE_WITNESS_PORT": "0",  # machines on one loopback: any free UDP port each
         }
         with self._lock:
             if machine.destroyed:
