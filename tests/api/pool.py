@@ -43,7 +43,12 @@ class Pool:
         return NodeHandle(data["id"], name, data["api_token"])
 
     def beat(
-        self, node: NodeHandle, cpu: float = 0.1, memory: float = 0.1, latency: float = 5.0
+        self,
+        node: NodeHandle,
+        cpu: float = 0.1,
+        memory: float = 0.1,
+        latency: float = 5.0,
+        **witnessing: Any,
     ) -> dict[str, Any]:
         """Heartbeat as ``node``'s agent would, then run exactly what the reply asks for."""
         reports = [{"id": i, "epoch": e, "state": "running"} for i, e in node.running.items()]
@@ -56,6 +61,7 @@ class Pool:
                 "avg_latency_ms": latency,
                 "instances": reports,
                 "gpus": node.gpus,
+                **witnessing,
             },
             headers={"Authorization": f"Bearer {node.token}"},
         )

@@ -75,11 +75,13 @@ class Witness:
 
     def use(self, offered: list[tuple[UUID, str]]) -> None:
         """The witnesses the control plane offered (the next heartbeat reports them in use)."""
-        parsed = {}
+        parsed: dict[UUID, tuple[str, int]] = {}
         for witness_id, addr in offered:
             host, _, port = addr.rpartition(":")
-            with contextlib.suppress(ValueError):
-                parsed[witness_id] = (host.strip("[]"), int(port))
+            if not port.isdigit():
+                parsed = {}  # all or none: a part would need a smaller quorum than the leader proves
+                break
+            parsed[witness_id] = (host.strip("[]"), int(port))
         with self._lock:
             self.witnesses = parsed
 

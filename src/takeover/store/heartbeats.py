@@ -83,7 +83,9 @@ def _apply_heartbeats(
             results.append(refused)
         else:
             node = updated[hb.node_id]
-            offered = tuple((w, addrs[w]) for w in node.witness.offered or () if w in addrs)
+            wanted = node.witness.offered or ()
+            # all or none: a part would have a smaller quorum than the set the leader proves by
+            offered = tuple((w, addrs[w]) for w in wanted) if all(w in addrs for w in wanted) else ()
             results.append(
                 HeartbeatResult(node, states[node.id], changes[node.id], _gap(known[node.id], now), offered)
             )
