@@ -52,6 +52,11 @@ class Metrics:
         self.nodes_marked_offline = Counter(
             "takeover_nodes_marked_offline_total", "Nodes declared offline", registry=r
         )
+        self.nodes_vouched_for = Gauge(
+            "takeover_nodes_vouched_for",
+            "Nodes silent past offline_after whose fence their witnesses do not prove (not failed over)",
+            registry=r,
+        )
 
     def _failover_metrics(self, r: CollectorRegistry) -> None:
         self.failovers_opened = Counter(

@@ -94,3 +94,4 @@ def test_nodes_silent_together_vouch_for_each_other_and_none_is_failed_over(pool
         vouched = outcome.vouched_for
     assert sorted(vouched) == ["a", "b", "c"]
     assert all(n["status"] == "online" for n in pool.get("/api/v1/nodes"))
+    assert "takeover_nodes_vouched_for 3.0" in pool.client.get("/metrics").text

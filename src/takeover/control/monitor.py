@@ -145,6 +145,7 @@ class NodeMonitor:
 
     def _record(self, outcome: MonitorOutcome, paused: set[str], regions: set[str]) -> None:
         self._metrics.nodes_marked_offline.inc(len(outcome.offline_nodes))
+        self._metrics.nodes_vouched_for.set(len(outcome.vouched_for))
         self._metrics.failovers_rate_limited.inc(outcome.rate_limited)
         for failover in outcome.failovers:
             self._telemetry.opened(failover)
