@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -23,9 +23,6 @@ import structlog
 from takeover.agent.registration import AgentError
 from takeover.api.wire import HeartbeatOut
 from takeover.domain.witnesses import PROBES, Answer, vouched_until
-
-if TYPE_CHECKING:
-    from takeover.agent.fence import Fence
 
 log = structlog.get_logger("takeover.agent")
 
@@ -122,13 +119,13 @@ class Witness:
             "witnesses": [str(w) for w in self.witnesses],
         }
 
-    def tick(self, fence: Fence, interval: float) -> None:
-        """Probe every witness a few times a heartbeat interval; let a quorum's vouch hold the fence."""
+    def tick(self, interval: float) -> None:
+        """Probe every witness a few times a heartbeat interval (the agent's fence check, next in
+        its loop, takes the vouch)."""
         now, every = self.clock(), interval / PROBES
         if now >= self._next_probe or self._next_probe - now > every:  # the interval shortened
             self._next_probe = now + every
             self.probe()
-        fence.vouch(self.vouched_until())
 
     def close(self) -> None:
         self._stop.set()
