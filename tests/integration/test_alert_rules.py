@@ -28,7 +28,7 @@ def promtool(*args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize(("rules", "count"), [("multi-region", 4), ("control-plane", 8)])
+@pytest.mark.parametrize(("rules", "count"), [("multi-region", 4), ("control-plane", 9)])
 def test_the_rules_pass_promtool_check_and_their_unit_tests(rules: str, count: int) -> None:
     assert f"SUCCESS: {count} rules found" in promtool("check", "rules", f"{rules}.rules.yml")
     assert "SUCCESS" in promtool("test", "rules", f"{rules}.test.yml")
