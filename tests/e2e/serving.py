@@ -1,12 +1,20 @@
-"""The workloads' own evidence that they kept serving through a fault, and that nothing moved."""
+"""The workloads' own evidence that they kept serving through a fault, and that nothing moved.
+
+Run as a module, it asks counters from wherever it runs (a test host's network namespace):
+``python -m tests.e2e.serving SECONDS ENDPOINT...`` prints each one's answers as JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -39,6 +47,28 @@ class Askers:
         with threads_running(threads, self.stop):
             yield self
 
+    @classmethod
+    @contextmanager
+    def inside(cls, wrapper: list[str], endpoints: dict[str, str], seconds: float) -> Iterator[Askers]:
+        """Askers running in another process, through ``wrapper`` (``ip netns exec NS``), for
+        ``seconds``; what they saw is in the yielded Askers once the block ends."""
+        process = subprocess.Popen(
+            [*wrapper, sys.executable, "-m", "tests.e2e.serving", str(seconds), *endpoints.values()],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        askers = cls(endpoints)
+        try:
+            yield askers
+            out, _ = process.communicate(timeout=seconds + 30)
+        finally:
+            process.kill()
+            process.wait()
+        seen = json.loads(out)
+        names = {endpoint: name for name, endpoint in endpoints.items()}
+        askers.answered = {names[e]: [tuple(a) for a in v] for e, v in seen["answered"].items()}
+        askers.missed = {names[e]: v for e, v in seen["missed"].items()}
+
     def kept_serving(self, since: float, until: float) -> None:
         for name in self.endpoints:
             missed = [at for at in self.missed.get(name, []) if since <= at <= until]
@@ -69,3 +99,15 @@ def unchanged(cluster: LocalCluster, serving: dict[str, dict[str, object]]) -> N
     for agent in cluster.agents:
         log = (cluster.root / f"agent-{agent}.log").read_text()
         assert "; fencing" not in log, f"agent {agent} fenced"
+
+
+def main() -> None:
+    seconds, endpoints = float(sys.argv[1]), sys.argv[2:]
+    askers = Askers({e: e for e in endpoints})
+    with askers.asking():
+        time.sleep(seconds)
+    print(json.dumps({"answered": askers.answered, "missed": askers.missed}))
+
+
+if __name__ == "__main__":
+    main()

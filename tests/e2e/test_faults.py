@@ -32,6 +32,7 @@ from takeover.settings import Settings
 from takeover.store import make_engine
 from tests.conftest import new_store_url
 from tests.e2e.balancer import leads
+from tests.e2e.clock import stepped
 from tests.e2e.process import TAKEOVER, serve, threads_running
 from tests.e2e.test_agent import first_placed, not_started_again_after_healing, old_stopped_before_new_started
 from tests.e2e.test_replicas import _lease_epoch, control_plane
@@ -262,42 +263,12 @@ def agent_starts(cluster: LocalCluster, name: str) -> int:
     return sum(log.count(what) for what in ("starting from the local workspace", "restoring "))
 
 
-STEPPED_CLOCK = """
-import datetime as _datetime
-import os as _os
-import time as _time
-
-_after = _time.monotonic() + float(_os.environ["CLOCK_STEP_AFTER"])
-_step = float(_os.environ["CLOCK_STEP"])
-_real_time, _real_time_ns = _time.time, _time.time_ns
-
-
-def _offset():
-    return _step if _time.monotonic() >= _after else 0.0
-
-
-_time.time = lambda: _real_time() + _offset()
-_time.time_ns = lambda: _real_time_ns() + int(_offset() * 1e9)
-
-
-class _Stepped(_datetime.datetime):
-    @classmethod
-    def now(cls, tz=None):
-        return _datetime.datetime.fromtimestamp(_time.time(), tz)
-
-
-_datetime.datetime = _Stepped
-"""
-
-
 def test_a_clock_stepped_back_on_the_agent_keeps_its_recovery_point_moving(tmp_path: Path) -> None:
     """The agent's wall clock (time.time, datetime.now, through a sitecustomize) steps back 30 s:
     its new snapshots are still the newest, kept, restored after its node dies, and aged right."""
-    (tmp_path / "stepped").mkdir()
-    (tmp_path / "stepped" / "sitecustomize.py").write_text(STEPPED_CLOCK)
     with LocalCluster(tmp_path) as cluster:
         cluster.start_control_plane()
-        cluster.start_agent("a", PYTHONPATH=str(tmp_path / "stepped"), CLOCK_STEP="-30", CLOCK_STEP_AFTER="3")
+        cluster.start_agent("a", PYTHONPATH=stepped(tmp_path), CLOCK_STEP="-30", CLOCK_STEP_AFTER="3")
         web = first_placed(cluster, "web")
         cluster.start_agent("b")
         time.sleep(4)  # the step has happened
