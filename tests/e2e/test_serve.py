@@ -175,7 +175,9 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         assert as_alice.status_code == 200  # made by the server at TAKEOVER_URL, not in a stray store
         assert list(elsewhere.iterdir()) == []
         assert "alice" in cli("token", "list")
-        cli("nodes", "register", "spare", "--region", "br-south", "--base-url", "http://127.0.0.1:9101")
+        spare = cli(
+            "nodes", "register", "spare", "--region", "br-south", "--base-url", "http://127.0.0.1:9101"
+        )
         assert "no node named" in cli("nodes", "drain", "ghost", ok=False)
         created = cli(
             "instances", "create", "web", "--env", "PORT=8000", "--", "python3", "-m", "http.server"
@@ -191,6 +193,19 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         leading = wait_until(lambda: "(held)" in (shown := cli("leader")) and shown, 10, "a leader")
         assert "at epoch 1" in leading
         assert "answered by replica" in leading
+        assert "ok: the store takes writes" in cli("status")
+        node_id = re.search(r"NODE_ID=(\S+)", spare)[1]  # type: ignore[index]
+        node_token = re.search(r"NODE_TOKEN=(\S+)", spare)[1]  # type: ignore[index]
+        beat = {"cpu_load": 0.1, "memory_load": 0.1, "avg_latency_ms": 1.0, "instances": []}
+        heard = httpx.post(
+            f"{url}/api/v1/nodes/{node_id}/heartbeat",
+            json=beat,
+            headers={"Authorization": f"Bearer {node_token}"},
+        )
+        assert heard.status_code == 200, heard.text
+        time.sleep(float(FAST["TAKEOVER_FENCE_AFTER"]) + 0.5)  # silent past its fence, not offline yet
+        silent = cli("status", ok=False)
+        assert "(spare)" in silent
         env["TAKEOVER_TOKEN"] = "wrong"
         assert "401" in cli("nodes", "list", ok=False)
     env["TAKEOVER_TOKEN"] = "admin-secret"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from takeover.api.failover_schemas import StrategyParam
 from takeover.api.fields import LabelValue, Name, Ref, Region, Request
 from takeover.api.specs import SpecIn, SpecOut
+from takeover.control.status import PlaneStatus
 from takeover.domain.models import (
     GpuRequest,
     Instance,
@@ -254,6 +255,32 @@ class TokenOut(BaseModel):
     subject: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+class StatusOut(BaseModel):
+    """What the control plane cannot vouch for now; ``ok`` only when nothing."""
+
+    ok: bool
+    problems: list[str] = Field(description="each one a sentence: what is wrong and what it means")
+    store_writable: bool = Field(description="false: no heartbeat is stored, the pool shown is stale")
+    leader: str | None = Field(description="the replica leading now; null: nobody judges the nodes")
+    silent_nodes: int = Field(description="online nodes not heard from for longer than silent_after_s")
+    silent_after_s: float = Field(description="the agents' fence_after")
+    checked_at: datetime
+
+    @classmethod
+    def of(cls, status: PlaneStatus) -> StatusOut:
+        now = status.checked_at
+        leading = status.leader is not None and status.leader.expires_at > now
+        return cls(
+            ok=not status.problems,
+            problems=status.problems,
+            store_writable=status.store is None,
+            leader=status.leader.holder if leading and status.leader is not None else None,
+            silent_nodes=status.silent,
+            silent_after_s=status.silent_after,
+            checked_at=now,
+        )
 
 
 class LeaderOut(BaseModel):

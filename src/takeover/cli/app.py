@@ -12,6 +12,7 @@ from takeover.cli.events import events
 from takeover.cli.leader import leader
 from takeover.cli.serve import serve
 from takeover.cli.sim import sim
+from takeover.cli.status import status
 
 app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no_args_is_help=True)
 app.command()(serve)
@@ -19,6 +20,7 @@ app.command()(agent)
 app.command()(demo)
 app.command()(check)
 app.command()(leader)
+app.command()(status)
 app.command()(events)
 app.command()(sim)
 app.add_typer(tokens.app, name="token")

@@ -122,7 +122,13 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 
 def _page(request: Request, session: Session, name: str, services: Services, **context: Any) -> Response:
-    context.update(who=session.principal, csrf=session.csrf, now=services.clock.now(), age=views.age)
+    context.update(
+        who=session.principal,
+        csrf=session.csrf,
+        now=services.clock.now(),
+        age=views.age,
+        problems=services.status().problems,
+    )
     return templates.TemplateResponse(request, name, context, headers=HEADERS)
 
 

@@ -16,6 +16,7 @@ from takeover.control.heartbeats import HeartbeatBatcher
 from takeover.control.orchestrator import Orchestrator
 from takeover.control.pushes import PushHub
 from takeover.control.scope import owner_scope
+from takeover.control.status import PlaneStatus, plane_status
 from takeover.control.telemetry import FailoverTelemetry
 from takeover.control.values import (
     AgentTimings,
@@ -89,6 +90,9 @@ class Services:
         self.renter = renter
 
     # tokens -------------------------------------------------------------------------------
+    def status(self) -> PlaneStatus:
+        return plane_status(self.store, self.clock, self.agent_timings.fence_after)
+
     def authenticate(self, raw: str | None) -> Principal:
         if not raw:
             raise Unauthenticated("missing bearer token")

@@ -47,6 +47,16 @@ class NodeRepository:
         with self._engine.connect() as conn:
             return [node_from_row(r) for r in conn.execute(query)]
 
+    def silent(self, before: datetime, names: int = 10) -> tuple[int, list[str]]:
+        """Online nodes last heard from before ``before``: how many, and the longest silent."""
+        quiet = sa.and_(nodes.c.status == NodeStatus.ONLINE.value, nodes.c.last_heartbeat_at < before)
+        with self._engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(nodes).where(quiet)).scalar_one()
+            first = conn.execute(
+                sa.select(nodes.c.name).where(quiet).order_by(nodes.c.last_heartbeat_at).limit(names)
+            )
+            return int(count), list(first.scalars())
+
     def update(self, node_id: UUID, changes: dict[str, Any], now: datetime) -> Node:
         with transaction(self._engine) as conn:
             before = get_node(conn, node_id, lock=True)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from takeover.api.deps import AdminDep, ControllersDep, PersonDep, ServicesDep
 from takeover.api.fields import Region
 from takeover.api.inputs import StrictJSONRoute
-from takeover.api.schemas import LeaderOut, TokenCreate, TokenCreated, TokenOut
+from takeover.api.schemas import LeaderOut, StatusOut, TokenCreate, TokenCreated, TokenOut
 from takeover.control.leadership import LEASE_NAME
 from takeover.domain.models import Role
 
@@ -46,6 +46,13 @@ def readyz(services: ServicesDep, response: Response) -> dict[str, str]:
 @router.get("/metrics")
 def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/status")
+def plane(services: ServicesDep, _: PersonDep) -> StatusOut:
+    """Whether the pool shown can be trusted now: the store takes writes, a replica leads, and
+    every online node was heard from within fence_after. It answers while the store is down."""
+    return StatusOut.of(services.status())
 
 
 @router.get("/api/v1/leader")
