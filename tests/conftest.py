@@ -92,7 +92,9 @@ def make_runtime(url: str, clock: FakeClock, tmp_path: Path, **overrides: object
         "admin_token": "admin-secret",
         **overrides,
     }
-    return build(Settings.model_validate(values), clock)
+    runtime = build(Settings.model_validate(values), clock)
+    runtime.store.nodes.stamps = lambda _: clock.now()  # PostgreSQL's own clock knows nothing of the fake one
+    return runtime
 
 
 @pytest.fixture

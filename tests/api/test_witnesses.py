@@ -3,11 +3,13 @@ and a silent node failed over only once its witnesses outdated it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from takeover.main import Runtime
+from takeover.store.heartbeats import database_clock
 from tests.api.pool import NodeHandle, Pool
 
 
@@ -95,3 +97,20 @@ def test_nodes_silent_together_vouch_for_each_other_and_none_is_failed_over(pool
     assert sorted(vouched) == ["a", "b", "c"]
     assert all(n["status"] == "online" for n in pool.get("/api/v1/nodes"))
     assert "takeover_nodes_vouched_for 3.0" in pool.client.get("/metrics").text
+
+
+def test_stamps_are_the_store_s_clock_on_postgresql_and_the_replica_s_on_sqlite(
+    pool: Pool, runtime: Runtime
+) -> None:
+    """The acknowledgements of every replica come from one clock where replicas share a
+    PostgreSQL: a replica whose clock is a day off stamps as the others do."""
+    runtime.store.nodes.stamps = database_clock  # as `takeover serve` runs (the tests' fake clock aside)
+    pool.clock.advance(-86_400)
+    a = pool.node("a")
+    reply = pool.beat(a)
+    stamp = datetime.fromisoformat(reply["stamp"])
+    if runtime.store.engine.dialect.name == "postgresql":
+        assert abs((stamp - datetime.now(UTC)).total_seconds()) < 60
+    else:
+        assert stamp == pool.clock.now()
+    assert datetime.fromisoformat(reply["server_time"]) == pool.clock.now()  # snapshots' clock: the replica's

@@ -72,6 +72,8 @@ class ControlPlane:
     @classmethod
     def open(cls, world: World, settings: Settings, url: str) -> ControlPlane:
         store = open_store(settings.model_copy(update={"database_url": url}))
+        # The store's own clock, as PostgreSQL's is: the true time, whatever a replica's says.
+        store.nodes.stamps = lambda _: world.wall(0.0)
         plane = cls(world, settings, store)
         sa.event.listen(store.engine, "before_cursor_execute", plane._outage)
         return plane

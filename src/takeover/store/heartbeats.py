@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -26,6 +26,17 @@ from takeover.store.tables import OPEN_FAILOVER, failovers, instances, nodes, to
 
 _ATTEMPTS = 3  # a batch PostgreSQL aborted to break a deadlock runs again at once
 InstanceWrite = tuple[UUID, sa.Update]  # the row's id, for the lock order
+Stamps = Callable[[sa.Connection], datetime | None]  # an acknowledgement's stamp; None: the replica's clock
+
+
+def database_clock(conn: sa.Connection) -> datetime | None:
+    """PostgreSQL's own clock: one clock behind every replica's acknowledgements, so a replica
+    whose clock is stepped stamps as the others do (witnesses compare stamps of nodes answered
+    by different replicas). SQLite's replicas share one machine's clock: None, theirs."""
+    if conn.dialect.name != "postgresql":
+        return None
+    stamp: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    return stamp.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +49,11 @@ class HeartbeatResult:
 
 
 def apply_heartbeats(
-    engine: sa.Engine, batch: Sequence[tuple[str, Heartbeat]], now: datetime, low_score_threshold: float
+    engine: sa.Engine,
+    batch: Sequence[tuple[str, Heartbeat]],
+    now: datetime,
+    low_score_threshold: float,
+    stamps: Stamps = database_clock,
 ) -> list[HeartbeatResult | TakeoverError]:
     """Authenticate and apply many heartbeats in one transaction (group commit).
 
@@ -49,7 +64,7 @@ def apply_heartbeats(
     attempt = 1
     while True:
         try:
-            return _apply_heartbeats(engine, batch, now, low_score_threshold)
+            return _apply_heartbeats(engine, batch, now, low_score_threshold, stamps)
         except Contended:  # nothing was written; the other transaction has gone through
             if attempt == _ATTEMPTS:
                 raise
@@ -57,21 +72,26 @@ def apply_heartbeats(
 
 
 def _apply_heartbeats(
-    engine: sa.Engine, batch: Sequence[tuple[str, Heartbeat]], now: datetime, low_score_threshold: float
+    engine: sa.Engine,
+    batch: Sequence[tuple[str, Heartbeat]],
+    now: datetime,
+    low_score_threshold: float,
+    stamps: Stamps,
 ) -> list[HeartbeatResult | TakeoverError]:
     with transaction(engine) as conn:
+        stamp = stamps(conn) or now
         owners = _token_owners(conn, {h for h, _ in batch})
         refusals = [_refusal(owners.get(h), hb.node_id) for h, hb in batch]
         accepted = [hb for (_, hb), refused in zip(batch, refusals, strict=True) if refused is None]
         known = {node.id: node for _, node in owners.values() if node is not None}
-        updated = _heartbeat_nodes(accepted, known, now, low_score_threshold)
+        updated = _heartbeat_nodes(accepted, known, stamp, low_score_threshold)
         held, handovers = _held(conn, list(updated))
         changes, writes, news = _report_writes(accepted, held, updated)
         # Instances before nodes, as placements lock them; each table in id order, so every
         # replica's batches and the executor take row locks alike.
         for _, write in sorted([*writes, *_standby_syncs(accepted, now)], key=lambda w: w[0]):
             conn.execute(write)
-        _write_nodes(conn, updated, known, now)
+        _write_nodes(conn, updated, known, stamp)
         for kind, instance_id, message in news:
             record_event(conn, kind, instance_id, message, now)
         append_logs(conn, _log_chunks(accepted, held), now)
@@ -87,7 +107,7 @@ def _apply_heartbeats(
             # all or none: a part would have a smaller quorum than the set the leader proves by
             offered = tuple((w, addrs[w]) for w in wanted) if all(w in addrs for w in wanted) else ()
             results.append(
-                HeartbeatResult(node, states[node.id], changes[node.id], _gap(known[node.id], now), offered)
+                HeartbeatResult(node, states[node.id], changes[node.id], _gap(known[node.id], stamp), offered)
             )
     return results
 

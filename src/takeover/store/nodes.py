@@ -19,7 +19,7 @@ from takeover.domain.models import GpuRequest, Node, NodeStatus, Role
 from takeover.domain.placement import ASSUMED_SHARE, Ineligible, PlacementRequest, select_best_node
 from takeover.ports import LeaseToken
 from takeover.store.base import check_fence, record_event, transaction
-from takeover.store.heartbeats import HeartbeatResult, apply_heartbeats, desired_of
+from takeover.store.heartbeats import HeartbeatResult, Stamps, apply_heartbeats, database_clock, desired_of
 from takeover.store.rows import gpus_to_json, ids_to_json, node_from_row
 from takeover.store.tables import instances, nodes, tokens
 
@@ -29,6 +29,7 @@ class NodeRepository:
         self._engine = engine
         self._low_score_threshold = low_score_threshold
         self._degraded_streak = degraded_streak
+        self.stamps: Stamps = database_clock  # tests and the simulation give their own clock
 
     def add(self, node: Node, token_id: UUID, token_hash: str) -> Node:
         with transaction(self._engine) as conn:
@@ -90,7 +91,7 @@ class NodeRepository:
         The token check reads the store inside this transaction, so a revoked token is
         refused at its next heartbeat.
         """
-        return apply_heartbeats(self._engine, batch, now, self._low_score_threshold)
+        return apply_heartbeats(self._engine, batch, now, self._low_score_threshold, self.stamps)
 
     def desired_state(self, node_id: UUID) -> HeartbeatResult:
         """What the node should run, keep warm and hand over now: what a push to its stream carries."""
