@@ -200,3 +200,17 @@ def test_witnesses_vouching_keep_instances_past_the_deadline_but_start_nothing(t
     fence.vouch(200.0)  # fenced: only the control plane lifts it
     assert fence.deadline == 104.0
     assert fence.fenced
+
+
+def test_witnesses_are_asked_only_from_an_interval_before_the_acknowledgement_runs_out(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path / "fence", clock)
+    assert not fence.wants_vouch(0.5)  # nothing acknowledged: nothing a vouch could extend
+    fence.acknowledged(sent=100.0, fence_after=2.0)
+    clock.now = 101.49
+    assert not fence.wants_vouch(0.5)
+    clock.now = 101.5
+    assert fence.wants_vouch(0.5)
+    clock.now = 102.01
+    assert fence.due()
+    assert not fence.wants_vouch(0.5)  # fenced: only the control plane lifts it, no vouch helps

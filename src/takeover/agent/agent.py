@@ -88,7 +88,8 @@ class Agent:
         try:
             while not self.stop_event.is_set():
                 self.fence.ticked(self.heartbeat_interval)
-                self.witness.tick(self.heartbeat_interval)
+                if self.fence.wants_vouch(self.heartbeat_interval):
+                    self.witness.tick(self.heartbeat_interval)
                 self._fence_if_silent()  # first: after a pause, before anything starts again
                 if self.watchdog is not None:
                     self.watchdog.tick(not self.fence.fenced and self.fence.deadline is not None)

@@ -55,8 +55,13 @@ class SimWitness:
         self.used, self.lag, self.lease = offered, lag, lease
 
     def tick(self, fence: Fence, interval: float) -> float:
-        """Probe when due, let a quorum's vouch hold the fence; when to come round to probe again."""
-        if self.world.now >= self.next_probe:
+        """Probe when due (from an interval before the acknowledgement runs out, as the agent
+        does), let a quorum's vouch hold the fence; when to come round to probe again."""
+        acked = fence.acked_until
+        if not fence.wants_vouch(interval):
+            soon = self.world.now + interval / PROBES
+            self.next_probe = acked - interval if acked is not None and not fence.fenced else soon
+        elif self.world.now >= self.next_probe:
             self.next_probe = self.world.now + interval / PROBES
             for witness in self.used:
                 self._probe(witness)
