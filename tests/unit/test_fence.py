@@ -202,7 +202,9 @@ def test_witnesses_vouching_keep_instances_past_the_deadline_but_start_nothing(t
     assert fence.fenced
 
 
-def test_witnesses_are_asked_only_from_an_interval_before_the_acknowledgement_runs_out(tmp_path: Path) -> None:
+def test_witnesses_are_asked_only_from_an_interval_before_the_acknowledgement_runs_out(
+    tmp_path: Path,
+) -> None:
     clock = Clock()
     fence = Fence(tmp_path / "fence", clock)
     assert not fence.wants_vouch(0.5)  # nothing acknowledged: nothing a vouch could extend

@@ -7,8 +7,8 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    """Safety must hold under every fault; availability is what the failsafe issue (29) adds:
-    until it lands, the control plane's own absence is expected to break it."""
+    """Safety must hold under every fault; availability (no healthy runner stopped or moved for
+    the control plane's absence, its store's or a region link's) too, since witnesses."""
 
     ONE_RUNNER = "one runner per instance"
     ACKED_KEPT = "nothing acknowledged lost"
