@@ -89,10 +89,10 @@ class Services:
         )
         self.renter = renter
 
-    # tokens -------------------------------------------------------------------------------
     def status(self) -> PlaneStatus:
         return plane_status(self.store, self.clock, self.agent_timings.fence_after)
 
+    # tokens -------------------------------------------------------------------------------
     def authenticate(self, raw: str | None) -> Principal:
         if not raw:
             raise Unauthenticated("missing bearer token")
