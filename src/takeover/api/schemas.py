@@ -270,16 +270,14 @@ class StatusOut(BaseModel):
 
     @classmethod
     def of(cls, status: PlaneStatus) -> StatusOut:
-        now = status.checked_at
-        leading = status.leader is not None and status.leader.expires_at > now
         return cls(
             ok=not status.problems,
             problems=status.problems,
             store_writable=status.store is None,
-            leader=status.leader.holder if leading and status.leader is not None else None,
+            leader=status.leading,
             silent_nodes=status.silent,
             silent_after_s=status.silent_after,
-            checked_at=now,
+            checked_at=status.checked_at,
         )
 
 

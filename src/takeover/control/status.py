@@ -24,6 +24,12 @@ class PlaneStatus:
     silent_after: float = 0.0
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def leading(self) -> str | None:
+        """The replica whose lease has not expired, if one."""
+        lease = self.leader
+        return lease.holder if lease is not None and lease.expires_at > self.checked_at else None
+
 
 def plane_status(store: Store, clock: Clock, silent_after: float) -> PlaneStatus:
     """``silent_after``: the agents' fence_after; a node silent longer runs on only because its
@@ -35,17 +41,19 @@ def plane_status(store: Store, clock: Clock, silent_after: float) -> PlaneStatus
         silent, names = store.nodes.silent(now - timedelta(seconds=silent_after))
     except StoreUnavailable as error:
         return PlaneStatus(now, problem or error.message, problems=[_store_problem(problem or error.message)])
-    problems = [] if problem is None else [_store_problem(problem)]
-    if leader is None or leader.expires_at <= now:
+    status = PlaneStatus(now, problem, leader, silent, names, silent_after)
+    if problem is not None:
+        status.problems.append(_store_problem(problem))
+    if status.leading is None:
         since = "" if leader is None else f" since {leader.expires_at:%Y-%m-%d %H:%M:%S} UTC"
-        problems.append(f"no replica leads{since}: no node is declared offline and nothing fails over")
+        status.problems.append(f"no replica leads{since}: no node is declared offline and nothing fails over")
     if silent:
         listed = ", ".join(names) + (", ..." if silent > len(names) else "")
-        problems.append(
+        status.problems.append(
             f"{silent} node(s) shown online have not been heard from for over {silent_after:g} s ({listed}):"
             " their witnesses vouch for them, or they are down and not yet proven stopped"
         )
-    return PlaneStatus(now, problem, leader, silent, names, silent_after, problems)
+    return status
 
 
 def _store_problem(reason: str) -> str:
