@@ -14,30 +14,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import psycopg
 
 import bench.common  # noqa: F401  (puts the repository on sys.path for tests.*)
-from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
+from takeover.localcluster import FAST_TIMINGS, LocalCluster, wait_until
 from tests.e2e.serving import Askers, fleet
+from tests.e2e.test_replicas import acknowledged_writes, lost_writes
 from tests.patroni import PatroniCluster
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def writes(url: str, stop: threading.Event, acked: list[tuple[float, str]]) -> None:
-    with httpx.Client(headers=ADMIN, timeout=5) as client:
-        while not stop.is_set():
-            try:
-                made = client.post(url + "/api/v1/tokens", json={"role": "user", "subject": "w"})
-            except httpx.HTTPError:
-                continue
-            if made.status_code == 201:
-                acked.append((time.monotonic(), made.json()["id"]))
 
 
 def run(root: Path) -> str:
@@ -49,12 +35,8 @@ def run(root: Path) -> str:
             cluster.start_control_plane(env={"TAKEOVER_DATABASE_URL": store.url("takeover")})
             serving = fleet(cluster)
             cluster.witnessed()
-            acked: list[tuple[float, str]] = []
-            stop = threading.Event()
-            writer = threading.Thread(target=writes, args=(cluster.url, stop, acked))
             askers = Askers({name: str(s["endpoint"]) for name, s in serving.items()})
-            with askers.asking():
-                writer.start()
+            with askers.asking(), acknowledged_writes(cluster.url) as acked:
                 wait_until(lambda: len(acked) >= 5, 20, "writes")
                 primary = store.primary()
                 assert primary is not None
@@ -62,12 +44,7 @@ def run(root: Path) -> str:
                 killed = time.monotonic()
                 wait_until(lambda: acked[-1][0] > killed, 60, "a write on the new primary")
                 time.sleep(3 * float(FAST_TIMINGS["TAKEOVER_OFFLINE_AFTER"]))
-                stop.set()
-                writer.join()
-            reply = cluster.api.get("/api/v1/tokens")
-            assert reply.status_code == 200, reply.text
-            listed = {t["id"] for t in reply.json()}
-            lost = len({token for _, token in acked} - listed)
+            lost = len(lost_writes(cluster, acked))
             gap = max(b[0] - a[0] for a, b in itertools.pairwise(acked))
             missed = sum(len(askers.missed.get(name, [])) for name in serving)
             failovers = sum(len(cluster.failovers(str(s["id"]))) for s in serving.values())

@@ -21,6 +21,7 @@ import psutil
 import yaml
 
 from takeover.localcluster import free_port, wait_until
+from tests.e2e.balancer import status_of
 from tests.pgserver import pg_bin
 
 # A clean environment: Patroni is Debian's, on the system Python, never this virtualenv's.
@@ -61,7 +62,7 @@ class Etcd:
                 ],
                 env=SYSTEM_ENV, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        wait_until(lambda: _get(f"{client}/health") == 200, 30, "etcd to serve")
+        wait_until(lambda: status_of(f"{client}/health") == 200, 30, "etcd to serve")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -132,7 +133,7 @@ class Member:
 
     def leads(self) -> bool:
         """Patroni's REST API says this member is the primary (200 on ``/primary``)."""
-        return _get(self.api + "/primary") == 200
+        return status_of(self.api + "/primary") == 200
 
     def kill(self) -> None:
         """SIGKILL Patroni and its PostgreSQL: the machine is gone."""
@@ -189,10 +190,3 @@ class PatroniCluster:
             member.kill()
         self.etcd.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _get(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=1).status_code
-    except httpx.HTTPError:
-        return 0

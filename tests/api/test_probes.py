@@ -58,19 +58,7 @@ def test_a_store_that_answers_reads_but_refuses_writes_is_not_ready(
     runtime: Runtime, client: TestClient
 ) -> None:
     """A read-only disk or a PostgreSQL standby: every read works, no heartbeat can be committed."""
-    engine = runtime.store.engine
-    read_only = (
-        "PRAGMA query_only = ON"
-        if engine.dialect.name == "sqlite"
-        else "SET default_transaction_read_only = on"
-    )
-
-    def connect(dbapi: Any, _: object) -> None:
-        dbapi.execute(read_only)
-        dbapi.commit()  # psycopg opened a transaction for the SET: keep it past the pool's rollback
-
-    sa.event.listen(engine, "connect", connect)
-    engine.dispose()  # every connection from now on is opened read-only
+    make_read_only(runtime.store.engine)
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("the store cannot be written: ")
@@ -93,3 +81,19 @@ def test_any_replica_says_which_one_leads(
     api_only = make_runtime(str(runtime.store.engine.url), FakeClock(), tmp_path, controllers=False)
     answered = TestClient(api_only.app, headers=dict(client.headers)).get("/api/v1/leader").json()
     assert (answered["holder"], answered["answered_by"]) == (me, None)
+
+
+def make_read_only(engine: sa.Engine) -> None:
+    """Every connection from now on is opened read-only, as on a read-only disk or a standby."""
+    read_only = (
+        "PRAGMA query_only = ON"
+        if engine.dialect.name == "sqlite"
+        else "SET default_transaction_read_only = on"
+    )
+
+    def connect(dbapi: Any, _: object) -> None:
+        dbapi.execute(read_only)
+        dbapi.commit()  # psycopg opened a transaction for the SET: keep it past the pool's rollback
+
+    sa.event.listen(engine, "connect", connect)
+    engine.dispose()

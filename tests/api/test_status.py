@@ -3,14 +3,12 @@ vouch for now, instead of a stale "all online"."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from takeover.main import Runtime
 from tests.api.pool import Pool
 from tests.api.test_console import console
+from tests.api.test_probes import make_read_only
 from tests.conftest import FAST
 
 FENCE_AFTER = float(FAST["fence_after"])
@@ -51,19 +49,7 @@ def test_nodes_online_but_silent_past_the_fence_are_counted_and_named(pool: Pool
 def test_a_store_refusing_writes_is_said_while_reads_still_answer(runtime: Runtime, pool: Pool) -> None:
     pool.beat(pool.node("a"))
     pool.cycle()
-    engine = runtime.store.engine
-    read_only = (
-        "PRAGMA query_only = ON"
-        if engine.dialect.name == "sqlite"
-        else "SET default_transaction_read_only = on"
-    )
-
-    def connect(dbapi: Any, _: object) -> None:
-        dbapi.execute(read_only)
-        dbapi.commit()
-
-    sa.event.listen(engine, "connect", connect)
-    engine.dispose()
+    make_read_only(runtime.store.engine)
     status = pool.client.get("/api/v1/status").json()
     assert status["store_writable"] is False
     assert status["problems"][0].startswith("the store cannot be written: ")

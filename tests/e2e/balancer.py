@@ -32,14 +32,15 @@ def haproxy(replicas: list[str], root: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _status(url + "/readyz") == 200, 20, "HAProxy to find a ready replica")
+        wait_until(lambda: status_of(url + "/readyz") == 200, 20, "HAProxy to find a ready replica")
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def _status(url: str) -> int:
+def status_of(url: str) -> int:
+    """The status code of a GET, 0 if nothing answered."""
     try:
         return httpx.get(url, timeout=1).status_code
     except httpx.HTTPError:

@@ -101,9 +101,10 @@ def control_plane(
 
 
 @contextmanager
-def acknowledged_writes(lb: str) -> Iterator[list[str]]:
-    """Tokens created through the balancer all along; the list holds the acknowledged ones."""
-    written: list[str] = []
+def acknowledged_writes(lb: str) -> Iterator[list[tuple[float, str]]]:
+    """Tokens created through the balancer all along; the list holds the acknowledged ones, each
+    with when it was acknowledged (monotonic)."""
+    written: list[tuple[float, str]] = []
     done = threading.Event()
 
     def write() -> None:
@@ -115,7 +116,7 @@ def acknowledged_writes(lb: str) -> Iterator[list[str]]:
             except httpx.HTTPError:
                 continue
             if made.status_code == 201:
-                written.append(made.json()["id"])
+                written.append((time.monotonic(), made.json()["id"]))
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -126,10 +127,16 @@ def acknowledged_writes(lb: str) -> Iterator[list[str]]:
         writer.join()
 
 
-def assert_written(cluster: LocalCluster, written: list[str]) -> None:
+def lost_writes(cluster: LocalCluster, written: list[tuple[float, str]]) -> set[str]:
+    """The acknowledged tokens the store no longer lists."""
+    reply = cluster.api.get("/api/v1/tokens")
+    assert reply.status_code == 200, reply.text
+    return {token for _, token in written} - {t["id"] for t in reply.json()}
+
+
+def assert_written(cluster: LocalCluster, written: list[tuple[float, str]]) -> None:
     assert written, "no API write was acknowledged during the test"
-    listed = {t["id"] for t in cluster.api.get("/api/v1/tokens").json()}
-    assert set(written) <= listed  # no acknowledged API write lost
+    assert lost_writes(cluster, written) == set()  # no acknowledged API write lost
 
 
 def test_the_leader_dies_mid_failover_and_another_replica_finishes_it_once(
