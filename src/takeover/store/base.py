@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -80,6 +80,13 @@ def record_event(
     conn.execute(
         events.insert().values(at=now, kind=kind, subject=str(subject), message=message, data=_jsonable(data))
     )
+
+
+def record_events(conn: sa.Connection, happened: Sequence[tuple[str, object, str]], now: datetime) -> None:
+    """Many events of one moment, (kind, subject, message) each, in one statement."""
+    if happened:
+        rows = [{"at": now, "kind": k, "subject": str(s), "message": m, "data": {}} for k, s, m in happened]
+        conn.execute(events.insert(), rows)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from takeover.domain.placement import Ineligible, PlacementRequest
 from takeover.domain.steps import after_step, placed, placement_for, target_refusal
 from takeover.domain.strategies.base import AttemptPlan
 from takeover.ports import LeaseToken
-from takeover.store.base import check_fence, record_event, transaction
+from takeover.store.base import among, check_fence, record_event, record_events, transaction
 from takeover.store.instances import get_instance
 from takeover.store.nodes import claim_gpus, claim_slot, get_node, release_slot, take_slot
 from takeover.store.rows import (
@@ -41,6 +41,7 @@ from takeover.store.rows import (
 from takeover.store.tables import failovers, instances, nodes
 
 _OPEN = [s.value for s in OPEN_STATUSES]
+_CHUNK = 5000  # instances per statement when many failovers open at once (SQLite's IN lists)
 
 
 class FailoverRepository:
@@ -93,16 +94,54 @@ class FailoverRepository:
     def open_many(
         self, intents: Sequence[tuple[UUID, FailoverReason]], now: datetime, fence: LeaseToken | None
     ) -> list[Failover]:
-        """Open several at once (the monitor); an instance that got one meanwhile is skipped."""
-        opened = []
+        """Open several at once (the monitor); an instance gone, unplaced or given one meanwhile is
+        skipped. A few statements per chunk, however many: a mass failure opens thousands."""
+        opened: list[Failover] = []
         with transaction(self._engine) as conn:
             check_fence(conn, fence, now)
-            for instance_id, reason in intents:
-                try:
-                    with conn.begin_nested():
-                        opened.append(self._open(conn, instance_id, reason, now, None, None, None))
-                except (Conflict, NotFound):
-                    continue
+            for start in range(0, len(intents), _CHUNK):
+                opened += self._open_chunk(conn, intents[start : start + _CHUNK], now)
+        return opened
+
+    def _open_chunk(
+        self, conn: sa.Connection, intents: Sequence[tuple[UUID, FailoverReason]], now: datetime
+    ) -> list[Failover]:
+        ids = [instance_id for instance_id, _ in intents]
+        query = sa.select(instances).where(among(conn, instances.c.id, ids)).order_by(instances.c.id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # in id order, as heartbeats and placements lock them
+        found = {r.id: instance_from_row(r) for r in conn.execute(query)}
+        moving = set(
+            conn.execute(
+                sa.select(failovers.c.instance_id).where(
+                    among(conn, failovers.c.instance_id, ids), failovers.c.status.in_(_OPEN)
+                )
+            ).scalars()
+        )
+        opened = [
+            Failover(
+                id=uuid4(),
+                instance_id=instance.id,
+                source_node_id=instance.node_id,
+                target_node_id=None,
+                reason=reason,
+                status=FailoverStatus.PENDING,
+                created_at=now,
+                step_started_at=now,
+                strategy=instance.failover_strategy or self.default_strategy,
+            )
+            for instance_id, reason in intents
+            if (instance := found.get(instance_id)) is not None
+            and instance_id not in moving
+            and target_refusal(instance, None) is None
+        ]
+        if opened:
+            conn.execute(failovers.insert(), [failover_to_row(f) for f in opened])
+            happened = [
+                ("failover.opened", f.id, f"{f.reason} failover of {found[f.instance_id].name}")
+                for f in opened
+            ]
+            record_events(conn, happened, now)
         return opened
 
     def _open(
