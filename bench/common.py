@@ -39,12 +39,13 @@ def backend_parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 @contextmanager
-def database(backend: str, data_dir: Path) -> Iterator[str]:
-    """A database URL for ``backend``; PostgreSQL is started here and stopped afterwards."""
+def database(backend: str, data_dir: Path, durable: bool = False) -> Iterator[str]:
+    """A database URL for ``backend``; PostgreSQL is started here and stopped afterwards
+    (``durable``: with fsync on, as in production)."""
     if backend == "sqlite":
         yield f"sqlite:///{data_dir / 'takeover.db'}"
         return
-    server = PostgresServer().start()
+    server = PostgresServer(durable).start()
     try:
         yield server.create_database("bench")
     finally:

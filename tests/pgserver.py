@@ -24,7 +24,8 @@ def pg_bin() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable``: fsync on, as in production (benchmarks); the tests' servers skip it."""
         bin_dir = pg_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL server binaries not found; run ./dev test, which installs them")
@@ -33,6 +34,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="takeover-pg-"))
         self.data = self.root / "data"
         self._as_postgres = os.geteuid() == 0
+        self.durable = durable
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
 
@@ -54,7 +56,7 @@ class PostgresServer:
     def resume(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=on -c max_connections=200"
+            f"-c fsync={'on' if self.durable else 'off'} -c synchronous_commit=on -c max_connections=200"
         )
         log = self.root / "postgres.log"
         self._run(
