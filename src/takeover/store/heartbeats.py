@@ -298,7 +298,9 @@ def _heartbeat_values(n: Node) -> dict[str, Any]:
     }
 
 
-_LOCK_IN_ORDER = "SELECT 1 FROM nodes WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE"
+# The lock UPDATE itself takes: it excludes other writers of these rows but not the key-share
+# locks of rows that only name a node (a score sample, an instance placed on it).
+_LOCK_IN_ORDER = "SELECT 1 FROM nodes WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE"
 _UPDATE_FROM_ARRAYS = """
 UPDATE nodes AS n SET cpu_load = v.cpu_load, memory_load = v.memory_load,
     avg_latency_ms = v.avg_latency_ms, health_score = v.health_score, gpus = v.gpus,
