@@ -43,7 +43,7 @@ from takeover.control.loop import ControlLoop
 from takeover.control.telemetry import FailoverTelemetry
 from takeover.control.values import AgentTimings
 from takeover.domain.models import Instance, InstanceSpec, InstanceState
-from takeover.main import controller_loop, open_store
+from takeover.main import controller_loop, open_store, tune_gc
 from takeover.metrics import Metrics
 from takeover.settings import Settings
 from takeover.store import Store
@@ -147,6 +147,7 @@ def run_beside(args: argparse.Namespace, settings: Settings, store: Store, pump:
 def _leader_alone(settings: Settings, duration: float, results: multiprocessing.Queue[list[float]]) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     store = open_store(settings, migrated=True)
+    tune_gc()
     leader = Leader(_loop(settings, store), threading.Event(), settings.monitor_interval).start()
     time.sleep(duration)
     leader.stop()
@@ -161,6 +162,7 @@ def heartbeats(args: argparse.Namespace) -> None:
     for count in args.nodes:
         with control_plane(args) as (settings, store, url):
             pool = seed(store, count, args.per_node, 16, 10)
+            tune_gc()  # as `takeover serve` does once started
             pump = Pump(store, pool, settings.heartbeat_interval, settings.heartbeat_batch, 0.0).start()
             cpu = Cpu(url)
             cycles = run_beside(args, settings, store, pump)
@@ -185,6 +187,7 @@ def placements(args: argparse.Namespace) -> None:
     for count in args.nodes:
         with control_plane(args) as (_, store, _url):
             seed(store, count, 0, 16, 10)
+            tune_gc()
             selects = []
             for _ in range(1000):
                 began = time.perf_counter()
@@ -223,6 +226,7 @@ def failover(args: argparse.Namespace) -> None:
     extra = {"failover_rate": args.failover_rate, "failover_burst": args.failover_burst}
     with control_plane(args, **extra) as (settings, store, url):
         pool = seed(store, args.nodes[0], args.per_node, args.per_node + 6, 10)
+        tune_gc()
         pump = Pump(store, pool, settings.heartbeat_interval, settings.heartbeat_batch, args.restore).start()
         feed = ChangeFeed(store.engine.url, pump.push)
         feed.start()
