@@ -44,6 +44,10 @@ _OPEN = [s.value for s in OPEN_STATUSES]
 _CHUNK = 5000  # instances per statement when many failovers open at once (SQLite's IN lists)
 
 
+def _opened_event(failover: Failover, instance: Instance) -> tuple[str, object, str]:
+    return "failover.opened", failover.id, f"{failover.reason} failover of {instance.name}"
+
+
 class FailoverRepository:
     def __init__(
         self, engine: sa.Engine, degraded_streak: int, default_strategy: str = "cpu_standby"
@@ -119,17 +123,7 @@ class FailoverRepository:
             ).scalars()
         )
         opened = [
-            Failover(
-                id=uuid4(),
-                instance_id=instance.id,
-                source_node_id=instance.node_id,
-                target_node_id=None,
-                reason=reason,
-                status=FailoverStatus.PENDING,
-                created_at=now,
-                step_started_at=now,
-                strategy=instance.failover_strategy or self.default_strategy,
-            )
+            self._new(instance, reason, now, None, None)
             for instance_id, reason in intents
             if (instance := found.get(instance_id)) is not None
             and instance_id not in moving
@@ -137,11 +131,7 @@ class FailoverRepository:
         ]
         if opened:
             conn.execute(failovers.insert(), [failover_to_row(f) for f in opened])
-            happened = [
-                ("failover.opened", f.id, f"{f.reason} failover of {found[f.instance_id].name}")
-                for f in opened
-            ]
-            record_events(conn, happened, now)
+            record_events(conn, [_opened_event(f, found[f.instance_id]) for f in opened], now)
         return opened
 
     def _open(
@@ -167,9 +157,22 @@ class FailoverRepository:
         if refused is not None:
             field, message = refused
             raise Conflict(message, field=field)
-        failover = Failover(
+        failover = self._new(instance, reason, now, requested_target_id, strategy)
+        conn.execute(failovers.insert().values(failover_to_row(failover)))
+        record_event(conn, *_opened_event(failover, instance), now)
+        return failover
+
+    def _new(
+        self,
+        instance: Instance,
+        reason: FailoverReason,
+        now: datetime,
+        requested_target_id: UUID | None,
+        strategy: str | None,
+    ) -> Failover:
+        return Failover(
             id=uuid4(),
-            instance_id=instance_id,
+            instance_id=instance.id,
             source_node_id=instance.node_id,
             target_node_id=None,
             reason=reason,
@@ -179,9 +182,6 @@ class FailoverRepository:
             requested_target_id=requested_target_id,
             strategy=strategy or instance.failover_strategy or self.default_strategy,
         )
-        conn.execute(failovers.insert().values(failover_to_row(failover)))
-        record_event(conn, "failover.opened", failover.id, f"{reason} failover of {instance.name}", now)
-        return failover
 
     def get(self, failover_id: UUID, owner: str | None = None) -> Failover:
         with self._engine.connect() as conn:
