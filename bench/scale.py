@@ -228,7 +228,7 @@ def failover(args: argparse.Namespace) -> None:
         pool = seed(store, args.nodes[0], args.per_node, args.per_node + 6, 10)
         tune_gc()
         pump = Pump(store, pool, settings.heartbeat_interval, settings.heartbeat_batch, args.restore).start()
-        feed = ChangeFeed(store.engine.url, pump.push)
+        feed = ChangeFeed(store.engine.url, pump.push, lambda: None)
         feed.start()
         leader = leader_of(settings, store, pump).start()
         time.sleep(settings.heartbeat_interval)  # every node heartbeats once under the leader's watch

@@ -138,6 +138,7 @@ def build(
         renter=renter,
         telemetry=telemetry,
         stream_accepts=(settings.stream_accept_rate, settings.stream_accept_burst),
+        route_address=settings.route_address,
     )
     services.drain_file = settings.drain_file
     _watch(metrics, store, clock, renter is not None)
@@ -316,12 +317,12 @@ def _regions(settings: Settings, metrics: Metrics) -> MultiRegion | None:
 
 
 def _change_feed(store: Store, services: Services) -> ChangeFeed | None:
-    """What wakes the agent streams: on SQLite, this process's own writes (watched from now on);
+    """What wakes the agent streams and route watches: on SQLite, this process's own writes (watched from now on);
     on PostgreSQL, every writer's, through a LISTEN started with the app."""
     if store.engine.dialect.name == "sqlite":
-        watch_sqlite(store.engine, services.pushes.notify)
+        watch_sqlite(store.engine, services.pushes.notify, services.routes.notify)
         return None
-    return ChangeFeed(store.engine.url, services.pushes.notify)
+    return ChangeFeed(store.engine.url, services.pushes.notify, services.routes.notify)
 
 
 def _lifespan(

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         200.0, gt=0, allow_inf_nan=False, description="new agent streams this replica accepts per second"
     )
     stream_accept_burst: int = Field(200, ge=1, description="new agent streams accepted at once")
+    route_address: str | None = Field(
+        None,
+        description="the stable address clients use for an instance, through your proxy; may name "
+        "{name}, {owner}, {number}: e.g. {name}.apps.example.com",
+    )
     regions_config: Path | None = Field(
         None, description="takeover.regions groups to health-check and serve at /health/connections"
     )

@@ -191,6 +191,8 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/api/v1/regions/paused"): ("/api/v1/regions/paused", None),
     ("POST", "/api/v1/regions/{region}/resume"): ("/api/v1/regions/{region}/resume", None),
     ("GET", "/api/v1/events"): ("/api/v1/events", None),
+    ("GET", "/api/v1/routes"): ("/api/v1/routes", None),
+    ("GET", "/api/v1/routes/prometheus"): ("/api/v1/routes/prometheus", None),
 }
 
 
@@ -233,6 +235,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/api/v1/nodes/{node_id}"): (204, 403, 403, 403, 403, 401, 401, 401),
     ("POST", "/api/v1/nodes/{node_id}/heartbeat"): (403, 403, 403, 200, 403, 401, 401, 401),
     ("GET", "/api/v1/instances"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/routes"): (200, 200, 200, 403, 403, 401, 401, 401),
+    ("GET", "/api/v1/routes/prometheus"): (200, 200, 200, 403, 403, 401, 401, 401),
     ("POST", "/api/v1/instances"): (201, 201, 201, 403, 403, 401, 401, 401),
     ("GET", "/api/v1/instances/{instance_id}"): (200, 200, 404, 403, 403, 401, 401, 401),
     ("DELETE", "/api/v1/instances/{instance_id}"): (204, 204, 404, 403, 403, 401, 401, 401),

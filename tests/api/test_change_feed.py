@@ -1,5 +1,5 @@
 """The store's change feed on both backends: a committed change of a node's instances names the
-node; a rolled-back one names nobody."""
+node, a committed change of a route says so; a rolled-back one names nobody and says nothing."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def engine(store_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+ROUTE = UUID(int=0)  # among the collected ids: a route changed
+
+
 @pytest.fixture
 def changed(engine: sa.Engine) -> Iterator[list[UUID]]:
     seen: list[UUID] = []
@@ -34,11 +37,14 @@ def changed(engine: sa.Engine) -> Iterator[list[UUID]]:
         with lock:
             seen.extend(node_ids)  # type: ignore[arg-type]
 
+    def route() -> None:
+        collect([ROUTE])
+
     feed = None
     if engine.dialect.name == "sqlite":
-        watch_sqlite(engine, collect)
+        watch_sqlite(engine, collect, route)
     else:
-        feed = ChangeFeed(engine.url, collect)
+        feed = ChangeFeed(engine.url, collect, route)
         feed.start()
         assert feed.connected.wait(10)
     yield seen
@@ -54,19 +60,20 @@ def test_a_committed_move_names_both_nodes_and_a_rolled_back_one_nobody(
     pool.beat(n2, cpu=0.5)
     web = pool.instance("web")  # on n1, through the runtime's engine: seen by PostgreSQL's feed
     if engine.dialect.name == "postgresql":
-        wait_until(lambda: UUID(n1.id) in changed, 5, "the placement's notification")
+        wait_until(lambda: {UUID(n1.id), ROUTE} <= set(changed), 5, "the placement's notifications")
     changed.clear()
     move = instances.update().where(instances.c.id == UUID(web["id"])).values(node_id=UUID(n2.id), epoch=2)
     with engine.connect() as conn:
         conn.begin()
         conn.execute(move)
         conn.rollback()
-    heartbeat = instances.update().where(instances.c.id == UUID(web["id"])).values(state="running")
-    with engine.begin() as conn:
-        conn.execute(heartbeat)  # a reported state: not a change of what the node should run
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT 1"))
-    assert changed == []
+    heartbeat = instances.update().where(instances.c.id == UUID(web["id"])).values(state="running")
+    with engine.begin() as conn:
+        conn.execute(heartbeat)  # a reported state: its route changed, not what the node should run
+    wait_until(lambda: changed == [ROUTE], 5, "the route's notification, and only that")
+    changed.clear()
     with engine.begin() as conn:
         conn.execute(move)
-    wait_until(lambda: {UUID(n1.id), UUID(n2.id)} <= set(changed), 5, "the move's notification")
+    wait_until(lambda: {UUID(n1.id), UUID(n2.id), ROUTE} <= set(changed), 5, "the move's notifications")

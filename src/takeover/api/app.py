@@ -20,6 +20,7 @@ from takeover.api.routes import (
     orchestrator,
     provider,
     regiongroups,
+    routing,
     system,
 )
 from takeover.console.routes import install_console
@@ -54,7 +55,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(RequestMetrics, histogram=services.metrics.http_seconds)
-    for module in (nodes, jointokens, instances, failovers, orchestrator, provider, regiongroups):
+    for module in (nodes, jointokens, instances, failovers, orchestrator, provider, regiongroups, routing):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)

@@ -22,6 +22,7 @@ from takeover.domain.models import (
     RentPolicy,
     Volume,
 )
+from takeover.domain.routes import Route
 from takeover.domain.tokens import JoinToken
 
 
@@ -197,6 +198,9 @@ class InstanceOut(BaseModel):
     last_failover_at: datetime | None
     created_at: datetime | None
     endpoint: str | None = Field(description="host:port of the current runner, while it runs")
+    address: str | None = Field(
+        None, description="the stable address its clients use through your proxy (TAKEOVER_ROUTE_ADDRESS)"
+    )
     last_error: str | None
     restored_from: str | None
     last_snapshot: str | None
@@ -217,8 +221,9 @@ class InstanceOut(BaseModel):
     rent: RentPolicyOut | None = Field(None, description="whether and how its failovers may rent")
 
     @classmethod
-    def of(cls, instance: Instance) -> InstanceOut:
-        data = {f: getattr(instance, f) for f in cls.model_fields if f not in ("spec", "gpus", "rent")}
+    def of(cls, instance: Instance, address: str | None = None) -> InstanceOut:
+        skip = ("spec", "gpus", "rent", "address")
+        data = {f: getattr(instance, f) for f in cls.model_fields if f not in skip}
         gpus, rent = instance.gpus, instance.rent
         request = None
         if gpus is not None:
@@ -227,7 +232,7 @@ class InstanceOut(BaseModel):
         if rent is not None:
             policy = RentPolicyOut(max_price=rent.max_price, gpu_names=list(rent.gpu_names), spot=rent.spot)
         return cls.model_validate(
-            {**data, "spec": SpecOut.of(instance.spec), "gpus": request, "rent": policy}
+            {**data, "spec": SpecOut.of(instance.spec), "gpus": request, "rent": policy, "address": address}
         )
 
 
@@ -350,3 +355,26 @@ class GroupDecisionOut(BaseModel):
     updated_at: datetime
     updated_by: str
     reason: str
+
+
+class RouteOut(BaseModel):
+    name: str = Field(description="the instance's name: what a proxy's backend is named after")
+    owner: str
+    instance_id: UUID
+    number: int
+    epoch: int = Field(description="the runner that may serve it: a newer epoch always wins")
+    state: InstanceState
+    node_id: UUID | None
+    target: str | None = Field(
+        description="host:port of the runner at this epoch while it serves; null: send nobody there"
+    )
+    address: str | None = Field(description="the stable address its clients use (TAKEOVER_ROUTE_ADDRESS)")
+
+    @classmethod
+    def of(cls, route: Route) -> RouteOut:
+        return cls.model_validate(asdict(route))
+
+
+class RoutesOut(BaseModel):
+    index: str = Field(description="pass it back as ?index= to wait until anything here changes")
+    routes: list[RouteOut]

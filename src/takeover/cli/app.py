@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from takeover.cli import db, failovers, instances, nodes, provider, snapshots, tokens, volumes
+from takeover.cli import db, failovers, instances, nodes, provider, routes, snapshots, tokens, volumes
 from takeover.cli.agent import agent
 from takeover.cli.check import check
 from takeover.cli.demo import demo
@@ -31,6 +31,7 @@ app.add_typer(volumes.app, name="volumes")
 app.add_typer(provider.app, name="provider")
 app.add_typer(db.app, name="db")
 app.add_typer(snapshots.app, name="snapshots")
+app.add_typer(routes.app, name="routes")
 
 
 def main() -> None:

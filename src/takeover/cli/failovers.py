@@ -207,8 +207,9 @@ def execute(
     if not result["success"]:
         out.print(f"[red]failover {result['failover_id']} failed:[/] {result['error']}", soft_wrap=True)
         raise typer.Exit(1)
+    stable = f" (clients: {result['stable_address']})" if result.get("stable_address") else ""
     out.print(
         f"failover {result['failover_id']}: {result['strategy_succeeded']} on {result['new_node_name']}, "
-        f"serving at {result['new_ssh_host']}:{result['new_ssh_port']}, {result['total_ms']:.0f} ms",
+        f"serving at {result['new_ssh_host']}:{result['new_ssh_port']}{stable}, {result['total_ms']:.0f} ms",
         soft_wrap=True,
     )

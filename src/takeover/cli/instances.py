@@ -31,7 +31,15 @@ def list_instances(output: Output = OutputOption, watch: bool = WatchOption) -> 
             "instances",
             rows,
             ("name", "id", "node", "epoch", "state", "endpoint"),
-            ("number", "owner", "failover_strategy", "last_snapshot", "recovery_point", "last_error"),
+            (
+                "number",
+                "owner",
+                "address",
+                "failover_strategy",
+                "last_snapshot",
+                "recovery_point",
+                "last_error",
+            ),
         )
 
     emit_watching(frame, output, watch)

@@ -231,7 +231,9 @@ def instances_page(
     def fetch(offset: int, limit: int) -> tuple[list[Instance], int]:
         return services.instance_page(session.principal, offset, limit)
 
-    rows = views.Page.read(fetch, page, PAGE_SIZE).map(InstanceOut.of)
+    rows = views.Page.read(fetch, page, PAGE_SIZE).map(
+        lambda i: InstanceOut.of(i, services.routes.address_of(i))
+    )
     return _page(
         request, session, "instances.html", services, instances=rows, nodes=_node_names(services, session)
     )
@@ -249,7 +251,7 @@ def instance_page(
         session,
         "instance.html",
         services,
-        instance=InstanceOut.of(instance),
+        instance=InstanceOut.of(instance, services.routes.address_of(instance)),
         readiness=readiness,
         failovers=[FailoverOut.of(f) for f in history],
         nodes=_node_names(services, session),

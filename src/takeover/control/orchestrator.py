@@ -17,6 +17,7 @@ from takeover.domain.errors import Conflict, NotFound
 from takeover.domain.failover import Failover, FailoverReason
 from takeover.domain.models import Instance, Node, Principal, Volume
 from takeover.domain.rentals import RentalState, rental_detail
+from takeover.domain.routes import route_of
 from takeover.domain.strategies import (
     STRATEGIES,
     AttemptPlan,
@@ -43,9 +44,12 @@ class Orchestrator:
         execute_timeout: float = 300.0,
         provider: Provider | None = None,
         market: Marketplace | None = None,
+        route_address: str | None = None,
     ) -> None:
         """``opened`` is told of every failover this opens (counted, logged, the executor woken);
-        ``provider`` offers the pool's nodes; ``market``, when renting is configured, rents more."""
+        ``provider`` offers the pool's nodes; ``market``, when renting is configured, rents more;
+        ``route_address``, the stable address template its answers give beside the new host."""
+        self.route_address = route_address
         self.store = store
         self.clock = clock
         self.sync_interval = sync_interval
@@ -182,6 +186,7 @@ class Orchestrator:
             "rented": rental_detail(rental) if rental is not None else None,
             "new_ssh_host": host or None,
             "new_ssh_port": int(port) if port.isdigit() else None,
+            "stable_address": route_of(instance, self.route_address).address,
             "warm_pool_attempt_ms": spent("warm_pool"),
             "cpu_standby_attempt_ms": spent("cpu_standby"),
             "regional_volume_attempt_ms": spent("regional_volume"),

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from takeover.control.heartbeats import HeartbeatBatcher
 from takeover.control.orchestrator import Orchestrator
 from takeover.control.pushes import PushHub
+from takeover.control.routes import RouteBoard
 from takeover.control.scope import owner_scope
 from takeover.control.status import PlaneStatus, plane_status
 from takeover.control.telemetry import FailoverTelemetry
@@ -65,6 +66,7 @@ class Services:
         renter: Renter | None = None,
         telemetry: FailoverTelemetry | None = None,
         stream_accepts: tuple[float, int] = (200.0, 200),
+        route_address: str | None = None,
     ) -> None:
         """``stream_accepts``: new agent streams per second and at once (a reconnect storm's bound)."""
         self.draining = False  # set on SIGTERM: /readyz fails so balancers move traffic away first
@@ -79,13 +81,21 @@ class Services:
             store.nodes.apply_heartbeats, clock, heartbeat_batch, self._after_batch
         )
         self.pushes = PushHub()
+        self.routes = RouteBoard(lambda owner: store.instances.find(owner=owner), route_address)
         # Pushes read on threads of their own: never queued behind heartbeat batches' commits.
         self.push_reads = ThreadPoolExecutor(4, thread_name_prefix="push-reads")
         self._stream_accepts = TokenBucket.full(*stream_accepts, clock.now())
         sync = self.agent_timings.standby_report_interval
         market = renter.market if renter is not None else None
         self.orchestrator = Orchestrator(
-            store, clock, sync, max_attempts, self._opened, execute_timeout, market=market
+            store,
+            clock,
+            sync,
+            max_attempts,
+            self._opened,
+            execute_timeout,
+            market=market,
+            route_address=route_address,
         )
         self.renter = renter
 

@@ -1,7 +1,8 @@
-"""The store's change feed: which nodes' desired state a committed transaction changed.
+"""The store's change feed: which nodes' desired state a committed transaction changed, and
+whether any instance's route (its runner's address, state or epoch) did.
 
-PostgreSQL: triggers (migration 0012) NOTIFY ``takeover_desired`` at commit, to every replica;
-one listening connection per process hands the node ids on. SQLite: the same triggers, as
+PostgreSQL: triggers (migrations 0012, 0017) NOTIFY ``takeover_desired`` and ``takeover_routes``
+at commit, to every replica; one listening connection per process hands them on. SQLite: the same triggers, as
 TEMP triggers on this process's own connections, call a function that collects the ids, handed
 on once the connection is back in the pool (committed; a rollback drops them). SQLite's feed
 therefore covers this process only, which is all a SQLite control plane has.
@@ -22,7 +23,9 @@ import structlog
 log = structlog.get_logger("takeover.store.changes")
 
 CHANNEL = "takeover_desired"
+ROUTES_CHANNEL = "takeover_routes"
 Changed = Callable[[Iterable[UUID]], None]
+RoutesChanged = Callable[[], None]
 
 _SQLITE_TRIGGERS = (
     """CREATE TEMP TRIGGER IF NOT EXISTS takeover_instance_added AFTER INSERT ON main.instances
@@ -43,12 +46,22 @@ _SQLITE_TRIGGERS = (
     """CREATE TEMP TRIGGER IF NOT EXISTS takeover_handover_moved AFTER UPDATE ON main.failovers
     WHEN OLD.status IS NOT NEW.status AND 'backing_up' IN (OLD.status, NEW.status)
     BEGIN SELECT takeover_changed(NEW.source_node_id); END""",
+    """CREATE TEMP TRIGGER IF NOT EXISTS takeover_route_added AFTER INSERT ON main.instances
+    BEGIN SELECT takeover_changed(NULL, 1); END""",
+    """CREATE TEMP TRIGGER IF NOT EXISTS takeover_route_removed AFTER DELETE ON main.instances
+    BEGIN SELECT takeover_changed(NULL, 1); END""",
+    """CREATE TEMP TRIGGER IF NOT EXISTS takeover_route_moved AFTER UPDATE ON main.instances
+    WHEN OLD.endpoint IS NOT NEW.endpoint OR OLD.state IS NOT NEW.state OR OLD.epoch IS NOT NEW.epoch
+        OR OLD.node_id IS NOT NEW.node_id OR OLD.name IS NOT NEW.name
+    BEGIN SELECT takeover_changed(NULL, 1); END""",
 )
 _PENDING = "takeover_changed"  # in the pool record's info: ids written, not yet committed
+_ROUTE = ""  # among the pending ids: some route changed
 
 
-def watch_sqlite(engine: sa.Engine, changed: Changed) -> None:
-    """Call once per engine: hand each committed write's changed nodes to ``changed``."""
+def watch_sqlite(engine: sa.Engine, changed: Changed, routes_changed: RoutesChanged) -> None:
+    """Call once per engine: hand each committed write's changed nodes to ``changed``, and call
+    ``routes_changed`` after one that changed a route."""
 
     @sa.event.listens_for(engine, "checkout")
     def _arm(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
@@ -56,11 +69,14 @@ def watch_sqlite(engine: sa.Engine, changed: Changed) -> None:
             return
         pending: set[str] = set()
 
-        def collect(node: str | None) -> None:
+        def collect(node: str | None, route: int = 0) -> None:
             if node is not None:
                 pending.add(node)
+            if route:
+                pending.add(_ROUTE)
 
         dbapi_conn.create_function("takeover_changed", 1, collect)
+        dbapi_conn.create_function("takeover_changed", 2, collect)
         try:
             for trigger in _SQLITE_TRIGGERS:
                 dbapi_conn.execute(trigger)
@@ -76,18 +92,23 @@ def watch_sqlite(engine: sa.Engine, changed: Changed) -> None:
     def _hand_on(_dbapi_conn: Any, record: Any) -> None:
         pending: set[str] | None = record.info.get(_PENDING)
         if pending:
-            ids = [UUID(node) for node in pending]
+            route = _ROUTE in pending
+            ids = [UUID(node) for node in pending if node != _ROUTE]
             pending.clear()
-            changed(ids)
+            if ids:
+                changed(ids)
+            if route:
+                routes_changed()
 
 
 class ChangeFeed:
     """One LISTEN connection, in a thread; reconnects, and after a gap reports nothing lost:
     the streams' next heartbeats carry what a missed notification would have pushed."""
 
-    def __init__(self, url: sa.URL, changed: Changed) -> None:
+    def __init__(self, url: sa.URL, changed: Changed, routes_changed: RoutesChanged) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._changed = changed
+        self._routes_changed = routes_changed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
         self.connected = threading.Event()
@@ -104,10 +125,15 @@ class ChangeFeed:
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {ROUTES_CHANNEL}")
+                    self._routes_changed()  # a gap may have hidden one: watchers read again
                     self.connected.set()
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=0.5):  # each at once, not per timeout
-                            self._changed([UUID(notice.payload)])
+                            if notice.channel == ROUTES_CHANNEL:
+                                self._routes_changed()
+                            else:
+                                self._changed([UUID(notice.payload)])
             except psycopg.Error as error:
                 log.warning("change feed lost its connection; retrying", error=str(error))
             self.connected.clear()

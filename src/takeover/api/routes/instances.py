@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query, Response, status
 from takeover.api.deps import AdminDep, InstanceIdDep, PersonDep, ServicesDep
 from takeover.api.inputs import StrictJSONRoute
 from takeover.api.schemas import AssignIn, InstanceCreate, InstanceOut, InstancePatch, LogsOut
+from takeover.control.services import Services
 from takeover.control.values import InstanceDraft
+from takeover.domain.models import Instance
 
 router = APIRouter(prefix="/instances", tags=["instances"], route_class=StrictJSONRoute)
 
@@ -26,17 +28,17 @@ def create_instance(body: InstanceCreate, services: ServicesDep, who: PersonDep)
         body.gpus.to_request() if body.gpus is not None else None,
         body.rent.to_policy() if body.rent is not None else None,
     )
-    return InstanceOut.of(services.create_instance(who, draft))
+    return _out(services, services.create_instance(who, draft))
 
 
 @router.get("")
 def list_instances(services: ServicesDep, who: PersonDep) -> list[InstanceOut]:
-    return [InstanceOut.of(i) for i in services.list_instances(who)]
+    return [_out(services, i) for i in services.list_instances(who)]
 
 
 @router.get("/{instance_id}")
 def get_instance(instance_id: InstanceIdDep, services: ServicesDep, who: PersonDep) -> InstanceOut:
-    return InstanceOut.of(services.get_instance(who, instance_id))
+    return _out(services, services.get_instance(who, instance_id))
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -80,3 +82,7 @@ def instance_logs(
     """What its runners printed, shipped by their agents in heartbeats (the newest are kept)."""
     chunks = services.instance_logs(who, instance_id, after, limit)
     return LogsOut(chunks=chunks, next=chunks[-1]["id"] if chunks else after)
+
+
+def _out(services: Services, instance: Instance) -> InstanceOut:
+    return InstanceOut.of(instance, services.routes.address_of(instance))

@@ -137,6 +137,7 @@ async def volume_failover(body: VolumeFailoverIn, services: ServicesDep, who: Pe
         "message": "Failover completed successfully" if result["success"] else (result["error"] or "failed"),
         "ssh_host": result["new_ssh_host"],
         "ssh_port": result["new_ssh_port"],
+        "stable_address": result["stable_address"],
         "not_acted_on": not_acted_on(body, VOLUME_FAILOVER_NOT_ACTED_ON),
     }
 
