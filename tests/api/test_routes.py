@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
 from fastapi.testclient import TestClient
 
+from takeover.control import routes as routes_module
 from takeover.main import Runtime
 from takeover.testing import FakeClock
 from tests.api.pool import NodeHandle, Pool
 from tests.api.test_console import console
-from tests.conftest import make_runtime
+from tests.conftest import make_runtime, new_store_url
 
 
 def serve(pool: Pool, node: NodeHandle, port: int) -> None:
@@ -139,3 +141,31 @@ def test_the_stable_address_is_where_users_look(tmp_path: Path) -> None:
     failover = runtime.store.failovers.get(UUID(opened.json()["id"]))
     answer = runtime.services.orchestrator.response(failover)  # document 002's FailoverResponse
     assert answer["stable_address"] == "web.apps.test"
+
+
+@pytest.mark.postgres
+def test_a_watch_on_one_replica_wakes_when_another_commits(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only PostgreSQL's NOTIFY can wake it: the fallback re-read is a minute away here."""
+    monkeypatch.setattr(routes_module, "RECHECK", 60.0)
+    url, clock = new_store_url("postgres", request, tmp_path), FakeClock()
+    watched, writer = make_runtime(url, clock, tmp_path / "a"), make_runtime(url, clock, tmp_path / "b")
+    pool = Pool(TestClient(writer.app, headers={"Authorization": "Bearer admin-secret"}), writer, clock)
+    n1, _, _ = pool.two_nodes_running_web()
+    with TestClient(
+        watched.app, headers={"Authorization": "Bearer admin-secret"}
+    ) as replica:  # its feed runs
+        first = routes(replica)
+        answered: list[dict[str, Any]] = []
+        watcher = threading.Thread(
+            target=lambda: answered.append(routes(replica, index=first["index"], wait=60))
+        )
+        watcher.start()
+        time.sleep(1)
+        serve(pool, n1, 20001)
+        watcher.join(timeout=20)
+        assert not watcher.is_alive(), "the other replica's commit did not wake the watch"
+    assert answered[0]["routes"][0]["target"] == "127.0.0.1:20001"
+    for runtime in (watched, writer):
+        runtime.store.engine.dispose()

@@ -13,16 +13,18 @@ from collections.abc import Callable
 from takeover.domain.models import Instance
 from takeover.domain.routes import Route, route_of, routes_index
 
+RECHECK = 1.0  # seconds: how stale a watch may be when a notification is lost
+
 
 class RouteBoard:
     def __init__(
-        self, read: Callable[[str | None], list[Instance]], address: str | None, recheck: float = 1.0
+        self, read: Callable[[str | None], list[Instance]], address: str | None, recheck: float | None = None
     ) -> None:
         """``read(owner)``: the instances an owner sees (None: all); ``address``: the stable
         address template (TAKEOVER_ROUTE_ADDRESS)."""
         self._read = read
         self._address = address
-        self._recheck = recheck
+        self._recheck = recheck or RECHECK
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: set[asyncio.Event] = set()
 
