@@ -19,7 +19,7 @@ from tests.e2e.balancer import routed_nginx, routed_proxy
 from tests.e2e.test_strategies import cli
 
 pytestmark = pytest.mark.e2e
-COUNTER = {"command": [sys.executable, "-m", "takeover.examples.counter"], "env": {"HOST": "0.0.0.0"}}
+COUNTER = {"command": [sys.executable, "-m", "takeover.examples.counter"]}  # listens on $HOST
 
 
 class Client:
@@ -59,8 +59,13 @@ class Client:
 def test_a_client_through_haproxy_in_tcp_mode_follows_its_instance_across_a_partition(tmp_path: Path) -> None:
     with netns.TestHost() as host, LocalCluster(tmp_path) as cluster:
         url = cluster.start_control_plane(host=host.host_ip)
-        cluster.start_agent("inside", wrapper=host.wrapper, NODE_HOST=host.ip)
+        # Registered by an admin with another address than the agent's NODE_HOST: NODE_HOST wins.
+        body = {"name": "inside", "region": "local", "base_url": "http://192.0.2.1", "max_instances": 10}
+        node = cluster.api.post("/api/v1/nodes", json=body).json()
+        credentials = {"NODE_ID": node["id"], "NODE_TOKEN": node["api_token"], "NODE_HOST": host.ip}
+        cluster.start_agent("inside", wrapper=host.wrapper, **credentials)
         made = cluster.api.post("/api/v1/instances", json={"name": "db", "spec": COUNTER}).json()
+        # Reached from this host at its endpoint: it listens on the namespace's address.
         first = wait_until(lambda: cluster.serving(made["id"]), 30, "the counter to serve")
         assert str(first["endpoint"]).startswith(f"{host.ip}:")
         cluster.start_agent("outside", NODE_HOST=host.host_ip)

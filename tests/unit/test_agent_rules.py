@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from takeover.agent.agent import Agent
 from takeover.agent.processes import ProcessRuntime
-from takeover.agent.runner import RestartPolicy, Runner
+from takeover.agent.runner import RestartPolicy, Runner, listening, probe_host
 from takeover.agent.settings import AgentSettings, load_agent_settings
 from takeover.api.wire import DesiredInstance
 from takeover.domain.models import InstanceSpec, InstanceState
@@ -84,6 +85,22 @@ def test_a_process_sees_only_the_gpus_it_holds() -> None:
     none = runner_for(tmp, InstanceSpec(("python3",)), (), True).launch()
     assert none.env["CUDA_VISIBLE_DEVICES"] == ""  # on a GPU node, a process that asked for none
     assert "CUDA_VISIBLE_DEVICES" not in runner_for(tmp, InstanceSpec(("python3",)), (), False).launch().env
+
+
+def test_an_instance_listens_where_the_node_says_and_is_checked_there() -> None:
+    runner = runner_for(Path("/nonexistent"), InstanceSpec(("python3",)), (), False)
+    runner.host = "0.0.0.0"
+    assert runner.launch().env["HOST"] == "0.0.0.0"
+    runner.spec = InstanceSpec(("python3",), env={"HOST": "127.0.0.1"})
+    assert runner.launch().env["HOST"] == "127.0.0.1"  # the spec's own choice wins
+    assert probe_host("0.0.0.0") == "127.0.0.1"
+    assert probe_host("::") == "::1"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert listening("127.0.0.2", port)
+        assert not listening("127.0.0.1", port)  # not where it listens
 
 
 def test_a_container_gets_its_gpus_as_devices_and_its_workspace_at_the_mount_path() -> None:

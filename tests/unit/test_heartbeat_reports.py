@@ -23,6 +23,15 @@ def test_a_running_report_with_a_port_sets_the_endpoint() -> None:
     }
 
 
+def test_the_agent_s_host_wins_over_the_node_s_registered_one() -> None:
+    node = uuid4()
+    inst = instance(node, state=InstanceState.RUNNING)
+    report = InstanceReport(inst.id, 1, InstanceState.RUNNING, port=20001, host="203.0.113.7")
+    assert report_changes(inst, node, report, "10.0.0.5")["endpoint"] == "203.0.113.7:20001"
+    v6 = replace(report, host="2001:db8::7")
+    assert report_changes(inst, node, v6, "10.0.0.5")["endpoint"] == "[2001:db8::7]:20001"
+
+
 def test_a_starting_runner_has_no_endpoint_yet() -> None:
     node = uuid4()
     inst = instance(node, state=InstanceState.ASSIGNED)

@@ -253,6 +253,8 @@ class Agent:
         runner = Runner(
             instance_id, item.name, item.epoch, spec, workspace, port, log_path, self.policy, runtime
         )
+        runner.host = self.settings.instance_host or self.settings.advertise_host
+        runner.advertised = self.settings.advertise_host
         if self.credentials is not None:
             runner.labels = {"takeover.node": str(self.credentials.node_id)}
         runner.gpu_indices, runner.node_has_gpus = tuple(item.gpu_indices), self._gpu_count > 0

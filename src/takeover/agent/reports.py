@@ -43,6 +43,8 @@ def report(runner: Runner) -> dict[str, Any]:
     out: dict[str, Any] = {"id": runner.instance_id, "epoch": runner.epoch, "state": runner.state.value}
     if runner.state is InstanceState.RUNNING:
         out["port"] = runner.port
+        if runner.advertised:
+            out["host"] = runner.advertised
     if runner.error or runner.warning:
         out["error"] = (runner.error or runner.warning or "")[:2000]
     if runner.snapshot_error:

@@ -56,6 +56,8 @@ class Runner:
     gpu_indices: tuple[int, ...] = ()  # this node's GPUs it holds
     node_has_gpus: bool = False  # a process that holds none must not see them
     log_shipped: int = 0  # bytes of log_path the control plane has acknowledged
+    host: str = "127.0.0.1"  # where it listens ($HOST); readiness is checked there
+    advertised: str | None = None  # the host its clients reach it at (NODE_HOST), sent in reports
 
     def unsent_log(self, most: int) -> tuple[str, int]:
         """Output not yet shipped, at most ``most`` bytes cut at a line end where one is, and
@@ -87,6 +89,7 @@ class Runner:
     def launch(self) -> Launch:
         container = self.spec.image is not None
         env = {
+            "HOST": self.host,
             **self.spec.env,
             "PORT": str(self.port),
             "TAKEOVER_INSTANCE_ID": self.instance_id,
@@ -173,7 +176,7 @@ class Runner:
                 self.restart_at = now + self.policy.backoff * 2**self.restarts
             return
         if self.state is InstanceState.STARTING and (
-            _listening(self.port) or now - self.started_at >= self.policy.ready_after
+            listening(self.host, self.port) or now - self.started_at >= self.policy.ready_after
         ):
             self.state = InstanceState.RUNNING
             self.error = None
@@ -207,9 +210,14 @@ def stop_all(runners: list[Runner], grace: float) -> None:
         runner.wait_stopped(deadline)
 
 
-def _listening(port: int) -> bool:
+def probe_host(host: str) -> str:
+    """Where to check a listener bound to ``host``: a wildcard is checked on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def listening(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.05):
+        with socket.create_connection((probe_host(host), port), timeout=0.05):
             return True
     except OSError:
         return False

@@ -38,7 +38,16 @@ class AgentSettings(BaseSettings):
     node_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("NODE_NAME"))
     node_region: str = Field("default", validation_alias=_env("NODE_REGION"))
     node_max_instances: int = Field(10, ge=1, le=100_000, validation_alias=_env("NODE_MAX_INSTANCES"))
-    advertise_host: str = Field("127.0.0.1", validation_alias=_env("NODE_HOST"))
+    advertise_host: str = Field(
+        "127.0.0.1",
+        validation_alias=_env("NODE_HOST"),
+        description="the address this node's instances are reached at: their endpoints' host",
+    )
+    instance_host: str | None = Field(
+        None,
+        validation_alias=_env("NODE_INSTANCE_HOST"),
+        description="the address instances listen on ($HOST), e.g. 0.0.0.0 behind NAT; default NODE_HOST",
+    )
     port_range: str = Field(
         "20000-29999",
         validation_alias=_env("NODE_PORT_RANGE"),

@@ -44,6 +44,10 @@ class InstanceReportIn(Request):
         InstanceState.STOPPED,
     ]
     port: int | None = Field(None, ge=1, le=65535, description="where the runner serves")
+    host: Annotated[str, Field(max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")] | None = Field(
+        None,
+        description="the host its clients reach it at (the agent's NODE_HOST); default: the node's base_url host",
+    )
     error: Annotated[str, Field(max_length=2000)] | None = None
     restored_from: SnapshotId | None = Field(None, description="snapshot this runner started from")
     last_snapshot: SnapshotId | None = Field(None, description="newest snapshot this runner took")
@@ -69,6 +73,7 @@ class InstanceReportIn(Request):
             self.snapshot_error,
             self.log,
             self.image_digest,
+            self.host,
         )
 
 

@@ -27,6 +27,7 @@ class InstanceReport:
     snapshot_error: str | None = None  # why the runner's last snapshot failed
     log: str | None = None  # what the runner printed since the last accepted heartbeat
     image_digest: str | None = None  # a container's image, as the runner resolved it
+    host: str | None = None  # where its clients reach it (the agent's NODE_HOST); None: the node's
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,11 @@ def reported_state(instance: Instance, node_id: UUID, report: InstanceReport | N
     return None
 
 
+def endpoint(host: str, port: int | None) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def report_changes(
     instance: Instance, node_id: UUID, report: InstanceReport | None, host: str
 ) -> dict[str, Any]:
@@ -82,7 +88,7 @@ def report_changes(
         return changes
     serving = (state or instance.state) is InstanceState.RUNNING and report.port is not None
     fields = {
-        "endpoint": f"{host}:{report.port}" if serving else None,
+        "endpoint": endpoint(report.host or host, report.port) if serving else None,
         "last_error": report.error,
         "restored_from": report.restored_from or instance.restored_from,
         "last_snapshot": report.last_snapshot or instance.last_snapshot,
