@@ -9,6 +9,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -104,3 +105,30 @@ def test_watch_redraws_until_ctrl_c(cluster: LocalCluster) -> None:
     code, err = table.interrupt()
     assert code == 0
     assert "Traceback" not in err
+
+
+def run(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN, "COLUMNS": "250"}
+    return subprocess.run(
+        [*TAKEOVER, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_create_waits_until_running_or_says_why_it_failed_and_events_name_what_they_are_about(
+    cluster: LocalCluster,
+) -> None:
+    made = run(cluster, "instances", "create", "web", "--", sys.executable, "-m", "takeover.examples.counter")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert re.search(r"running at 127\.0\.0\.1:\d+", made.stdout), made.stdout
+    bad = run(cluster, "instances", "create", "bad", "--", "/nonexistent/program")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "failed to start:" in bad.stdout
+    assert "/nonexistent/program" in bad.stdout  # its reason, as the agent reported it
+    listed = cli(cluster, "instances", "list")
+    assert re.search(r"failed: \S", listed), listed
+    ids = [i["id"] for i in cluster.api.get("/api/v1/instances").json()]
+    if ids[0][:3] != ids[1][:3]:  # three characters are enough when no other id starts so
+        assert json.loads(cli(cluster, "instances", "show", ids[0][:3], "-o", "json"))["id"] == ids[0]
+    events = cli(cluster, "events", "-n", "50")
+    assert "instance web" in events
+    assert "node a" in events

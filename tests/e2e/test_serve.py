@@ -180,7 +180,16 @@ def test_the_cli_manages_the_pool(tmp_path: Path) -> None:
         )
         assert "no node named" in cli("nodes", "drain", "ghost", ok=False)
         created = cli(
-            "instances", "create", "web", "--env", "PORT=8000", "--", "python3", "-m", "http.server"
+            "instances",
+            "create",
+            "web",
+            "--no-wait",
+            "--env",
+            "PORT=8000",
+            "--",
+            "python3",
+            "-m",
+            "http.server",
         )
         assert re.search(r"placed on (cli-node|spare) at epoch 1", created)  # a name, not an id
         assert "web" in cli("instances", "list")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Any
+
 import typer
+from typer.core import TyperOption
 
 from takeover.cli import db, failovers, instances, nodes, provider, routes, snapshots, tokens, volumes
 from takeover.cli.agent import agent
@@ -15,6 +19,36 @@ from takeover.cli.sim import sim
 from takeover.cli.status import status
 
 app = typer.Typer(help="takeover: keeps workloads alive on a pool of nodes.", no_args_is_help=True)
+
+
+def _flags_without_placeholders() -> None:
+    """Typer 0.29 shows each flag's type in help as ``<bool>``, as if it took a value: it takes none."""
+    typed = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:  # typer's own vendored click
+        return None if self.is_flag else typed(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_placeholders()
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        print(f"takeover {version('takeover')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """takeover: keeps workloads alive on a pool of nodes."""
+
+
 app.command()(serve)
 app.command()(agent)
 app.command()(demo)

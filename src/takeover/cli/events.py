@@ -20,8 +20,11 @@ def events(
 ) -> None:
     """What happened: registrations, placements, failovers, brakes, tokens."""
     rows = _newest(kind, limit)
+    names = _names() if output is not Output.JSON else {}
+    for row in rows:
+        row["about"] = names.get(row["subject"], "")
     if not follow:
-        emit("events", rows, ("at", "kind", "message"), output, wide=("id", "subject"))
+        emit("events", rows, ("at", "kind", "about", "message"), output, wide=("id", "subject"))
         return
     last = rows[-1]["id"] if rows else 0
     for row in rows:
@@ -29,12 +32,25 @@ def events(
     try:
         while True:
             time.sleep(1.0)
-            for row in _newest(kind, 1000):
-                if row["id"] > last:
-                    _line(row)
-                    last = row["id"]
+            fresh = [row for row in _newest(kind, 1000) if row["id"] > last]
+            if any(row["subject"] not in names for row in fresh):
+                names = _names()  # a node or instance new since the last look
+            for row in fresh:
+                row["about"] = names.get(row["subject"], "")
+                _line(row)
+                last = row["id"]
     except KeyboardInterrupt:
         return
+
+
+def _names() -> dict[str, str]:
+    """Each node's, instance's and (recent) failover's id -> what a person calls it."""
+    found = {n["id"]: f"node {n['name']}" for n in call("GET", "/api/v1/nodes")}
+    instances = {i["id"]: i["name"] for i in call("GET", "/api/v1/instances")}
+    found.update({i: f"instance {name}" for i, name in instances.items()})
+    for f in call("GET", "/api/v1/failovers"):
+        found[f["id"]] = f"failover of {instances.get(f['instance_id'], f['instance_id'][:8])}"
+    return found
 
 
 def _newest(kind: str | None, limit: int) -> list[dict[str, Any]]:
@@ -43,4 +59,5 @@ def _newest(kind: str | None, limit: int) -> list[dict[str, Any]]:
 
 
 def _line(row: dict[str, Any]) -> None:
-    out.print(f"{row['at']}  {row['kind']:<24} {row['message']}", soft_wrap=True, highlight=False)
+    about = f"{row['about']}: " if row.get("about") else ""
+    out.print(f"{row['at']}  {row['kind']:<24} {about}{row['message']}", soft_wrap=True, highlight=False)

@@ -27,6 +27,8 @@ def list_instances(output: Output = OutputOption, watch: bool = WatchOption) -> 
             names = resolve.node_names()
             for row in rows:
                 row["node"] = names.get(row["node_id"], (row["node_id"] or "-")[:8])
+                if row["state"] == "failed" and row["last_error"]:  # why, where a person looks first
+                    row["state"] = f"failed: {row['last_error'].splitlines()[0]}"
         return (
             "instances",
             rows,
@@ -95,6 +97,8 @@ def create(
     ),
     rent_gpu: list[str] = typer.Option([], help="a GPU model a rented machine may have; repeatable"),
     rent_spot: bool = typer.Option(False, help="rent interruptible machines (cheaper)"),
+    wait: bool = typer.Option(True, help="wait until it runs, or say why it could not start (exit 1)"),
+    timeout: float = typer.Option(120.0, min=1, help="seconds to wait for it to run"),
 ) -> None:
     """Place an instance on the best node: takeover instances create NAME -- COMMAND [ARGS...],
     or a container: takeover instances create NAME --image IMAGE [-- COMMAND [ARGS...]]"""
@@ -126,6 +130,31 @@ def create(
     out.print(
         f"instance {instance['name']} ({instance['id'][:8]}) placed on {node} at epoch {instance['epoch']}"
     )
+    if wait:
+        _until_started(instance, timeout)
+
+
+def _until_started(instance: dict[str, Any], timeout: float) -> None:
+    """Until its runner reports running (where it serves) or failed (why); exit 1 unless running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = call("GET", f"/api/v1/instances/{instance['id']}")
+        if now["state"] == "running":
+            where = f" at {now['endpoint']}" if now["endpoint"] else ""
+            address = f" (clients: {now['address']})" if now.get("address") else ""
+            out.print(f"running{where}{address}")
+            return
+        if now["state"] == "failed":
+            out.print(f"[red]failed to start:[/] {now['last_error'] or 'no reason reported'}", soft_wrap=True)
+            raise typer.Exit(1)
+        if time.monotonic() >= deadline:
+            out.print(
+                f"[yellow]not running after {timeout:.0f} s[/] (state: {now['state']}); "
+                f"`takeover instances show {instance['name']}` says more",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
+        time.sleep(0.5)
 
 
 @app.command("update")

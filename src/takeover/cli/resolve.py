@@ -21,7 +21,7 @@ def pick(kind: str, ref: str, records: Iterable[dict[str, Any]], names: bool = T
         for r in records
         if r["id"] == ref_id or (names and r.get("name") == ref) or str(r.get("number", "")) == ref
     ]
-    found = exact or ([r for r in records if r["id"].startswith(ref_id)] if len(ref_id) >= 4 else [])
+    found = exact or ([r for r in records if r["id"].startswith(ref_id)] if len(ref_id) >= 3 else [])
     if len(found) == 1:
         return found[0]
     if not found:

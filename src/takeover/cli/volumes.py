@@ -15,8 +15,14 @@ app = typer.Typer(
 
 @app.command("create")
 def create(
-    name: str, region: str = typer.Option(..., help="the region whose nodes share it"), size_gb: int = 10
+    name: str,
+    region: str = typer.Option(..., help="the region whose nodes share it"),
+    size_gb: int = typer.Option(
+        10, min=1, help="its size in GB, as recorded (the storage itself is yours to size)"
+    ),
 ) -> None:
+    """A regional volume: a directory on the storage every node of the region mounts, to use as an
+    instance's workspace (instances create ... --volume ID); its failovers stay in that region."""
     volume = call(
         "POST",
         "/api/v1/failover/regional-volume/create",
@@ -29,6 +35,7 @@ def create(
 
 @app.command("list")
 def list_volumes(output: Output = OutputOption) -> None:
+    """Every regional volume you see, and the instance attached to each."""
     rows = call("GET", "/api/v1/failover/regional-volume/list")["volumes"]
     emit(
         "volumes", rows, ("name", "number", "volume_id", "region", "size_gb", "status", "attached_to"), output
@@ -44,7 +51,12 @@ def delete(volume: str = typer.Argument(help="the volume's id or number")) -> No
 
 @app.command("search")
 def search(
-    region: str, max_price: float | None = None, gpu_name: str | None = None, output: Output = OutputOption
+    region: str,
+    max_price: float | None = typer.Option(
+        None, help="at most this many dollars per hour (the price_per_hour label)"
+    ),
+    gpu_name: str | None = typer.Option(None, help="this GPU model (the gpu_name label)"),
+    output: Output = OutputOption,
 ) -> None:
     """A node of the region with a free slot, filtered by its labels."""
     found = call(
