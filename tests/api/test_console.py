@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from uuid import UUID
 
@@ -230,3 +231,19 @@ def test_the_instances_page_reads_a_hundred_at_a_time_from_the_store(runtime: Ru
     past = ui.get("/ui/instances?page=9").text
     assert "page 2 of 2 (105)" in past, "past the end: the last page"
     assert past.count("data-instance=") == 5
+
+
+def test_a_node_that_missed_heartbeats_is_not_shown_green(runtime: Runtime, pool: Pool) -> None:
+    quiet, fine = pool.node("quiet"), pool.node("fine")
+    pool.beat(quiet)
+    pool.clock.advance(2)  # a heartbeat a second here: quiet missed one
+    pool.beat(fine)
+    page = console(runtime, ADMIN).get("/ui").text
+    assert re.search(r'<tr data-node="quiet".*?badge late"[^>]*>late, 2 s ago', page, re.S)
+    assert re.search(r'<tr data-node="fine".*?badge online">online', page, re.S)
+    pool.clock.advance(2)  # past fence_after: silent, and its score is no green bar
+    page = console(runtime, ADMIN).get(f"/ui/nodes/{quiet.id}").text
+    assert "silent, 4 s ago" in page
+    pool_page = console(runtime, ADMIN).get("/ui").text
+    row = pool_page.split('data-node="quiet"')[1].split("</tr>")[0]
+    assert "<meter" not in row

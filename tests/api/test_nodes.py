@@ -164,3 +164,20 @@ def test_a_runner_s_output_shipped_in_heartbeats_is_read_back_by_its_owner(
     bob = client.post("/api/v1/tokens", json={"role": "user", "subject": "bob"}).json()["token"]
     hidden = client.get(f"/api/v1/instances/{web['id']}/logs", headers={"Authorization": f"Bearer {bob}"})
     assert hidden.status_code == 404
+
+
+def test_a_node_that_missed_a_heartbeat_is_shown_late_then_silent_with_its_age(pool: Pool) -> None:
+    n1 = pool.node("n1")
+    pool.beat(n1)
+
+    def shown() -> tuple[str, str, float | None]:
+        node = pool.get(f"/api/v1/nodes/{n1.id}")
+        return node["status"], node["heard"], node["heard_ago_s"]
+
+    assert shown() == ("online", "live", 0.0)
+    pool.clock.advance(2)  # heartbeats every second here: one missed
+    assert shown() == ("online", "late", 2.0)
+    pool.clock.advance(2)  # past fence_after (3 s), not yet offline_after (5 s)
+    assert shown() == ("online", "silent", 4.0)
+    page = pool.client.get("/api/v1/nodes").json()
+    assert page[0]["heard"] == "silent"

@@ -13,6 +13,7 @@ from takeover.api.failover_schemas import StrategyParam
 from takeover.api.fields import LabelValue, Name, Ref, Region, Request
 from takeover.api.specs import SpecIn, SpecOut
 from takeover.control.status import PlaneStatus
+from takeover.domain.heard import Heard
 from takeover.domain.models import (
     GpuRequest,
     Instance,
@@ -147,12 +148,30 @@ class NodeOut(BaseModel):
     witnesses: list[UUID] = Field(
         default_factory=list, description="the nodes its agent asks when it cannot reach the control plane"
     )
+    heard: Heard = Field(
+        Heard.LIVE,
+        description="live; late (a heartbeat missed); silent (past fence_after); offline. For people: "
+        "failovers go by the leader's own watch",
+    )
+    heard_ago_s: float | None = Field(
+        None, description="seconds since its last heartbeat, by this replica's clock"
+    )
 
     @classmethod
-    def of(cls, node: Node) -> NodeOut:
-        data = {f: getattr(node, f) for f in cls.model_fields if f != "witnesses"}
+    def of(cls, node: Node, seen: tuple[Heard, float | None] | None = None) -> NodeOut:
+        skip = ("witnesses", "heard", "heard_ago_s")
+        data = {f: getattr(node, f) for f in cls.model_fields if f not in skip}
         witnesses = list(node.witness.used or ())
-        return cls.model_validate({**data, "gpus": [asdict(g) for g in node.gpus], "witnesses": witnesses})
+        heard, ago = seen or (Heard.OFFLINE if node.status is NodeStatus.OFFLINE else Heard.LIVE, None)
+        return cls.model_validate(
+            {
+                **data,
+                "gpus": [asdict(g) for g in node.gpus],
+                "witnesses": witnesses,
+                "heard": heard,
+                "heard_ago_s": ago,
+            }
+        )
 
 
 class NodeCreated(NodeOut):

@@ -31,7 +31,10 @@ def list_nodes(
         if output is not Output.JSON:
             for row in rows:
                 row["instances"] = f"{row['current_instances']}/{row['max_instances']}"
-                row["score"] = row["health_score"]
+                row["score"] = row["health_score"] if row["heard"] in ("live", "late") else "-"
+                if row["status"] == "online" and row["heard"] in ("late", "silent"):
+                    ago = row["heard_ago_s"]
+                    row["status"] = f"{row['heard']} {ago:.0f}s" if ago is not None else "silent, never heard"
                 row.update(gpu_columns(row.get("gpus") or []))
         return "nodes", rows, NODE_COLUMNS, NODE_WIDE
 

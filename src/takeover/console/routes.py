@@ -208,7 +208,7 @@ def pool(
 ) -> Response:
     nodes = sorted(services.list_nodes(session.principal, None, None), key=lambda n: (n.region, n.name))
     counts = views.status_counts([(n.region, n.status.value) for n in nodes])
-    rows = views.Page.of(nodes, page, PAGE_SIZE).map(NodeOut.of)
+    rows = views.Page.of(nodes, page, PAGE_SIZE).map(lambda n: NodeOut.of(n, services.heard(n)))
     return _page(
         request, session, "pool.html", services, nodes=rows, counts=counts, statuses=list(NodeStatus)
     )
@@ -221,7 +221,8 @@ def node_page(request: Request, node_id: UUID, services: ServicesDep, session: S
     line = charts.timeline(services.store.scores.history(node_id, now - SCORE_SPAN), now, SCORE_SPAN)
     here = services.store.instances.find(owner_scope(session.principal), node_id=node_id)
     placed = [InstanceOut.of(i) for i in here]
-    return _page(request, session, "node.html", services, node=NodeOut.of(node), line=line, instances=placed)
+    out = NodeOut.of(node, services.heard(node))
+    return _page(request, session, "node.html", services, node=out, line=line, instances=placed)
 
 
 @router.get("/instances")

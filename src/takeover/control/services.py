@@ -29,6 +29,7 @@ from takeover.control.values import (
 )
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
+from takeover.domain.heard import Heard, heard
 from takeover.domain.heartbeat import Heartbeat
 from takeover.domain.models import (
     Instance,
@@ -182,6 +183,17 @@ class Services:
                 return []
             status = NodeStatus.ONLINE
         return self.store.nodes.find(status, region)
+
+    def heard(self, node: Node) -> tuple[Heard, float | None]:
+        """For views: late from the first missed heartbeat, silent past fence_after."""
+        timings = self.agent_timings
+        return heard(
+            node.status,
+            node.last_heartbeat_at,
+            self.clock.now(),
+            timings.heartbeat_interval,
+            timings.fence_after,
+        )
 
     def get_node(self, who: Principal, node_id: UUID) -> Node:
         if who.role is Role.NODE and who.subject != str(node_id):

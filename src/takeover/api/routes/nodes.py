@@ -27,7 +27,7 @@ def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeC
         body.name, body.region, str(body.base_url), body.max_instances, body.priority, body.labels
     )
     node, token = services.register_node(draft)
-    return NodeCreated(**NodeOut.of(node).model_dump(), api_token=token)
+    return NodeCreated(**NodeOut.of(node, services.heard(node)).model_dump(), api_token=token)
 
 
 @router.post("/join", status_code=status.HTTP_201_CREATED)
@@ -44,14 +44,14 @@ async def join_node(
     )
     if controllers is not None and controllers.leadership.token is not None:
         await asyncio.to_thread(controllers.run_cycle)
-    return NodeCreated(**NodeOut.of(node).model_dump(), api_token=raw)
+    return NodeCreated(**NodeOut.of(node, services.heard(node)).model_dump(), api_token=raw)
 
 
 @router.get("")
 def list_nodes(
     services: ServicesDep, who: PersonDep, status: NodeStatus | None = None, region: str | None = None
 ) -> list[NodeOut]:
-    return [NodeOut.of(n) for n in services.list_nodes(who, status, region)]
+    return [NodeOut.of(n, services.heard(n)) for n in services.list_nodes(who, status, region)]
 
 
 @router.post("/select")
@@ -59,7 +59,7 @@ def select_node(body: SelectIn, services: ServicesDep, _: PersonDep) -> NodeOut:
     choice = services.select_node(body.region, frozenset(body.exclude))
     if isinstance(choice, Ineligible):
         raise NoCapacity(choice.reason)
-    return NodeOut.of(choice)
+    return NodeOut.of(choice, services.heard(choice))
 
 
 @router.post("/check-offline")
@@ -86,12 +86,14 @@ def check_offline(controllers: ControllersDep, _: AdminDep) -> CheckOfflineOut:
 
 @router.get("/{node_id}")
 def get_node(node_id: UUID, services: ServicesDep, who: PrincipalDep) -> NodeOut:
-    return NodeOut.of(services.get_node(who, node_id))
+    node = services.get_node(who, node_id)
+    return NodeOut.of(node, services.heard(node))
 
 
 @router.patch("/{node_id}")
 def update_node(node_id: UUID, body: NodePatch, services: ServicesDep, _: AdminDep) -> NodeOut:
-    return NodeOut.of(services.update_node(node_id, body.model_dump(exclude_unset=True)))
+    node = services.update_node(node_id, body.model_dump(exclude_unset=True))
+    return NodeOut.of(node, services.heard(node))
 
 
 @router.delete("/{node_id}", status_code=status.HTTP_204_NO_CONTENT)
