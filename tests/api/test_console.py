@@ -247,3 +247,9 @@ def test_a_node_that_missed_heartbeats_is_not_shown_green(runtime: Runtime, pool
     pool_page = console(runtime, ADMIN).get("/ui").text
     row = pool_page.split('data-node="quiet"')[1].split("</tr>")[0]
     assert "<meter" not in row
+
+
+def test_the_root_leads_to_the_console(runtime: Runtime) -> None:
+    response = TestClient(runtime.app).get("/", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/ui"

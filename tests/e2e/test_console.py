@@ -112,6 +112,14 @@ def test_an_admin_watches_a_node_die_and_its_instance_fail_over_without_reloadin
     page.wait(lambda: page.find("#leader").text, "the leader")
     page.shot("system")
 
+    assert not page.find("#lost").is_displayed()
+    port = cluster.kill_control_plane()
+    page.wait(lambda: page.find("#lost").is_displayed(), "the connection-lost banner")
+    assert "Connection to the control plane lost at" in page.find("#lost").text
+    page.shot("connection-lost")
+    cluster.start_control_plane(port=port)
+    page.wait(lambda: not page.find("#lost").is_displayed(), "the banner gone once it answers again")
+
 
 def test_a_user_sees_only_what_the_api_shows_that_user(cluster: LocalCluster, page: Page) -> None:
     web = cluster.create_counter("web")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import time
 
+import httpx
 import pytest
 
-from takeover.localcluster import TAKEOVER
+from takeover.localcluster import ADMIN_TOKEN, TAKEOVER
 
 pytestmark = pytest.mark.e2e
 
@@ -34,3 +37,42 @@ def test_the_demo_recovers_every_counter_with_its_count(runtime: str) -> None:
     if runtime == "rent":  # both counters now run on machines rented for them
         assert result.stdout.count("rent-") >= 2
         assert "rented machines" in result.stdout
+
+
+def test_with_pause_the_pool_stays_up_after_the_failover_until_enter() -> None:
+    """So the console can show the failover the README promises, the demo waits twice."""
+    env = {**os.environ, "COLUMNS": "200"}
+    demo = subprocess.Popen(
+        [*TAKEOVER, "demo", "--instances", "1", "--pause"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert demo.stdin is not None
+    assert demo.stdout is not None
+    said = bytearray()
+
+    def until(text: str) -> str:
+        while text.encode() not in said:
+            chunk = demo.stdout.read1(4096)  # type: ignore[union-attr]
+            assert chunk, said.decode(errors="replace")[-3000:]
+            said.extend(chunk)
+        return said.decode(errors="replace")
+
+    try:
+        until("press Enter to SIGKILL")
+        demo.stdin.write(b"\n")
+        demo.stdin.flush()
+        shown = until("press Enter to stop the pool")
+        url = re.search(r"control plane on (http://\S+)", shown)[1]  # type: ignore[index]
+        time.sleep(1)
+        assert httpx.get(f"{url}/livez", timeout=5).status_code == 200  # still up, for the console
+        failovers = httpx.get(f"{url}/api/v1/failovers", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert failovers.json()[0]["status"] == "completed"
+        demo.stdin.write(b"\n")
+        demo.stdin.flush()
+        assert demo.wait(timeout=60) == 0
+    finally:
+        demo.kill()
+        demo.wait()

@@ -51,7 +51,9 @@ def demo(
         help="one node only: its counters come back on machines rented from a fake marketplace",
     ),
     pause: bool = typer.Option(
-        False, "--pause", help="wait for Enter before the SIGKILL, to watch it in the web console"
+        False,
+        "--pause",
+        help="wait for Enter before the SIGKILL, and again before stopping, to watch it in the web console",
     ),
 ) -> None:
     """Start a control plane and 3 agents, place counters, SIGKILL a node, watch them come back."""
@@ -118,6 +120,8 @@ def _run(
     ok = _report(cluster, moving, acked, recovery)
     if market is not None:
         _rented(cluster)
+    if pause:  # the console shows the failover only while the pool is still up
+        console.input(f"the failover is in the console at {url}/ui/failovers; press Enter to stop the pool ")
     return ok
 
 

@@ -380,6 +380,7 @@ async def revoke(request: Request, token_id: UUID, services: ServicesDep, sessio
 
 def install_console(app: FastAPI) -> None:
     app.include_router(router)
+    app.add_api_route("/", lambda: RedirectResponse("/ui"), include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=_here / "static"), name="console-static")
 
 
