@@ -253,3 +253,13 @@ def test_the_root_leads_to_the_console(runtime: Runtime) -> None:
     response = TestClient(runtime.app).get("/", follow_redirects=False)
     assert response.status_code == 307
     assert response.headers["location"] == "/ui"
+
+
+def test_a_dry_run_that_would_not_succeed_is_not_shown_as_good_news(runtime: Runtime, pool: Pool) -> None:
+    n1 = pool.node("n1")
+    pool.beat(n1)
+    web = pool.instance("web")  # no snapshot, no other node: nothing would succeed
+    status, text = post(console(runtime, ADMIN), f"/ui/instances/{web['id']}/test", ADMIN)
+    assert status == 200
+    assert '<p class="warn" role="alert">dry run: would try' in text
+    assert "would not succeed" in text

@@ -129,6 +129,9 @@ def test_create_waits_until_running_or_says_why_it_failed_and_events_name_what_t
     ids = [i["id"] for i in cluster.api.get("/api/v1/instances").json()]
     if ids[0][:3] != ids[1][:3]:  # three characters are enough when no other id starts so
         assert json.loads(cli(cluster, "instances", "show", ids[0][:3], "-o", "json"))["id"] == ids[0]
+    ready = cli(cluster, "failover", "readiness", "web")
+    assert "latest snapshot:" in ready  # its details in words, not a dict
+    assert "{" not in ready
     events = cli(cluster, "events", "-n", "50")
     assert "instance web" in events
     assert "node a" in events

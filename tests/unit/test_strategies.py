@@ -65,7 +65,12 @@ def test_cpu_standby_is_not_ready_without_a_snapshot_or_a_node() -> None:
     no_snapshot = strategy.readiness(situation(instance=instance(uuid4())))
     assert not no_snapshot.ready
     assert "no snapshot yet" in (no_snapshot.recommended_action or "")
+    assert "takeover instances snapshot app" in (no_snapshot.recommended_action or "")
     assert "add a node" in (strategy.readiness(situation(candidates=0)).recommended_action or "")
+    point = "000000000001-20261122T000000000000Z-abcdef"
+    moved = strategy.readiness(situation(instance=instance(uuid4(), recovery_point=point)))
+    assert moved.ready  # moved since: its runner took none yet, but the recovery point restores
+    assert moved.details["latest_snapshot"] == point
 
 
 def test_warm_pool_targets_its_synced_standby_once() -> None:

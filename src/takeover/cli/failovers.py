@@ -142,16 +142,27 @@ def readiness(instance_id: str, output: Output = OutputOption) -> None:
         return
     status = call("GET", f"/api/v1/failover/status/{instance_id}")
     rows = [
-        {"strategy": name, "ready": ready[f"{name}_ready"], "details": ready[f"{name}_status"]}
+        {
+            "strategy": name,
+            "ready": "yes" if ready[f"{name}_ready"] else "no",
+            "details": _said(ready[f"{name}_status"]),
+        }
         for name in ("warm_pool", "cpu_standby", "regional_volume")
     ]
     print_table(
-        f"{ready['effective_strategy']}: overall ready {ready['overall_ready']}",
+        f"{ready['effective_strategy']}: {'ready' if ready['overall_ready'] else 'not ready'}",
         ("strategy", "ready", "details"),
         rows,
     )
     if status["recommended_action"]:
         out.print(f"recommended: {status['recommended_action']}", soft_wrap=True)
+
+
+def _said(details: Any) -> str:
+    """A readiness detail as a person reads it: ``key: value`` pairs, not a dict's repr."""
+    if not isinstance(details, dict):
+        return str(details)
+    return ", ".join(f"{k.replace('_', ' ')}: {'-' if v is None else v}" for k, v in details.items())
 
 
 def _follow(instance_id: str, answer: Future[Any]) -> None:

@@ -148,17 +148,24 @@ async def _form(request: Request, session: Session) -> dict[str, str]:
     return fields
 
 
-async def _act(request: Request, session: Session, action: Callable[[dict[str, str]], str]) -> Response:
+async def _act(
+    request: Request, session: Session, action: Callable[[dict[str, str]], str | views.Said]
+) -> Response:
     """Run one action; the answer is a message for ``#flash`` (htmx) or a redirect back."""
     try:
-        message, status = action(await _form(request, session)), 200
+        answer = action(await _form(request, session))
+        said, status = answer if isinstance(answer, views.Said) else views.Said(answer), 200
     except TakeoverError as error:
-        message, status = error.message, status_of(error)
+        said, status = views.Said(error.message, "error"), status_of(error)
     if not request.headers.get("hx-request"):
         back = request.headers.get("referer", "/ui")
         return RedirectResponse(back if back.startswith(str(request.base_url)) else "/ui", 303)
     return templates.TemplateResponse(
-        request, "_flash.html", {"message": message, "ok": status == 200}, status_code=status, headers=HEADERS
+        request,
+        "_flash.html",
+        {"message": said.message, "tone": said.tone},
+        status_code=status,
+        headers=HEADERS,
     )
 
 
@@ -359,11 +366,12 @@ async def fail_over(
 async def dry_run(
     request: Request, instance_id: UUID, services: ServicesDep, session: SessionDep
 ) -> Response:
-    def act(_: dict[str, str]) -> str:
+    def act(_: dict[str, str]) -> str | views.Said:
         plan = services.orchestrator.dry_run(session.principal, instance_id, None)
         verdict = "would succeed" if plan["would_succeed"] else "would not succeed"
         advice = f": {plan['recommended_action']}" if plan.get("recommended_action") else ""
-        return f"dry run: would try {plan['would_try'] or 'nothing'}; {verdict}{advice}"
+        said = f"dry run: would try {plan['would_try'] or 'nothing'}; {verdict}{advice}"
+        return said if plan["would_succeed"] else views.Said(said, "warn")  # answered, but not good news
 
     return await _act(request, session, act)
 

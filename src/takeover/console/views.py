@@ -95,3 +95,11 @@ def status_counts(pairs: Sequence[tuple[str, str]]) -> dict[str, Counter[str]]:
 
 
 __all__ = ["Names", "Page", "age", "millis", "short", "snapshot_taken", "status_counts"]
+
+
+@dataclass(frozen=True)
+class Said:
+    """An action's answer with its tone: ok (done), warn (answered, but not as hoped)."""
+
+    message: str
+    tone: str = "ok"

@@ -26,12 +26,19 @@ class CpuStandby:
     info = INFO
 
     def readiness(self, situation: Situation) -> Readiness:
-        snapshot = situation.instance.last_snapshot
+        instance = situation.instance
+        # What a failover restores: the newest snapshot any runner took or started from, which
+        # outlives the move that cleared the current runner's own last_snapshot.
+        snapshot = instance.last_snapshot or instance.recovery_point
         details = {"latest_snapshot": snapshot, "other_nodes": situation.candidates}
         if situation.candidates == 0:
             return Readiness(False, details, "add a node with a free slot: there is nowhere to restore to")
         if snapshot is None:
-            return Readiness(False, details, "no snapshot yet: take one (POST /instances/{id}/snapshot)")
+            return Readiness(
+                False,
+                details,
+                f"no snapshot yet: take one with `takeover instances snapshot {instance.name}`",
+            )
         return Readiness(True, details)
 
     def plan(self, situation: Situation) -> AttemptPlan | NotPossible:
