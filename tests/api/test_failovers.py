@@ -33,12 +33,17 @@ def test_a_silent_node_goes_offline_and_its_instances_come_back_elsewhere_with_a
     failover = pool.get(f"/api/v1/failovers?instance_id={web['id']}")[0]
     assert (failover["status"], failover["reason"]) == ("restoring", "node_failure")
 
+    assert failover["detection_s"] == 6.0  # from n1's last heartbeat to the failover opening
+    assert failover["downtime_s"] is None  # not serving again yet
+    pool.clock.advance(1)
     pool.beat_twice(n2, n3)
     ended = pool.cycle().executor
     assert ended is not None
     assert [(str(f.id), f.status.value) for f in ended.ended] == [(failover["id"], "completed")]
     failover = pool.get(f"/api/v1/failovers/{failover['id']}")
     assert failover["status"] == "completed"
+    assert failover["downtime_s"] == 7.0  # the outage a client saw, not the failover's own time
+    assert failover["timings"]["total_ms"] == 1000.0
     assert set(failover["timings"]) >= {
         "pending_ms",
         "backing_up_ms",

@@ -69,10 +69,27 @@ class FailoverOut(BaseModel):
     backup_age_s: float | None = Field(
         description="how old that snapshot was when the failover began: the data it could not bring"
     )
+    source_heard_at: datetime | None = Field(
+        None, description="the source node's last heartbeat when it opened"
+    )
+    detection_s: float | None = Field(
+        None, description="a node failure: from the node's last heartbeat to this failover opening"
+    )
+    downtime_s: float | None = Field(
+        None, description="a node failure: from the node's last heartbeat to serving again (completed)"
+    )
 
     @classmethod
     def of(cls, failover: Failover) -> FailoverOut:
-        mapped = ("backup_id", "backup_taken_at", "backup_age_s", "attempts", "attempt_log")
+        mapped = (
+            "backup_id",
+            "backup_taken_at",
+            "backup_age_s",
+            "attempts",
+            "attempt_log",
+            "detection_s",
+            "downtime_s",
+        )
         data: dict[str, Any] = {f: getattr(failover, f) for f in cls.model_fields if f not in mapped}
         data["attempts"] = failover.targets_tried
         data["attempt_log"] = [AttemptOut.model_validate(a, from_attributes=True) for a in failover.attempts]
@@ -80,7 +97,14 @@ class FailoverOut(BaseModel):
         # A handover's final snapshot is taken after the failover began: nothing was left behind.
         age = max(0.0, round((failover.created_at - taken).total_seconds(), 3)) if taken else None
         return cls.model_validate(
-            {**data, "backup_id": failover.backup_id, "backup_taken_at": taken, "backup_age_s": age}
+            {
+                **data,
+                "backup_id": failover.backup_id,
+                "backup_taken_at": taken,
+                "backup_age_s": age,
+                "detection_s": _rounded(failover.detection_s),
+                "downtime_s": _rounded(failover.downtime_s),
+            }
         )
 
 
@@ -139,3 +163,7 @@ class VolumeFailoverIn(Request):
     use_spot: bool = False
     docker_image: Annotated[str, Field(max_length=500)] | None = None
     mount_path: Annotated[str, Field(max_length=4096)] | None = None
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)

@@ -33,8 +33,8 @@ def list_failovers(
         return (
             "failovers",
             rows,
-            ("id", "instance", "reason", "status", "route", "took", "snap_age"),
-            ("strategy", "attempts", "backup_id", "start_empty", "created_at", "error"),
+            ("id", "instance", "reason", "status", "route", "took", "down", "snap_age"),
+            ("strategy", "attempts", "detected", "backup_id", "start_empty", "created_at", "error"),
         )
 
     emit_watching(frame, output, watch)
@@ -54,6 +54,9 @@ def _describe(rows: list[dict[str, Any]], output: Output) -> dict[str, str]:
             nodes.get(n, n[:8]) if n else "?" for n in (row["source_node_id"], row["target_node_id"])
         )
         row["took"] = f"{total / 1000:.1f} s" if total is not None else "-"
+        # A node failure's outage began at the node's last heartbeat, not when the failover opened.
+        row["down"] = f"{row['downtime_s']:.1f} s" if row.get("downtime_s") is not None else "-"
+        row["detected"] = f"{row['detection_s']:.1f} s" if row.get("detection_s") is not None else "-"
         age = row["backup_age_s"]
         row["snap_age"] = f"{age:.1f} s" if age is not None else "-"
     return nodes

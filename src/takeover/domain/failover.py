@@ -99,6 +99,26 @@ class Failover:
     strategy: str | None = None  # the chain this failover runs (force_strategy, the instance's, default)
     attempts: tuple[Attempt, ...] = ()  # every try, in order
     start_empty: bool = False  # an operator's choice: start it empty if no snapshot can be restored
+    source_heard_at: datetime | None = None  # the source node's last heartbeat when it opened
+
+    @property
+    def detection_s(self) -> float | None:
+        """A node failure: from the node's last heartbeat to this failover opening."""
+        if self.reason is not FailoverReason.NODE_FAILURE or self.source_heard_at is None:
+            return None
+        return max(0.0, (self.created_at - self.source_heard_at).total_seconds())
+
+    @property
+    def downtime_s(self) -> float | None:
+        """A node failure: from the node's last heartbeat to serving again elsewhere (completed)."""
+        if (
+            self.detection_s is None
+            or self.completed_at is None
+            or self.status is not FailoverStatus.COMPLETED
+        ):
+            return None
+        assert self.source_heard_at is not None
+        return max(0.0, (self.completed_at - self.source_heard_at).total_seconds())
 
     @property
     def is_open(self) -> bool:

@@ -122,8 +122,18 @@ class FailoverRepository:
                 )
             ).scalars()
         )
+        nodes_of = {i.node_id for i in found.values() if i.node_id is not None}
+        heard = dict(
+            conn.execute(
+                sa.select(nodes.c.id, nodes.c.last_heartbeat_at).where(
+                    among(conn, nodes.c.id, list(nodes_of))
+                )
+            )
+            .tuples()
+            .all()
+        )
         opened = [
-            self._new(instance, reason, now, None, None)
+            self._new(instance, reason, now, None, None, heard.get(instance.node_id))
             for instance_id, reason in intents
             if (instance := found.get(instance_id)) is not None
             and instance_id not in moving
@@ -157,7 +167,9 @@ class FailoverRepository:
         if refused is not None:
             field, message = refused
             raise Conflict(message, field=field)
-        failover = self._new(instance, reason, now, requested_target_id, strategy)
+        source = get_node(conn, instance.node_id) if instance.node_id is not None else None
+        heard = source.last_heartbeat_at if source is not None else None
+        failover = self._new(instance, reason, now, requested_target_id, strategy, heard)
         conn.execute(failovers.insert().values(failover_to_row(failover)))
         record_event(conn, *_opened_event(failover, instance), now)
         return failover
@@ -169,6 +181,7 @@ class FailoverRepository:
         now: datetime,
         requested_target_id: UUID | None,
         strategy: str | None,
+        source_heard_at: datetime | None,
     ) -> Failover:
         return Failover(
             id=uuid4(),
@@ -181,6 +194,7 @@ class FailoverRepository:
             step_started_at=now,
             requested_target_id=requested_target_id,
             strategy=strategy or instance.failover_strategy or self.default_strategy,
+            source_heard_at=source_heard_at,
         )
 
     def get(self, failover_id: UUID, owner: str | None = None) -> Failover:

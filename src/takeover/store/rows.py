@@ -176,6 +176,7 @@ def failover_from_row(row: sa.Row[Any]) -> Failover:
         strategy=row.strategy,
         attempts=attempts_from_json(row.attempt_log),
         start_empty=row.start_empty,
+        source_heard_at=row.source_heard_at,
     )
 
 
@@ -199,6 +200,7 @@ def failover_to_row(f: Failover) -> dict[str, Any]:
         "strategy": f.strategy,
         "attempt_log": attempts_to_json(f.attempts),
         "start_empty": f.start_empty,
+        "source_heard_at": f.source_heard_at,
     }
 
 

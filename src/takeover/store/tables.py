@@ -149,6 +149,7 @@ failovers = sa.Table(
     sa.Column("strategy", sa.String(30), nullable=True),
     sa.Column("attempt_log", Json, nullable=False, server_default="[]"),
     sa.Column("start_empty", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("source_heard_at", UtcDateTime, nullable=True),  # the source node's last heartbeat then
     # At most one open failover per instance, enforced by the store itself.
     sa.Index(
         "uq_failovers_open_instance",
