@@ -132,6 +132,13 @@ def test_create_waits_until_running_or_says_why_it_failed_and_events_name_what_t
     ready = cli(cluster, "failover", "readiness", "web")
     assert "latest snapshot:" in ready  # its details in words, not a dict
     assert "{" not in ready
+    piped = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # a pipe, as `| grep` gives it
+    piped |= {"TAKEOVER_URL": cluster.url, "TAKEOVER_TOKEN": ADMIN_TOKEN}
+    wide = subprocess.run(
+        [*TAKEOVER, "instances", "list", "-o", "wide"], env=piped, capture_output=True, text=True, check=True
+    ).stdout
+    assert "…" not in wide
+    assert all(i in wide for i in ids)  # full ids, every column whole
     events = cli(cluster, "events", "-n", "50")
     assert "instance web" in events
     assert "node a" in events

@@ -14,10 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 import typer
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from takeover.cli.tables import out, print_table, table
+from takeover.cli.tables import cell, out, print_table, table
 
 SHORT_ID = 8
 
@@ -52,10 +54,29 @@ def render(
     columns: Sequence[str],
     output: Output,
     wide: Sequence[str] = (),
-) -> Table:
+) -> RenderableType:
     if output is Output.WIDE:
-        return table(title, [*columns, *wide], rows)
+        return wide_view(title, rows, [*columns, *wide], out.width)
     return table(title, columns, [{c: brief(c, row.get(c)) for c in columns} for row in rows])
+
+
+def wide_view(
+    title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str], width: int
+) -> RenderableType:
+    """Every column in full: a table where one fits ``width``, else one block of ``field  value``
+    lines per record, so no value is cut to a few characters."""
+    widths = [max([len(c), *(len(cell(row.get(c))) for row in rows)]) for c in columns]
+    if sum(widths) + 3 * len(columns) + 1 <= width:
+        return table(title, columns, rows)
+    blocks: list[RenderableType] = [Text(title, style="italic")]
+    for row in rows:
+        record = Table.grid(padding=(0, 2))
+        record.add_column(style="bold", no_wrap=True)
+        record.add_column(overflow="fold")
+        for column in columns:
+            record.add_row(column, cell(row.get(column)))
+        blocks += [record, Text("")]
+    return Group(*blocks)
 
 
 Frame = Callable[[], tuple[str, Sequence[dict[str, Any]], Sequence[str], Sequence[str]]]
@@ -65,7 +86,7 @@ def emit_watching(frame: Frame, output: Output, watch: bool, interval: float = 2
     """Print ``frame()`` once, or, with ``watch``, redraw it every ``interval`` until Ctrl-C; as
     JSON, each refresh is one line holding the list (JSON Lines), for scripts to follow."""
 
-    def drawn() -> Table:
+    def drawn() -> RenderableType:
         title, rows, columns, wide = frame()
         return render(title, rows, columns, output, wide)
 

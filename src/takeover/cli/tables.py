@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
+# A pipe or a file has no width: tables there are as wide as their content, never cut to 80.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 10_000)
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Table:
@@ -17,7 +20,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) ->
     for column in columns:
         drawn.add_column(column)
     for row in rows:
-        drawn.add_row(*(_cell(row.get(c)) for c in columns))
+        drawn.add_row(*(cell(row.get(c)) for c in columns))
     return drawn
 
 
@@ -25,7 +28,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any
     out.print(table(title, columns, rows))
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
