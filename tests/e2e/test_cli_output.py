@@ -142,3 +142,31 @@ def test_create_waits_until_running_or_says_why_it_failed_and_events_name_what_t
     events = cli(cluster, "events", "-n", "50")
     assert "instance web" in events
     assert "node a" in events
+
+
+def test_an_on_demand_snapshot_is_answered_long_before_the_next_heartbeat(tmp_path: Path) -> None:
+    """Heartbeats a minute apart: the request reaches the node over its stream and the node
+    reports the stored snapshot at once, so the CLI answers well within its 30 s."""
+    slow = {
+        "TAKEOVER_HEARTBEAT_INTERVAL": "60",
+        "TAKEOVER_FENCE_AFTER": "150",
+        "TAKEOVER_FENCE_MARGIN": "10",
+        "TAKEOVER_OFFLINE_AFTER": "200",
+    }
+    with LocalCluster(tmp_path, timings=slow, snapshot_interval=3600) as slow_cluster:
+        slow_cluster.start_control_plane()
+        slow_cluster.start_agent("a")
+        made = run(
+            slow_cluster,
+            "instances",
+            "create",
+            "web",
+            "--",
+            sys.executable,
+            "-m",
+            "takeover.examples.counter",
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        taken = run(slow_cluster, "instances", "snapshot", "web", "--timeout", "30")
+        assert taken.returncode == 0, taken.stdout + taken.stderr
+        assert re.search(r"snapshot \S+ stored", taken.stdout)

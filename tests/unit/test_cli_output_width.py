@@ -6,7 +6,11 @@ from rich.console import Console
 
 from takeover.cli.output import wide_view
 
-ROW = {"name": "web-frontend-1", "id": "6b1c9f3e-aaaa-bbbb-cccc-123456789012", "address": "web.apps.example.com"}
+ROW = {
+    "name": "web-frontend-1",
+    "id": "6b1c9f3e-aaaa-bbbb-cccc-123456789012",
+    "address": "web.apps.example.com",
+}
 
 
 def shown(width: int) -> str:

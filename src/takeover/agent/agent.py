@@ -84,7 +84,7 @@ class Agent:
         self.witness.start(self.credentials.node_id)
         self._find_leftovers()
         next_beat = 0.0
-        reported: set[tuple[str, int, InstanceState]] = set()
+        reported: set[tuple[str, int, InstanceState, str | None]] = set()
         try:
             while not self.stop_event.is_set():
                 self.fence.ticked(self.heartbeat_interval)
@@ -98,8 +98,10 @@ class Agent:
                 for runner in list(self.runners.values()):
                     runner.supervise(now, live)
                 self._start_missing()  # what waited for the fence to settle, if it has
-                states = {(r.instance_id, r.epoch, r.state) for r in self.runners.values()}
-                if now >= next_beat or states != reported:  # news is reported at once, not next beat
+                # News is reported at once, not at the next beat: a new state, or an on-demand
+                # snapshot served (someone waits for it), taken or failed.
+                states = {(r.instance_id, r.epoch, r.state, r.snapshot_served) for r in self.runners.values()}
+                if now >= next_beat or states != reported:
                     reported = states
                     self.heartbeat()  # may change the interval: the control plane's value wins
                     next_beat = now + self.fence.beat_every(self.heartbeat_interval)

@@ -63,7 +63,7 @@ def snapshot(
     """Ask the instance's node for a snapshot of its workspace now (on demand)."""
     instance_id = resolve.instance(instance)["id"]
     before = call("POST", f"/api/v1/instances/{instance_id}/snapshot")
-    out.print(f"snapshot of {before['name']} requested; its node takes it after its next heartbeat")
+    out.print(f"snapshot of {before['name']} requested; its node takes it as soon as it hears (its stream)")
     if not wait:
         return
     deadline = time.monotonic() + timeout
@@ -72,7 +72,10 @@ def snapshot(
         if now["last_snapshot"] and now["last_snapshot"] != before["last_snapshot"]:
             out.print(f"snapshot {now['last_snapshot']} stored")
             return
-        time.sleep(0.5)
+        if now["snapshot_error"] and now["snapshot_error"] != before["snapshot_error"]:
+            out.print(f"[red]error:[/] the snapshot failed: {now['snapshot_error']}", soft_wrap=True)
+            raise typer.Exit(1)
+        time.sleep(0.2)
     out.print(f"[red]error:[/] no new snapshot reported within {timeout:.0f} s")
     raise typer.Exit(1)
 
