@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,29 +23,33 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"  # Debian's; /usr/sbin 
 
 
 @contextmanager
-def haproxy(replicas: list[str], root: Path) -> Iterator[str]:
-    """The shipped config, with this test's addresses in its environment variables."""
+def haproxy(replicas: list[str], root: Path, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """The shipped config, with this test's addresses in its environment variables; with
+    ``tls`` (its certificate and key PEM, the CA that signed it), the listener speaks TLS only."""
     port = free_port()
     env = {
         **os.environ,
         "TAKEOVER_LISTEN": f"127.0.0.1:{port}",
         **{f"TAKEOVER_REPLICA_{n}": url.removeprefix("http://") for n, url in enumerate(replicas, start=1)},
     }
+    if tls is not None:
+        env["TAKEOVER_TLS_CERT"] = str(tls[0])
     with (root / "haproxy.log").open("w") as log:
         process = subprocess.Popen([HAPROXY, "-db", "-f", str(HAPROXY_CFG)], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=tls[1]) if tls else True
     try:
-        wait_until(lambda: status_of(url + "/readyz") == 200, 20, "HAProxy to find a ready replica")
+        wait_until(lambda: status_of(url + "/readyz", verify) == 200, 20, "HAProxy to find a ready replica")
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def status_of(url: str) -> int:
+def status_of(url: str, verify: ssl.SSLContext | bool = True) -> int:
     """The status code of a GET, 0 if nothing answered."""
     try:
-        return httpx.get(url, timeout=1).status_code
+        return httpx.get(url, timeout=1, verify=verify).status_code
     except httpx.HTTPError:
         return 0
 

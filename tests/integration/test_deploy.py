@@ -1,18 +1,22 @@
-"""The shipped deployment files, checked by the real tools: nginx -t, the Kubernetes schemas.
+"""The shipped deployment files, checked by the real tools: nginx -t, the Kubernetes schemas,
+systemd-analyze verify.
 
-(deploy/haproxy.cfg is run for real by tests/e2e/test_replicas.py. No Docker daemon runs
-here, so the Dockerfile and the compose file are checked for what they wire together only.)"""
+(deploy/haproxy.cfg is run for real by tests/e2e/test_replicas.py, deploy/routes/ by
+tests/e2e/test_routes.py. No Docker daemon runs here, so the Dockerfile and the compose file
+are checked for what they wire together only.)"""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import trustme
 import yaml
 
 from takeover.settings import Settings
@@ -62,6 +66,10 @@ def test_nginx_accepts_the_shipped_config(tmp_path: Path) -> None:
     text = (DEPLOY / "nginx.conf").read_text()
     local = re.sub(r"server takeover-(\d):8080", r"server 127.0.0.\1:8080", text)
     local = local.replace("pid /run/takeover-nginx.pid;", f"pid {tmp_path / 'nginx.pid'};")
+    issued = trustme.CA().issue_cert("takeover.example.com")  # nginx -t loads the certificate and key
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "balancer.crt"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "balancer.key"))
+    local = local.replace("/etc/takeover/tls/", f"{tmp_path}/")
     assert local.count("server 127.0.0.") == 3
     config = tmp_path / "nginx.conf"
     config.write_text(local)
@@ -101,3 +109,25 @@ def test_compose_wires_three_replicas_behind_the_haproxy_config() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert 'CMD ["serve"]' in dockerfile
     assert "EXPOSE 8080" in dockerfile
+
+
+def verify_units(units: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """With this machine's takeover in ExecStart (verify checks that it is executable)."""
+    here = Path(sys.executable).parent / "takeover"
+    units = []
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        local = tmp_path / unit.name
+        local.write_text(unit.read_text().replace("/opt/takeover/bin/takeover", str(here)))
+        units.append(local)
+    assert [u.name for u in units] == ["takeover-agent.service", "takeover-serve.service"]
+    checked = verify_units(units)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+    broken = tmp_path / "broken.service"
+    broken.write_text(units[1].read_text().replace("KillSignal=", "KillSignall="))
+    assert "Unknown key" in verify_units([broken]).stderr  # the check can fail
