@@ -299,8 +299,9 @@ class LocalCluster:
         return found
 
     def hit(self, instance_id: str) -> int:
-        """One counted request; returns the count the instance acknowledged."""
-        inst = self.instance(instance_id)
+        """One counted request, once the instance serves (a restarted runner reports starting
+        again for a moment, clearing its endpoint); returns the count it acknowledged."""
+        inst = wait_until(lambda: self.serving(instance_id), 10, "the instance to serve")
         count: int = httpx.get(f"http://{inst['endpoint']}/", timeout=2).json()["count"]
         return count
 

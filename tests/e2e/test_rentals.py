@@ -126,7 +126,8 @@ def test_many_failovers_at_once_rent_within_the_budget_and_the_rest_fail_saying_
         wait_until(lambda: all(cluster.serving(c["id"]) for c in counters), 30, "the counters to serve")
         cluster.kill_agent("only")  # three failovers at once, each needing a machine
         ended = [cluster.ended_failovers(c["id"], timeout=90)[-1] for c in counters]
-        assert sorted(f["status"] for f in ended) == ["completed", "completed", "failed"]
+        outcomes = [(f["status"], f["error"], f["attempt_log"]) for f in ended]
+        assert sorted(f["status"] for f in ended) == ["completed", "completed", "failed"], outcomes
         assert len(fake.machines) == 2  # $0.60 of $0.70: a third machine would not fit
         (failed,) = [f for f in ended if f["status"] == "failed"]
         assert "rent budget exhausted: $0.6/h of $0.7/h in use" in failed["error"]

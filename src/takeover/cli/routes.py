@@ -8,12 +8,15 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from takeover.cli.client import call
 from takeover.cli.output import Output, OutputOption, WatchOption, emit_watching
+
+if TYPE_CHECKING:
+    from takeover.follow.follower import Proxy
 
 app = typer.Typer(help="Stable addresses: where each instance serves now, for proxies to follow")
 follow_app = typer.Typer(
@@ -79,7 +82,7 @@ def follow_nginx(
     _run(NginxTarget(output, reload, upstream), wait, log_level)
 
 
-def _run(proxy: Any, wait: float, log_level: str) -> None:
+def _run(proxy: Proxy, wait: float, log_level: str) -> None:
     from takeover.follow.follower import follow
     from takeover.follow.watch import RouteWatch
     from takeover.logsetup import configure_logging
