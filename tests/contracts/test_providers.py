@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from takeover.domain.errors import OfferGone, ProviderError
@@ -19,7 +20,7 @@ from takeover.ports import Marketplace, Offer, Provider, RentRequest
 from takeover.providers.local import LocalProvider
 from takeover.providers.vast import VastMarketplace
 from takeover.testing import FakeClock, memory_store
-from takeover.testing.fakevast import API_KEY, FakeVast, offer
+from takeover.testing.fakevast import API_KEY, FakeMachine, FakeVast, offer
 
 # The same capacity for both: (name, gpu, count, price) in region "br".
 CAPACITY = [("a", "RTX 4090", 1, 0.40), ("b", "RTX 4090", 2, 0.90), ("c", "A100 SXM4", 1, 1.50)]
@@ -167,3 +168,26 @@ def test_an_unreachable_marketplace_is_provider_unavailable() -> None:
         gone.offers("br", None)
     with pytest.raises(ProviderUnavailable, match="may exist"):
         gone.rent(Offer("1", "x", "br", None, 0, 0.1, 1.0, 1, "vast"), _request("takeover-u"))
+
+
+def test_the_listing_reads_every_page_of_the_v1_api(market: Marketplace, fake: FakeVast) -> None:
+    """More instances than one page holds (25): every one with the label is found, on the
+    listing that new accounts have (the v0 one answers them 410)."""
+    book = offer(300, "RTX 4090", 1, 0.2, "Sao Paulo, BR")
+    for n in range(60):
+        label = f"takeover-{n}" if n % 2 == 0 else f"someone-else-{n}"
+        fake.machines[9000 + n] = FakeMachine(9000 + n, book, label, "img", {}, "", 10.0, (1, 2))
+    assert sorted(m.machine_id for m in market.machines("takeover-")) == [
+        str(9000 + n) for n in range(0, 60, 2)
+    ]
+    pages = [call for call in fake.calls if call == ("GET", "/api/v1/instances/")]
+    assert len(pages) == 3  # 25, 25, 10
+    assert ("GET", "/api/v0/instances/") not in fake.calls
+    legacy = httpx.get(f"{fake.url}/api/v0/instances/", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert legacy.status_code == 410
+    bad = httpx.get(
+        f"{fake.url}/api/v1/instances/",
+        params={"after_token": "nonsense"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert bad.status_code == 400

@@ -10,6 +10,7 @@ and nowhere else: no log line and no error message carries it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -24,6 +25,8 @@ log = structlog.get_logger("takeover.vast")
 T = TypeVar("T")
 DEFAULT_URL = "https://console.vast.ai"
 _GONE = ("no_such_ask", "not_found", "ask_not_available", "no longer available")
+_PAGE = 25  # the v1 listing's largest page
+_MAX_PAGES = 400  # 10,000 instances: a cursor that never ends is an error, not a hang
 
 
 class _Retry(Exception):
@@ -81,8 +84,10 @@ class VastMarketplace:
         self._client.close()
 
     # the API calls --------------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        response = self._client.request(method, path, json=body)
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        response = self._client.request(method, path, json=body, params=params)
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retry(response)
         return response
@@ -170,15 +175,27 @@ class VastMarketplace:
         return _machine(raw) if isinstance(raw, dict) and raw else None
 
     def machines(self, prefix: str) -> list[Machine]:
-        """GET /api/v0/instances/: the account's instances whose label starts with ``prefix``."""
-        response = self._reading(lambda: self._call("GET", "/api/v0/instances/"))
-        _check(response)
-        listed = _json(response).get("instances") or []
-        return [
-            _machine(raw)
-            for raw in listed
-            if isinstance(raw, dict) and str(raw.get("label") or "").startswith(prefix)
-        ]
+        """GET /api/v1/instances/, page after page (v0's listing is gone for new accounts): the
+        account's instances whose label starts with ``prefix`` (Vast filters labels only by
+        equality, so the prefix is matched here)."""
+        found: list[Machine] = []
+        token: str | None = None
+        for _ in range(_MAX_PAGES):
+            params: dict[str, Any] = {"limit": _PAGE}
+            if token is not None:
+                params["after_token"] = token
+            response = self._reading(partial(self._call, "GET", "/api/v1/instances/", params=params))
+            _check(response)
+            data = _json(response)
+            found += [
+                _machine(raw)
+                for raw in data.get("instances") or []
+                if isinstance(raw, dict) and str(raw.get("label") or "").startswith(prefix)
+            ]
+            token = data.get("next_token") or None
+            if token is None:
+                return found
+        raise ProviderError(f"vast: more than {_MAX_PAGES * _PAGE} instances listed; not all were read")
 
     def release(self, machine_id: str) -> None:
         """DELETE /api/v0/instances/{id}/: destroyed, billing stops; one already gone is fine."""

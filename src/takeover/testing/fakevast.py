@@ -11,11 +11,13 @@ Knobs for the unhappy paths: ``refuse`` (the next rents answer 400), ``throttle`
 calls answer 429), ``gone`` (offers taken by someone else between search and rent),
 ``never_boot`` (offers whose machine never runs its onstart), ``hold``
 (a rent that made its machine and has not answered yet, to kill a control plane then), and
-``delays`` (seconds each call takes, the marketplace's own latency).
+``delays`` (seconds each call takes, the marketplace's own latency). The v0 listing answers
+410, as Vast does for accounts made after June 2026 (``legacy_listing`` turns it back on).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import operator
 import os
@@ -135,6 +137,7 @@ class FakeVast:
         self.never_boot: set[int] = set()
         self.gone: set[int] = set()  # offers still in the book whose rent finds them taken
         self.hold: threading.Event | None = None  # set: a held rent answers
+        self.legacy_listing = False  # GET /api/v0/instances/ answers 410, as for new accounts
         self.rent_received = threading.Event()
         self._next_id = 7000
         self._next_port = first_port
@@ -213,8 +216,16 @@ class FakeVast:
             return self._create(ask_id, body)
 
         @app.get("/api/v0/instances/")
-        def listing() -> dict[str, Any]:
-            return {"instances": [m.as_json() for m in self.live()]}
+        def legacy_listing() -> JSONResponse:
+            if not self.legacy_listing:  # as for accounts made after June 2026
+                return JSONResponse(
+                    {"success": False, "error": "deprecated", "msg": "use GET /api/v1/instances/"}, 410
+                )
+            return JSONResponse({"instances": [m.as_json() for m in self.live()]})
+
+        @app.get("/api/v1/instances/")
+        def listing(limit: int = 0, after_token: str | None = None) -> JSONResponse:
+            return self._page(limit, after_token)
 
         @app.get("/api/v0/instances/{machine_id}/")
         def show(machine_id: int) -> JSONResponse:
@@ -233,6 +244,38 @@ class FakeVast:
             return JSONResponse({"success": True})
 
         return app
+
+    def _page(self, limit: int, after_token: str | None) -> JSONResponse:
+        """Keyset pagination by id, as the v1 listing documents it: at most 25 a page (5 when
+        ``limit`` is not above 0), ``next_token`` null on the last page, 400 for a bad cursor."""
+        size = 5 if limit <= 0 else min(limit, 25)
+        after = -1
+        if after_token is not None:
+            try:
+                after = int(json.loads(base64.b64decode(after_token, validate=True))["values"]["id"])
+            except (ValueError, KeyError, TypeError):
+                return JSONResponse(
+                    {"success": False, "error": "invalid_args", "msg": "invalid after_token"}, 400
+                )
+        live = sorted(self.live(), key=lambda m: m.id)
+        page = [m for m in live if m.id > after][:size]
+        more = bool(page) and any(m.id > page[-1].id for m in live)
+        token = (
+            base64.b64encode(json.dumps({"values": {"id": page[-1].id}}).encode()).decode() if more else None
+        )
+        labels: dict[str, int] = {}
+        for machine in live:
+            labels[machine.label or ""] = labels.get(machine.label or "", 0) + 1
+        return JSONResponse(
+            {
+                "success": True,
+                "instances_found": len(page),
+                "total_instances": len(live),
+                "label_counts": labels,
+                "next_token": token,
+                "instances": [m.as_json() for m in page],
+            }
+        )
 
     def _create(self, ask_id: int, body: dict[str, Any]) -> JSONResponse:
         """Rent an offer: it leaves the book, and the machine boots (unless told not to)."""
