@@ -105,8 +105,8 @@ class Metrics:
     def _rent_metrics(self, r: CollectorRegistry) -> None:
         self.rent_failures = Counter(
             "takeover_rent_failures_total",
-            "Rentals that gave no usable machine, by why: gone, refused, unreachable, no_join, "
-            "no_offer, budget",
+            "Rentals that gave no usable machine, by why: gone, refused, unreachable, no_join, lost "
+            "(shown exited or offline before it joined), no_offer, budget",
             ["reason"],
             registry=r,
         )

@@ -194,6 +194,23 @@ def test_a_machine_whose_agent_never_joins_is_released_and_the_next_offer_tried(
     assert [r.error for r in failed] == ["its agent did not join within 60 s"]
 
 
+def test_a_machine_the_marketplace_shows_stopped_before_it_joined_is_given_up_at_once(
+    pool: Pool, fake: FakeVast
+) -> None:
+    """Not after the whole join timeout: Vast shows a machine that failed to boot as exited."""
+    _, _web = lose_the_only_node(pool)
+    rent(pool)
+    (first,) = fake.live()
+    first.status = "exited"  # its image would not start
+    rent(pool)
+    assert first.destroyed  # given back: nothing bills for a machine that will never join
+    failed = [r for r in pool.runtime.store.rentals.find() if r.state is RentalState.FAILED]
+    assert [r.error for r in failed] == ["the marketplace shows the machine exited"]
+    pool.cycle()  # the failover wants another
+    rent(pool)
+    assert [m.offer["id"] for m in fake.live()] == [102]
+
+
 def test_offers_above_the_price_are_never_rented_and_the_failover_says_why(
     pool: Pool, fake: FakeVast
 ) -> None:

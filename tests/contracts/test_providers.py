@@ -191,3 +191,14 @@ def test_the_listing_reads_every_page_of_the_v1_api(market: Marketplace, fake: F
         headers={"Authorization": f"Bearer {API_KEY}"},
     )
     assert bad.status_code == 400
+
+
+def test_a_release_with_a_bad_key_is_an_error_not_gone(market: Marketplace, fake: FakeVast) -> None:
+    """Vast answers 404 to a key that cannot see the instance: the rental must not be ended as
+    if its machine were gone while it bills on."""
+    machine = market.rent(market.offers("br", None)[0], _request("takeover-k"))
+    with pytest.raises(ProviderError, match="VAST_API_KEY"):
+        _vast(fake, key="secret-wrong-key").release(machine.machine_id)
+    assert [m.machine_id for m in market.machines("takeover-")] == [machine.machine_id]
+    market.release(machine.machine_id)
+    market.release(machine.machine_id)  # gone now, with a good key: fine

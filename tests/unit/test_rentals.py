@@ -19,6 +19,7 @@ from takeover.domain.rentals import (
     idle_since,
     idle_too_long,
     label,
+    not_coming,
     overdue,
     placed_on,
     rental_of,
@@ -175,3 +176,13 @@ def test_placed_on_says_how_long_the_rent_and_the_join_took() -> None:
     assert (detail["rent_ms"], detail["join_ms"]) == (1000.0, 2500.0)
     early = placed_on(replace(rental, rented_at=None))  # its agent joined before the rent's answer
     assert (early["rent_ms"], early["join_ms"]) == (None, 3500.0)
+
+
+def test_a_machine_shown_stopped_or_long_unlisted_is_not_coming() -> None:
+    soon, later = timedelta(seconds=5), timedelta(seconds=61)
+    assert not_coming("loading", later) is None
+    assert not_coming("running", later) is None
+    assert not_coming("exited", soon) == "the marketplace shows the machine exited"
+    assert not_coming("offline", soon) == "the marketplace shows the machine offline"
+    assert not_coming(None, soon) is None  # just rented: the listing may not show it yet
+    assert not_coming(None, later) == "the machine is gone from the marketplace"

@@ -31,6 +31,7 @@ from takeover.domain.rentals import (
     idle_since,
     idle_too_long,
     label,
+    not_coming,
     overdue,
     rental_of,
 )
@@ -96,6 +97,8 @@ class Renter:
 
     def _step(self, rental: Rental, in_use: set[UUID], fence: LeaseToken | None) -> str | None:
         now = self.clock.now()
+        if rental.state is RentalState.RENTED:
+            return self._awaiting_join(rental, now, fence)
         if rental.machine_id is not None and rental.ssh_host is None:
             self._locate(rental)
         if rental.state is RentalState.WANTED:
@@ -107,13 +110,22 @@ class Renter:
             rental.state is RentalState.JOINED and rental.machine_id is None  # joined before the answer
         ):
             return self._resolve(rental, now, fence)
-        if rental.state is RentalState.RENTED:
-            reason = overdue(rental, now, self.settings.timeouts)
-            if reason is not None:
-                self.metrics.rent_failures.labels("no_join").inc()
-                return self._give_back(rental, RentalState.FAILED, reason, fence)
-            return None
         return self._upkeep(rental, rental.node_id in in_use, now, fence)
+
+    def _awaiting_join(self, rental: Rental, now: datetime, fence: LeaseToken | None) -> str | None:
+        """Rented, its agent not joined yet: given back as soon as the marketplace shows the
+        machine stopped or gone (not after the whole join timeout), or when the timeout passes."""
+        assert rental.machine_id is not None
+        shown = self.market.status(rental.machine_id)
+        if shown is not None and shown.ssh_host and rental.ssh_host is None:
+            self.store.rentals.reach(rental, shown.ssh_host, shown.ssh_port)
+        rented_for = now - (rental.rented_at or now)
+        lost = not_coming(shown.status if shown is not None else None, rented_for)
+        reason = lost or overdue(rental, now, self.settings.timeouts)
+        if reason is None:
+            return None
+        self.metrics.rent_failures.labels("lost" if lost else "no_join").inc()
+        return self._give_back(rental, RentalState.FAILED, reason, fence)
 
     def _rent(self, rental: Rental, fence: LeaseToken | None) -> str | None:
         policy = rental.policy

@@ -146,6 +146,20 @@ def overdue(rental: Rental, now: datetime, timeouts: Timeouts) -> str | None:
     return None
 
 
+NOT_COMING = frozenset({"exited", "offline"})  # the marketplace's words for a machine that stopped
+LISTED_WITHIN = timedelta(seconds=60)  # a new machine may take this long to show in the listing
+
+
+def not_coming(status: str | None, rented_for: timedelta) -> str | None:
+    """Why a rented machine whose agent has not joined yet never will, from what the marketplace
+    shows (None: not in its listing), or None while it may still boot and join."""
+    if status is None:
+        return "the machine is gone from the marketplace" if rented_for > LISTED_WITHIN else None
+    if status in NOT_COMING:
+        return f"the marketplace shows the machine {status}"
+    return None
+
+
 def idle_since(rental: Rental, in_use: bool, now: datetime) -> datetime | None:
     """When a joined machine became idle (None while something runs or waits there)."""
     if in_use:

@@ -198,9 +198,12 @@ class VastMarketplace:
         raise ProviderError(f"vast: more than {_MAX_PAGES * _PAGE} instances listed; not all were read")
 
     def release(self, machine_id: str) -> None:
-        """DELETE /api/v0/instances/{id}/: destroyed, billing stops; one already gone is fine."""
+        """DELETE /api/v0/instances/{id}/: destroyed, billing stops; one already gone is fine. Vast
+        answers 404 also to a key that cannot see the instance, so a 404 counts as gone only once
+        GET /api/v0/users/current/ shows the key is good: a machine must not be forgotten billing."""
         response = self._reading(lambda: self._call("DELETE", f"/api/v0/instances/{machine_id}/"))
         if response.status_code == 404:
+            _check(self._reading(lambda: self._call("GET", "/api/v0/users/current/")))
             return
         _check(response)
         log.info("released", machine=machine_id)

@@ -194,6 +194,8 @@ class FakeVast:
         async def authorize(request: Request, call_next: Any) -> Any:
             self.calls.append((request.method, request.url.path))
             if request.headers.get("authorization") != f"Bearer {API_KEY}":
+                if request.method == "DELETE":  # Vast: an instance another key cannot see is not found
+                    return JSONResponse({"success": False, "error": "no_such_instance"}, 404)
                 return JSONResponse({"success": False, "error": "auth_error", "msg": "bad api key"}, 401)
             with self._lock:
                 throttled = self.throttle > 0
@@ -214,6 +216,10 @@ class FakeVast:
         @app.put("/api/v0/asks/{ask_id}/")
         def create(ask_id: int, body: dict[str, Any]) -> JSONResponse:
             return self._create(ask_id, body)
+
+        @app.get("/api/v0/users/current/")
+        def current_user() -> dict[str, Any]:
+            return {"id": 4242, "username": "fake", "email": "fake@example.invalid", "credit": 100.0}
 
         @app.get("/api/v0/instances/")
         def legacy_listing() -> JSONResponse:
