@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     rent_join_timeout: float = Field(300.0, gt=0, description="a rented agent must join within this")
     rent_idle_grace: float = Field(600.0, gt=0, description="a rented machine running nothing this long goes")
     rent_label: str = Field("takeover", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    rent_pace: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Vast's minimum intervals between calls of one endpoint, scaled by this (1: as Vast "
+        "enforces them; a fake marketplace may ask for less)",
+    )
 
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["console", "json"] = "console"

@@ -54,6 +54,7 @@ def _rent_settings(fake: FakeVast, **extra: Any) -> dict[str, Any]:
         "rent_timeout": 30.0,
         "rent_join_timeout": 60.0,
         "rent_idle_grace": 120.0,
+        "rent_pace": fake.pace,
         **extra,
     }
 

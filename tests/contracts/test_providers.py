@@ -18,7 +18,7 @@ from takeover.domain.errors import OfferGone, ProviderError
 from takeover.domain.models import Node, NodeStatus
 from takeover.ports import Marketplace, Offer, Provider, RentRequest
 from takeover.providers.local import LocalProvider
-from takeover.providers.vast import VastMarketplace
+from takeover.providers.vast import VAST_INTERVALS, VastMarketplace
 from takeover.testing import FakeClock, memory_store
 from takeover.testing.fakevast import API_KEY, FakeMachine, FakeVast, offer
 
@@ -35,7 +35,8 @@ def fake(tmp_path: Path) -> Iterator[FakeVast]:
 
 
 def _vast(fake: FakeVast, key: str = API_KEY) -> VastMarketplace:
-    return VastMarketplace(key, fake.url, regions={"br": ("BR",)}, backoff=0.01)
+    paced = {endpoint: seconds * fake.pace for endpoint, seconds in VAST_INTERVALS.items()}
+    return VastMarketplace(key, fake.url, regions={"br": ("BR",)}, backoff=0.01, intervals=paced)
 
 
 def _local() -> LocalProvider:
@@ -163,7 +164,7 @@ def test_a_bad_key_is_a_clear_error_that_does_not_show_the_key(fake: FakeVast) -
 def test_an_unreachable_marketplace_is_provider_unavailable() -> None:
     from takeover.domain.errors import ProviderUnavailable
 
-    gone = VastMarketplace(API_KEY, "http://127.0.0.1:9", backoff=0.01, timeout=1)
+    gone = VastMarketplace(API_KEY, "http://127.0.0.1:9", backoff=0.01, timeout=1, intervals={})
     with pytest.raises(ProviderUnavailable):
         gone.offers("br", None)
     with pytest.raises(ProviderUnavailable, match="may exist"):
@@ -183,6 +184,7 @@ def test_the_listing_reads_every_page_of_the_v1_api(market: Marketplace, fake: F
     pages = [call for call in fake.calls if call == ("GET", "/api/v1/instances/")]
     assert len(pages) == 3  # 25, 25, 10
     assert ("GET", "/api/v0/instances/") not in fake.calls
+    fake.pace = 0  # the raw calls below come right after the adapter's
     legacy = httpx.get(f"{fake.url}/api/v0/instances/", headers={"Authorization": f"Bearer {API_KEY}"})
     assert legacy.status_code == 410
     bad = httpx.get(
@@ -202,3 +204,24 @@ def test_a_release_with_a_bad_key_is_an_error_not_gone(market: Marketplace, fake
     assert [m.machine_id for m in market.machines("takeover-")] == [machine.machine_id]
     market.release(machine.machine_id)
     market.release(machine.machine_id)  # gone now, with a good key: fine
+
+
+def test_calls_are_spaced_as_the_marketplace_wants_and_none_is_refused(fake: FakeVast) -> None:
+    """Vast refuses a call that comes sooner than its endpoint's interval (429, no Retry-After):
+    paced, several rents and lookups in a row are never refused; unpaced, they are."""
+    paced = _vast(fake)
+    for n in range(3):
+        machine = paced.rent(paced.offers("br", None)[0], _request(f"takeover-p{n}"))
+        assert paced.status(machine.machine_id) is not None
+    assert fake.refused_too_soon == 0
+    unpaced = VastMarketplace(
+        API_KEY, fake.url, regions={"br": ("BR",)}, backoff=0.0, attempts=1, intervals={}
+    )
+
+    def search_five_times() -> None:
+        for _ in range(5):
+            unpaced.offers("br", None)
+
+    with pytest.raises(ProviderError):
+        search_five_times()
+    assert fake.refused_too_soon > 0

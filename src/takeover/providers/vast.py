@@ -9,6 +9,8 @@ and nowhere else: no log line and no error message carries it.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -26,6 +28,9 @@ T = TypeVar("T")
 DEFAULT_URL = "https://console.vast.ai"
 _GONE = ("no_such_ask", "not_found", "ask_not_available", "no longer available")
 _PAGE = 25  # the v1 listing's largest page
+# Vast's rate limits are minimum intervals per endpoint and key, answered 429 with no Retry-After
+# (docs/providers.md): seconds between two calls of each endpoint this adapter makes.
+VAST_INTERVALS = {"search": 6.0, "create": 4.5, "show": 2.0, "list": 2.0, "destroy": 3.0, "user": 2.0}
 _MAX_PAGES = 400  # 10,000 instances: a cursor that never ends is an error, not a hang
 
 
@@ -59,8 +64,14 @@ class VastMarketplace:
         timeout: float = 20.0,
         attempts: int = 4,
         backoff: float = 0.5,
+        intervals: dict[str, float] | None = None,
+        create_timeout: float = 120.0,
     ) -> None:
+        """``intervals``: seconds between two calls of one endpoint (VAST_INTERVALS by default);
+        ``create_timeout``: how long a rent may take to answer (Vast's own client waits 120 s)."""
         self.regions = regions or {}
+        self._pacer = Pacer(VAST_INTERVALS if intervals is None else intervals)
+        self._create_timeout = create_timeout
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -85,9 +96,16 @@ class VastMarketplace:
 
     # the API calls --------------------------------------------------------------------------
     def _call(
-        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        response = self._client.request(method, path, json=body, params=params)
+        self._pacer.wait(endpoint)  # every try, retries too: a retry too soon is refused again
+        timeout = self._create_timeout if endpoint == "create" else httpx.USE_CLIENT_DEFAULT
+        response = self._client.request(method, path, json=body, params=params, timeout=timeout)
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retry(response)
         return response
@@ -119,7 +137,7 @@ class VastMarketplace:
             query["dph_total"] = {"lte": max_price}
         # GPU names are matched here, as the pool's are ("4090" accepts "RTX 4090"): Vast's own
         # gpu_name filter wants its exact spelling.
-        response = self._reading(lambda: self._call("POST", "/api/v0/bundles/", query))
+        response = self._reading(lambda: self._call("search", "POST", "/api/v0/bundles/", query))
         _check(response)
         found = []
         for raw in _offers(response.json()):
@@ -147,7 +165,9 @@ class VastMarketplace:
         if offer.spot and offer.price_per_hour is not None:
             body["price"] = offer.price_per_hour
         try:
-            response = self._create(lambda: self._call("PUT", f"/api/v0/asks/{offer.offer_id}/", body))()
+            response = self._create(
+                lambda: self._call("create", "PUT", f"/api/v0/asks/{offer.offer_id}/", body)
+            )()
         except _Retry as error:
             if error.response.status_code == 429:
                 raise ProviderError(f"vast refused the rent: {_describe(error.response)}") from None
@@ -167,7 +187,7 @@ class VastMarketplace:
 
     def status(self, machine_id: str) -> Machine | None:
         """GET /api/v0/instances/{id}/."""
-        response = self._reading(lambda: self._call("GET", f"/api/v0/instances/{machine_id}/"))
+        response = self._reading(lambda: self._call("show", "GET", f"/api/v0/instances/{machine_id}/"))
         if response.status_code == 404:
             return None
         _check(response)
@@ -184,7 +204,7 @@ class VastMarketplace:
             params: dict[str, Any] = {"limit": _PAGE}
             if token is not None:
                 params["after_token"] = token
-            response = self._reading(partial(self._call, "GET", "/api/v1/instances/", params=params))
+            response = self._reading(partial(self._call, "list", "GET", "/api/v1/instances/", params=params))
             _check(response)
             data = _json(response)
             found += [
@@ -201,9 +221,9 @@ class VastMarketplace:
         """DELETE /api/v0/instances/{id}/: destroyed, billing stops; one already gone is fine. Vast
         answers 404 also to a key that cannot see the instance, so a 404 counts as gone only once
         GET /api/v0/users/current/ shows the key is good: a machine must not be forgotten billing."""
-        response = self._reading(lambda: self._call("DELETE", f"/api/v0/instances/{machine_id}/"))
+        response = self._reading(lambda: self._call("destroy", "DELETE", f"/api/v0/instances/{machine_id}/"))
         if response.status_code == 404:
-            _check(self._reading(lambda: self._call("GET", "/api/v0/users/current/")))
+            _check(self._reading(lambda: self._call("user", "GET", "/api/v0/users/current/")))
             return
         _check(response)
         log.info("released", machine=machine_id)
@@ -277,3 +297,21 @@ def _machine(raw: dict[str, Any]) -> Machine:
         ssh_port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
         price_per_hour=float(price) if isinstance(price, int | float) else None,
     )
+
+
+class Pacer:
+    """Each endpoint's calls spaced by its interval, across the threads that share the adapter
+    (the renter's loop, API requests): a call waits its turn instead of being refused."""
+
+    def __init__(self, intervals: dict[str, float]) -> None:
+        self._intervals = intervals
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, endpoint: str) -> None:
+        with self._lock:  # a turn is booked under the lock, waited for outside it
+            now = time.monotonic()
+            turn = max(now, self._next.get(endpoint, now))
+            self._next[endpoint] = turn + self._intervals.get(endpoint, 0.0)
+        if turn > now:
+            time.sleep(turn - now)

@@ -33,9 +33,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from takeover.localcluster import free_port, wait_until
+from takeover.providers.vast import VAST_INTERVALS
 
 API_KEY = "fake-vast-key"
 
@@ -125,8 +126,13 @@ class FakeVast:
         machine_env: dict[str, str] | None = None,
         delays: Delays | None = None,
         first_port: int = 26000,
+        pace: float = 0.05,
     ) -> None:
+        """``pace``: Vast's minimum interval per endpoint (VAST_INTERVALS), scaled: a call sooner
+        than that after the last one of its endpoint is refused with 429, as Vast does."""
         self.root = root
+        self.pace = pace
+        self._last_call: dict[str, float] = {}
         self.offers: list[dict[str, Any]] = list(offers or [])
         self.machine_env = machine_env or {}
         self.delays = delays or Delays()
@@ -138,6 +144,7 @@ class FakeVast:
         self.gone: set[int] = set()  # offers still in the book whose rent finds them taken
         self.hold: threading.Event | None = None  # set: a held rent answers
         self.legacy_listing = False  # GET /api/v0/instances/ answers 410, as for new accounts
+        self.refused_too_soon = 0  # calls refused for coming sooner than their endpoint's interval
         self.rent_received = threading.Event()
         self._next_id = 7000
         self._next_port = first_port
@@ -180,6 +187,7 @@ class FakeVast:
             "TAKEOVER_VAST_REGIONS": f"{region}=BR",
             "TAKEOVER_RENT_MAX_HOURLY": "5",
             "TAKEOVER_RENT_ENV": json.dumps(agent_env),
+            "TAKEOVER_RENT_PACE": str(self.pace),  # the control plane spaces its calls as this fake wants
             **settings,
         }
 
@@ -200,8 +208,11 @@ class FakeVast:
             with self._lock:
                 throttled = self.throttle > 0
                 self.throttle -= 1 if throttled else 0
+                too_soon = self._too_soon(request.method, request.url.path)
             if throttled:
                 return JSONResponse({"success": False, "error": "rate_limited", "msg": "slow down"}, 429)
+            if too_soon:  # plain text and no Retry-After, as Vast answers
+                return PlainTextResponse("API requests too frequent", 429)
             return await call_next(request)
 
         @app.post("/api/v0/bundles/")
@@ -250,6 +261,17 @@ class FakeVast:
             return JSONResponse({"success": True})
 
         return app
+
+    def _too_soon(self, method: str, path: str) -> bool:
+        """Under the lock: whether this call comes sooner than its endpoint's interval allows."""
+        endpoint = _endpoint(method, path)
+        interval = VAST_INTERVALS.get(endpoint, 0.0) * self.pace
+        now = time.monotonic()
+        if now - self._last_call.get(endpoint, float("-inf")) < interval * 0.9:  # 10 %: clock jitter
+            self.refused_too_soon += 1
+            return True
+        self._last_call[endpoint] = now
+        return False
 
     def _page(self, limit: int, after_token: str | None) -> JSONResponse:
         """Keyset pagination by id, as the v1 listing documents it: at most 25 a page (5 when
@@ -382,6 +404,21 @@ class FakeVast:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _endpoint(method: str, path: str) -> str:
+    """The name VAST_INTERVALS gives the endpoint a call is for."""
+    if path.startswith("/api/v0/bundles"):
+        return "search"
+    if path.startswith("/api/v0/asks"):
+        return "create"
+    if path.startswith("/api/v1/instances"):
+        return "list"
+    if path.startswith("/api/v0/users"):
+        return "user"
+    if path.startswith("/api/v0/instances/"):
+        return "destroy" if method == "DELETE" else "show"
+    return path
 
 
 def _invalid(body: dict[str, Any]) -> str | None:
