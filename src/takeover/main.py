@@ -225,6 +225,7 @@ def _market(settings: Settings) -> Marketplace | None:
         settings.vast_url,
         settings.regions_of_vast,
         intervals=intervals,
+        disk_gb=settings.rent_disk_gb,
     )
 
 

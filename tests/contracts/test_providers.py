@@ -225,3 +225,17 @@ def test_calls_are_spaced_as_the_marketplace_wants_and_none_is_refused(fake: Fak
     with pytest.raises(ProviderError):
         search_five_times()
     assert fake.refused_too_soon > 0
+
+
+def test_a_gpu_model_beyond_the_cheapest_offers_is_found_and_the_disk_is_priced_in(tmp_path: Path) -> None:
+    """300 cheaper offers of another model: the model is filtered on the server (Vast's names,
+    underscores for spaces), not among the 256 cheapest; the rented disk is in the price."""
+    book = [offer(1000 + n, "RTX 3090", 1, 0.2, "Sao Paulo, BR") for n in range(300)]
+    book.append(offer(2000, "H100 SXM", 1, 2.5, "Sao Paulo, BR", storage_cost=0.73))
+    with FakeVast(tmp_path / "big", book) as fake:
+        paced = {endpoint: seconds * fake.pace for endpoint, seconds in VAST_INTERVALS.items()}
+        market = VastMarketplace(API_KEY, fake.url, regions={"br": ("BR",)}, intervals=paced, disk_gb=100)
+        [h100] = market.offers("br", 3.0, ["H100 SXM"])
+        assert h100.offer_id == "2000"
+        assert h100.price_per_hour == pytest.approx(2.5 + 100 * 0.73 / 730)  # $0.10/h for 100 GB
+        assert len(market.offers("br", 0.5)) == 256  # the search's own limit, cheapest first

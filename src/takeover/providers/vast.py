@@ -66,10 +66,13 @@ class VastMarketplace:
         backoff: float = 0.5,
         intervals: dict[str, float] | None = None,
         create_timeout: float = 120.0,
+        disk_gb: int | None = None,
     ) -> None:
         """``intervals``: seconds between two calls of one endpoint (VAST_INTERVALS by default);
-        ``create_timeout``: how long a rent may take to answer (Vast's own client waits 120 s)."""
+        ``create_timeout``: how long a rent may take to answer (Vast's own client waits 120 s);
+        ``disk_gb``: the disk every machine is rented with (searched for, and priced in)."""
         self.regions = regions or {}
+        self._disk_gb = disk_gb
         self._pacer = Pacer(VAST_INTERVALS if intervals is None else intervals)
         self._create_timeout = create_timeout
         self._client = httpx.Client(
@@ -127,29 +130,41 @@ class VastMarketplace:
         query: dict[str, Any] = {
             "rentable": {"eq": True},
             "verified": {"eq": True},
-            "rented": {"eq": False},
             "geolocation": {"in": list(countries)},
-            "type": "bid" if spot else "on-demand",
+            "type": "bid" if spot else "ondemand",
             "order": [["dph_total", "asc"]],
             "limit": 256,
         }
         if max_price is not None:
             query["dph_total"] = {"lte": max_price}
-        # GPU names are matched here, as the pool's are ("4090" accepts "RTX 4090"): Vast's own
-        # gpu_name filter wants its exact spelling.
-        response = self._reading(lambda: self._call("search", "POST", "/api/v0/bundles/", query))
-        _check(response)
+        if self._disk_gb is not None:  # the disk rented, in the filter and in the price
+            query["disk_space"] = {"gte": self._disk_gb}
+            query["allocated_storage"] = self._disk_gb
+        raws: list[dict[str, Any]] = []
+        if gpu_names:  # on the server, by Vast's names: the 256 cheapest may hold none of these models
+            named = {**query, "gpu_name": {"in": [name.replace(" ", "_") for name in gpu_names]}}
+            raws = self._search(named)
+        if not raws:  # none, or a name that is part of Vast's ("4090" for "RTX 4090"): matched here
+            raws = self._search(query)
         found = []
-        for raw in _offers(response.json()):
+        for raw in raws:
             offer = _offer(raw, region, spot)
-            if offer is None or _country(raw) not in countries:
-                continue
+            if offer is None or _country(raw) not in countries or raw.get("rented") is True:
+                continue  # rented: Vast does not filter it on the server
             if max_price is not None and (offer.price_per_hour or 0) > max_price:
                 continue
             if gpu_names and not any(offer.gpu_name and matches(g, offer.gpu_name) for g in gpu_names):
                 continue
             found.append(offer)
         return sorted(found, key=lambda o: (o.price_per_hour or 0.0, -o.reliability, o.offer_id))
+
+    def _search(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        response = self._reading(lambda: self._call("search", "POST", "/api/v0/bundles/", query))
+        _check(response)
+        data = response.json()
+        if isinstance(data, dict) and data.get("truncated"):
+            log.info("vast cut the search short of its limit", limit=query.get("limit"))
+        return _offers(data)
 
     def rent(self, offer: Offer, request: RentRequest) -> Machine:
         """PUT /api/v0/asks/{id}/: a new instance of the offer running the request's image."""

@@ -93,8 +93,10 @@ def offer(
     geolocation: str = "Sao Paulo, BR",
     reliability: float = 0.99,
     min_bid: float | None = None,
+    storage_cost: float = 0.0,
 ) -> dict[str, Any]:
-    """An offer as POST /api/v0/bundles/ returns it (the fields takeover reads, and a few more)."""
+    """An offer as POST /api/v0/bundles/ returns it (the fields takeover reads, and a few more);
+    ``storage_cost`` is $/GB/month, added to ``dph_total`` for the disk a search asks for."""
     return {
         "id": offer_id,
         "ask_contract_id": offer_id,
@@ -110,6 +112,7 @@ def offer(
         "rented": False,
         "verified": True,
         "disk_space": 500.0,
+        "storage_cost": storage_cost,
         "cpu_cores_effective": 8,
         "gpu_ram": 24564,
     }
@@ -216,13 +219,23 @@ class FakeVast:
             return await call_next(request)
 
         @app.post("/api/v0/bundles/")
-        def search(query: dict[str, Any]) -> dict[str, Any]:
+        def search(query: dict[str, Any]) -> JSONResponse:
             time.sleep(self.delays.search)
+            kind = query.get("type", "ondemand")
+            if kind not in ("ondemand", "bid", "reserved"):
+                return JSONResponse(
+                    {"success": False, "error": "invalid_args", "msg": f"invalid type {kind!r}"}, 400
+                )
+            # Vast drops `rented` (each offer says it; its CLI filters after the answer).
+            wanted = {k: v for k, v in query.items() if k != "rented"}
             with self._lock:
-                found = [o for o in self.offers if _matches(o, query)]
-            key = "min_bid" if query.get("type") == "bid" else "dph_total"
+                found = [
+                    _priced(o, query.get("allocated_storage")) for o in self.offers if _matches(o, wanted)
+                ]
+            key = "min_bid" if kind == "bid" else "dph_total"
             found.sort(key=lambda o: o[key])
-            return {"offers": found[: int(query.get("limit") or 64)]}
+            limit = int(query.get("limit") or 64)
+            return JSONResponse({"offers": found[:limit], "truncated": len(found) > limit})
 
         @app.put("/api/v0/asks/{ask_id}/")
         def create(ask_id: int, body: dict[str, Any]) -> JSONResponse:
@@ -434,9 +447,18 @@ def _invalid(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _priced(found: dict[str, Any], storage_gb: Any) -> dict[str, Any]:
+    """An offer's price with the disk a search asks for (``allocated_storage``), as Vast's are."""
+    if not isinstance(storage_gb, int | float) or not found.get("storage_cost"):
+        return dict(found)
+    storage = found["storage_cost"] * storage_gb / 730  # $/GB/month for the GB asked, per hour
+    return {**found, "dph_total": round(found["dph_total"] + storage, 6), "storage_total_cost": storage}
+
+
 def _matches(candidate: dict[str, Any], query: dict[str, Any]) -> bool:
     """Vast's search operators (eq, neq, lt, lte, gt, gte, in, notin) on an offer's fields;
-    geolocation compares its two-letter country code, as Vast's does."""
+    geolocation compares its two-letter country code, and gpu_name takes underscores for
+    spaces (RTX_4090), as Vast's do."""
     for name, condition in query.items():
         if not isinstance(condition, dict):
             continue  # type, order, limit
@@ -444,9 +466,15 @@ def _matches(candidate: dict[str, Any], query: dict[str, Any]) -> bool:
         if name == "geolocation" and isinstance(value, str):
             value = value.rpartition(",")[2].strip()
         for op, wanted in condition.items():
-            if not _holds(op, value, wanted):
+            if not _holds(op, value, _spaced(wanted) if name == "gpu_name" else wanted):
                 return False
     return True
+
+
+def _spaced(wanted: Any) -> Any:
+    if isinstance(wanted, list):
+        return [_spaced(w) for w in wanted]
+    return wanted.replace("_", " ") if isinstance(wanted, str) else wanted
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
