@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ class FakeMachine:
             "geolocation": self.offer["geolocation"],
             "disk_space": self.disk,
             "start_date": time.time(),
+            "cur_state": "running" if self.status == "running" else "stopped",
+            "next_state": "stopped" if self.destroyed else "running",
+            "status_msg": f"{self.status}: {self.image}",
+            "extra_env": [[k, v] for k, v in self.env.items()],  # pairs, as Vast lists them
+            "ports": {},
         }
 
 
@@ -113,6 +119,8 @@ def offer(
         "verified": True,
         "disk_space": 500.0,
         "storage_cost": storage_cost,
+        "external": False,  # a datacenter's own offer (Vast's CLI asks for external=false)
+        "score": round(100 * reliability / dph_total, 3),
         "cpu_cores_effective": 8,
         "gpu_ram": 24564,
     }
@@ -222,7 +230,7 @@ class FakeVast:
         def search(query: dict[str, Any]) -> JSONResponse:
             time.sleep(self.delays.search)
             kind = query.get("type", "ondemand")
-            if kind not in ("ondemand", "bid", "reserved"):
+            if kind not in ("ondemand", "on-demand", "bid", "reserved"):  # Vast's CLI sends on-demand
                 return JSONResponse(
                     {"success": False, "error": "invalid_args", "msg": f"invalid type {kind!r}"}, 400
                 )
@@ -232,8 +240,9 @@ class FakeVast:
                 found = [
                     _priced(o, query.get("allocated_storage")) for o in self.offers if _matches(o, wanted)
                 ]
-            key = "min_bid" if kind == "bid" else "dph_total"
-            found.sort(key=lambda o: o[key])
+            order = query.get("order") or [["min_bid" if kind == "bid" else "dph_total", "asc"]]
+            for field_name, direction in reversed(order):  # the first key sorts last: it wins
+                found.sort(key=partial(_sort_value, field_name), reverse=direction == "desc")
             limit = int(query.get("limit") or 64)
             return JSONResponse({"offers": found[:limit], "truncated": len(found) > limit})
 
@@ -440,11 +449,16 @@ def _invalid(body: dict[str, Any]) -> str | None:
     env = body.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         return "env must be an object of strings"
-    if "onstart" in body and not isinstance(body["onstart"], str):
-        return "onstart must be a string"
+    if body.get("onstart") is not None and not isinstance(body["onstart"], str):
+        return "onstart must be a string"  # none at all is fine: the image's own entrypoint runs
     if "disk" in body and not isinstance(body["disk"], int | float):
         return "disk must be a number"
     return None
+
+
+def _sort_value(field_name: str, found: dict[str, Any]) -> float:
+    value = found.get(field_name)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _priced(found: dict[str, Any], storage_gb: Any) -> dict[str, Any]:
