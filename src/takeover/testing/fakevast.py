@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import base64
 import json
-import operator
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,6 +36,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from takeover.localcluster import free_port, wait_until
 from takeover.providers.vast import VAST_INTERVALS
+from takeover.testing.vastapi import endpoint_of, invalid, matches, offer, priced, sort_value
 
 API_KEY = "fake-vast-key"
 
@@ -89,41 +88,6 @@ class FakeMachine:
             "extra_env": [[k, v] for k, v in self.env.items()],  # pairs, as Vast lists them
             "ports": {},
         }
-
-
-def offer(
-    offer_id: int,
-    gpu_name: str = "RTX 4090",
-    num_gpus: int = 1,
-    dph_total: float = 0.5,
-    geolocation: str = "Sao Paulo, BR",
-    reliability: float = 0.99,
-    min_bid: float | None = None,
-    storage_cost: float = 0.0,
-) -> dict[str, Any]:
-    """An offer as POST /api/v0/bundles/ returns it (the fields takeover reads, and a few more);
-    ``storage_cost`` is $/GB/month, added to ``dph_total`` for the disk a search asks for."""
-    return {
-        "id": offer_id,
-        "ask_contract_id": offer_id,
-        "machine_id": 90000 + offer_id,
-        "gpu_name": gpu_name,
-        "num_gpus": num_gpus,
-        "dph_total": dph_total,
-        "dph_base": round(dph_total * 0.9, 6),
-        "min_bid": min_bid if min_bid is not None else round(dph_total * 0.4, 6),
-        "geolocation": geolocation,
-        "reliability2": reliability,
-        "rentable": True,
-        "rented": False,
-        "verified": True,
-        "disk_space": 500.0,
-        "storage_cost": storage_cost,
-        "external": False,  # a datacenter's own offer (Vast's CLI asks for external=false)
-        "score": round(100 * reliability / dph_total, 3),
-        "cpu_cores_effective": 8,
-        "gpu_ram": 24564,
-    }
 
 
 class FakeVast:
@@ -237,12 +201,10 @@ class FakeVast:
             # Vast drops `rented` (each offer says it; its CLI filters after the answer).
             wanted = {k: v for k, v in query.items() if k != "rented"}
             with self._lock:
-                found = [
-                    _priced(o, query.get("allocated_storage")) for o in self.offers if _matches(o, wanted)
-                ]
+                found = [priced(o, query.get("allocated_storage")) for o in self.offers if matches(o, wanted)]
             order = query.get("order") or [["min_bid" if kind == "bid" else "dph_total", "asc"]]
             for field_name, direction in reversed(order):  # the first key sorts last: it wins
-                found.sort(key=partial(_sort_value, field_name), reverse=direction == "desc")
+                found.sort(key=partial(sort_value, field_name), reverse=direction == "desc")
             limit = int(query.get("limit") or 64)
             return JSONResponse({"offers": found[:limit], "truncated": len(found) > limit})
 
@@ -286,7 +248,7 @@ class FakeVast:
 
     def _too_soon(self, method: str, path: str) -> bool:
         """Under the lock: whether this call comes sooner than its endpoint's interval allows."""
-        endpoint = _endpoint(method, path)
+        endpoint = endpoint_of(method, path)
         interval = VAST_INTERVALS.get(endpoint, 0.0) * self.pace
         now = time.monotonic()
         if now - self._last_call.get(endpoint, float("-inf")) < interval * 0.9:  # 10 %: clock jitter
@@ -329,7 +291,7 @@ class FakeVast:
 
     def _create(self, ask_id: int, body: dict[str, Any]) -> JSONResponse:
         """Rent an offer: it leaves the book, and the machine boots (unless told not to)."""
-        problem = _invalid(body)
+        problem = invalid(body)
         if problem is not None:
             return JSONResponse({"success": False, "error": "invalid_args", "msg": problem}, 400)
         with self._lock:
@@ -428,81 +390,4 @@ class FakeVast:
             process.wait()
 
 
-def _endpoint(method: str, path: str) -> str:
-    """The name VAST_INTERVALS gives the endpoint a call is for."""
-    if path.startswith("/api/v0/bundles"):
-        return "search"
-    if path.startswith("/api/v0/asks"):
-        return "create"
-    if path.startswith("/api/v1/instances"):
-        return "list"
-    if path.startswith("/api/v0/users"):
-        return "user"
-    if path.startswith("/api/v0/instances/"):
-        return "destroy" if method == "DELETE" else "show"
-    return path
-
-
-def _invalid(body: dict[str, Any]) -> str | None:
-    if not isinstance(body.get("image"), str) or not body["image"]:
-        return "image is required"
-    env = body.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        return "env must be an object of strings"
-    if body.get("onstart") is not None and not isinstance(body["onstart"], str):
-        return "onstart must be a string"  # none at all is fine: the image's own entrypoint runs
-    if "disk" in body and not isinstance(body["disk"], int | float):
-        return "disk must be a number"
-    return None
-
-
-def _sort_value(field_name: str, found: dict[str, Any]) -> float:
-    value = found.get(field_name)
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _priced(found: dict[str, Any], storage_gb: Any) -> dict[str, Any]:
-    """An offer's price with the disk a search asks for (``allocated_storage``), as Vast's are."""
-    if not isinstance(storage_gb, int | float) or not found.get("storage_cost"):
-        return dict(found)
-    storage = found["storage_cost"] * storage_gb / 730  # $/GB/month for the GB asked, per hour
-    return {**found, "dph_total": round(found["dph_total"] + storage, 6), "storage_total_cost": storage}
-
-
-def _matches(candidate: dict[str, Any], query: dict[str, Any]) -> bool:
-    """Vast's search operators (eq, neq, lt, lte, gt, gte, in, notin) on an offer's fields;
-    geolocation compares its two-letter country code, and gpu_name takes underscores for
-    spaces (RTX_4090), as Vast's do."""
-    for name, condition in query.items():
-        if not isinstance(condition, dict):
-            continue  # type, order, limit
-        value = candidate.get(name)
-        if name == "geolocation" and isinstance(value, str):
-            value = value.rpartition(",")[2].strip()
-        for op, wanted in condition.items():
-            if not _holds(op, value, _spaced(wanted) if name == "gpu_name" else wanted):
-                return False
-    return True
-
-
-def _spaced(wanted: Any) -> Any:
-    if isinstance(wanted, list):
-        return [_spaced(w) for w in wanted]
-    return wanted.replace("_", " ") if isinstance(wanted, str) else wanted
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq,
-    "neq": operator.ne,
-    "lt": lambda value, wanted: value is not None and value < wanted,
-    "lte": lambda value, wanted: value is not None and value <= wanted,
-    "gt": lambda value, wanted: value is not None and value > wanted,
-    "gte": lambda value, wanted: value is not None and value >= wanted,
-    "in": lambda value, wanted: value in wanted,
-    "notin": lambda value, wanted: value not in wanted,
-}
-
-
-def _holds(op: str, value: Any, wanted: Any) -> bool:
-    check = _OPERATORS.get(op)
-    return check is None or bool(check(value, wanted))
+__all__ = ["API_KEY", "Delays", "FakeMachine", "FakeVast", "offer"]
