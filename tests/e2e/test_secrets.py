@@ -37,7 +37,7 @@ grep -a -o -h -E 'tk[oj]_[A-Za-z0-9_-]{20,}|local-admin-toke[n]|fake-vast-ke[y]'
 echo "probe done"
 exec "$PY" -m takeover.examples.counter
 """
-INSTANCE_VARIABLES = {"PORT", "TAKEOVER_INSTANCE_ID", "TAKEOVER_EPOCH", "TAKEOVER_WORKSPACE"}
+INSTANCE_VARIABLES = {"PORT", "HOST", "TAKEOVER_INSTANCE_ID", "TAKEOVER_EPOCH", "TAKEOVER_WORKSPACE"}
 NODE_VARIABLES = {"PATH", "LANG", "LANGUAGE", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME"}
 
 

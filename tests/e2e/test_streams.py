@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -39,9 +41,12 @@ def register(url: str, name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def stream(url: str, node: dict[str, Any]) -> Iterator[ClientConnection]:
-    address = url.replace("http://", "ws://") + f"/api/v1/nodes/{node['id']}/stream"
-    with connect(address, additional_headers={"Authorization": f"Bearer {node['api_token']}"}) as ws:
+def stream(url: str, node: dict[str, Any], trust: ssl.SSLContext | None = None) -> Iterator[ClientConnection]:
+    address = (
+        url.replace("https://", "wss://").replace("http://", "ws://") + f"/api/v1/nodes/{node['id']}/stream"
+    )
+    headers = {"Authorization": f"Bearer {node['api_token']}"}
+    with connect(address, additional_headers=headers, ssl=trust) as ws:
         yield ws
 
 
@@ -88,36 +93,51 @@ def test_streams_pass_through_the_shipped_haproxy_and_nginx_configs(tmp_path: Pa
         node = register(url, "n1")
         with haproxy([url] * 3, tmp_path) as lb, stream(lb, node) as ws:
             assert beat(ws, node, 1)["seq"] == 1
-        with nginx(url, tmp_path) as proxy, stream(proxy, node) as ws:
+        ca = trustme.CA()
+        trust = trusting(ca)
+        with nginx(url, tmp_path, ca) as proxy, stream(proxy, node, trust) as ws:  # wss through TLS
             assert beat(ws, node, 1)["seq"] == 1
             # and an ordinary request still passes beside it
-            assert httpx.get(proxy + "/healthz").status_code == 200
+            assert httpx.get(proxy + "/healthz", verify=trust).status_code == 200
 
 
 @contextmanager
-def nginx(replica: str, root: Path) -> Iterator[str]:
-    """The shipped config, its three upstreams all this one replica, listening on a free port."""
+def nginx(replica: str, root: Path, ca: trustme.CA) -> Iterator[str]:
+    """The shipped config, its three upstreams all this one replica, listening with TLS (a
+    certificate of ``ca``) on a free port."""
     port = free_port()
+    issued = ca.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(str(root / "balancer.crt"))
+    issued.private_key_pem.write_to_path(str(root / "balancer.key"))
     text = (DEPLOY / "nginx.conf").read_text()
     text = re.sub(r"server takeover-\d:8080", "server " + replica.removeprefix("http://"), text)
-    text = text.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    text = text.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl;")
+    text = text.replace("/etc/takeover/tls/", f"{root}/")
     text = text.replace("pid /run/takeover-nginx.pid;", f"pid {root / 'nginx.pid'};")
     config = root / "nginx.conf"
     config.write_text(text)
     process = subprocess.Popen(
         [NGINX, "-p", str(root), "-c", str(config), "-g", "daemon off;"], stderr=subprocess.DEVNULL
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust = trusting(ca)
     try:
-        wait_until(lambda: _up(url), 10, "nginx")
+        wait_until(lambda: _up(url, trust), 10, "nginx")
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def _up(url: str) -> bool:
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts ``ca`` too."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def _up(url: str, trust: ssl.SSLContext) -> bool:
     try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        return httpx.get(url + "/healthz", timeout=1, verify=trust).status_code == 200
     except httpx.HTTPError:
         return False
