@@ -20,37 +20,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from bench.common import ROOT  # noqa: F401  (puts the repository on sys.path)
-from bench.failover_rto import AGENTS, LAN_TIMINGS, percentile, protected
+from bench.failover_rto import AGENTS, LAN_TIMINGS, bring_back, percentile, place, protected
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
+from tests.e2e.balancer import ProxyClient, routed_proxy  # the tests' HAProxy, follower and client
 
 Answer = tuple[float, int | None]  # (monotonic moment it ended, epoch that answered or None: failed)
-
-
-class Client(threading.Thread):
-    def __init__(self, address: str) -> None:
-        super().__init__(daemon=True)
-        self.address = address
-        self.answers: list[Answer] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with httpx.Client(timeout=5) as client:
-                    got = client.get(f"http://{self.address}/", headers={"Host": "web.bench"})
-                    epoch = int(got.json()["epoch"]) if got.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, KeyError):
-                epoch = None
-            self.answers.append((time.monotonic(), epoch))
-            self.stop.wait(0.01)
 
 
 def downtime(answers: list[Answer], killed: float) -> tuple[float, int]:
@@ -63,22 +41,15 @@ def downtime(answers: list[Answer], killed: float) -> tuple[float, int]:
 Result = tuple[float, float, int, bool]  # RTO s, client downtime s, requests failed, epochs in order
 
 
-def one_run(cluster: LocalCluster, client: Client, strategy: str, n: int) -> Result:
+def one_run(cluster: LocalCluster, client: ProxyClient, strategy: str, n: int) -> Result:
     """One kill, as the client and the API saw it."""
-    extra: dict[str, Any] = {"failover_strategy": strategy}
-    if strategy == "regional_volume":
-        volume = cluster.api.post(
-            "/api/v1/failover/regional-volume/create", json={"region": "local", "size_gb": 1, "name": f"v{n}"}
-        ).json()
-        extra["volume_id"] = volume["volume_id"]
-    inst = cluster.create_counter("web", **extra)
-    placed = wait_until(lambda: cluster.serving(inst["id"]), 60, "the counter to serve", interval=0.02)
+    placed, extra = place(cluster, "web", strategy, n)
     start = len(client.answers)
     wait_until(lambda: any(e == 1 for _, e in client.answers[start:]), 30, "the client answered by epoch 1")
-    cluster.hit(inst["id"])
+    cluster.hit(placed["id"])
     since = time.time()
     wait_until(
-        lambda: protected(cluster, inst, strategy, since), 300, "the data to be protected", interval=0.2
+        lambda: protected(cluster, placed, strategy, since), 300, "the data to be protected", interval=0.2
     )
     victim = cluster.node_name(placed["node_id"])
     assert victim is not None
@@ -86,7 +57,7 @@ def one_run(cluster: LocalCluster, client: Client, strategy: str, n: int) -> Res
     cluster.kill_agent(victim)
     serving = None
     while serving is None:
-        if cluster.serving(inst["id"], epoch=2):
+        if cluster.serving(placed["id"], epoch=2):
             serving = time.monotonic()
         elif time.monotonic() - killed > 300:
             raise TimeoutError(f"run {n}: not serving 300 s after the kill")
@@ -95,18 +66,12 @@ def one_run(cluster: LocalCluster, client: Client, strategy: str, n: int) -> Res
     time.sleep(1)
     answers = client.answers[start:]
     epochs = [e for _, e in answers if e is not None]
-    cluster.start_agent(victim)
-    wait_until(lambda: (cluster.node(victim) or {}).get("status") == "online", 30, f"{victim} back")
-    cluster.api.delete(f"/api/v1/instances/{inst['id']}")
-    if "volume_id" in extra:
-        cluster.api.delete(f"/api/v1/failover/regional-volume/{extra['volume_id']}")
+    bring_back(cluster, victim, placed["id"], extra)
     down, failed = downtime(answers, killed)
     return serving - killed, down, failed, epochs == sorted(epochs)
 
 
 def main() -> None:
-    from tests.e2e.balancer import routed_proxy  # the tests' HAProxy + follower, from the shipped template
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -130,9 +95,10 @@ def main() -> None:
         url = cluster.start_control_plane()
         for name in AGENTS:
             cluster.start_agent(name, NODE_VOLUME_ROOT=str(cluster.root / "volumes"))
-        with routed_proxy(url, ADMIN_TOKEN, Path(tmp), wait=30) as proxy:
-            client = Client(proxy.http)
-            client.start()
+        with (
+            routed_proxy(url, ADMIN_TOKEN, Path(tmp), wait=30) as proxy,
+            ProxyClient(proxy.http, "web.bench", every=0.01, timeout=5) as client,
+        ):
             for strategy in args.strategy:
                 results = []
                 for n in range(args.runs):
@@ -144,7 +110,6 @@ def main() -> None:
                         flush=True,
                     )
                 summary.append((strategy, results))
-            client.stop.set()
     print(
         f"\n{'strategy':16s} {'RTO to the new endpoint':>30s} {'client downtime via HAProxy':>34s} {'gap':>18s}"
     )

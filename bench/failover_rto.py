@@ -62,17 +62,35 @@ def protected(cluster: LocalCluster, inst: dict[str, Any], strategy: str, since:
     return True
 
 
-def one_run(cluster: LocalCluster, strategy: str, n: int, blob: Path | None) -> tuple[float, float, float]:
-    """(detection s, serving again s, failover record total s) for one kill."""
+def place(cluster: LocalCluster, name: str, strategy: str, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh counter with ``strategy`` (on a volume of its own for regional_volume), once it
+    serves; and what it was created with."""
     extra: dict[str, Any] = {"failover_strategy": strategy}
     if strategy == "regional_volume":
         volume = cluster.api.post(
             "/api/v1/failover/regional-volume/create", json={"region": "local", "size_gb": 2, "name": f"v{n}"}
         ).json()
         extra["volume_id"] = volume["volume_id"]
-    inst = cluster.create_counter(f"{strategy}-{n}", **extra)
+    inst = cluster.create_counter(name, **extra)
     placed = wait_until(lambda: cluster.serving(inst["id"]), 60, "the counter to serve", interval=0.02)
-    victim = cluster.node_name(placed["node_id"])
+    return placed, extra
+
+
+def bring_back(cluster: LocalCluster, victim: str, instance_id: str, extra: dict[str, Any]) -> None:
+    """Between runs: the killed agent started again and online; the run's instance, its
+    workspace on the victim and its volume gone."""
+    cluster.start_agent(victim)
+    wait_until(lambda: (cluster.node(victim) or {}).get("status") == "online", 30, f"{victim} back")
+    cluster.api.delete(f"/api/v1/instances/{instance_id}")
+    shutil.rmtree(cluster.agents[victim].data_dir / "workspaces" / instance_id, ignore_errors=True)
+    if "volume_id" in extra:
+        cluster.api.delete(f"/api/v1/failover/regional-volume/{extra['volume_id']}")
+
+
+def one_run(cluster: LocalCluster, strategy: str, n: int, blob: Path | None) -> tuple[float, float, float]:
+    """(detection s, serving again s, failover record total s) for one kill."""
+    inst, extra = place(cluster, f"{strategy}-{n}", strategy, n)
+    victim = cluster.node_name(inst["node_id"])
     assert victim is not None
     if blob is not None:
         if strategy == "regional_volume":
@@ -100,12 +118,7 @@ def one_run(cluster: LocalCluster, strategy: str, n: int, blob: Path | None) -> 
         time.sleep(0.02)
     failover = cluster.failovers(inst["id"])[-1]
     assert [a["strategy"] for a in failover["attempt_log"]][-1] == strategy, failover["attempt_log"]
-    cluster.start_agent(victim)
-    wait_until(lambda: (cluster.node(victim) or {}).get("status") == "online", 30, f"{victim} back")
-    cluster.api.delete(f"/api/v1/instances/{inst['id']}")
-    shutil.rmtree(cluster.agents[victim].data_dir / "workspaces" / inst["id"], ignore_errors=True)
-    if "volume_id" in extra:
-        cluster.api.delete(f"/api/v1/failover/regional-volume/{extra['volume_id']}")
+    bring_back(cluster, victim, inst["id"], extra)
     return (offline or serving) - killed, serving - killed, failover["timings"]["total_ms"] / 1000
 
 

@@ -37,7 +37,7 @@ from takeover.domain.rentals import BILLED, Timeouts
 from takeover.logsetup import configure_logging
 from takeover.metrics import Metrics
 from takeover.ports import Clock, Coordinator, Marketplace
-from takeover.providers.vast import VAST_INTERVALS, VastMarketplace
+from takeover.providers.vast import VastMarketplace, paced
 from takeover.regions import MultiRegion, load_config
 from takeover.regions.http import health_router, no_regions_router
 from takeover.settings import Settings
@@ -219,12 +219,11 @@ def _market(settings: Settings) -> Marketplace | None:
             provider=settings.provider,
         )
         return None
-    intervals = {endpoint: seconds * settings.rent_pace for endpoint, seconds in VAST_INTERVALS.items()}
     return VastMarketplace(
         settings.vast_api_key.get_secret_value(),
         settings.vast_url,
         settings.regions_of_vast,
-        intervals=intervals,
+        intervals=paced(settings.rent_pace),
         disk_gb=settings.rent_disk_gb,
     )
 

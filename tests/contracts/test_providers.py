@@ -18,7 +18,7 @@ from takeover.domain.errors import OfferGone, ProviderError
 from takeover.domain.models import Node, NodeStatus
 from takeover.ports import Marketplace, Offer, Provider, RentRequest
 from takeover.providers.local import LocalProvider
-from takeover.providers.vast import VAST_INTERVALS, VastMarketplace
+from takeover.providers.vast import VastMarketplace, paced
 from takeover.testing import FakeClock, memory_store
 from takeover.testing.fakevast import API_KEY, FakeMachine, FakeVast, offer
 
@@ -35,8 +35,7 @@ def fake(tmp_path: Path) -> Iterator[FakeVast]:
 
 
 def _vast(fake: FakeVast, key: str = API_KEY) -> VastMarketplace:
-    paced = {endpoint: seconds * fake.pace for endpoint, seconds in VAST_INTERVALS.items()}
-    return VastMarketplace(key, fake.url, regions={"br": ("BR",)}, backoff=0.01, intervals=paced)
+    return VastMarketplace(key, fake.url, regions={"br": ("BR",)}, backoff=0.01, intervals=paced(fake.pace))
 
 
 def _local() -> LocalProvider:
@@ -233,8 +232,9 @@ def test_a_gpu_model_beyond_the_cheapest_offers_is_found_and_the_disk_is_priced_
     book = [offer(1000 + n, "RTX 3090", 1, 0.2, "Sao Paulo, BR") for n in range(300)]
     book.append(offer(2000, "H100 SXM", 1, 2.5, "Sao Paulo, BR", storage_cost=0.73))
     with FakeVast(tmp_path / "big", book) as fake:
-        paced = {endpoint: seconds * fake.pace for endpoint, seconds in VAST_INTERVALS.items()}
-        market = VastMarketplace(API_KEY, fake.url, regions={"br": ("BR",)}, intervals=paced, disk_gb=100)
+        market = VastMarketplace(
+            API_KEY, fake.url, regions={"br": ("BR",)}, intervals=paced(fake.pace), disk_gb=100
+        )
         [h100] = market.offers("br", 3.0, ["H100 SXM"])
         assert h100.offer_id == "2000"
         assert h100.price_per_hour == pytest.approx(2.5 + 100 * 0.73 / 730)  # $0.10/h for 100 GB

@@ -7,6 +7,8 @@ import os
 import shutil
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,3 +153,41 @@ def routed_nginx(control_plane: str, token: str, root: Path, wait: float = 1.0) 
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)
+
+
+class ProxyClient:
+    """Asks ``GET /`` through a proxy every ``every`` seconds, on a new connection each time (so
+    each request goes where the proxy sends it now); ``answers`` holds (moment it ended, epoch of
+    the runner that answered, or None for a failed request)."""
+
+    def __init__(
+        self, address: str, host: str | None = None, every: float = 0.05, timeout: float = 1.0
+    ) -> None:
+        self.address = address
+        self._headers = {"Host": host} if host else {}
+        self._every, self._timeout = every, timeout
+        self.answers: list[tuple[float, int | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with httpx.Client(timeout=self._timeout) as client:
+                    answer = client.get(f"http://{self.address}/", headers=self._headers)
+                    epoch = int(answer.raise_for_status().json()["epoch"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                epoch = None
+            self.answers.append((time.monotonic(), epoch))
+            self._stop.wait(self._every)
+
+    def epochs(self) -> list[int]:
+        return [e for _, e in self.answers if e is not None]
+
+    def __enter__(self) -> ProxyClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

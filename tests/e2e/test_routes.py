@@ -6,53 +6,18 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from takeover.localcluster import ADMIN_TOKEN, LocalCluster, wait_until
 from tests.e2e import netns
-from tests.e2e.balancer import routed_nginx, routed_proxy
+from tests.e2e.balancer import ProxyClient, routed_nginx, routed_proxy
 from tests.e2e.test_strategies import cli
 
 pytestmark = pytest.mark.e2e
 COUNTER = {"command": [sys.executable, "-m", "takeover.examples.counter"]}  # listens on $HOST
-
-
-class Client:
-    """Asks through the proxy every 50 ms on a new connection each time: (moment, epoch or None)."""
-
-    def __init__(self, address: str, host: str | None = None) -> None:
-        self.address = address
-        self._headers = {"Host": host} if host else {}
-        self.answers: list[tuple[float, int | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with httpx.Client(timeout=1) as client:
-                    answer = client.get(f"http://{self.address}/", headers=self._headers)
-                    epoch = int(answer.json()["epoch"])
-            except (httpx.HTTPError, ValueError, KeyError):
-                epoch = None
-            self.answers.append((time.monotonic(), epoch))
-            self._stop.wait(0.05)
-
-    def epochs(self) -> list[int]:
-        return [e for _, e in self.answers if e is not None]
-
-    def __enter__(self) -> Client:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))
@@ -69,7 +34,7 @@ def test_a_client_through_haproxy_in_tcp_mode_follows_its_instance_across_a_part
         first = wait_until(lambda: cluster.serving(made["id"]), 30, "the counter to serve")
         assert str(first["endpoint"]).startswith(f"{host.ip}:")
         cluster.start_agent("outside", NODE_HOST=host.host_ip)
-        with routed_proxy(url, ADMIN_TOKEN, tmp_path) as proxy, Client(proxy.tcp) as client:
+        with routed_proxy(url, ADMIN_TOKEN, tmp_path) as proxy, ProxyClient(proxy.tcp) as client:
             wait_until(lambda: 1 in client.epochs(), 30, "the proxy to send the client to epoch 1")
             host.cut()
             cut = time.monotonic()
@@ -102,7 +67,7 @@ def test_a_client_through_nginx_follows_its_instance_when_its_node_dies(tmp_path
         made = cluster.api.post("/api/v1/instances", json={"name": "web", "spec": COUNTER}).json()
         wait_until(lambda: cluster.serving(made["id"]), 30, "the counter to serve")
         cluster.start_agent("b")
-        with routed_nginx(url, ADMIN_TOKEN, tmp_path) as nginx, Client(nginx, "web.apps.test") as client:
+        with routed_nginx(url, ADMIN_TOKEN, tmp_path) as nginx, ProxyClient(nginx, "web.apps.test") as client:
             wait_until(lambda: 1 in client.epochs(), 30, "nginx to send the client to epoch 1")
             cluster.kill_agent("a")
             wait_until(lambda: cluster.serving(made["id"], epoch=2), 60, "the failover to epoch 2")

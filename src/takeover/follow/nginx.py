@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from takeover.domain.heartbeat import endpoint
 from takeover.domain.routes import Route, wanted_targets
 
 log = structlog.get_logger("takeover.follow")
@@ -25,13 +26,9 @@ def render(routes: Iterable[Route], upstream_format: str = "{name}") -> str:
     wanted, _ = wanted_targets(routes, upstream_format)
     blocks = ["# written by `takeover routes follow nginx`: each upstream is its instance's current runner\n"]
     for name, target in sorted(wanted.items()):
-        server = NOBODY if target is None else f"{_host(target[0])}:{target[1]}"
+        server = NOBODY if target is None else endpoint(*target)
         blocks.append(f"upstream {name} {{\n    server {server};\n}}\n")
     return "\n".join(blocks)
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 class NginxTarget:

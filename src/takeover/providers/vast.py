@@ -31,6 +31,13 @@ _PAGE = 25  # the v1 listing's largest page
 # Vast's rate limits are minimum intervals per endpoint and key, answered 429 with no Retry-After
 # (docs/providers.md): seconds between two calls of each endpoint this adapter makes.
 VAST_INTERVALS = {"search": 6.0, "create": 4.5, "show": 2.0, "list": 2.0, "destroy": 3.0, "user": 2.0}
+
+
+def paced(scale: float) -> dict[str, float]:
+    """VAST_INTERVALS scaled: 1 as Vast enforces them, less for a fake marketplace that asks it."""
+    return {endpoint: seconds * scale for endpoint, seconds in VAST_INTERVALS.items()}
+
+
 _MAX_PAGES = 400  # 10,000 instances: a cursor that never ends is an error, not a hang
 
 

@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from takeover.localcluster import free_port, wait_until
-from takeover.providers.vast import VAST_INTERVALS
+from takeover.providers.vast import paced
 from takeover.testing.vastapi import endpoint_of, invalid, matches, offer, priced, sort_value
 
 API_KEY = "fake-vast-key"
@@ -249,7 +249,7 @@ class FakeVast:
     def _too_soon(self, method: str, path: str) -> bool:
         """Under the lock: whether this call comes sooner than its endpoint's interval allows."""
         endpoint = endpoint_of(method, path)
-        interval = VAST_INTERVALS.get(endpoint, 0.0) * self.pace
+        interval = paced(self.pace).get(endpoint, 0.0)
         now = time.monotonic()
         if now - self._last_call.get(endpoint, float("-inf")) < interval * 0.9:  # 10 %: clock jitter
             self.refused_too_soon += 1

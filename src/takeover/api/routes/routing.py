@@ -32,9 +32,8 @@ async def list_routes(
 
 
 @router.get("/prometheus")
-async def prometheus_targets(services: ServicesDep, who: PersonDep) -> list[dict[str, Any]]:
+def prometheus_targets(services: ServicesDep, who: PersonDep) -> list[dict[str, Any]]:
     """Prometheus ``http_sd_configs``: each serving instance's current address, with labels."""
-    _, routes = await services.routes.watch(owner_scope(who), None, 0.0)
     return [
         {
             "targets": [r.target],
@@ -46,6 +45,6 @@ async def prometheus_targets(services: ServicesDep, who: PersonDep) -> list[dict
                 "node_id": str(r.node_id),
             },
         }
-        for r in routes
+        for r in services.routes.routes(owner_scope(who))
         if r.target is not None
     ]
