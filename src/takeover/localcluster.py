@@ -21,12 +21,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from takeover.domain.snapshots import SnapshotRef
-from takeover.examples.image import COUNTER_IMAGE, import_counter_image
+from takeover.examples.image import COUNTER_IMAGE, RENTABLE_IMAGE, import_counter_image
+
+if TYPE_CHECKING:
+    from takeover.testing.machines import Podman
 
 ADMIN_TOKEN = "local-admin-token"
 TAKEOVER = [sys.executable, "-m", "takeover"]
@@ -117,6 +120,18 @@ class LocalCluster:
         )
         self.container_cli = ["podman", *shlex.split(options)]
         import_counter_image(self.container_cli, env=self._env())
+
+    def rentable_image(self) -> Podman:
+        """Import RENTABLE_IMAGE (the counter with python3) and say how the fake marketplace
+        boots machines from this cluster's storage, sharing its snapshot directory."""
+        from takeover.testing.machines import Podman  # takeover.testing loads the store: not for the CLI
+
+        import_counter_image(self.container_cli, RENTABLE_IMAGE, env=self._env(), python=True)
+        return Podman(
+            tuple(self.container_cli),
+            {"CONTAINERS_CONF": self.extra_env["CONTAINERS_CONF"]},
+            (self.snapshot_dir,),
+        )
 
     def podman(self, *args: str) -> str:
         """A podman command on the cluster's storage; its output."""

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 
 from takeover.api.app import create_app
 from takeover.api.ratelimit import Counts, Limits, RateLimit, RedisCounts, StoreCounts
+from takeover.control.bundle import agent_bundle
 from takeover.control.executor import FailoverExecutor
 from takeover.control.leadership import Leadership
 from takeover.control.loop import ControlLoop
@@ -243,8 +245,9 @@ def _renter(settings: Settings, store: Store, market: Marketplace, metrics: Metr
         env=settings.rent_env,
         label_prefix=settings.rent_label,
         max_instances=settings.rent_max_instances,
-        install=settings.rent_install or "",
     )
+    # Built now, off the way: the first rented machine's download must not wait for it.
+    threading.Thread(target=agent_bundle, name="agent-bundle", daemon=True).start()
     return Renter(store, market, rent, metrics, clock)
 
 

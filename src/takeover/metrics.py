@@ -106,7 +106,8 @@ class Metrics:
         self.rent_failures = Counter(
             "takeover_rent_failures_total",
             "Rentals that gave no usable machine, by why: gone, refused, unreachable, no_join, lost "
-            "(shown exited or offline before it joined), no_offer, budget",
+            "(shown exited or offline before it joined), no_agent (its onstart could not start the "
+            "agent), no_offer, budget",
             ["reason"],
             registry=r,
         )

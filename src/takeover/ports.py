@@ -125,6 +125,7 @@ class RentRequest:
     onstart: str
     disk_gb: int
     label: str  # the rental's label: how a machine is found again after a crash
+    ports: tuple[str, ...] = ()  # ports inside to map to outside ones: "20000", "7947/udp"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from takeover.control.bundle import python_tag
 from takeover.domain.strategies.base import StrategyName, parse_strategy
 
 FENCE_GRACE = 1.0  # at most, seconds between a fence's SIGTERM and its SIGKILL
@@ -128,11 +129,17 @@ class Settings(BaseSettings):
     rent_max_hourly: float = Field(
         0.0, ge=0, allow_inf_nan=False, description="dollars per hour for every rented machine together"
     )
-    rent_image: str = Field("python:3.11-slim", min_length=1, description="what a rented machine boots")
-    rent_install: str | None = Field(None, description="pip requirement the machine installs takeover from")
+    rent_image: str = Field(
+        default_factory=lambda: f"python:{python_tag()}-slim",
+        min_length=1,
+        description="what a rented machine boots for an instance without an image (it needs this "
+        "control plane's Python minor version)",
+    )
     rent_env: dict[str, str] = Field(default_factory=dict, description="JSON: extra env of rented agents")
     rent_disk_gb: int = Field(32, ge=1, le=100_000)
-    rent_max_instances: int = Field(1, ge=1, le=1000)
+    rent_max_instances: int = Field(
+        1, ge=1, le=31, description="instances one rented machine takes (two mapped ports each; Vast maps 64)"
+    )
     rent_max_offers: int = Field(3, ge=1, le=50, description="offers one failover tries")
     rent_timeout: float = Field(120.0, gt=0, description="a rent call with no machine found by then failed")
     rent_join_timeout: float = Field(300.0, gt=0, description="a rented agent must join within this")

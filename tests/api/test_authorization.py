@@ -166,6 +166,8 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         "/api/v1/nodes/join",
         {"name": "joiner", "base_url": "http://127.0.0.1"},
     ),
+    ("GET", "/api/v1/agent/bundle"): ("/api/v1/agent/bundle", None),
+    ("POST", "/api/v1/agent/failed"): ("/api/v1/agent/failed", {"reason": "no python3"}),
     ("GET", "/api/v1/provider/offers"): ("/api/v1/provider/offers?region=r1", None),
     ("GET", "/api/v1/provider/machines"): ("/api/v1/provider/machines", None),
     ("POST", "/api/v1/provider/machines/{rental_id}/release"): (
@@ -268,6 +270,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/metrics"): (200, 200, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/leader"): (200, 200, 200, 403, 403, 401, 401, 401),
     ("GET", "/api/v1/status"): (200, 200, 200, 403, 403, 401, 401, 401),
+    # The agent goes to a machine that may join, and to anyone with a token; only a rented
+    # machine's one-time token reports a failed boot.
+    ("GET", "/api/v1/agent/bundle"): (200, 200, 200, 200, 200, 401, 401, 200),
+    ("POST", "/api/v1/agent/failed"): (401, 401, 401, 401, 401, 401, 401, 401),
     ("POST", "/api/v1/join-tokens"): (201, 403, 403, 403, 403, 401, 401, 401),
     ("GET", "/api/v1/join-tokens"): (200, 403, 403, 403, 403, 401, 401, 401),
     ("DELETE", "/api/v1/join-tokens/{token_id}"): (200, 403, 403, 403, 403, 401, 401, 401),

@@ -78,7 +78,13 @@ def join(pool: Pool, machine: FakeMachine) -> NodeHandle:
     """What the machine's agent does: register with the token the renter gave the marketplace."""
     response = pool.client.post(
         "/api/v1/nodes/join",
-        json={"name": machine.env["NODE_NAME"], "base_url": "http://127.0.0.1", "max_instances": 1},
+        json={
+            "name": machine.env["NODE_NAME"],
+            "base_url": "http://127.0.0.1",
+            "max_instances": 1,
+            "containers": False,  # what the rented agent says (NODE_CONTAINER_RUNTIME=none)
+            "image": machine.env.get("NODE_IMAGE"),
+        },
         headers={"Authorization": f"Bearer {machine.env['TAKEOVER_JOIN_TOKEN']}"},
     )
     assert response.status_code == 201, response.text
@@ -126,7 +132,10 @@ def test_a_failover_with_no_node_left_rents_the_cheapest_fitting_offer_and_runs_
     assert machine.label is not None
     assert machine.label.startswith("takeover-")
     assert machine.env["NODE_REGION"] == "r1"
-    assert "takeover agent" in machine.onstart
+    assert "/api/v1/agent/bundle" in machine.onstart  # the agent comes from the control plane
+    assert machine.env["NODE_CONTAINER_RUNTIME"] == "none"  # a rented machine is a container itself
+    assert set(machine.nat.tcp) == {22, 20000, 20001}  # ssh, and two ports per instance it may take
+    assert set(machine.nat.udp) == {7947}  # the witness
     pool.cycle()
     assert failover_of(pool, web)["status"] == "migrating"  # rented, not joined: nothing placed yet
     rented = join(pool, machine)
@@ -147,7 +156,7 @@ def test_a_failover_with_no_node_left_rents_the_cheapest_fitting_offer_and_runs_
     answer = pool.runtime.services.orchestrator.response(
         pool.runtime.store.failovers.get(UUID(failover["id"]))
     )
-    assert (answer["new_ssh_host"], answer["new_ssh_port"]) == ("127.0.0.1", machine.ports[0])
+    assert (answer["new_ssh_host"], answer["new_ssh_port"]) == ("127.0.0.1", machine.ssh_port)
     assert answer["new_gpu_id"] == f"vast:{machine.id}"
     assert answer["new_gpu_name"] == "RTX 4090"
     (held,) = pool.get("/api/v1/provider/machines")

@@ -21,6 +21,7 @@ from takeover.providers.local import LocalProvider
 from takeover.providers.vast import VastMarketplace, paced
 from takeover.testing import FakeClock, memory_store
 from takeover.testing.fakevast import API_KEY, FakeMachine, FakeVast, offer
+from takeover.testing.nat import Nat, inside_address
 
 # The same capacity for both: (name, gpu, count, price) in region "br".
 CAPACITY = [("a", "RTX 4090", 1, 0.40), ("b", "RTX 4090", 2, 0.90), ("c", "A100 SXM4", 1, 1.50)]
@@ -176,7 +177,9 @@ def test_the_listing_reads_every_page_of_the_v1_api(market: Marketplace, fake: F
     book = offer(300, "RTX 4090", 1, 0.2, "Sao Paulo, BR")
     for n in range(60):
         label = f"takeover-{n}" if n % 2 == 0 else f"someone-else-{n}"
-        fake.machines[9000 + n] = FakeMachine(9000 + n, book, label, "img", {}, "", 10.0, (1, 2))
+        fake.machines[9000 + n] = FakeMachine(
+            9000 + n, book, label, "img", {}, "", 10.0, Nat(inside_address(n))
+        )
     assert sorted(m.machine_id for m in market.machines("takeover-")) == [
         str(9000 + n) for n in range(0, 60, 2)
     ]

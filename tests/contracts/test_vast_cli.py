@@ -68,5 +68,8 @@ def test_vast_s_own_cli_searches_rents_shows_and_destroys_on_the_fake(fake: Fake
     assert shown["id"] == mapped["new_contract"]
     assert shown["extra_env"]["ROLE"] == "agent"
     assert shown["image_uuid"] == "python:3.11-slim"
+    outside = int(shown["ports"]["20000/tcp"][0]["HostPort"])  # mapped to a port of Vast's choice
+    assert outside != 20000
+    assert fake.machines[mapped["new_contract"]].env.get("ROLE") == "agent"
     vastai(fake, tmp_path, "destroy", "instance", str(plain["new_contract"]), "-y")
     assert [i["id"] for i in vastai(fake, tmp_path, "show", "instances")] == [mapped["new_contract"]]

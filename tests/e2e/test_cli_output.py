@@ -139,6 +139,10 @@ def test_create_waits_until_running_or_says_why_it_failed_and_events_name_what_t
     ).stdout
     assert "…" not in wide
     assert all(i in wide for i in ids)  # full ids, every column whole
+    nodes = subprocess.run(
+        [*TAKEOVER, "nodes", "list", "-o", "wide"], env=piped, capture_output=True, text=True, check=True
+    ).stdout
+    assert "processes, containers" in nodes  # what each node runs, as its agent says
     events = cli(cluster, "events", "-n", "50")
     assert "instance web" in events
     assert "node a" in events

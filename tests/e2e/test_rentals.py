@@ -27,7 +27,7 @@ def renting(fake: FakeVast, cluster: LocalCluster, **extra: str) -> dict[str, st
         "STOP_GRACE": "2",
         "TAKEOVER_LOG_LEVEL": "info",
     }
-    return fake.serve_env("local", agent_env, TAKEOVER_RENT_JOIN_TIMEOUT="60", **extra)
+    return fake.serve_env("local", agent_env, **{"TAKEOVER_RENT_JOIN_TIMEOUT": "60", **extra})
 
 
 def serving_with_snapshot(cluster: LocalCluster, name: str, hits: int) -> tuple[str, int]:

@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 
 from takeover.agent.agent import Agent
+from takeover.agent.localstate import free_port
 from takeover.agent.processes import ProcessRuntime
 from takeover.agent.runner import RestartPolicy, Runner, listening, probe_host
 from takeover.agent.settings import AgentSettings, load_agent_settings
@@ -110,6 +111,41 @@ def test_a_container_gets_its_gpus_as_devices_and_its_workspace_at_the_mount_pat
     assert "CUDA_VISIBLE_DEVICES" not in launch.env  # CDI numbers its devices from 0
     assert launch.env["TAKEOVER_WORKSPACE"] == "/data"
     assert launch.image == "busybox@sha256:00"
+
+
+def test_behind_nat_an_endpoint_and_the_witness_name_the_outside_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAKEOVER_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("NODE_PORT_MAP", "20000:41873, 7947/udp:40112")
+    settings = load_agent_settings()
+    assert settings.outside(20000) == 41873
+    assert settings.outside(20001) == 20001  # not mapped: itself
+    assert settings.outside(7947) == 7947  # the TCP port 7947 is another port
+    assert settings.outside(7947, udp=True) == 40112
+    monkeypatch.setenv("NODE_PORT_MAP", "20000-41873")
+    with pytest.raises(SystemExit, match="NODE_PORT_MAP"):
+        load_agent_settings()
+
+
+def test_a_node_that_is_the_image_runs_its_command_as_a_process(tmp_path: Path) -> None:
+    spec = InstanceSpec(("/app/serve",), image="localhost/web:1")
+    runner = runner_for(tmp_path, spec, (), False)
+    runner.native = True
+    launch = runner.launch()
+    assert launch.image is None  # no container: the command, as a process of this machine
+    assert launch.command == ("/app/serve",)
+    assert launch.env["TAKEOVER_WORKSPACE"] == str(tmp_path)  # its own workspace, not the mount path
+
+
+def test_a_free_port_is_one_nobody_listens_on_where_the_instance_will() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert free_port((port, port), set(), "127.0.0.2") == 0
+        assert free_port((port, port), set(), "127.0.0.3") == port  # another address of the machine
+        assert free_port((port, port), {port}, "127.0.0.3") == 0  # another runner's
 
 
 def test_an_agent_and_the_cli_start_without_loading_the_server() -> None:

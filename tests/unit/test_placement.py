@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from takeover.domain.models import Node, NodeStatus
+from takeover.domain.models import InstanceSpec, Node, NodeStatus
 from takeover.domain.placement import Ineligible, PlacementRequest, assume_placed, rank_key, select_best_node
 from tests.unit.factories import node, nodes_strategy
 
@@ -85,3 +85,17 @@ def test_an_assumed_placement_costs_a_node_s_share_and_never_goes_below_zero() -
     small = assume_placed(node("s", health_score=30.0, max_instances=4, current_instances=1))
     assert (small.health_score, small.current_instances) == (5.0, 2)
     assert assume_placed(node("t", health_score=10.0, max_instances=2)).health_score == 0.0
+
+
+def test_an_image_instance_goes_only_where_containers_run_or_to_its_own_image() -> None:
+    plain = node("plain", containers=False, health_score=99.0)
+    other = node("other", containers=False, image="registry.example/api:1", health_score=98.0)
+    itself = node("itself", containers=False, image="registry.example/web:2", health_score=90.0)
+    podman = node("podman", health_score=50.0)
+    web = PlacementRequest().runs(InstanceSpec(("/app/serve",), image="registry.example/web:2"))
+    assert select_best_node([plain, other, itself, podman], web) == itself
+    assert select_best_node([plain, other, podman], web) == podman
+    assert select_best_node([plain, other], web) == Ineligible("no eligible node (2 without containers)")
+    own_command = PlacementRequest().runs(InstanceSpec((), image="registry.example/web:2"))
+    assert select_best_node([itself, podman], own_command) == podman  # its command is not known there
+    assert select_best_node([plain], PlacementRequest().runs(InstanceSpec(("sleep", "1")))) == plain

@@ -153,6 +153,11 @@ def test_renting_is_over_after_no_offer_or_the_last_offer_tried() -> None:
         "3 machine(s) rented, the limit (TAKEOVER_RENT_MAX_OFFERS): offer 1 is no longer available"
     )
     assert renting_over([gone, none], 3) == "no offer at or under $1/h for any GPU (0 tried)"
+    booted = replace(gone, machine_id="7001", error="its machine cannot run the agent: no python3")
+    assert renting_over([booted, none], 3) == (  # why the machine before failed, not only "no offer"
+        "no offer at or under $1/h for any GPU (0 tried); the machine rented before failed: "
+        "its machine cannot run the agent: no python3"
+    )
     joined = _rental(RentalState.JOINED)
     assert renting_over([joined], 2) is None
     assert renting_over([joined, gone], 2) is not None  # a machine that joined counts too

@@ -60,7 +60,11 @@ class Agent:
         self.runners: dict[str, Runner] = {}
         self.heartbeat_interval = settings.heartbeat_interval
         self.fence = Fence(fence_file := self.data_dir / "fence")
-        self.witness = Witness.open(settings.advertise_host, settings.witness_port)
+        self.witness = Witness.open(
+            settings.instance_host or settings.advertise_host,
+            settings.witness_port,
+            lambda port: f"{settings.advertise_host}:{settings.outside(port, udp=True)}",
+        )
         self.processes, self.containers = node_runtimes(settings, fence_file)
         self.watchdog = node_watchdog(settings)
         self._leftovers: list[Leftover] | None = None  # found at start, settled by the first reply
@@ -146,6 +150,7 @@ class Agent:
             "avg_latency_ms": round(self.latency_ms, 2),
             "instances": found,
             "fenced": self.fence.holding(),
+            **self.settings.runs,
             **self.witness.report(),
             "standbys": [
                 {"id": c.instance_id, "snapshot": c.manifest.id if c.manifest else None}
@@ -251,12 +256,15 @@ class Agent:
         instance_id = str(item.id)
         workspace = (self.workspaces / (spec.workspace or instance_id)).resolve()
         log_path = self.data_dir / "logs" / f"{item.name}-{instance_id[:8]}.log"
-        runtime = self.processes if spec.image is None else self.containers or self.processes
+        native = spec.image is not None and self.containers is None and spec.image == self.settings.node_image
+        runtime = self.processes if spec.image is None or native else self.containers or self.processes
         runner = Runner(
             instance_id, item.name, item.epoch, spec, workspace, port, log_path, self.policy, runtime
         )
+        runner.native = native
         runner.host = self.settings.instance_host or self.settings.advertise_host
         runner.advertised = self.settings.advertise_host
+        runner.advertised_port = self.settings.outside(port)
         if self.credentials is not None:
             runner.labels = {"takeover.node": str(self.credentials.node_id)}
         runner.gpu_indices, runner.node_has_gpus = tuple(item.gpu_indices), self._gpu_count > 0
@@ -271,7 +279,14 @@ class Agent:
         local = self.local.read(instance_id)
         runner = self._runner(
             item,
-            int(local.get("port") or free_port(self.settings.ports, {r.port for r in self.runners.values()})),
+            int(
+                local.get("port")
+                or free_port(
+                    self.settings.ports,
+                    {r.port for r in self.runners.values()},
+                    self.settings.instance_host or self.settings.advertise_host,
+                )
+            ),
         )
         self.runners[instance_id] = runner
         workspace, port = runner.workspace, runner.port
@@ -287,7 +302,15 @@ class Agent:
                 f"no free port in NODE_PORT_RANGE {self.settings.port_range}",
             )
             return
-        if runner.spec.image is not None:  # the image first: a node that cannot get it runs nothing
+        if runner.native and not runner.spec.command:
+            runner.state, runner.error = (
+                InstanceState.FAILED,
+                f"this node is the image {runner.spec.image} itself and runs its instances as processes, "
+                "but the instance names no command (the image's own is not known here)",
+            )
+            return
+        # A container's image first: a node that cannot get it runs nothing.
+        if runner.spec.image is not None and not runner.native:
             image, digest = runner.spec.image, runner.spec.image_digest
 
             def resolved(found: tuple[str, str]) -> None:

@@ -38,15 +38,18 @@ class LocalState:
         tmp.replace(path)
 
 
-def free_port(ports: tuple[int, int], used: Collection[int]) -> int:
-    """A port of the range nobody listens on, or 0 when all are taken."""
+def free_port(ports: tuple[int, int], used: Collection[int], host: str = "0.0.0.0") -> int:
+    """A port of the range nobody listens on at ``host`` (where the instance will), or 0 when
+    all are taken."""
     low, high = ports
     for port in range(low, high + 1):
         if port in used:
             continue
-        with socket.socket() as sock:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # As servers bind: a connection of an earlier listener in TIME_WAIT does not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(("0.0.0.0", port))
+                sock.bind((host, port))
             except OSError:
                 continue
         return port

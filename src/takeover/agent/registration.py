@@ -66,6 +66,7 @@ def registration_request(s: AgentSettings) -> tuple[str, str, dict[str, Any]]:
         "region": s.node_region,
         "base_url": f"http://{s.advertise_host}",
         "max_instances": s.node_max_instances,
+        **s.runs,
     }
     if s.join_token is not None:
         if "node_region" not in s.model_fields_set:

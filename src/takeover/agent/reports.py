@@ -42,7 +42,7 @@ def reports(runners: Iterable[Runner]) -> tuple[list[dict[str, Any]], list[tuple
 def report(runner: Runner) -> dict[str, Any]:
     out: dict[str, Any] = {"id": runner.instance_id, "epoch": runner.epoch, "state": runner.state.value}
     if runner.state is InstanceState.RUNNING:
-        out["port"] = runner.port
+        out["port"] = runner.advertised_port or runner.port
         if runner.advertised:
             out["host"] = runner.advertised
     if runner.error or runner.warning:

@@ -53,11 +53,13 @@ class Runner:
     labels: dict[str, str] = field(default_factory=dict)  # a container's, beside instance and epoch
     image_ref: str | None = None  # a container's image as resolved on this node (pinned)
     image_digest: str | None = None
+    native: bool = False  # its image is this node itself (NODE_IMAGE): its command runs as a process
     gpu_indices: tuple[int, ...] = ()  # this node's GPUs it holds
     node_has_gpus: bool = False  # a process that holds none must not see them
     log_shipped: int = 0  # bytes of log_path the control plane has acknowledged
     host: str = "127.0.0.1"  # where it listens ($HOST); readiness is checked there
     advertised: str | None = None  # the host its clients reach it at (NODE_HOST), sent in reports
+    advertised_port: int | None = None  # the port they reach it at (NODE_PORT_MAP), if not ``port``
 
     def unsent_log(self, most: int) -> tuple[str, int]:
         """Output not yet shipped, at most ``most`` bytes cut at a line end where one is, and
@@ -87,7 +89,7 @@ class Runner:
         return "\n".join(lines.rstrip("\n").splitlines()[-_LAST_LINES:])
 
     def launch(self) -> Launch:
-        container = self.spec.image is not None
+        container = self.spec.image is not None and not self.native
         env = {
             "HOST": self.host,
             **self.spec.env,

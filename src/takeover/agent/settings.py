@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -53,6 +53,13 @@ class AgentSettings(BaseSettings):
         validation_alias=_env("NODE_PORT_RANGE"),
         pattern=r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$",
     )
+    port_map: str = Field(
+        "",
+        validation_alias=_env("NODE_PORT_MAP"),
+        pattern=r"^\s*([0-9]{1,5}(/udp)?:[0-9]{1,5}\s*(,\s*[0-9]{1,5}(/udp)?:[0-9]{1,5}\s*)*)?$",
+        description="behind NAT (a rented machine): inside:outside port pairs, 7947/udp:41000 for UDP; "
+        "endpoints and the witness address name the outside port",
+    )
     data_dir: Path = Field(Path("takeover-agent"), validation_alias=_env("TAKEOVER_AGENT_DIR"))
     snapshot_store: str = Field(
         "takeover-snapshots",
@@ -87,6 +94,11 @@ class AgentSettings(BaseSettings):
         "podman",
         validation_alias=_env("NODE_CONTAINER_RUNTIME"),
         description="what runs instances that name an image (none: this node runs processes only)",
+    )
+    node_image: str | None = Field(
+        None,
+        validation_alias=_env("NODE_IMAGE"),
+        description="the image this machine itself is (a rented one): its instances run as processes here",
     )
     container_options: str = Field(
         "",
@@ -137,8 +149,21 @@ class AgentSettings(BaseSettings):
         return self
 
     @property
+    def runs(self) -> dict[str, Any]:
+        """What the control plane places here by (domain.placement.cannot_run)."""
+        return {"containers": self.container_runtime != "none", "image": self.node_image}
+
+    @property
     def passed_env(self) -> tuple[str, ...]:
         return tuple(name.strip() for name in self.pass_env.split(",") if name.strip())
+
+    def outside(self, port: int, udp: bool = False) -> int:
+        """The port clients reach ``port`` of this machine at (NODE_PORT_MAP; itself if unmapped)."""
+        for pair in self.port_map.split(","):
+            inside, _, out = pair.strip().partition(":")
+            if inside and inside == (f"{port}/udp" if udp else str(port)):
+                return int(out)
+        return port
 
     @property
     def ports(self) -> tuple[int, int]:

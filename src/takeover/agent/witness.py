@@ -31,12 +31,21 @@ _PROBES_KEPT = 256  # unanswered probes remembered: older answers are too late t
 
 
 class Witness:
-    def __init__(self, host: str, port: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        clock: Callable[[], float] = time.monotonic,
+        advertise: Callable[[int], str] | None = None,
+    ) -> None:
+        """Bound to ``host``:``port``; ``advertise`` names the address peers reach for the port
+        bound (behind NAT, another host and port)."""
         self.clock = clock
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
         self.sock.settimeout(0.2)
-        self.addr = f"{host}:{self.sock.getsockname()[1]}"
+        bound = self.sock.getsockname()[1]
+        self.addr = advertise(bound) if advertise is not None else f"{host}:{bound}"
         self.node_id: UUID | None = None
         self.stamp: datetime | None = None  # the newest acknowledgement stamp held
         self._stamp_at = 0.0  # monotonic, when it came
@@ -52,9 +61,9 @@ class Witness:
         self._thread = threading.Thread(target=self._serve, name="witness", daemon=True)
 
     @classmethod
-    def open(cls, host: str, port: int) -> Witness:
+    def open(cls, host: str, port: int, advertise: Callable[[int], str] | None = None) -> Witness:
         try:
-            return cls(host, port)
+            return cls(host, port, advertise=advertise)
         except OSError as exc:
             raise AgentError(f"NODE_WITNESS_PORT {port} on {host}: {exc.strerror or exc}") from exc
 

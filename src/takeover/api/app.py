@@ -13,6 +13,7 @@ from takeover.api.errors import ERROR_RESPONSES, install_error_handlers
 from takeover.api.inputs import RefuseNul
 from takeover.api.observe import RequestMetrics
 from takeover.api.routes import (
+    agentdist,
     failovers,
     instances,
     jointokens,
@@ -55,7 +56,17 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(RequestMetrics, histogram=services.metrics.http_seconds)
-    for module in (nodes, jointokens, instances, failovers, orchestrator, provider, regiongroups, routing):
+    for module in (
+        nodes,
+        jointokens,
+        agentdist,
+        instances,
+        failovers,
+        orchestrator,
+        provider,
+        regiongroups,
+        routing,
+    ):
         app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(system.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)

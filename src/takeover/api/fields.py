@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from takeover.domain.images import parse_image
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -14,6 +16,14 @@ Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-
 
 
 LabelValue = str | int | float | bool
+
+
+def _image_reference(value: str) -> str:
+    parse_image(value)  # its ValueError names what is wrong
+    return value
+
+
+ImageName = Annotated[str, Field(max_length=500), AfterValidator(_image_reference)]
 
 
 class Request(BaseModel):

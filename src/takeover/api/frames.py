@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from takeover.api.specs import SpecOut
 from takeover.api.wire import DesiredInstance, HeartbeatIn, HeartbeatOut, ReleaseInstance, WitnessOut
-from takeover.domain.heartbeat import Heartbeat
+from takeover.domain.heartbeat import Heartbeat, Runs
 from takeover.domain.models import Instance, Witnessing
 
 if TYPE_CHECKING:  # the agent imports this module: none of the control plane's code comes with it
@@ -55,6 +55,7 @@ def heartbeat_of(node_id: UUID, body: HeartbeatIn) -> Heartbeat:
             body.held_for,
             tuple(body.witnesses) if body.witnesses is not None else None,
         ),
+        None if body.containers is None else Runs(body.containers, body.image),
     )
 
 

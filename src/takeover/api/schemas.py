@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, model_validator
 
 from takeover.api.failover_schemas import StrategyParam
-from takeover.api.fields import LabelValue, Name, Ref, Region, Request
+from takeover.api.fields import ImageName, LabelValue, Name, Ref, Region, Request
 from takeover.api.specs import SpecIn, SpecOut
 from takeover.control.status import PlaneStatus
 from takeover.domain.heard import Heard
@@ -23,8 +23,12 @@ from takeover.domain.models import (
     RentPolicy,
     Volume,
 )
+from takeover.domain.rentals import RENT_NEEDS_COMMAND, unrentable
 from takeover.domain.routes import Route
 from takeover.domain.tokens import JoinToken
+
+RUNS_CONTAINERS = "it runs image instances in containers (false: its agent has NODE_CONTAINER_RUNTIME=none)"
+IS_IMAGE = "the image this node itself is: it runs that image's instances as processes (a rented machine)"
 
 
 class NodeCreate(Request):
@@ -36,6 +40,8 @@ class NodeCreate(Request):
     labels: dict[Annotated[str, Field(max_length=100)], LabelValue] = Field(
         default_factory=dict, max_length=100
     )
+    containers: bool = Field(True, description=RUNS_CONTAINERS)
+    image: ImageName | None = Field(None, description=IS_IMAGE)
 
 
 class NodePatch(Request):
@@ -94,6 +100,8 @@ class NodeJoin(Request):
     base_url: HttpUrl
     max_instances: int = Field(1, ge=1, le=100_000)
     region: Region | None = None
+    containers: bool = Field(True, description=RUNS_CONTAINERS)
+    image: ImageName | None = Field(None, description=IS_IMAGE)
 
 
 class JoinTokenCreate(Request):
@@ -156,6 +164,8 @@ class NodeOut(BaseModel):
     heard_ago_s: float | None = Field(
         None, description="seconds since its last heartbeat, by this replica's clock"
     )
+    containers: bool = Field(True, description=RUNS_CONTAINERS)
+    image: str | None = Field(None, description=IS_IMAGE)
 
     @classmethod
     def of(cls, node: Node, seen: tuple[Heard, float | None] | None = None) -> NodeOut:
@@ -196,6 +206,12 @@ class InstanceCreate(Request):
     rent: RentPolicyIn | None = Field(
         None, description="rent a machine for its failovers when the pool has none (off by default)"
     )
+
+    @model_validator(mode="after")
+    def _rentable(self) -> InstanceCreate:
+        if self.rent is not None and unrentable(self.spec.to_spec()):
+            raise ValueError(RENT_NEEDS_COMMAND)
+        return self
 
 
 class AssignIn(Request):

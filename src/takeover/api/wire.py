@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
-from takeover.api.fields import Request, SnapshotId
+from takeover.api.fields import ImageName, Request, SnapshotId
 from takeover.api.specs import SpecOut
 from takeover.domain.heartbeat import InstanceReport
 from takeover.domain.images import DIGEST
@@ -103,6 +103,8 @@ class HeartbeatIn(Request):
     stamp_held: datetime | None = Field(None, description="the newest acknowledgement stamp it holds")
     held_for: float | None = Field(None, ge=0, le=10**9, allow_inf_nan=False, description="since (seconds)")
     witnesses: list[UUID] | None = Field(None, max_length=16, description="the witnesses it asks")
+    containers: bool | None = Field(None, description="it runs image instances in containers")
+    image: ImageName | None = Field(None, description="the image this node itself is (a rented machine)")
 
     @field_validator("gpus")
     @classmethod

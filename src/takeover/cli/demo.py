@@ -1,7 +1,9 @@
 """`takeover demo`: a pool of three real agents on loopback loses a node and recovers, live.
 
-`--rent`: a pool of one, whose counters come back on machines rented from a fake of Vast.ai's
-API (takeover.testing.fakevast: nothing is rented; its machines run real agents).
+`--rent`: a pool of one, whose counters (containers of an image built offline) come back on
+machines rented from a fake of Vast.ai's API (takeover.testing.fakevast: nothing is rented).
+Each machine boots the counter's image with Podman, fetches the agent from the control plane
+and runs the counter beside it, served at a mapped port; given back once idle.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from takeover.examples.image import COUNTER_IMAGE
+from takeover.examples.image import COUNTER_IMAGE, RENTABLE_IMAGE
 from takeover.localcluster import ADMIN_TOKEN, FAST_TIMINGS, LocalCluster, wait_until
 
 if TYPE_CHECKING:
     from takeover.testing.fakevast import FakeVast
+    from takeover.testing.machines import Podman
 
 console = Console()
 _STATUS_STYLE = {"online": "green", "offline": "red", "draining": "yellow", "maintenance": "yellow"}
@@ -61,7 +64,8 @@ def demo(
     started = time.monotonic()
     try:
         try:
-            cluster = LocalCluster(root, containers=containers)
+            cluster = LocalCluster(root, containers=containers or rent)
+            boot = cluster.rentable_image() if rent else None
         except (FileNotFoundError, subprocess.CalledProcessError) as exc:
             detail = (
                 exc.stderr.decode(errors="replace").strip()
@@ -70,10 +74,11 @@ def demo(
             )
             console.print(f"[red]error:[/] cannot set up containers: {detail}")
             raise typer.Exit(2) from None
-        if containers:
-            console.print(f"counters run as containers of {COUNTER_IMAGE} under Podman (runc)")
+        if containers or rent:
+            image = RENTABLE_IMAGE if rent else COUNTER_IMAGE
+            console.print(f"counters run as containers of {image} under Podman (runc)")
         with cluster, ExitStack() as stack:
-            market = stack.enter_context(_fake_market(root, instances)) if rent else None
+            market = stack.enter_context(_fake_market(root, instances, boot)) if boot else None
             ok = _run(cluster, instances, timeout, market, pause)
             console.print(f"\n[bold]demo finished in {time.monotonic() - started:.1f} s[/]")
             if keep_running:
@@ -84,12 +89,12 @@ def demo(
         raise typer.Exit(1)
 
 
-def _fake_market(root: Path, count: int) -> FakeVast:
-    """A fake of Vast.ai's API on loopback (nothing is rented): its machines run real agents."""
+def _fake_market(root: Path, count: int, boot: Podman) -> FakeVast:
+    """A fake of Vast.ai's API on loopback (nothing is rented): its machines boot the image."""
     from takeover.testing.fakevast import FakeVast, offer  # a server: loaded for --rent only
 
     offers = [offer(n, dph_total=round(0.25 + n / 20, 2)) for n in range(1, count + 3)]
-    return FakeVast(root / "fake-vast", offers)
+    return FakeVast(root / "fake-vast", offers, boot=boot)
 
 
 def _run(
@@ -98,7 +103,7 @@ def _run(
     timings = ", ".join(f"{k.removeprefix('TAKEOVER_').lower()}={v}s" for k, v in FAST_TIMINGS.items())
     console.print(f"[bold]takeover demo[/] in {cluster.root}\n[dim]timings: {timings}[/]")
     agent_env = {"TAKEOVER_SNAPSHOT_DIR": str(cluster.snapshot_dir), "SNAPSHOT_INTERVAL": "1"}
-    serve_env = market.serve_env("local", agent_env) if market else {}
+    serve_env = market.serve_env("local", agent_env, TAKEOVER_RENT_IDLE_GRACE="3") if market else {}
     url = cluster.start_control_plane(env={**serve_env, "TAKEOVER_SCORE_SAMPLE_INTERVAL": "2"})
     console.print(f"control plane on {url} (SQLite); web console: {url}/ui (token {ADMIN_TOKEN})")
     nodes = 1 if market else 3
@@ -109,9 +114,10 @@ def _run(
     if market is not None:
         console.print(
             f"a [bold]fake[/] of Vast.ai's API on {market.url} (nothing is rented, nothing is paid): "
-            "a rented machine there runs a real takeover agent; the counters may rent at up to $1/h"
+            "a rented machine there boots the counter's image, fetches the agent from the control "
+            "plane and runs the counter beside it; the counters may rent at up to $1/h"
         )
-        extra["rent"] = {"max_price": 1.0}
+        extra = {"rent": {"max_price": 1.0}, "spec": {"image": RENTABLE_IMAGE, "command": ["/app/serve"]}}
     ids, acked = _serving_counters(cluster, count, extra)
     victim, moving = _victim(cluster, ids)
     if pause:
@@ -119,7 +125,7 @@ def _run(
     recovery = _kill_and_watch(cluster, ids, victim, moving, timeout)
     ok = _report(cluster, moving, acked, recovery)
     if market is not None:
-        _rented(cluster)
+        _rented(cluster, ids)
     if pause:  # the console shows the failover only while the pool is still up
         console.input(f"the failover is in the console at {url}/ui/failovers; press Enter to stop the pool ")
     return ok
@@ -182,19 +188,36 @@ def _kill_and_watch(
     return recovery
 
 
-def _rented(cluster: LocalCluster) -> None:
-    table = Table(title="rented machines (takeover provider machines)")
-    for column in ("machine", "node", "price", "cost so far", "runs"):
+def _rented(cluster: LocalCluster, ids: list[str]) -> None:
+    """The machines rented, then given back once the counters are deleted and they are idle."""
+    console.print(_machines(cluster))
+    for instance_id in ids:
+        cluster.api.delete(f"/api/v1/instances/{instance_id}")
+    console.print("counters deleted: each machine goes back once idle for 3 s (TAKEOVER_RENT_IDLE_GRACE)")
+    try:
+        wait_until(lambda: not cluster.api.get("/api/v1/provider/machines").json(), 30, "idle machines to go")
+    except TimeoutError:
+        console.print("[red]a rented machine is still held 30 s later[/]")
+    console.print(_machines(cluster))
+
+
+def _machines(cluster: LocalCluster) -> Table:
+    table = Table(title="rented machines (takeover provider machines --ended)")
+    for column in ("machine", "node", "state", "price", "cost", "runs", "why it ended"):
         table.add_column(column)
-    for m in cluster.api.get("/api/v1/provider/machines").json():
+    for m in cluster.api.get("/api/v1/provider/machines?ended=true").json():
+        if m["machine_id"] is None:
+            continue
         table.add_row(
             str(m["machine_id"]),
             m["node_name"] or "-",
+            m["state"],
             f"${m['price_per_hour']}/h",
             f"${m['cost_so_far']:.4f}",
             ", ".join(m["instances"]) or "-",
+            m["error"] or "-",
         )
-    console.print(table)
+    return table
 
 
 def _report(cluster: LocalCluster, moving: list[str], acked: dict[str, int], rec: Recovery) -> bool:

@@ -36,6 +36,7 @@ def list_nodes(
                     ago = row["heard_ago_s"]
                     row["status"] = f"{row['heard']} {ago:.0f}s" if ago is not None else "silent, never heard"
                 row.update(gpu_columns(row.get("gpus") or []))
+                row["runs"] = runs(row)
         return "nodes", rows, NODE_COLUMNS, NODE_WIDE
 
     emit_watching(frame, output, watch)
@@ -49,10 +50,18 @@ NODE_WIDE = (
     "gpu_util",
     "gpu_memory",
     "gpu_temp",
+    "runs",
     "priority",
     "base_url",
     "labels",
 )
+
+
+def runs(node: dict[str, Any]) -> str:
+    """What it runs besides processes: containers, or its own image (a rented machine)."""
+    if node.get("containers", True):
+        return "processes, containers"
+    return f"processes, {node['image']} itself" if node.get("image") else "processes only"
 
 
 def gpu_columns(gpus: list[dict[str, Any]]) -> dict[str, str]:

@@ -33,6 +33,7 @@ from takeover.domain.rentals import (
     placed_on,
     renting_over,
     unlogged_failures,
+    unrentable,
     usable,
 )
 from takeover.domain.steps import gave_up
@@ -189,6 +190,9 @@ class FailoverExecutor:
         instance = situation.instance
         if self._rent_from is None or instance.rent is None:
             return give_up(reason)
+        unfit = unrentable(instance.spec)
+        if unfit is not None:
+            return give_up(f"{reason}; renting: {unfit}")
         if any(r.state in IN_FLIGHT for r in rentals):
             return False  # the renter is at it; a joined machine wakes the loop
         over = renting_over(rentals, self._max_offers)

@@ -127,6 +127,8 @@ class ControlLoop:
             if token is not None:
                 try:
                     steps = await asyncio.to_thread(self._renter.run_cycle, token)
+                    for step in steps:
+                        log.info("renter", step=step)
                     if steps and self._wake is not None:
                         self._wake.set()  # a machine came or went: the executor may place now
                 except FencedOut:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from importlib.metadata import version
 from uuid import UUID
 
 import structlog
 
+from takeover.control.bundle import python_tag
+from takeover.control.onstart import ONSTART
 from takeover.control.values import hash_token, new_token
 from takeover.domain.errors import Conflict, NotFound, OfferGone, ProviderError, ProviderUnavailable
-from takeover.domain.models import NodeStatus
+from takeover.domain.images import run_reference
+from takeover.domain.models import InstanceSpec, NodeStatus
 from takeover.domain.rentals import (
     BILLED,
     IN_FLIGHT,
@@ -41,12 +43,8 @@ from takeover.store import Store
 
 log = structlog.get_logger("takeover.renter")
 
-ONSTART = """#!/bin/sh
-# takeover: join the pool as the node this rental made (TAKEOVER_JOIN_TOKEN is good once)
-set -e
-command -v takeover >/dev/null 2>&1 || python3 -m pip install --quiet "$TAKEOVER_INSTALL"
-exec takeover agent
-"""
+AGENT_PORTS = 20000  # the first port a rented agent gives its instances (each asked for, mapped)
+WITNESS_PORT = 7947  # UDP, mapped too: peers ask it which stamp it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +56,7 @@ class RentSettings:
     disk_gb: int = 32
     env: dict[str, str] = field(default_factory=dict)  # for every rented agent (snapshot store, ...)
     label_prefix: str = "takeover"
-    max_instances: int = 1
-    install: str = ""  # pip requirement; empty: this control plane's own version of takeover
+    max_instances: int = 1  # each takes two mapped ports (Vast maps at most 64 per machine)
     sweep_every: float = 30.0  # seconds between listings of the account's machines
 
 
@@ -121,6 +118,11 @@ class Renter:
             self.store.rentals.reach(rental, shown.ssh_host, shown.ssh_port)
         rented_for = now - (rental.rented_at or now)
         lost = not_coming(shown.status if shown is not None else None, rented_for)
+        if rental.error:  # its onstart could not start the agent, and said why
+            self.metrics.rent_failures.labels("no_agent").inc()
+            return self._give_back(
+                rental, RentalState.FAILED, f"its machine cannot run the agent: {rental.error}", fence
+            )
         reason = lost or overdue(rental, now, self.settings.timeouts)
         if reason is None:
             return None
@@ -142,13 +144,7 @@ class Renter:
             log.warning("nothing to rent", rental=str(rental.id), reason=chosen.reason)
             return f"rental {rental.id} failed: {chosen.reason}"
         offer = next(o for o in offers if o.offer_id == chosen.offer_id)
-        request = RentRequest(
-            image=self.settings.image,
-            env=self._env(chosen, token),
-            onstart=ONSTART,
-            disk_gb=self.settings.disk_gb,
-            label=label(self.settings.label_prefix, chosen.id),
-        )
+        request = self._request(chosen, token)
         started = time.monotonic()
         try:
             machine = self.market.rent(offer, request)
@@ -167,16 +163,44 @@ class Renter:
         self._locate(replace(chosen, machine_id=machine.machine_id))
         return f"rental {chosen.id}: machine {machine.machine_id} rented at ${offer.price_per_hour}/h"
 
-    def _env(self, rental: Rental, token: str) -> dict[str, str]:
-        return {
+    def _request(self, rental: Rental, token: str) -> RentRequest:
+        """The machine boots the instance's own image (pinned to the digest its first runner
+        ran) and runs its command as a process beside the agent: a rented machine is itself an
+        unprivileged container, with no container runtime inside. An instance without an image
+        gets TAKEOVER_RENT_IMAGE."""
+        spec = self._spec(rental)
+        image = run_reference(spec.image, spec.image_digest) if spec and spec.image else self.settings.image
+        count = self.settings.max_instances
+        ports = 2 * count  # one for what runs, one for what is handed over (stopping) meanwhile
+        env = {
             **self.settings.env,
             "TAKEOVER_URL": self.settings.public_url,
             "TAKEOVER_JOIN_TOKEN": token,
-            "TAKEOVER_INSTALL": self.settings.install or f"takeover=={version('takeover')}",
+            "TAKEOVER_PYTHON": python_tag(),  # named in the onstart's error when the image has none
             "NODE_NAME": f"rent-{rental.id.hex[:12]}",
             "NODE_REGION": rental.region,
-            "NODE_MAX_INSTANCES": str(self.settings.max_instances),
+            "NODE_MAX_INSTANCES": str(count),
+            "NODE_CONTAINER_RUNTIME": "none",
+            "NODE_INSTANCE_HOST": "0.0.0.0",  # behind the marketplace's port mapping
+            "NODE_PORT_RANGE": f"{AGENT_PORTS}-{AGENT_PORTS + ports - 1}",
+            "NODE_WITNESS_PORT": str(WITNESS_PORT),
         }
+        if spec is not None and spec.image is not None:
+            env["NODE_IMAGE"] = spec.image
+        return RentRequest(
+            image=image,
+            env=env,
+            onstart=ONSTART,
+            disk_gb=self.settings.disk_gb,
+            label=label(self.settings.label_prefix, rental.id),
+            ports=(*(str(AGENT_PORTS + i) for i in range(ports)), f"{WITNESS_PORT}/udp"),
+        )
+
+    def _spec(self, rental: Rental) -> InstanceSpec | None:
+        try:
+            return self.store.instances.get(rental.instance_id).spec if rental.instance_id else None
+        except NotFound:
+            return None
 
     def _locate(self, rental: Rental) -> None:
         assert rental.machine_id is not None

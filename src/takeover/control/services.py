@@ -30,7 +30,7 @@ from takeover.control.values import (
 from takeover.domain.errors import Conflict, Forbidden, NotFound, TakeoverError, Unauthenticated
 from takeover.domain.failover import Failover, FailoverReason, FailoverStatus
 from takeover.domain.heard import Heard, heard
-from takeover.domain.heartbeat import Heartbeat
+from takeover.domain.heartbeat import CONTAINERS, Heartbeat, Runs
 from takeover.domain.models import (
     Instance,
     InstanceState,
@@ -138,19 +138,39 @@ class Services:
             priority=draft.priority,
             labels=draft.labels,
             created_at=now,
+            containers=draft.runs.containers,
+            image=draft.runs.image,
         )
         raw = new_token()
         return self.store.nodes.add(node, uuid4(), hash_token(raw)), raw
 
     def join_node(
-        self, raw_token: str | None, name: str, base_url: str, max_instances: int, region: str | None = None
+        self,
+        raw_token: str | None,
+        name: str,
+        base_url: str,
+        max_instances: int,
+        region: str | None = None,
+        runs: Runs = CONTAINERS,
     ) -> tuple[Node, str]:
         """A machine's agent with a join token (``takeover nodes join-token``) or the one-time
         token its rental gave it: it becomes a node of the token's region, with a token of its own."""
         if not raw_token:
             raise Unauthenticated("missing bearer token")
         now = self.clock.now()
-        draft = Node(uuid4(), name, "", base_url, max_instances, 0, NodeStatus.ONLINE, 0.0, created_at=now)
+        draft = Node(
+            uuid4(),
+            name,
+            "",
+            base_url,
+            max_instances,
+            0,
+            NodeStatus.ONLINE,
+            0.0,
+            created_at=now,
+            containers=runs.containers,
+            image=runs.image,
+        )
         raw = new_token()
         if raw_token.startswith(JOIN_TOKEN_PREFIX):
             node = self.store.join_tokens.join(hash_token(raw_token), draft, region, uuid4(), hash_token(raw))
@@ -160,6 +180,25 @@ class Services:
             self.metrics.rent_join_seconds.observe((rental.joined_at - rental.rented_at).total_seconds())
         self.wake()  # the failover that wanted it can be placed now
         return node, raw
+
+    def may_fetch_agent(self, raw_token: str | None) -> None:
+        """The agent bundle goes to a machine that may join (a join token, a rental's one-time
+        token, neither used up) and to anyone with a token of this control plane."""
+        if raw_token and self.store.rentals.joining(hash_token(raw_token)) is not None:
+            return
+        if raw_token and raw_token.startswith(JOIN_TOKEN_PREFIX):
+            if not self.store.join_tokens.live(hash_token(raw_token), self.clock.now()):
+                raise Unauthenticated("unknown, expired or used-up join token")
+            return
+        self.authenticate(raw_token)
+
+    def boot_failed(self, raw_token: str | None, reason: str) -> None:
+        """A rented machine that cannot start the agent says why, with its one-time token."""
+        rental = self.store.rentals.joining(hash_token(raw_token)) if raw_token else None
+        if rental is None:
+            raise Unauthenticated("unknown or used join token")
+        self.store.rentals.boot_failed(rental, reason)
+        self.wake()
 
     def create_join_token(
         self, who: Principal, region: str, ttl: timedelta, max_uses: int

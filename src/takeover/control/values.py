@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from takeover.domain.heartbeat import CONTAINERS, Runs
 from takeover.domain.models import (
     GpuRequest,
     InstanceSpec,
@@ -36,6 +37,7 @@ class NodeDraft:
     max_instances: int
     priority: int = 0
     labels: dict[str, Any] = field(default_factory=dict)
+    runs: Runs = CONTAINERS
 
 
 @dataclass(frozen=True, slots=True)

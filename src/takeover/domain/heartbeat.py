@@ -31,6 +31,17 @@ class InstanceReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Runs:
+    """What a node's agent can run besides processes (domain.placement.cannot_run)."""
+
+    containers: bool
+    image: str | None = None  # the image the node itself is
+
+
+CONTAINERS = Runs(containers=True)  # a node as registered without saying: as before, with podman
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     node_id: UUID
     cpu_load: float
@@ -41,6 +52,7 @@ class Heartbeat:
     gpus: tuple[Gpu, ...] = ()  # as NVML reads them now
     fenced: bool = False  # the agent is fenced or settling after a fence: it runs nothing
     witnessing: Witnessing | None = None  # its part in domain.witnesses (None: an older agent)
+    runs: Runs | None = None  # what its agent can run (None: an older agent; unchanged)
 
 
 def score_of(hb: Heartbeat) -> float:

@@ -94,6 +94,10 @@ class Node:
     last_heartbeat_at: datetime | None = None
     created_at: datetime | None = None
     witness: Witnessing = field(default_factory=Witnessing)
+    containers: bool = True  # it runs image instances in containers (podman or docker)
+    # The image this node itself is (a machine rented for an image instance boots that image):
+    # it runs that image's instances as processes, with their own command.
+    image: str | None = None
 
     @property
     def free_capacity(self) -> int:

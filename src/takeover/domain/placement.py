@@ -1,6 +1,8 @@
 """Where an instance goes: the one placement rule of document 000, with reasons.
 
-A node is eligible when it is online, has a free slot, is not excluded and is not degraded.
+A node is eligible when it is online, has a free slot, is not excluded, is not degraded, and
+can run the instance: an image instance needs a container runtime, or a node that is that
+image itself (a machine rented for it, which runs the instance's command as a process).
 Among eligible nodes the preferred region wins; inside it (or, when it has none, across the
 pool) the order is ``health_score DESC, free capacity DESC, priority DESC, name ASC``; the
 name makes the order total so that every store picks the same node.
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from uuid import UUID
 
-from takeover.domain.models import Node, NodeStatus
+from takeover.domain.models import InstanceSpec, Node, NodeStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,12 @@ class PlacementRequest:
     exclude: frozenset[UUID] = field(default_factory=frozenset)
     degraded_streak: int = 0  # nodes this many low-score heartbeats in a row are skipped; 0: off
     region_only: bool = False  # the preferred region is required (a regional volume lives there)
+    image: str | None = None  # an image instance's image: the node must be able to run it
+    native: bool = False  # a node that is that image may run it (the instance names its command)
+
+    def runs(self, spec: InstanceSpec) -> PlacementRequest:
+        """This request for an instance of ``spec``."""
+        return replace(self, image=spec.image, native=spec.image is not None and bool(spec.command))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,16 @@ def ineligibility(node: Node, request: PlacementRequest) -> str | None:
         return "full"
     if request.degraded_streak and node.low_score_streak >= request.degraded_streak:
         return "degraded"
-    return None
+    return cannot_run(node, request)
+
+
+def cannot_run(node: Node, request: PlacementRequest) -> str | None:
+    """Why ``node`` could not run the instance even with a free slot, or None."""
+    if request.image is None or node.containers:
+        return None
+    if node.image != request.image:
+        return "without containers"
+    return None if request.native else "its image, with no command named"
 
 
 ASSUMED_SHARE = 100.0  # score points one node's worth of instances is expected to cost

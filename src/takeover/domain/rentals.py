@@ -22,7 +22,7 @@ from uuid import UUID
 
 from takeover.domain.failover import Attempt
 from takeover.domain.gpus import matches
-from takeover.domain.models import RentPolicy
+from takeover.domain.models import InstanceSpec, RentPolicy
 from takeover.ports import Offer
 
 
@@ -160,6 +160,17 @@ def not_coming(status: str | None, rented_for: timedelta) -> str | None:
     return None
 
 
+RENT_NEEDS_COMMAND = (
+    "a rented machine boots the instance's image and runs its command as a process, and this "
+    "instance names no command (its image's own is not known here): give it a command to rent"
+)
+
+
+def unrentable(spec: InstanceSpec) -> str | None:
+    """Why a rented machine could not run an instance of ``spec``, or None."""
+    return RENT_NEEDS_COMMAND if spec.image is not None and not spec.command else None
+
+
 def idle_since(rental: Rental, in_use: bool, now: datetime) -> datetime | None:
     """When a joined machine became idle (None while something runs or waits there)."""
     if in_use:
@@ -183,7 +194,9 @@ def renting_over(rentals: Sequence[Rental], max_offers: int) -> str | None:
     done = [r for r in rentals if r.state not in IN_FLIGHT]
     failed = [r for r in done if r.state is RentalState.FAILED]
     if failed and failed[-1].offer_id is None:
-        return failed[-1].error or "no offer"
+        machines = [r for r in failed if r.machine_id is not None]
+        before = f"; the machine rented before failed: {machines[-1].error}" if machines else ""
+        return (failed[-1].error or "no offer") + before
     if len(done) >= max_offers:
         last = failed[-1].error if failed else "the machines rented could not take it"
         return f"{len(done)} machine(s) rented, the limit (TAKEOVER_RENT_MAX_OFFERS): {last}"

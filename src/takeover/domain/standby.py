@@ -32,7 +32,7 @@ def needs_standby(instance: Instance, default_strategy: str, standby_status: Nod
 def standby_request(instance: Instance, region: str, degraded_streak: int) -> PlacementRequest:
     """Placement as for a failover: in the instance's region first, anywhere but its own node."""
     exclude = frozenset({instance.node_id}) if instance.node_id is not None else frozenset()
-    return PlacementRequest(region, exclude, degraded_streak)
+    return PlacementRequest(region, exclude, degraded_streak).runs(instance.spec)
 
 
 def choose_standby(

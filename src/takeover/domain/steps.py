@@ -83,7 +83,8 @@ def placement_for(
     if fixed is not None:
         exclude = frozenset(n for n in exclude if n != fixed)
     region = plan.region or instance.preferred_region
-    return PlacementRequest(region, exclude, degraded_streak, plan.region is not None), fixed
+    request = PlacementRequest(region, exclude, degraded_streak, plan.region is not None)
+    return request.runs(instance.spec), fixed
 
 
 def gave_up(failover: Failover, reason: str) -> str:

@@ -178,7 +178,9 @@ class VastMarketplace:
         body: dict[str, Any] = {
             "client_id": "me",
             "image": request.image,
-            "env": request.env,
+            # Port requests ride in env as Vast's CLI sends them: "-p 8080:8080" -> "1"; each
+            # inside port is mapped to a random outside one, told to the container as VAST_*_PORT_<n>.
+            "env": {**request.env, **{f"-p {_mapping(port)}": "1" for port in request.ports}},
             "onstart": request.onstart,
             "disk": request.disk_gb,
             "label": request.label,
@@ -337,3 +339,9 @@ class Pacer:
             self._next[endpoint] = turn + self._intervals.get(endpoint, 0.0)
         if turn > now:
             time.sleep(turn - now)
+
+
+def _mapping(port: str) -> str:
+    """ "7947/udp" -> "7947:7947/udp": Vast picks the outside port whatever the left side says."""
+    inside, _, protocol = port.partition("/")
+    return f"{inside}:{inside}" + (f"/{protocol}" if protocol else "")

@@ -143,6 +143,8 @@ def _heartbeat_nodes(
             status=status_after_heartbeat(node.status),
             last_heartbeat_at=now,
             witness=_witnessing(node.witness, hb.witnessing),
+            containers=node.containers if hb.runs is None else hb.runs.containers,
+            image=node.image if hb.runs is None else hb.runs.image,
         )
     return updated
 
@@ -295,6 +297,8 @@ def _heartbeat_values(n: Node) -> dict[str, Any]:
         "stamp_held": n.witness.stamp_held,
         "stamp_held_for": n.witness.held_for,
         "witnesses_used": ids_to_json(n.witness.used),
+        "containers": n.containers,
+        "image": n.image,
     }
 
 
@@ -306,13 +310,14 @@ UPDATE nodes AS n SET cpu_load = v.cpu_load, memory_load = v.memory_load,
     avg_latency_ms = v.avg_latency_ms, health_score = v.health_score, gpus = v.gpus,
     low_score_streak = v.low_score_streak, status = v.status, last_heartbeat_at = %(at)s,
     witness_addr = v.witness_addr, stamp_held = v.stamp_held, stamp_held_for = v.stamp_held_for,
-    witnesses_used = v.witnesses_used
+    witnesses_used = v.witnesses_used, containers = v.containers, image = v.image
 FROM unnest(%(ids)s::uuid[], %(cpu_load)s::float8[], %(memory_load)s::float8[],
             %(avg_latency_ms)s::float8[], %(health_score)s::float8[], %(gpus)s::jsonb[],
             %(low_score_streak)s::int[], %(status)s::text[], %(witness_addr)s::text[],
-            %(stamp_held)s::timestamptz[], %(stamp_held_for)s::float8[], %(witnesses_used)s::jsonb[])
+            %(stamp_held)s::timestamptz[], %(stamp_held_for)s::float8[], %(witnesses_used)s::jsonb[],
+            %(containers)s::bool[], %(image)s::text[])
     AS v(id, cpu_load, memory_load, avg_latency_ms, health_score, gpus, low_score_streak, status,
-         witness_addr, stamp_held, stamp_held_for, witnesses_used)
+         witness_addr, stamp_held, stamp_held_for, witnesses_used, containers, image)
 WHERE n.id = v.id
 """
 

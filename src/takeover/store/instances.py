@@ -14,7 +14,7 @@ from takeover.domain.errors import Conflict, NoCapacity, NotFound, Unsatisfiable
 from takeover.domain.failover import OPEN_STATUSES
 from takeover.domain.gpus import impossible
 from takeover.domain.models import Instance, InstanceState, Node, NodeStatus
-from takeover.domain.placement import Ineligible, PlacementRequest
+from takeover.domain.placement import Ineligible, PlacementRequest, cannot_run
 from takeover.store.base import id_by_number, next_number, record_event, transaction
 from takeover.store.nodes import (
     claim_gpus,
@@ -52,7 +52,9 @@ class InstanceRepository:
             ).first()
             if taken is not None:
                 raise Conflict(f"an instance named {instance.name!r} already exists", field="name")
-            request = PlacementRequest(instance.preferred_region, degraded_streak=self._degraded_streak)
+            request = PlacementRequest(instance.preferred_region, degraded_streak=self._degraded_streak).runs(
+                instance.spec
+            )
             if instance.volume_id is not None:  # it runs where its volume is, or nowhere
                 volume = get_volume(conn, instance.volume_id, instance.owner)
                 if volume.attached_to is not None:
@@ -214,6 +216,11 @@ class InstanceRepository:
 
 def _take(conn: sa.Connection, instance: Instance, target: Node) -> tuple[int, ...]:
     """A slot on ``target`` (and the GPUs the instance asks for): their indices; Conflict if it cannot."""
+    unable = cannot_run(target, PlacementRequest().runs(instance.spec))
+    if unable is not None:
+        raise Conflict(
+            f"node {target.name} cannot run the image {instance.spec.image} ({unable})", field="node_id"
+        )
     if instance.gpus is not None:
         choice = claim_gpus(conn, PlacementRequest(), instance.gpus, fixed=target.id)
         if isinstance(choice, Ineligible):

@@ -47,6 +47,11 @@ class JoinTokenRepository:
             row = conn.execute(sa.select(join_tokens).where(join_tokens.c.id == token_id)).one()
             return join_token_from_row(row)
 
+    def live(self, token_hash: str, now: datetime) -> bool:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(join_tokens).where(join_tokens.c.token_hash == token_hash)).first()
+            return row is not None and join_token_from_row(row).live(now)
+
     def join(
         self, token_hash: str, node: Node, region: str | None, token_id: UUID, node_token_hash: str
     ) -> Node:

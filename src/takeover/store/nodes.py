@@ -162,6 +162,8 @@ def _node_values(node: Node) -> dict[str, Any]:
         "last_heartbeat_at": node.last_heartbeat_at,
         "created_at": node.created_at,
         "witness_addr": node.witness.addr,
+        "containers": node.containers,
+        "image": node.image,
     }
 
 
@@ -176,7 +178,9 @@ def get_node(conn: sa.Connection, node_id: UUID, lock: bool = False) -> Node:
 
 
 @functools.cache
-def _eligible_query(dialect: str, excluding: bool, streak: bool, regional: bool) -> sa.Select[Any]:
+def _eligible_query(
+    dialect: str, excluding: bool, streak: bool, regional: bool, image: bool, native: bool
+) -> sa.Select[Any]:
     """One statement per shape, with its values as parameters: built and compiled once, and on
     PostgreSQL one text whatever the number of excluded nodes."""
     query = sa.select(nodes).where(
@@ -190,6 +194,10 @@ def _eligible_query(dialect: str, excluding: bool, streak: bool, regional: bool)
         query = query.where(nodes.c.low_score_streak < sa.bindparam("streak"))
     if regional:
         query = query.where(nodes.c.region == sa.bindparam("region"))
+    if native:  # domain.placement.cannot_run
+        query = query.where(sa.or_(nodes.c.containers.is_(True), nodes.c.image == sa.bindparam("image")))
+    elif image:
+        query = query.where(nodes.c.containers.is_(True))
     return query.order_by(
         nodes.c.health_score.desc(),
         (nodes.c.max_instances - nodes.c.current_instances).desc(),
@@ -214,8 +222,15 @@ def select_node(conn: sa.Connection, request: PlacementRequest) -> Node | Inelig
             values["streak"] = request.degraded_streak
         if region is not None:
             values["region"] = region
+        if request.image is not None and request.native:
+            values["image"] = request.image
         query = _eligible_query(
-            conn.dialect.name, "exclude" in values, "streak" in values, "region" in values
+            conn.dialect.name,
+            "exclude" in values,
+            "streak" in values,
+            "region" in values,
+            request.image is not None,
+            "image" in values,
         )
         row = conn.execute(query, values).first()
         if row is not None:

@@ -266,6 +266,27 @@ class RentalRepository:
                 .values(idle_since=since)
             )
 
+    def joining(self, token_hash: str) -> Rental | None:
+        """The rental whose machine may still join with this token (its agent fetching itself)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(rentals).where(
+                    rentals.c.join_token_hash == token_hash,
+                    rentals.c.state.in_([RentalState.REQUESTED.value, RentalState.RENTED.value]),
+                )
+            ).one_or_none()
+            return None if row is None else _rental(row)
+
+    def boot_failed(self, rental: Rental, reason: str) -> None:
+        """What the machine's onstart said when it could not start the agent: the renter gives
+        the machine back with it at its next step instead of waiting out the join timeout."""
+        with transaction(self._engine) as conn:
+            conn.execute(
+                rentals.update()
+                .where(rentals.c.id == rental.id, rentals.c.state == rental.state.value)
+                .values(error=reason)
+            )
+
     def join(
         self, token_hash: str, node: Node, token_id: UUID, node_token_hash: str, now: datetime
     ) -> tuple[Rental, Node]:

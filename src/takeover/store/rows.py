@@ -52,6 +52,8 @@ def node_from_row(row: sa.Row[Any]) -> Node:
             _ids(row.witnesses_used),
             _ids(row.witnesses_offered),
         ),
+        containers=row.containers,
+        image=row.image,
     )
 
 

@@ -68,6 +68,9 @@ nodes = sa.Table(
     sa.Column("stamp_held_for", sa.Float, nullable=True),
     sa.Column("witnesses_used", Json, nullable=True),
     sa.Column("witnesses_offered", Json, nullable=True),
+    # domain.placement.cannot_run: what its agent can run
+    sa.Column("containers", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("image", sa.String(500), nullable=True),
     sa.Index("ix_nodes_placement", "status", sa.text("health_score DESC")),
     sa.Index("ix_nodes_region", "region"),
 )

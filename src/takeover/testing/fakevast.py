@@ -3,9 +3,11 @@
 A paid marketplace cannot run here, so this serves the endpoints ``takeover.providers.vast``
 calls, with the request and response shapes Vast documents (docs/providers.md lists them),
 on a loopback port. What happens after the API call is real: renting an offer starts the
-request's ``onstart`` script with its ``env`` (plus what a machine of its own would have: a
-port range, a data directory), so ``takeover agent`` runs as a process and joins the pool the
-way it would from a rented machine. Destroying the instance kills that process group.
+request's ``onstart`` script with its ``env``, plus what Vast tells a container (its public
+address, and the outside port of each ``-p`` port it asked for, relayed by takeover.testing.nat
+to the machine's own loopback address). With ``boot`` (testing.machines.Podman), the
+machine is a container of the rented image (as on Vast, the onstart runs inside it); without,
+the onstart runs as a process of this host. Destroying the instance kills either.
 
 Knobs for the unhappy paths: ``refuse`` (the next rents answer 400), ``throttle`` (the next
 calls answer 429), ``gone`` (offers taken by someone else between search and rent),
@@ -19,10 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from takeover.localcluster import free_port, wait_until
 from takeover.providers.vast import paced
-from takeover.testing.vastapi import endpoint_of, invalid, matches, offer, priced, sort_value
+from takeover.testing.machines import Podman, start, stop
+from takeover.testing.nat import PUBLIC, Nat, inside_address
+from takeover.testing.vastapi import asked, endpoint_of, invalid, matches, offer, priced, sort_value
 
 API_KEY = "fake-vast-key"
 
@@ -58,11 +59,15 @@ class FakeMachine:
     env: dict[str, str]
     onstart: str
     disk: float
-    ports: tuple[int, int]
+    nat: Nat
     created: float = field(default_factory=time.monotonic)
     status: str = "loading"
     process: subprocess.Popen[bytes] | None = None
     destroyed: bool = False
+
+    @property
+    def ssh_port(self) -> int | None:
+        return self.nat.tcp.get(22)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,9 +77,9 @@ class FakeMachine:
             "label": self.label,
             "image_uuid": self.image,
             "onstart": self.onstart,
-            "ssh_host": "127.0.0.1",
-            "ssh_port": self.ports[0],
-            "public_ipaddr": "127.0.0.1",
+            "ssh_host": PUBLIC,
+            "ssh_port": self.ssh_port,
+            "public_ipaddr": PUBLIC,
             "machine_id": self.offer["machine_id"],
             "gpu_name": self.offer["gpu_name"],
             "num_gpus": self.offer["num_gpus"],
@@ -86,7 +91,7 @@ class FakeMachine:
             "next_state": "stopped" if self.destroyed else "running",
             "status_msg": f"{self.status}: {self.image}",
             "extra_env": [[k, v] for k, v in self.env.items()],  # pairs, as Vast lists them
-            "ports": {},
+            "ports": self.nat.docker_ports(),
         }
 
 
@@ -100,11 +105,13 @@ class FakeVast:
         offers: list[dict[str, Any]] | None = None,
         machine_env: dict[str, str] | None = None,
         delays: Delays | None = None,
-        first_port: int = 26000,
         pace: float = 0.05,
+        boot: Podman | None = None,
     ) -> None:
         """``pace``: Vast's minimum interval per endpoint (VAST_INTERVALS), scaled: a call sooner
-        than that after the last one of its endpoint is refused with 429, as Vast does."""
+        than that after the last one of its endpoint is refused with 429, as Vast does.
+        ``boot``: boot each machine as a container of its image; None: a process of this host."""
+        self.boot = boot
         self.root = root
         self.pace = pace
         self._last_call: dict[str, float] = {}
@@ -122,7 +129,6 @@ class FakeVast:
         self.refused_too_soon = 0  # calls refused for coming sooner than their endpoint's interval
         self.rent_received = threading.Event()
         self._next_id = 7000
-        self._next_port = first_port
         self._lock = threading.Lock()
         self.port = free_port()
         self._server = uvicorn.Server(
@@ -319,75 +325,67 @@ class FakeVast:
 
     # machines -----------------------------------------------------------------------------
     def _machine(self, chosen: dict[str, Any], body: dict[str, Any]) -> FakeMachine:
+        """The machine a rent makes: its inside ports (22 for ssh, and each ``-p``) mapped."""
         self._next_id += 1
-        low = self._next_port
-        self._next_port += 100
+        env = body.get("env") or {}
+        nat = Nat(inside_address(self._next_id))
+        for port, udp in [(22, False), *(asked(key) for key in env if key.startswith("-p "))]:
+            nat.open(port, udp)
         machine = FakeMachine(
             id=self._next_id,
             offer=chosen,
             label=body.get("label"),
             image=body["image"],
-            env={k: str(v) for k, v in (body.get("env") or {}).items() if not k.startswith("-")},
+            env={k: str(v) for k, v in env.items() if not k.startswith("-")},
             onstart=body.get("onstart") or "",
             disk=float(body.get("disk") or 8),
-            ports=(low, low + 99),
+            nat=nat,
         )
         self.machines[machine.id] = machine
         return machine
 
     def _boot(self, machine: FakeMachine) -> None:
         time.sleep(self.delays.boot)
-        home = self.root / f"machine-{machine.id}"
-        home.mkdir(parents=True, exist_ok=True)
         env = {
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(home),
             **self.machine_env,
             **machine.env,
-            # What the machine itself has: its own disk and its own ports.
-            "TAKEOVER_AGENT_DIR": str(home / "agent"),
-            "NODE_PORT_RANGE": f"{machine.ports[0] + 1}-{machine.ports[1]}",
-            "NODE_HOST": "127.0.0.1",
-            "NODE_WITNESS_PORT": "0",  # machines on one loopback: any free UDP port each
+            **machine.nat.env(),
+            # Its own interface: on Vast the container's own network, here a loopback address
+            # of its own, as machines share this host's network (0.0.0.0 would be everyone's).
+            "NODE_INSTANCE_HOST": machine.nat.inside,
         }
         with self._lock:
             if machine.destroyed:
                 return
-            with (home / "onstart.log").open("ab") as log:
-                machine.process = subprocess.Popen(
-                    ["sh", "-c", machine.onstart],
-                    env=env,
-                    cwd=home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            machine.process = start(
+                self._name(machine),
+                machine.image,
+                machine.onstart,
+                env,
+                self.root / f"machine-{machine.id}",
+                self.boot,
+            )
             machine.status = "running"
+
+    def _name(self, machine: FakeMachine) -> str:
+        return f"fakevast-{self.port}-{machine.id}"
 
     def _destroy(self, machine: FakeMachine) -> None:
         with self._lock:
             machine.destroyed = True
             machine.status = "exited"
             process = machine.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:
-            pass
+        if process is not None:
+            stop(self._name(machine), process, self.boot, kill=False)
+        machine.nat.close()
 
     def kill(self, machine: FakeMachine) -> None:
         """The machine dies (power, host failure): SIGKILL, and Vast shows it offline."""
         with self._lock:
             machine.status = "offline"
             process = machine.process
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            stop(self._name(machine), process, self.boot, kill=True)
 
 
 __all__ = ["API_KEY", "Delays", "FakeMachine", "FakeVast", "offer"]

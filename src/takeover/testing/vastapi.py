@@ -5,7 +5,8 @@ disk, the endpoints a rate limit applies to."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -59,17 +60,44 @@ def endpoint_of(method: str, path: str) -> str:
     return path
 
 
+_PORT = re.compile(r"^-p ([0-9]{1,5}):([0-9]{1,5})(/(tcp|udp))?$")
+MAX_PORTS = 64  # per instance (guides/instances/connect/networking)
+MAX_ARGS = 4096  # args, args_str and onstart together (create_instance.yaml, x-input-validation)
+MAX_ENV = 256  # one variable
+
+
+def asked(key: str) -> tuple[int, bool]:
+    """A ``-p`` key of env: (the inside port, UDP?); Vast maps it to an outside port it picks."""
+    match = _PORT.match(key)
+    assert match is not None, key  # invalid() refused it
+    return int(match[2]), match[4] == "udp"
+
+
 def invalid(body: dict[str, Any]) -> str | None:
+    """Why Vast would refuse this create body (400 invalid_args), or None."""
+    return next(_problems(body), None)
+
+
+def _problems(body: dict[str, Any]) -> Iterator[str]:
     if not isinstance(body.get("image"), str) or not body["image"]:
-        return "image is required"
+        yield "image is required"
     env = body.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        return "env must be an object of strings"
+        yield "env must be an object of strings"
+        return
     if body.get("onstart") is not None and not isinstance(body["onstart"], str):
-        return "onstart must be a string"  # none at all is fine: the image's own entrypoint runs
+        yield "onstart must be a string"  # none at all is fine: the image's own entrypoint runs
+    if len(body.get("onstart") or "") + len(body.get("args_str") or "") > MAX_ARGS:
+        yield f"onstart and args may be {MAX_ARGS} characters together"
+    if len(str(body.get("label") or "")) > 256:
+        yield "label may be 256 characters"
+    yield from (f"env {k} is longer than {MAX_ENV} characters" for k, v in env.items() if len(v) > MAX_ENV)
+    ports = [k for k in env if k.startswith("-p")]
+    yield from (f"bad port mapping {k!r} (-p inside:outside[/udp])" for k in ports if not _PORT.match(k))
+    if len(ports) > MAX_PORTS - 1:  # 22 is opened for ssh
+        yield f"at most {MAX_PORTS} open ports per instance"
     if "disk" in body and not isinstance(body["disk"], int | float):
-        return "disk must be a number"
-    return None
+        yield "disk must be a number"
 
 
 def sort_value(field_name: str, found: dict[str, Any]) -> float:

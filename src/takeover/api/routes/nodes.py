@@ -15,6 +15,7 @@ from takeover.api.schemas import NodeCreate, NodeCreated, NodeJoin, NodeOut, Nod
 from takeover.api.wire import HeartbeatIn, HeartbeatOut
 from takeover.control.values import NodeDraft
 from takeover.domain.errors import Conflict, NoCapacity
+from takeover.domain.heartbeat import Runs
 from takeover.domain.models import NodeStatus
 from takeover.domain.placement import Ineligible
 
@@ -24,7 +25,13 @@ router = APIRouter(prefix="/nodes", tags=["nodes"], route_class=StrictJSONRoute)
 @router.post("", status_code=status.HTTP_201_CREATED)
 def register_node(body: NodeCreate, services: ServicesDep, _: AdminDep) -> NodeCreated:
     draft = NodeDraft(
-        body.name, body.region, str(body.base_url), body.max_instances, body.priority, body.labels
+        body.name,
+        body.region,
+        str(body.base_url),
+        body.max_instances,
+        body.priority,
+        body.labels,
+        Runs(body.containers, body.image),
     )
     node, token = services.register_node(draft)
     return NodeCreated(**NodeOut.of(node, services.heard(node)).model_dump(), api_token=token)
@@ -40,7 +47,13 @@ async def join_node(
     On the leader it answers after a controller cycle, so the failover that rented the machine
     is placed there before the agent's first heartbeat asks what to run."""
     node, raw = await asyncio.to_thread(
-        services.join_node, token, body.name, str(body.base_url), body.max_instances, body.region
+        services.join_node,
+        token,
+        body.name,
+        str(body.base_url),
+        body.max_instances,
+        body.region,
+        Runs(body.containers, body.image),
     )
     if controllers is not None and controllers.leadership.token is not None:
         await asyncio.to_thread(controllers.run_cycle)
