@@ -30,6 +30,7 @@ import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT  # noqa: F401  (puts the repository on sys.path)
 from takeover.examples.image import RENTABLE_IMAGE
@@ -43,11 +44,14 @@ def _at(stamp: str) -> float:
 
 def one_run(cluster: LocalCluster, fake: FakeVast, n: int, image: bool, pool: bool) -> dict[str, float]:
     agent = f"node-{n}"
-    cluster.start_agent(agent)
-    spec = {"spec": {"image": RENTABLE_IMAGE, "command": ["/app/serve"]}} if image else {}
-    inst = cluster.create_counter(f"web-{n}", rent={"max_price": 5.0}, **spec)
+    region = f"pool-{n}" if pool else None  # a region of its own: the spare is the only place to go
+    cluster.start_agent(agent, region)
+    extra: dict[str, Any] = {"spec": {"image": RENTABLE_IMAGE, "command": ["/app/serve"]}} if image else {}
+    if region:
+        extra["preferred_region"] = region
+    inst = cluster.create_counter(f"web-{n}", rent={"max_price": 5.0}, **extra)
     if pool:
-        cluster.start_agent(f"spare-{n}")
+        cluster.start_agent(f"spare-{n}", region)
     wait_until(lambda: cluster.serving(inst["id"]), 60, "the counter to serve", interval=0.02)
     cluster.hit(inst["id"])
     cluster.snapshot_after(inst["id"], time.time())
@@ -65,8 +69,8 @@ def one_run(cluster: LocalCluster, fake: FakeVast, n: int, image: bool, pool: bo
     assert offline is not None
     if pool:
         figures = {"detection": offline - killed, "total": serving - killed}
+        cluster.ended_failovers(inst["id"], timeout=30)  # serving may come before the record of it
         cluster.api.delete(f"/api/v1/instances/{inst['id']}").raise_for_status()
-        cluster.kill_agent(f"spare-{n}")  # offline from then on: the next run has a pool of its own
         return figures
     (rental,) = [r for r in cluster.api.get("/api/v1/provider/machines").json() if r["instances"]]
     figures = {
@@ -77,6 +81,7 @@ def one_run(cluster: LocalCluster, fake: FakeVast, n: int, image: bool, pool: bo
         "restore": serving - _at(rental["joined_at"]),
         "total": serving - killed,
     }
+    cluster.ended_failovers(inst["id"], timeout=30)
     cluster.api.delete(f"/api/v1/instances/{inst['id']}").raise_for_status()
     wait_until(lambda: not fake.live(), 60, "the idle machine to be given back")
     node = cluster.node(agent)
