@@ -67,22 +67,20 @@ def one_run(cluster: LocalCluster, fake: FakeVast, n: int, image: bool, pool: bo
             break
         time.sleep(0.02)
     assert offline is not None
-    if pool:
-        figures = {"detection": offline - killed, "total": serving - killed}
-        cluster.ended_failovers(inst["id"], timeout=30)  # serving may come before the record of it
-        cluster.api.delete(f"/api/v1/instances/{inst['id']}").raise_for_status()
-        return figures
-    (rental,) = [r for r in cluster.api.get("/api/v1/provider/machines").json() if r["instances"]]
-    figures = {
-        "detection": offline - killed,
-        "decide": _at(rental["requested_at"]) - offline,
-        "rent_call": _at(rental["rented_at"] or rental["joined_at"]) - _at(rental["requested_at"]),
-        "join": _at(rental["joined_at"]) - _at(rental["rented_at"] or rental["requested_at"]),
-        "restore": serving - _at(rental["joined_at"]),
-        "total": serving - killed,
-    }
-    cluster.ended_failovers(inst["id"], timeout=30)
+    figures = {"detection": offline - killed}
+    if not pool:
+        (rental,) = [r for r in cluster.api.get("/api/v1/provider/machines").json() if r["instances"]]
+        figures |= {
+            "decide": _at(rental["requested_at"]) - offline,
+            "rent_call": _at(rental["rented_at"] or rental["joined_at"]) - _at(rental["requested_at"]),
+            "join": _at(rental["joined_at"]) - _at(rental["rented_at"] or rental["requested_at"]),
+            "restore": serving - _at(rental["joined_at"]),
+        }
+    figures["total"] = serving - killed
+    cluster.ended_failovers(inst["id"], timeout=30)  # serving may come before the record of it
     cluster.api.delete(f"/api/v1/instances/{inst['id']}").raise_for_status()
+    if pool:
+        return figures
     wait_until(lambda: not fake.live(), 60, "the idle machine to be given back")
     node = cluster.node(agent)
     if node is not None:

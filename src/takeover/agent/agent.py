@@ -61,7 +61,7 @@ class Agent:
         self.heartbeat_interval = settings.heartbeat_interval
         self.fence = Fence(fence_file := self.data_dir / "fence")
         self.witness = Witness.open(
-            settings.instance_host or settings.advertise_host,
+            settings.listen_host,
             settings.witness_port,
             lambda port: f"{settings.advertise_host}:{settings.outside(port, udp=True)}",
         )
@@ -262,7 +262,7 @@ class Agent:
             instance_id, item.name, item.epoch, spec, workspace, port, log_path, self.policy, runtime
         )
         runner.native = native
-        runner.host = self.settings.instance_host or self.settings.advertise_host
+        runner.host = self.settings.listen_host
         runner.advertised = self.settings.advertise_host
         runner.advertised_port = self.settings.outside(port)
         if self.credentials is not None:
@@ -282,9 +282,7 @@ class Agent:
             int(
                 local.get("port")
                 or free_port(
-                    self.settings.ports,
-                    {r.port for r in self.runners.values()},
-                    self.settings.instance_host or self.settings.advertise_host,
+                    self.settings.ports, {r.port for r in self.runners.values()}, self.settings.listen_host
                 )
             ),
         )

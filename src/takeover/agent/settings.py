@@ -149,6 +149,11 @@ class AgentSettings(BaseSettings):
         return self
 
     @property
+    def listen_host(self) -> str:
+        """Where instances and the witness listen: NODE_INSTANCE_HOST, else NODE_HOST."""
+        return self.instance_host or self.advertise_host
+
+    @property
     def runs(self) -> dict[str, Any]:
         """What the control plane places here by (domain.placement.cannot_run)."""
         return {"containers": self.container_runtime != "none", "image": self.node_image}
